@@ -1,0 +1,117 @@
+"""Gate thresholds and verdicts: what the synthetic data must meet before it may be published.
+
+Every metric carries its value, its threshold, the direction of the comparison and its verdict, so the report and the
+command line can say exactly which check refused the data and by how much.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Direction = Literal["min", "max"]  # "min": value must be >= threshold; "max": value must be <= threshold
+
+
+class GateThresholds(BaseModel):
+    """Thresholds for the fidelity and privacy gates; `None` turns a check into information only.
+
+    Defaults are documented in the README's "Gates" section and are chosen to refuse an independent-marginals sampler
+    and a sampler that returns (or lightly jitters) training rows, while accepting a well-fitted model.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Fidelity (all measured against the holdout split, never the training rows).
+    column_shapes_min: float | None = Field(0.85, ge=0, le=1, description="mean KS / TV complement over columns")
+    pair_trends_min: float | None = Field(0.80, ge=0, le=1, description="mean correlation / contingency similarity")
+    detection_auc_max: float | None = Field(0.90, ge=0.5, le=1, description="classifier two-sample test AUC")
+    ml_utility_min: float | None = Field(0.70, ge=0, description="TSTR / TRTR score ratio (needs a target)")
+    coverage_min: float | None = Field(0.80, ge=0, le=1, description="share of real categories and ranges covered")
+    schema_validity_min: float | None = Field(1.0, ge=0, le=1, description="share of rows passing the input suite")
+    # Privacy.
+    exact_match_ratio_max: float | None = Field(
+        1.5, ge=0, description="synthetic-to-train exact-match rate / holdout-to-train exact-match rate"
+    )
+    dcr_share_excess_max: float | None = Field(
+        0.10, ge=0, le=1, description="share of synthetic rows closer to train than holdout, above its no-copy baseline"
+    )
+    dcr_ratio_min: float | None = Field(
+        0.60, ge=0, description="median distance synthetic->train / median distance holdout->train"
+    )
+    nndr_ratio_min: float | None = Field(
+        None, ge=0, description="median nearest-neighbour distance ratio, vs holdout's"
+    )
+    mia_auc_max: float | None = Field(0.60, ge=0.5, le=1, description="membership-inference attack AUC")
+
+
+class MetricResult(BaseModel):
+    """One measured check: value, threshold, direction and verdict (`passed` is None when no threshold applies)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    group: Literal["fidelity", "privacy"]
+    value: float | None
+    threshold: float | None = None
+    direction: Direction = "min"
+    passed: bool | None = None
+    description: str = ""
+    details: dict = Field(default_factory=dict)
+
+    @classmethod
+    def judge(
+        cls,
+        name: str,
+        group: Literal["fidelity", "privacy"],
+        value: float | None,
+        threshold: float | None,
+        direction: Direction,
+        description: str = "",
+        details: dict | None = None,
+    ) -> MetricResult:
+        """Build a result and its verdict; a metric that could not be computed (value None) fails a set threshold."""
+        if threshold is None:
+            passed = None
+        elif value is None:
+            passed = False
+        else:
+            passed = value >= threshold if direction == "min" else value <= threshold
+        return cls(
+            name=name,
+            group=group,
+            value=value,
+            threshold=threshold,
+            direction=direction,
+            passed=passed,
+            description=description,
+            details=details or {},
+        )
+
+
+class GateResult(BaseModel):
+    """All metrics of a run and the overall verdict."""
+
+    model_config = ConfigDict(frozen=True)
+
+    metrics: list[MetricResult]
+    notes: list[str] = Field(default_factory=list, description="e.g. which metrics were computed on a subsample")
+
+    @property
+    def passed(self) -> bool:
+        return all(m.passed is not False for m in self.metrics)
+
+    @property
+    def failing(self) -> list[str]:
+        return [m.name for m in self.metrics if m.passed is False]
+
+    def metric(self, name: str) -> MetricResult:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(f"no metric named {name!r}; have {[m.name for m in self.metrics]}")
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"PASSED: all {sum(m.passed is not None for m in self.metrics)} gated checks passed"
+        return "REFUSED: failing checks: " + ", ".join(self.failing)
