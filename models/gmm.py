@@ -1,0 +1,419 @@
+"""Gaussian mixture for mixed tables, fitted with EM in PyTorch.
+
+Continuous dimensions get a full-covariance Gaussian per component; categorical spans (one-hot) and missing
+indicators get a categorical / Bernoulli distribution per component. This is a latent-class mixture: the component is
+the shared cause of both the numbers and the categories, which is how the categories keep their joint structure with
+the numbers (a Gaussian fitted to one-hot columns and decoded by argmax would also work, but wastes covariance
+parameters on 0/1 columns and cannot condition exactly on a category). Without spans every dimension is continuous and
+this is the classic full-covariance GMM.
+
+The EM skeleton follows scikit-learn's `BaseMixture` (`_initialize`, `_e_step`, `_m_step`, best of `n_init` restarts by
+lower bound, a warning when not converged); the Gaussian maths are module-level functions in log space on precision
+Cholesky factors with `reg_covar` on the diagonal (Bishop, PRML 9.2). The number of components is chosen by BIC
+(Schwarz 1978) when not given.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import torch
+from torch import Tensor
+
+from models.base import (
+    check_matrix,
+    config_from_dict,
+    load_checkpoint,
+    make_generator,
+    require_fitted,
+    resolve_device,
+    save_checkpoint,
+)
+from models.encoders.table import Span
+from models.registry import register
+from schemas.errors import InvalidInputError
+
+logger = logging.getLogger(__name__)
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at `max_iter` before the lower bound settled."""
+
+
+@dataclass(frozen=True)
+class GMMConfig:
+    n_components: int | None = None  # None: choose by BIC in 1..max_components
+    max_components: int = 12
+    max_iter: int = 200
+    tol: float = 1e-4  # on the change of the mean log-likelihood per row
+    reg_covar: float = 1e-3  # added to covariance diagonals; the encoder standardises values, so this is relative
+    cat_smoothing: float = 0.1  # pseudo-count per category level: no level gets probability exactly 0
+    n_init: int = 1
+    kmeans_iter: int = 10
+    selection_rows: int = 20_000  # BIC search runs on at most this many rows, then the winner is refitted on all
+    seed: int = 0  # seeds initialisation only; sampling randomness comes from the caller's generator
+
+
+# ------------------------------------------------------------------------------------------------- Gaussian maths
+def _precision_cholesky(cov: Tensor) -> Tensor:
+    """(k, d, d) covariances -> (k, d, d) upper factors P with P P^T = inverse covariance."""
+    chol, info = torch.linalg.cholesky_ex(cov)
+    if bool((info > 0).any()):
+        raise InvalidInputError(
+            "a component's covariance is singular; decrease n_components, increase reg_covar, or scale the input data"
+        )
+    eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device).expand_as(cov)
+    return torch.linalg.solve_triangular(chol, eye, upper=False).transpose(-1, -2)
+
+
+def _gaussian_log_prob(x: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
+    """log N(x | mean_k, cov_k) for every row and component: (n, d), (k, d), (k, d, d) -> (n, k)."""
+    n, d = x.shape
+    if d == 0:
+        return torch.zeros(n, means.shape[0], dtype=x.dtype, device=x.device)
+    log_det = torch.log(torch.diagonal(prec_chol, dim1=-2, dim2=-1)).sum(-1)  # (k,)
+    y = torch.einsum("nd,kde->nke", x, prec_chol) - torch.einsum("kd,kde->ke", means, prec_chol)  # (n, k, d)
+    return -0.5 * (d * math.log(2 * math.pi) + (y * y).sum(-1)) + log_det
+
+
+def _weighted_covariances(x: Tensor, resp: Tensor, nk: Tensor, means: Tensor, reg: float) -> Tensor:
+    """M-step covariances: (n, d), (n, k), (k,), (k, d) -> (k, d, d)."""
+    k, d = means.shape
+    cov = torch.empty(k, d, d, dtype=x.dtype, device=x.device)
+    eye = torch.eye(d, dtype=x.dtype, device=x.device)
+    for j in range(k):  # k is small; each step is one (d, n) @ (n, d) product
+        diff = x - means[j]
+        cov[j] = (resp[:, j : j + 1] * diff).T @ diff / nk[j] + reg * eye
+    return cov
+
+
+@dataclass
+class _Layout:
+    """Which encoded dimensions are continuous and which form categorical groups (softmax spans, missing flags)."""
+
+    continuous: Tensor  # (d_c,) column indices
+    groups: list[Tensor]  # per categorical group: its column indices (a missing flag is a 2-level group)
+    binary: list[bool]  # per group: True when it is a single 0/1 column (missing indicator)
+
+    @classmethod
+    def from_spans(cls, spans: list[Span] | None, n_features: int, device: torch.device) -> _Layout:
+        if not spans:
+            return cls(torch.arange(n_features, device=device), [], [])
+        cont, groups, binary = [], [], []
+        for span in spans:
+            idx = torch.arange(span.start, span.stop, device=device)
+            if span.activation == "linear":
+                cont.extend(idx.tolist())
+            else:
+                groups.append(idx)
+                binary.append(span.activation == "sigmoid")
+        return cls(torch.tensor(cont, dtype=torch.long, device=device), groups, binary)
+
+
+def _group_onehot(x: Tensor, layout: _Layout) -> list[Tensor]:
+    """Per categorical group, an (n, levels) one-hot; a 0/1 flag becomes the two levels [0, 1]."""
+    out = []
+    for idx, is_binary in zip(layout.groups, layout.binary, strict=True):
+        block = x[:, idx]
+        if is_binary:
+            block = torch.cat([1 - block, block], dim=1)
+        out.append(block)
+    return out
+
+
+@register("gmm")
+class GaussianMixture:
+    """Mixed-type Gaussian mixture fitted with EM.
+
+    Args:
+        config: hyperparameters; `GMMConfig()` chooses the number of components by BIC.
+        spans: the encoder's spans; softmax/sigmoid spans are modelled as categorical/Bernoulli per component.
+        device: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N".
+
+    Attributes:
+        weights_: (k,) mixing weights.
+        means_: (k, d_c) means of the continuous dimensions.
+        covariances_: (k, d_c, d_c) covariances.
+        level_probs_: per categorical group, (k, levels) probabilities.
+        n_components_: the number of components used.
+        bic_: BIC per candidate number of components tried.
+        converged_, n_iter_, lower_bound_: EM diagnostics of the final fit.
+        n_features_in_: width of the encoded input.
+    """
+
+    config_class: ClassVar[type] = GMMConfig
+    supports_conditions: ClassVar[bool] = True
+
+    def __init__(self, config: GMMConfig | None = None, *, spans: list[Span] | None = None, device: Any = None):
+        self.config = config or GMMConfig()
+        self.spans = spans
+        self.device = device
+        self.n_features_in_: int | None = None
+
+    # -------------------------------------------------------------------------------------------------- fitting
+    def fit(
+        self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[dict], None] | None = None
+    ) -> Self:
+        """Fit by EM; with `n_components=None` pick the component count by BIC on (a subsample of) `x`."""
+        cfg = self.config
+        device = resolve_device(self.device)
+        x = check_matrix(x).to(device=device, dtype=torch.float64)  # (n, d); float64: EM sums many small terms
+        n, d = x.shape
+        layout = _Layout.from_spans(self.spans, d, device)
+        gen = make_generator(cfg.seed, device)
+        if cfg.n_components is not None:
+            if not 1 <= cfg.n_components <= n:
+                raise InvalidInputError(f"n_components must be between 1 and the number of rows ({n})")
+            best = self._fit_k(x, layout, cfg.n_components, gen)
+            self.bic_ = {cfg.n_components: self._bic(best, x.shape[0], layout)}
+        else:
+            sub = x
+            if n > cfg.selection_rows:
+                sub = x[torch.randperm(n, generator=gen, device=device)[: cfg.selection_rows]]
+            bics: dict[int, float] = {}
+            best, worse_in_a_row = None, 0
+            for k in range(1, min(cfg.max_components, max(1, sub.shape[0] // 10)) + 1):
+                try:
+                    params = self._fit_k(sub, layout, k, gen)
+                except InvalidInputError:
+                    break
+                bics[k] = self._bic(params, sub.shape[0], layout)
+                logger.info("gmm: k=%d BIC=%.1f (%d EM iterations)", k, bics[k], params["n_iter"])
+                if progress:
+                    progress({"stage": "bic", "k": k, "bic": bics[k]})
+                if best is None or bics[k] < min(v for kk, v in bics.items() if kk != k):
+                    best, worse_in_a_row = params, 0
+                else:
+                    worse_in_a_row += 1
+                    if worse_in_a_row >= 2:  # BIC is rising: larger k only overfits
+                        break
+            if sub is not x:
+                best = self._fit_k(x, layout, best["weights"].shape[0], gen)
+            self.bic_ = bics
+        self._set_params(best, layout, d)
+        logger.info("gmm: fitted %d components on %d rows x %d features", self.n_components_, n, d)
+        return self
+
+    def _fit_k(self, x: Tensor, layout: _Layout, k: int, gen: torch.Generator) -> dict[str, Any]:
+        cfg = self.config
+        best: dict[str, Any] | None = None
+        for _ in range(cfg.n_init):
+            resp = self._initial_resp(x, k, gen)
+            params = self._m_step(x, layout, resp)
+            lower_bound, converged, n_iter = -math.inf, False, 0
+            while n_iter < cfg.max_iter:
+                n_iter += 1
+                log_norm, log_resp = self._e_step(x, layout, params)
+                params = self._m_step(x, layout, log_resp.exp())
+                change = log_norm - lower_bound
+                lower_bound = log_norm
+                if abs(change) < cfg.tol:
+                    converged = True
+                    break
+            params.update(lower_bound=lower_bound, converged=converged, n_iter=n_iter)
+            if best is None or lower_bound > best["lower_bound"]:
+                best = params
+        if not best["converged"]:
+            warnings.warn(
+                f"EM with {k} components did not converge in {cfg.max_iter} iterations; "
+                "increase max_iter or tol, or check the data",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return best
+
+    def _initial_resp(self, x: Tensor, k: int, gen: torch.Generator) -> Tensor:
+        """Hard responsibilities from k-means++ seeding and a few Lloyd iterations."""
+        n = x.shape[0]
+        centers = x[torch.randint(n, (1,), generator=gen, device=x.device)]
+        for _ in range(1, k):
+            dist = torch.cdist(x, centers).min(dim=1).values ** 2
+            probs = dist / dist.sum() if dist.sum() > 0 else torch.full_like(dist, 1 / n)
+            centers = torch.cat([centers, x[torch.multinomial(probs, 1, generator=gen)]])
+        for _ in range(self.config.kmeans_iter):
+            labels = torch.cdist(x, centers).argmin(dim=1)
+            for j in range(k):
+                members = x[labels == j]
+                if len(members):
+                    centers[j] = members.mean(0)
+        labels = torch.cdist(x, centers).argmin(dim=1)
+        return torch.nn.functional.one_hot(labels, k).to(x.dtype)
+
+    def _e_step(self, x: Tensor, layout: _Layout, params: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """Returns (mean log-likelihood per row, (n, k) log responsibilities)."""
+        weighted = self._log_prob_components(x, layout, params) + torch.log(params["weights"])
+        log_norm = torch.logsumexp(weighted, dim=1, keepdim=True)  # (n, 1)
+        return float(log_norm.mean()), weighted - log_norm
+
+    def _log_prob_components(self, x: Tensor, layout: _Layout, params: dict[str, Any]) -> Tensor:
+        """(n, k) log p(x | component) summed over the continuous block and every categorical group."""
+        log_prob = _gaussian_log_prob(x[:, layout.continuous], params["means"], params["prec_chol"])
+        for onehot, probs in zip(_group_onehot(x, layout), params["level_probs"], strict=True):
+            log_prob = log_prob + onehot @ torch.log(probs).T  # (n, levels) @ (levels, k)
+        return log_prob
+
+    def _m_step(self, x: Tensor, layout: _Layout, resp: Tensor) -> dict[str, Any]:
+        n = x.shape[0]
+        nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps  # (k,)
+        xc = x[:, layout.continuous]
+        means = resp.T @ xc / nk[:, None]  # (k, d_c)
+        cov = _weighted_covariances(xc, resp, nk, means, self.config.reg_covar)
+        level_probs = []
+        for onehot in _group_onehot(x, layout):
+            counts = resp.T @ onehot + self.config.cat_smoothing  # (k, levels)
+            level_probs.append(counts / counts.sum(1, keepdim=True))
+        return {
+            "weights": nk / n,
+            "means": means,
+            "cov": cov,
+            "prec_chol": _precision_cholesky(cov),
+            "level_probs": level_probs,
+        }
+
+    def _bic(self, params: dict[str, Any], n: int, layout: _Layout) -> float:
+        """BIC = -2 log L + p log n, with p counting weights, means, covariances and level probabilities."""
+        k, d_c = params["means"].shape
+        n_params = (k - 1) + k * d_c + k * d_c * (d_c + 1) // 2
+        n_params += sum(k * (p.shape[1] - 1) for p in params["level_probs"])
+        return -2 * params["lower_bound"] * n + n_params * math.log(n)
+
+    def _set_params(self, params: dict[str, Any], layout: _Layout, n_features: int) -> None:
+        self.weights_ = params["weights"]
+        self.means_ = params["means"]
+        self.covariances_ = params["cov"]
+        self.precisions_cholesky_ = params["prec_chol"]
+        self.level_probs_ = params["level_probs"]
+        self.converged_ = params.get("converged", True)
+        self.n_iter_ = params.get("n_iter", 0)
+        self.lower_bound_ = params.get("lower_bound", float("nan"))
+        self.n_components_ = int(self.weights_.shape[0])
+        self.layout_ = layout
+        self.n_features_in_ = n_features
+
+    # ------------------------------------------------------------------------------------------------- sampling
+    def score_samples(self, x: Tensor) -> Tensor:
+        """(n,) log-likelihood of each encoded row under the mixture."""
+        require_fitted(self)
+        x = check_matrix(x).to(self.means_.device, torch.float64)
+        weighted = self._log_prob_components(x, self.layout_, self._params()) + torch.log(self.weights_)
+        return torch.logsumexp(weighted, dim=1)
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "weights": self.weights_,
+            "means": self.means_,
+            "prec_chol": self.precisions_cholesky_,
+            "level_probs": self.level_probs_,
+        }
+
+    @torch.no_grad()
+    def sample(self, n: int, *, conditions: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Draw `n` encoded rows; `conditions` (NaN = free) fixes categorical levels or continuous values exactly.
+
+        A conditioned categorical level reweights the components by how likely each makes it; conditioned continuous
+        values do the same through their marginal density, and the free continuous dimensions are then drawn from
+        each component's Gaussian conditioned on them (Bishop, PRML 2.3.1).
+        """
+        require_fitted(self)
+        device = self.means_.device
+        gen = generator if generator is not None else make_generator(None, device)
+        if conditions is None:
+            return self._sample_block(n, None, gen)
+        conditions = torch.as_tensor(conditions, dtype=torch.float64, device=device)
+        if conditions.ndim == 1:
+            return self._sample_block(n, conditions, gen)
+        if conditions.shape[0] != n:
+            raise InvalidInputError(f"conditions has {conditions.shape[0]} rows but {n} samples were asked for")
+        out = torch.empty(n, self.n_features_in_, dtype=torch.float32, device=device)
+        rows, inverse = torch.unique(torch.nan_to_num(conditions, nan=math.inf), dim=0, return_inverse=True)
+        for i, row in enumerate(rows):
+            mask = inverse == i
+            row = torch.where(torch.isinf(row), torch.nan, row)
+            out[mask] = self._sample_block(int(mask.sum()), row, gen)
+        return out
+
+    def _sample_block(self, n: int, condition: Tensor | None, gen: torch.Generator) -> Tensor:
+        device, layout = self.means_.device, self.layout_
+        d = self.n_features_in_
+        log_w = torch.log(self.weights_).clone()  # (k,)
+        fixed = torch.zeros(d, dtype=torch.bool, device=device)
+        if condition is not None:
+            if condition.shape[0] != d:
+                raise InvalidInputError(
+                    f"a condition must have {d} entries (NaN for free ones), got {condition.shape[0]}"
+                )
+            fixed = ~torch.isnan(condition)
+            for idx, is_binary, probs in zip(layout.groups, layout.binary, self.level_probs_, strict=True):
+                if fixed[idx].any():
+                    onehot = _group_onehot(
+                        condition[None, :].nan_to_num(0), _Layout(layout.continuous[:0], [idx], [is_binary])
+                    )[0]
+                    log_w = log_w + (onehot @ torch.log(probs).T)[0]
+        cont = layout.continuous
+        cont_fixed = fixed[cont]
+        means, cov = self.means_, self.covariances_
+        if bool(cont_fixed.any()):
+            a, b = ~cont_fixed, cont_fixed
+            xb = condition[cont][b]
+            cov_bb = cov[:, b][:, :, b]
+            log_w = log_w + _gaussian_log_prob(xb[None, :], means[:, b], _precision_cholesky(cov_bb))[0]
+            gain = cov[:, a][:, :, b] @ torch.linalg.inv(cov_bb)  # (k, d_a, d_b)
+            means_a = means[:, a] + torch.einsum("kab,kb->ka", gain, xb[None, :] - means[:, b])
+            cov_a = cov[:, a][:, :, a] - gain @ cov[:, b][:, :, a]
+        else:
+            means_a, cov_a = means, cov
+        comp = torch.multinomial(torch.softmax(log_w, 0), n, replacement=True, generator=gen)  # (n,)
+        out = torch.zeros(n, d, dtype=torch.float64, device=device)
+        if means_a.shape[1]:
+            chol = torch.linalg.cholesky(cov_a + 1e-9 * torch.eye(cov_a.shape[-1], dtype=cov_a.dtype, device=device))
+            z = torch.randn(n, means_a.shape[1], dtype=torch.float64, device=device, generator=gen)
+            values = means_a[comp] + torch.einsum("nij,nj->ni", chol[comp], z)
+            free_cont = cont[~cont_fixed] if bool(cont_fixed.any()) else cont
+            out[:, free_cont] = values
+        for idx, is_binary, probs in zip(layout.groups, layout.binary, self.level_probs_, strict=True):
+            level = torch.multinomial(probs[comp], 1, generator=gen).squeeze(1)  # (n,)
+            if is_binary:
+                out[:, idx[0]] = level.to(out.dtype)
+            else:
+                out[:, idx] = torch.nn.functional.one_hot(level, len(idx)).to(out.dtype)
+        if condition is not None and bool(fixed.any()):
+            out[:, fixed] = condition[fixed]
+        return out.float()
+
+    # ---------------------------------------------------------------------------------------------- persistence
+    def save(self, directory: Path) -> None:
+        require_fitted(self)
+        state = {
+            "weights": self.weights_,
+            "means": self.means_,
+            "covariances": self.covariances_,
+            **{f"level_probs.{i}": p for i, p in enumerate(self.level_probs_)},
+        }
+        spans = [vars(s) for s in self.spans] if self.spans else None
+        meta = {"n_features_in": self.n_features_in_, "spans": spans, "bic": self.bic_, "converged": self.converged_}
+        save_checkpoint(directory, kind="gmm", config=self.config, state=state, meta=meta)
+
+    @classmethod
+    def load(cls, directory: Path, *, device: torch.device | str = "cpu") -> Self:
+        config, state, meta = load_checkpoint(directory, device=device)
+        spans = [Span(**s) for s in meta["spans"]] if meta["spans"] else None
+        model = cls(config_from_dict(GMMConfig, config), spans=spans, device=device)
+        layout = _Layout.from_spans(spans, meta["n_features_in"], torch.device(device))
+        n_groups = len(layout.groups)
+        params = {
+            "weights": state["weights"],
+            "means": state["means"],
+            "cov": state["covariances"],
+            "prec_chol": _precision_cholesky(state["covariances"]),
+            "level_probs": [state[f"level_probs.{i}"] for i in range(n_groups)],
+            "converged": meta["converged"],
+        }
+        model._set_params(params, layout, meta["n_features_in"])
+        model.bic_ = {int(k): v for k, v in meta["bic"].items()}
+        return model
