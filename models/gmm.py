@@ -145,6 +145,7 @@ class GaussianMixture:
         bic_: BIC per candidate number of components tried.
         converged_, n_iter_, lower_bound_: EM diagnostics of the final fit.
         n_features_in_: width of the encoded input.
+        device_: where the fitted tensors live (sampling generators must be on it).
     """
 
     config_class: ClassVar[type] = GMMConfig
@@ -294,6 +295,7 @@ class GaussianMixture:
         self.lower_bound_ = params.get("lower_bound", float("nan"))
         self.n_components_ = int(self.weights_.shape[0])
         self.layout_ = layout
+        self.device_ = self.means_.device
         self.n_features_in_ = n_features
 
     # ------------------------------------------------------------------------------------------------- sampling

@@ -1,0 +1,79 @@
+"""Publish synthetic rows as Parquet, atomically, with the run's metadata inside the file.
+
+A reader never sees a half-written file: we write a temporary file in the same directory and `os.replace` it onto the
+target, which is atomic on POSIX filesystems. The metadata (request, seed, model, data hash, metrics, verdicts,
+privacy budget) travels in the Parquet key-value metadata, so the file explains itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from schemas.errors import InvalidInputError
+from schemas.metadata import METADATA_KEY, OutputMetadata
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path`, on any error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def to_arrow(frame: pd.DataFrame, metadata: OutputMetadata) -> pa.Table:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    payload = metadata.model_dump_json(by_alias=True).encode()
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: payload})
+
+
+def write_parquet(frame: pd.DataFrame, path: Path, metadata: OutputMetadata) -> Path:
+    """Write `frame` with `metadata` to `path` atomically; pandas dtypes survive the round trip."""
+    with atomic_path(path) as tmp:
+        pq.write_table(to_arrow(frame, metadata), tmp, compression="zstd")
+    logger.info("publish: wrote %d rows to %s", len(frame), path)
+    return Path(path)
+
+
+def read_metadata(path: str | Path) -> OutputMetadata:
+    """The run metadata of a Parquet file that synthgate published."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInputError(f"{path}: file not found")
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InvalidInputError(f"{path}: not a readable Parquet file ({exc})") from exc
+    if METADATA_KEY not in meta:
+        raise InvalidInputError(f"{path}: no synthgate metadata; was it written by `synthgate run`?")
+    return OutputMetadata.model_validate(json.loads(meta[METADATA_KEY]))
+
+
+write_parquet_task = task(name="publish", retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)(write_parquet)
