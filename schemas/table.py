@@ -56,6 +56,8 @@ class ColumnSchema(BaseModel):
         minimum, maximum: observed (or user-given, public) bounds for numbers and datetimes (ISO strings).
         categories: the allowed value set for categorical and boolean columns.
         decimals: decimal places of the observed values; synthetic values are rounded to it.
+        resolution_seconds: for datetimes, the coarsest unit (day, hour, minute, second, ms, us) that every observed
+            value is a whole multiple of; synthetic timestamps are rounded to it.
         pii: the kind of personal data, if any; such columns never reach training.
         pii_action: what to do with a PII column in the output: drop it, keyed-hash it, or fill it with fake values.
     """
@@ -70,6 +72,7 @@ class ColumnSchema(BaseModel):
     maximum: float | str | None = None
     categories: list[Scalar] | None = None
     decimals: int | None = None
+    resolution_seconds: float | None = None
     unique: bool = False
     pii: PIIKind | None = None
     pii_action: PIIAction | None = None
@@ -204,6 +207,21 @@ def _decimals(values: pd.Series, limit: int = 6) -> int:
     return limit
 
 
+_RESOLUTIONS = (86_400.0, 3_600.0, 60.0, 1.0, 1e-3, 1e-6)
+
+
+def _datetime_resolution(values: pd.Series) -> float | None:
+    """The coarsest of day/hour/minute/second/ms/us that divides every timestamp (so dates stay dates)."""
+    if values.empty:
+        return None
+    micros = values.astype("datetime64[us]").astype("int64").to_numpy()
+    for resolution in _RESOLUTIONS:
+        step = round(resolution * 1e6)
+        if (micros % step == 0).all():
+            return resolution
+    return 1e-6
+
+
 def _looks_like_identifier(name: str, series: pd.Series) -> bool:
     non_null = series.dropna()
     if len(non_null) < 10 or non_null.nunique() < 0.98 * len(non_null):
@@ -233,6 +251,7 @@ def infer_column(name: str, series: pd.Series) -> ColumnSchema:
         lo, hi = (non_null.min(), non_null.max()) if len(non_null) else (None, None)
         return ColumnSchema(
             kind=ColumnKind.DATETIME,
+            resolution_seconds=_datetime_resolution(non_null),
             minimum=None if lo is None else pd.Timestamp(lo).isoformat(),
             maximum=None if hi is None else pd.Timestamp(hi).isoformat(),
             **base,

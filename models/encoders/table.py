@@ -310,6 +310,8 @@ def _restore_numeric(values: np.ndarray, missing: np.ndarray, col: ColumnSchema)
     if not col.nullable:
         missing = np.zeros_like(missing)
     if col.kind == ColumnKind.DATETIME:
+        step = col.resolution_seconds or 1e-6
+        values = np.round(values / step) * step
         stamps = pd.to_datetime(np.round(values * 1e6).astype("int64"), unit="us")
         series = pd.Series(stamps)
         series[missing] = pd.NaT

@@ -1,0 +1,251 @@
+"""The `synthgate` command line.
+
+Exit codes (one table, used by every command):
+    0  published (or the command did what it was asked)
+    1  an unexpected error (a bug: please report it with the traceback)
+    2  bad input: missing file, unreadable format, empty table, failed validation, invalid request
+    3  a gate refused the synthetic data: nothing was written to the output path; the report says why
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+# Quiet, offline-friendly Prefect defaults; a user's own environment wins. Set before Prefect is imported.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "models,tasks,flows")
+
+EXIT_OK, EXIT_BUG, EXIT_BAD_INPUT, EXIT_REFUSED = 0, 1, 2, 3
+
+app = typer.Typer(
+    name="synthgate",
+    help="Privacy-preserving synthetic data through Prefect flows, with gates that refuse to publish bad data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+schema_app = typer.Typer(help="Inspect and write table schemas.", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+console = Console(stderr=True)
+out = Console()
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The one mapping from error classes to exit codes."""
+    from schemas.errors import GateRefusedError, InvalidInputError
+
+    if isinstance(exc, GateRefusedError):
+        return EXIT_REFUSED
+    if isinstance(exc, InvalidInputError):
+        return EXIT_BAD_INPUT
+    return EXIT_BUG
+
+
+def _parse_conditions(values: list[str] | None) -> dict[str, Any] | None:
+    import yaml
+
+    from schemas.errors import InvalidInputError
+
+    if not values:
+        return None
+    parsed: dict[str, Any] = {}
+    for item in values:
+        if "=" not in item:
+            raise InvalidInputError(f"--condition {item!r}: write it as COLUMN=VALUE, e.g. --condition species=Adelie")
+        key, raw = item.split("=", 1)
+        parsed[key.strip()] = yaml.safe_load(raw)  # numbers become numbers, text stays text
+    return parsed
+
+
+@app.command()
+def run(
+    input: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="CSV/Parquet path, SQLAlchemy URL, or dataset:NAME (penguins, wine, iris, breast_cancer, diabetes).",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Parquet file to publish (written only when every gate passes)."),
+    ] = None,
+    table: Annotated[str | None, typer.Option(help="SQL sources: a table name or a SELECT query.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="gmm (default), vae, gan, autoencoder, or auto (try all, keep the best).")
+    ] = None,
+    rows: Annotated[
+        int | None, typer.Option(help="Synthetic rows to generate (default: as many as the training split).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for the split, training and sampling (default: 0).")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML run request; command-line options override its values.")
+    ] = None,
+    schema: Annotated[
+        Path | None, typer.Option(help="YAML schema (a full contract) or per-column overrides of the inferred one.")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Target column: measures ML utility (train synthetic, test real).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs for the neural models.")] = None,
+    condition: Annotated[
+        list[str] | None, typer.Option(help="COLUMN=VALUE that every synthetic row must satisfy; repeatable.")
+    ] = None,
+    balance: Annotated[str | None, typer.Option(help="Categorical column whose classes the output equalises.")] = None,
+    rows_per_class: Annotated[int | None, typer.Option(help="With --balance: rows per class.")] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="HTML report path (default: beside the output, OUT.html).")
+    ] = None,
+) -> None:
+    """Synthesise one table: ingest, validate, train, sample, check fidelity and privacy, publish Parquet + report."""
+    from schemas.request import RunRequest
+
+    try:
+        overrides: dict[str, Any] = {
+            "input": input,
+            "output": output,
+            "table": table,
+            "model": model,
+            "rows": rows,
+            "seed": seed,
+            "schema_path": schema,
+            "target": target,
+            "device": device,
+            "conditions": _parse_conditions(condition),
+            "balance": balance,
+            "rows_per_class": rows_per_class,
+            "report_path": report,
+        }
+        request = RunRequest.from_sources(config, **overrides)
+        if epochs is not None:
+            request = request.model_copy(update={"model_options": {**request.model_options, "epochs": epochs}})
+        _preflight(request)
+    except Exception as exc:
+        _fail(exc)
+    _run_flow(request)
+
+
+def _preflight(request: Any) -> None:
+    """Cheap checks before the Prefect server starts: a missing file should not cost ten seconds."""
+    from schemas.errors import InvalidInputError
+    from tasks.ingest import FILE_FORMATS, is_sql_url
+
+    source = request.input
+    if source.startswith("dataset:") or is_sql_url(source):
+        return
+    path = Path(source)
+    if not path.exists():
+        raise InvalidInputError(f"{source}: file not found; check the path (relative to {Path.cwd()})")
+    if path.is_file() and path.suffix.lower() not in FILE_FORMATS:
+        raise InvalidInputError(
+            f"{source}: unknown format {path.suffix!r}; give a CSV or Parquet file or a SQLAlchemy URL"
+        )
+
+
+def _run_flow(request: Any) -> None:
+    from flows.synthesize import synthesize_table
+    from schemas.errors import GateRefusedError
+    from tasks.report import summary_table
+
+    try:
+        result = synthesize_table(request)
+    except GateRefusedError as exc:
+        meta = getattr(exc, "metadata", None)
+        if meta is not None:
+            out.print(summary_table(meta))
+        console.print(f"[bold red]REFUSED[/]: {exc}")
+        raise typer.Exit(EXIT_REFUSED) from None
+    except Exception as exc:
+        _fail(exc)
+    out.print(summary_table(result.metadata))
+    out.print(f"[bold green]PUBLISHED[/] {result.metadata.n_rows_output} rows to {result.output}")
+    out.print(f"report: {result.report}")
+
+
+def _fail(exc: BaseException) -> None:
+    code = exit_code_for(exc)
+    if code == EXIT_BUG:
+        console.print_exception()
+        console.print("[bold red]unexpected error[/]: please report it with the traceback above")
+    else:
+        label = "REFUSED" if code == EXIT_REFUSED else "BAD INPUT"
+        console.print(f"[bold red]{label}[/]: {exc}")
+    raise typer.Exit(code)
+
+
+@schema_app.command("infer")
+def schema_infer(
+    input: Annotated[str, typer.Argument(help="CSV/Parquet path, SQLAlchemy URL or dataset:NAME.")],
+    table: Annotated[str | None, typer.Option(help="SQL sources: table name or SELECT query.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the schema YAML here (else print it).")
+    ] = None,
+) -> None:
+    """Infer a table's schema (kinds, dtypes, bounds, categories, PII flags) and print or write it as YAML."""
+    from schemas.table import infer_schema
+    from tasks.ingest import read_table
+    from tasks.publish import write_text_atomic
+
+    try:
+        frame = read_table(input, table=table)
+        name = input.split(":", 1)[1] if input.startswith("dataset:") else (table or Path(input).stem)
+        text = infer_schema(frame, name=name).to_yaml()
+    except Exception as exc:
+        _fail(exc)
+    if output:
+        write_text_atomic(output, text)
+        console.print(f"schema written to {output}")
+    else:
+        out.print(text, end="", markup=False, highlight=False)
+
+
+@app.command("report")
+def report_command(
+    parquet: Annotated[Path, typer.Argument(help="A Parquet file published by `synthgate run`.")],
+    html: Annotated[
+        Path | None, typer.Option(help="Regenerate the HTML report here (re-reads the real input).")
+    ] = None,
+) -> None:
+    """Print a published file's run summary (model, seed, data hash, metrics, verdicts) and optionally its report."""
+    from tasks.publish import read_metadata
+    from tasks.report import regenerate_report, summary_table
+
+    try:
+        meta = read_metadata(parquet)
+        out.print(summary_table(meta))
+        if html is not None:
+            regenerate_report(parquet, html)
+            out.print(f"report written to {html}")
+    except Exception as exc:
+        _fail(exc)
+
+
+def _register_optional_commands() -> None:
+    try:
+        from flows.images import images_command
+    except ModuleNotFoundError as exc:
+        if exc.name != "flows.images":
+            raise
+        return
+    app.command("images")(images_command)
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    """Console entry point (`synthgate`)."""
+    app(prog_name="synthgate")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
