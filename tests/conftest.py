@@ -12,6 +12,14 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
+def pytest_configure(config):
+    """Test tensors are small: one intra-op thread is as fast, and it stays fast when other jobs load the cores
+    (two threads on two busy cores made the GMM tests ten times slower)."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("SYNTHGATE_TEST_THREADS", "1")))
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect API for every test that runs a flow; request it by name (plain tests don't pay for it)."""
