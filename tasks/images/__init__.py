@@ -1,0 +1,1 @@
+"""Image tasks: ingest, validate, split, train and sample, augment, fidelity, privacy, report, publish."""
