@@ -56,7 +56,7 @@ class GMMConfig:
     cat_smoothing: float = 0.1  # pseudo-count per category level: no level gets probability exactly 0
     n_init: int = 1
     kmeans_iter: int = 10
-    selection_rows: int = 20_000  # BIC search runs on at most this many rows, then the winner is refitted on all
+    selection_rows: int = 5_000  # BIC search runs on at most this many rows, then the winner is refitted on all
     seed: int = 0  # seeds initialisation only; sampling randomness comes from the caller's generator
 
 
@@ -114,6 +114,21 @@ class _Layout:
                 groups.append(idx)
                 binary.append(span.activation == "sigmoid")
         return cls(torch.tensor(cont, dtype=torch.long, device=device), groups, binary)
+
+
+@dataclass
+class _Prepared:
+    """The encoded rows split once into the continuous block and the concatenated one-hot groups."""
+
+    continuous: Tensor  # (n, d_c)
+    onehot: Tensor  # (n, total levels)
+    widths: list[int]  # levels per group, in order
+
+    @classmethod
+    def of(cls, x: Tensor, layout: _Layout) -> _Prepared:
+        groups = _group_onehot(x, layout)
+        onehot = torch.cat(groups, dim=1) if groups else x[:, :0]
+        return cls(x[:, layout.continuous], onehot, [g.shape[1] for g in groups])
 
 
 def _group_onehot(x: Tensor, layout: _Layout) -> list[Tensor]:
@@ -203,15 +218,16 @@ class GaussianMixture:
 
     def _fit_k(self, x: Tensor, layout: _Layout, k: int, gen: torch.Generator) -> dict[str, Any]:
         cfg = self.config
+        data = _Prepared.of(x, layout)  # continuous block and one-hot groups, sliced once for every EM iteration
         best: dict[str, Any] | None = None
         for _ in range(cfg.n_init):
             resp = self._initial_resp(x, k, gen)
-            params = self._m_step(x, layout, resp)
+            params = self._m_step(data, resp)
             lower_bound, converged, n_iter = -math.inf, False, 0
             while n_iter < cfg.max_iter:
                 n_iter += 1
-                log_norm, log_resp = self._e_step(x, layout, params)
-                params = self._m_step(x, layout, log_resp.exp())
+                log_norm, log_resp = self._e_step(data, params)
+                params = self._m_step(data, log_resp.exp())
                 change = log_norm - lower_bound
                 lower_bound = log_norm
                 if abs(change) < cfg.tol:
@@ -239,36 +255,37 @@ class GaussianMixture:
             centers = torch.cat([centers, x[torch.multinomial(probs, 1, generator=gen)]])
         for _ in range(self.config.kmeans_iter):
             labels = torch.cdist(x, centers).argmin(dim=1)
-            for j in range(k):
-                members = x[labels == j]
-                if len(members):
-                    centers[j] = members.mean(0)
+            onehot = torch.nn.functional.one_hot(labels, k).to(x.dtype)  # (n, k)
+            counts = onehot.sum(0)
+            moved = (onehot.T @ x) / counts.clamp(min=1)[:, None]
+            centers = torch.where(counts[:, None] > 0, moved, centers)  # an empty cluster keeps its centre
         labels = torch.cdist(x, centers).argmin(dim=1)
         return torch.nn.functional.one_hot(labels, k).to(x.dtype)
 
-    def _e_step(self, x: Tensor, layout: _Layout, params: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    def _e_step(self, data: _Prepared, params: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """Returns (mean log-likelihood per row, (n, k) log responsibilities)."""
-        weighted = self._log_prob_components(x, layout, params) + torch.log(params["weights"])
+        weighted = self._log_prob_components(data, params) + torch.log(params["weights"])
         log_norm = torch.logsumexp(weighted, dim=1, keepdim=True)  # (n, 1)
         return float(log_norm.mean()), weighted - log_norm
 
-    def _log_prob_components(self, x: Tensor, layout: _Layout, params: dict[str, Any]) -> Tensor:
-        """(n, k) log p(x | component) summed over the continuous block and every categorical group."""
-        log_prob = _gaussian_log_prob(x[:, layout.continuous], params["means"], params["prec_chol"])
-        for onehot, probs in zip(_group_onehot(x, layout), params["level_probs"], strict=True):
-            log_prob = log_prob + onehot @ torch.log(probs).T  # (n, levels) @ (levels, k)
+    @staticmethod
+    def _log_prob_components(data: _Prepared, params: dict[str, Any]) -> Tensor:
+        """(n, k) log p(x | component): the Gaussian block plus every categorical group in one matmul."""
+        log_prob = _gaussian_log_prob(data.continuous, params["means"], params["prec_chol"])
+        if params["level_probs"]:
+            log_levels = torch.log(torch.cat(params["level_probs"], dim=1))  # (k, total levels)
+            log_prob = log_prob + data.onehot @ log_levels.T
         return log_prob
 
-    def _m_step(self, x: Tensor, layout: _Layout, resp: Tensor) -> dict[str, Any]:
-        n = x.shape[0]
+    def _m_step(self, data: _Prepared, resp: Tensor) -> dict[str, Any]:
+        n = resp.shape[0]
         nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps  # (k,)
-        xc = x[:, layout.continuous]
-        means = resp.T @ xc / nk[:, None]  # (k, d_c)
-        cov = _weighted_covariances(xc, resp, nk, means, self.config.reg_covar)
+        means = resp.T @ data.continuous / nk[:, None]  # (k, d_c)
+        cov = _weighted_covariances(data.continuous, resp, nk, means, self.config.reg_covar)
         level_probs = []
-        for onehot in _group_onehot(x, layout):
-            counts = resp.T @ onehot + self.config.cat_smoothing  # (k, levels)
-            level_probs.append(counts / counts.sum(1, keepdim=True))
+        if data.widths:
+            counts = resp.T @ data.onehot + self.config.cat_smoothing  # (k, total levels)
+            level_probs = [c / c.sum(1, keepdim=True) for c in torch.split(counts, data.widths, dim=1)]
         return {
             "weights": nk / n,
             "means": means,
@@ -303,7 +320,7 @@ class GaussianMixture:
         """(n,) log-likelihood of each encoded row under the mixture."""
         require_fitted(self)
         x = check_matrix(x).to(self.means_.device, torch.float64)
-        weighted = self._log_prob_components(x, self.layout_, self._params()) + torch.log(self.weights_)
+        weighted = self._log_prob_components(_Prepared.of(x, self.layout_), self._params()) + torch.log(self.weights_)
         return torch.logsumexp(weighted, dim=1)
 
     def _params(self) -> dict[str, Any]:
