@@ -23,10 +23,12 @@ from models.registry import register
 class ImageVAEConfig:
     latent_dim: int = 16
     base_channels: int = 32
-    epochs: int = 60
+    epochs: int = 30  # digits: the loss flattens after about 20
     batch_size: int = 64
     lr: float = 2e-3
-    beta: float = 1.0  # KL weight; 1 is the true ELBO, lower trades sample sharpness for prior mismatch
+    # KL weight (Higgins et al. 2017 call it beta). 1 is the true ELBO, but on digits it gave prototype-like samples
+    # (k-NN recall 0.02); 0.3 keeps more of each image's style in z (recall 0.56, class accuracy 0.97).
+    beta: float = 0.3
     n_classes: int | None = None  # None: inferred from the labels given to fit
     seed: int = 0
 
