@@ -1,0 +1,86 @@
+"""Train an image model on the training split: the one step that wants a GPU (its task carries the `gpu` tag)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from prefect import task
+
+import models.image  # noqa: F401  (registers the image models)
+from models.image.common import EpochProgress, ImageModel
+from models.registry import build_model
+from schemas.errors import InvalidInputError
+from tasks.images.validate import ImageData
+
+log = logging.getLogger(__name__)
+
+# --model value on the command line -> registry name.
+IMAGE_MODELS = {"vae": "image_vae", "gan": "image_gan", "autoencoder": "image_autoencoder", "augment": "image_augment"}
+
+
+@dataclass
+class FitResult:
+    """A fitted model and what fitting it cost."""
+
+    model: ImageModel
+    name: str
+    fit_seconds: float
+    epochs: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        return self.fit_seconds / max(self.epochs, 1)
+
+
+def fit_image_model(
+    train: ImageData,
+    model: str,
+    *,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    options: dict[str, Any] | None = None,
+    allow_flips: bool = False,
+) -> FitResult:
+    """Build `model` ("vae", "gan", "autoencoder" or "augment") from the registry and fit it on the training split.
+
+    Args:
+        train: validated training images; labels condition the model so it can sample any class.
+        epochs: overrides the model's default epochs.
+        seed: seeds network initialisation and the training shuffle.
+        options: further config fields of the model (e.g. {"latent_dim": 32}).
+        allow_flips: for "augment", whether horizontal flips keep labels for this data.
+    """
+    if model not in IMAGE_MODELS:
+        raise InvalidInputError(f"unknown image model {model!r}; choose one of {', '.join(IMAGE_MODELS)}")
+    opts = {"seed": seed, "n_classes": train.schema.n_classes, **(options or {})}
+    if epochs is not None:
+        opts["epochs"] = epochs
+    if model == "augment" and allow_flips:
+        opts["flip_horizontal"] = True
+    net = build_model(IMAGE_MODELS[model], device=device, options=opts)
+
+    def progress(p: EpochProgress) -> None:
+        log.debug(
+            "%s epoch %d/%d loss %.4f (%.0f images/s, ETA %.0f s)",
+            p.model,
+            p.epoch,
+            p.n_epochs,
+            p.loss,
+            p.images_per_s,
+            p.eta_s,
+        )
+
+    t0 = time.perf_counter()
+    net.fit(torch.from_numpy(train.images), conditions=torch.from_numpy(train.labels), progress=progress)
+    seconds = time.perf_counter() - t0
+    log.info("fitted %s on %d images in %.1f s", model, len(train), seconds)
+    return FitResult(net, model, seconds, net.config.epochs, list(net.history_))
+
+
+fit_image_model_task = task(name="fit-image-model", tags=["gpu"])(fit_image_model)
