@@ -1,0 +1,172 @@
+"""Mode-specific normalisation of continuous columns, fitted for every column at once.
+
+A skewed or multi-modal column is hard for a neural network to reproduce from a single z-score. CTGAN and TVAE
+(Xu et al. 2019, "Modeling Tabular Data using Conditional GAN", section 4.2) instead fit a 1-D Gaussian mixture per
+column, then encode a value as (which mode it belongs to, its offset within that mode scaled by 4 sigma). RDT does this
+with one scikit-learn `BayesianGaussianMixture` per column on every row, which takes minutes on wide, long tables.
+
+Here each column is first summarised by `N_BINS` equal-count bins (count, mean and variance of the values in each, all
+columns in one sort and one scatter), and a 1-D EM runs batched over every column on those summaries: one
+`(n_bins, n_columns, n_modes)` tensor per iteration, whatever the row count. The weights use the variational update of
+a Dirichlet prior with a small concentration (Bishop, PRML 10.2; sklearn's `BayesianGaussianMixture`), which starves
+superfluous modes; modes under `MIN_WEIGHT` are pruned and modes that overlap within one sigma are merged by moment
+matching, so a unimodal column ends with one or two modes and a bimodal one with two.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy.special import digamma
+
+MIN_WEIGHT = 0.005  # CTGAN's threshold: modes carrying less than 0.5% of the rows are dropped
+N_BINS = 512  # equal-count bins per column; EM cost no longer grows with the number of rows
+N_ITER = 200
+PRUNE_EVERY = 20
+CONCENTRATION = 1e-3  # Dirichlet prior on the weights: small values favour few modes (RDT uses 0.001 too)
+STD_FLOOR = 1e-3  # relative to the column's std: a mode on one repeated value must not get sigma 0
+SCALE = 4.0  # offsets are divided by 4 sigma so they land in about [-1, 1] (CTGAN)
+
+ModeParams = tuple[list[float], list[float], list[float]]
+
+
+def _bin_summaries(z: torch.Tensor, observed: torch.Tensor, n_bins: int) -> tuple[torch.Tensor, ...]:
+    """Count, mean and variance of equal-count bins of every column, from one sort.
+
+    Args:
+        z: (n, d) standardised values (anything where not observed).
+        observed: (n, d) bool.
+
+    Returns:
+        `(count, mean, var)`, each (n_bins, d).
+    """
+    n, d = z.shape
+    ordered, _ = torch.sort(torch.where(observed, z, torch.inf), dim=0)  # (n, d): observed first, ascending
+    counts = observed.sum(0)  # (d,)
+    rank = torch.arange(n, dtype=torch.float64)[:, None].expand(n, d)
+    valid = rank < counts
+    b = torch.div(rank * n_bins, counts.clamp(min=1), rounding_mode="floor").long().clamp(max=n_bins - 1)
+    flat = (b * d + torch.arange(d)).reshape(-1)  # (n * d,) index into a (n_bins, d) grid
+    w = valid.to(z.dtype).reshape(-1)
+    v = torch.where(valid, ordered, 0.0).reshape(-1)
+    cnt = torch.zeros(n_bins * d, dtype=z.dtype).scatter_add_(0, flat, w).view(n_bins, d)
+    s1 = torch.zeros(n_bins * d, dtype=z.dtype).scatter_add_(0, flat, v).view(n_bins, d)
+    s2 = torch.zeros(n_bins * d, dtype=z.dtype).scatter_add_(0, flat, v * v).view(n_bins, d)
+    mean = s1 / cnt.clamp(min=1)
+    var = (s2 / cnt.clamp(min=1) - mean**2).clamp(min=0)
+    return cnt, mean, var
+
+
+def _merge_overlapping(w: list[float], m: list[float], s: list[float]) -> ModeParams:
+    """Merge neighbouring modes closer than one sigma, by matching the pair's weight, mean and variance."""
+    modes = sorted(zip(w, m, s, strict=True), key=lambda t: t[1])
+    merged = [modes[0]]
+    for wi, mi, si in modes[1:]:
+        wp, mp, sp = merged[-1]
+        if mi - mp < max(si, sp):
+            wt = wp + wi
+            mt = (wp * mp + wi * mi) / wt
+            vt = (wp * (sp**2 + mp**2) + wi * (si**2 + mi**2)) / wt - mt**2
+            merged[-1] = (wt, mt, math.sqrt(max(vt, 0.0)))
+        else:
+            merged.append((wi, mi, si))
+    ws, ms, ss = (list(t) for t in zip(*merged, strict=True))
+    return ws, ms, ss
+
+
+def fit_modes(matrix: np.ndarray, max_modes: int) -> list[ModeParams]:
+    """Fit a 1-D Gaussian mixture to every column of `matrix` in one batched EM.
+
+    Args:
+        matrix: (n_rows, n_columns) float values, NaN where missing.
+        max_modes: the most modes any column may keep.
+
+    Returns:
+        Per column, `(weights, means, stds)` of the kept modes, sorted by mean. Deterministic.
+    """
+    x = torch.as_tensor(np.asarray(matrix, dtype=np.float64))
+    if x.ndim != 2:
+        raise ValueError(f"fit_modes expects an (n_rows, n_columns) matrix, got shape {tuple(x.shape)}")
+    observed = torch.isfinite(x)  # (n, d)
+    n_obs = observed.sum(0).clamp(min=1).to(torch.float64)  # (d,)
+    x0 = torch.where(observed, x, 0.0)
+    col_mean = x0.sum(0) / n_obs
+    col_std = (torch.where(observed, x - col_mean, 0.0).pow(2).sum(0) / n_obs).sqrt()
+    col_std = torch.where(col_std > 1e-12, col_std, torch.ones_like(col_std))
+    z = torch.where(observed, (x - col_mean) / col_std, 0.0)  # (n, d): one floor and one init for all columns
+
+    cnt, pts, within = (t.numpy() for t in _bin_summaries(z, observed, N_BINS))  # (B, d) each
+    n_obs = n_obs.numpy()
+    d = x.shape[1]
+    k = max(1, int(max_modes))
+    # The EM itself runs in numpy: its arrays are tiny, and torch's thread pool only adds synchronisation to them.
+    # Initialise means at evenly spaced bins (quantiles), equal weights, a shared width.
+    init_bins = ((np.arange(k) + 0.5) * N_BINS / k).astype(np.int64)
+    means = pts[init_bins].T.copy()  # (d, k)
+    stds = np.full((d, k), 1.0 / k)
+    nk = np.repeat((n_obs / k)[:, None], k, axis=1)
+    alive = np.ones((d, k), dtype=bool)
+    c = cnt[:, :, None]  # (B, d, 1)
+
+    for it in range(N_ITER):
+        # E-step. Expected log weight under the Dirichlet posterior (Bishop, PRML eq. 10.66).
+        log_w = digamma(CONCENTRATION + nk) - digamma(k * CONCENTRATION + n_obs)[:, None]
+        log_prob = -0.5 * ((pts[:, :, None] - means) / stds) ** 2 - np.log(stds)  # (B, d, k)
+        log_prob = log_prob + np.where(alive, log_w, -np.inf)
+        log_prob -= log_prob.max(axis=2, keepdims=True)
+        resp = np.exp(log_prob)
+        resp *= c / resp.sum(axis=2, keepdims=True)  # (B, d, k), weighted by the rows in each bin
+        # M-step: the within-bin variance keeps the fit exact up to the binning of the means.
+        nk = resp.sum(0)  # (d, k)
+        safe = np.maximum(nk, 1e-10)
+        means = np.einsum("bdk,bd->dk", resp, pts) / safe
+        var = np.einsum("bdk,bdk->dk", resp, (pts[:, :, None] - means) ** 2 + within[:, :, None]) / safe
+        stds = np.maximum(np.sqrt(var), STD_FLOOR)
+        if (it + 1) % PRUNE_EVERY == 0:
+            weights = nk / n_obs[:, None]
+            heaviest = np.eye(k, dtype=bool)[weights.argmax(1)]
+            alive = (alive & (weights >= MIN_WEIGHT)) | heaviest  # never prune every mode of a column
+            nk = np.where(alive, nk, 0.0)
+
+    weights = np.where(alive, nk, 0.0) / n_obs[:, None]
+    col_mean, col_std = col_mean.numpy(), col_std.numpy()
+    out: list[ModeParams] = []
+    for j in range(d):  # d short lists of at most k numbers: not a per-row loop
+        keep = alive[j]
+        w = (weights[j][keep] / weights[j][keep].sum()).tolist()
+        m = (means[j][keep] * col_std[j] + col_mean[j]).tolist()
+        s = (stds[j][keep] * col_std[j]).tolist()
+        out.append(_merge_overlapping(w, m, s))
+    return out
+
+
+def encode_modes(
+    values: np.ndarray, weights: list[float], means: list[float], stds: list[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map values to (offset within their most responsible mode / 4 sigma, mode index).
+
+    The mode is the argmax of the responsibility rather than a draw from it (CTGAN draws): deterministic, so the same
+    frame always encodes to the same tensor, and decoding inverts it exactly.
+
+    Args:
+        values: (n,) finite floats (the encoder fills missing entries before calling).
+
+    Returns:
+        `(scaled, mode)`: (n,) float32 mostly within [-1, 1], and (n,) int64 mode indices.
+    """
+    v = np.asarray(values, dtype=np.float64)[:, None]  # (n, 1)
+    w, m, s = (np.asarray(a, dtype=np.float64)[None, :] for a in (weights, means, stds))  # (1, k) each
+    log_resp = np.log(np.maximum(w, 1e-300)) - np.log(s) - 0.5 * ((v - m) / s) ** 2  # (n, k)
+    mode = log_resp.argmax(axis=1)
+    scaled = (v[:, 0] - m[0, mode]) / (SCALE * s[0, mode])
+    return scaled.astype(np.float32), mode.astype(np.int64)
+
+
+def decode_modes(scaled: np.ndarray, mode: np.ndarray, means: list[float], stds: list[float]) -> np.ndarray:
+    """Invert `encode_modes`: value = mean[mode] + scaled * 4 * std[mode]."""
+    m = np.asarray(means, dtype=np.float64)
+    s = np.asarray(stds, dtype=np.float64)
+    mode = np.clip(np.asarray(mode, dtype=np.int64), 0, len(m) - 1)
+    return m[mode] + np.asarray(scaled, dtype=np.float64) * SCALE * s[mode]
