@@ -1,0 +1,198 @@
+"""`Autoencoder`: a deterministic autoencoder whose latent codes get a fitted Gaussian mixture to sample from.
+
+A plain autoencoder reconstructs well but has no prior to sample; a VAE has one but pays for it with blurrier
+reconstructions. Fitting a density to the codes after training (as in "From Variational to Deterministic
+Autoencoders", Ghosh et al. 2020, "ex-post density estimation") keeps the sharp decoder and still gives a sampler: codes
+are drawn from the project's `GaussianMixture` (component count by BIC) and decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import torch
+from torch import Tensor, nn
+
+from models.base import (
+    check_matrix,
+    config_from_dict,
+    load_checkpoint,
+    make_generator,
+    require_fitted,
+    resolve_device,
+    save_checkpoint,
+)
+from models.encoders.table import Span
+from models.gmm import GaussianMixture, GMMConfig
+from models.nn import MLP, SpanLayout, as_conditions, spans_from_meta, spans_to_meta
+from models.registry import register
+from models.training import History, Progress, autocast, seeded, split_validation, train
+from schemas.errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    latent_dim: int = 16
+    hidden: tuple[int, ...] = (256, 256)
+    epochs: int = 300
+    batch_size: int = 500
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    latent_noise: float = 0.05  # N(0, s^2) added to codes in training: a smoother decoder between training codes
+    n_components: int | None = None  # latent GMM components; None picks them by BIC
+    max_components: int = 12
+    val_fraction: float = 0.1
+    patience: int | None = 30
+    seed: int = 0
+
+
+class AutoencoderModule(nn.Module):
+    def __init__(self, n_features: int, config: AutoencoderConfig):
+        super().__init__()
+        hidden = tuple(config.hidden)
+        self.encoder = MLP(n_features, hidden, config.latent_dim)
+        self.decoder = MLP(config.latent_dim, hidden[::-1], n_features)
+
+    def forward(self, x: Tensor, noise: Tensor) -> Tensor:
+        return self.decoder(self.encoder(x) + noise)  # (n, d) raw outputs
+
+
+@register("autoencoder")
+class Autoencoder:
+    """Deterministic autoencoder plus a latent `GaussianMixture`.
+
+    Args:
+        config: hyperparameters; `AutoencoderConfig()` when omitted.
+        spans: the encoder's spans; all values when omitted.
+        device: "auto"/None for CUDA when present, else CPU.
+
+    Attributes:
+        module_: the trained `AutoencoderModule`.
+        latent_: the `GaussianMixture` fitted to the standardised training codes.
+        latent_mean_, latent_std_: (latent_dim,) standardisation of the codes (the GMM's reg_covar assumes unit scale).
+        history_: the training `History`.
+        n_features_in_: width of the encoded rows seen in `fit`.
+    """
+
+    config_class: ClassVar[type] = AutoencoderConfig
+    supports_conditions: ClassVar[bool] = False  # the latent GMM has no handle on a column; the task layer filters
+
+    def __init__(self, config: AutoencoderConfig | None = None, *, spans: list[Span] | None = None, device: Any = None):
+        self.config = config
+        self.spans = spans
+        self.device = device
+        self.n_features_in_: int | None = None
+
+    def _build(self, n_features: int, device: torch.device) -> None:
+        cfg = self.config or AutoencoderConfig()
+        self.layout_ = SpanLayout(self.spans, n_features, device)
+        self.module_ = AutoencoderModule(n_features, cfg).to(device)
+
+    def _gmm_config(self) -> GMMConfig:
+        cfg = self.config or AutoencoderConfig()
+        return GMMConfig(n_components=cfg.n_components, max_components=cfg.max_components, seed=cfg.seed)
+
+    def fit(
+        self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[Progress], None] | None = None
+    ) -> Self:
+        """Train the autoencoder on encoded rows `x` (n, n_features), then fit the GMM to the codes of all rows."""
+        cfg = self.config or AutoencoderConfig()
+        device = resolve_device(self.device)
+        x = check_matrix(x).to(device)
+        with seeded(cfg.seed, device):
+            gen = make_generator(cfg.seed, device)
+            x_train, x_val = split_validation(x, cfg.val_fraction, gen)
+            self._build(x.shape[1], device)
+            opt = torch.optim.Adam(self.module_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+            def step(batch: Tensor) -> Tensor:
+                with autocast(device):
+                    noise = cfg.latent_noise * torch.randn(batch.shape[0], cfg.latent_dim, device=device)
+                    loss = self.layout_.reconstruction_loss(self.module_(batch, noise).float(), batch).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                return loss
+
+            def evaluate(rows: Tensor) -> Tensor:
+                zero = torch.zeros(rows.shape[0], cfg.latent_dim, device=device)
+                return self.layout_.reconstruction_loss(self.module_(rows, zero).float(), rows).mean()
+
+            self.history_: History = train(
+                step,
+                x_train,
+                modules={"autoencoder": self.module_},
+                epochs=cfg.epochs,
+                batch_size=cfg.batch_size,
+                generator=gen,
+                evaluate=evaluate,
+                x_val=x_val,
+                patience=cfg.patience,
+                progress=progress,
+                name="autoencoder",
+            )
+            with torch.no_grad():
+                codes = self.module_.encoder(x).float()  # (n, latent)
+            self.latent_mean_ = codes.mean(0)
+            self.latent_std_ = codes.std(0).clamp(min=1e-6)
+            self.latent_ = GaussianMixture(self._gmm_config(), device=device).fit(
+                (codes - self.latent_mean_) / self.latent_std_
+            )
+        self.n_features_in_ = x.shape[1]
+        return self
+
+    @torch.no_grad()
+    def sample(self, n: int, *, conditions: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Draw `n` encoded rows: GMM codes, decoded; one-hots drawn from the decoder's softmax, 0/1 flags.
+
+        Raises:
+            InvalidInputError: `conditions` were given; sample and filter decoded rows instead.
+        """
+        require_fitted(self)
+        device = self.latent_mean_.device
+        if conditions is not None:
+            as_conditions(conditions, n, self.n_features_in_, device)
+            raise InvalidInputError("the autoencoder does not support conditions natively; sample and filter instead")
+        gen = generator if generator is not None else make_generator(None, device)
+        self.module_.eval()
+        z = self.latent_.sample(n, generator=gen).to(device) * self.latent_std_ + self.latent_mean_  # (n, latent)
+        probs = self.layout_.activate(self.module_.decoder(z).float())
+        return self.layout_.draw(probs, gen)
+
+    def save(self, directory: Path) -> None:
+        require_fitted(self)
+        directory = Path(directory)
+        state = {
+            **self.module_.state_dict(),
+            "latent_mean": self.latent_mean_,
+            "latent_std": self.latent_std_,
+        }
+        h = self.history_
+        meta = {
+            "n_features_in": self.n_features_in_,
+            "spans": spans_to_meta(self.spans),
+            "epochs_run": h.epochs_run,
+            "best_epoch": h.best_epoch,
+            "fit_seconds": h.seconds,
+        }
+        save_checkpoint(
+            directory, kind="autoencoder", config=self.config or AutoencoderConfig(), state=state, meta=meta
+        )
+        self.latent_.save(directory / "latent_gmm")  # the GMM's own checkpoint, in a subfolder
+
+    @classmethod
+    def load(cls, directory: Path, *, device: torch.device | str = "cpu") -> Self:
+        directory = Path(directory)
+        config, state, meta = load_checkpoint(directory, device=device)
+        model = cls(config_from_dict(AutoencoderConfig, config), spans=spans_from_meta(meta["spans"]), device=device)
+        model._build(meta["n_features_in"], resolve_device(device))
+        model.latent_mean_ = state.pop("latent_mean")
+        model.latent_std_ = state.pop("latent_std")
+        model.module_.load_state_dict(state)
+        model.module_.eval()
+        model.latent_ = GaussianMixture.load(directory / "latent_gmm", device=device)
+        model.n_features_in_ = meta["n_features_in"]
+        return model

@@ -1,0 +1,349 @@
+"""`GAN`: a conditional Wasserstein GAN for encoded tables, in the spirit of CTGAN (Xu et al. 2019).
+
+What makes a GAN work on tables, all from CTGAN:
+- a conditional vector: one categorical column is picked per row and one of its levels fixed; the generator is fed
+  that one-hot and penalised (cross-entropy) when its output for that column disagrees;
+- training-by-sampling: the level is drawn with probability proportional to log(1 + frequency), and a real row with
+  that level is picked for the critic, so rare categories are seen often enough to be learnt;
+- Gumbel-softmax outputs for one-hot groups (Jang et al. 2017), so gradients pass through discrete columns;
+- PacGAN packing (Lin et al. 2018): the critic judges `pac` rows at once, which discourages mode collapse;
+- the WGAN-GP loss (Gulrajani et al. 2017): a critic with a gradient penalty instead of weight clipping.
+
+Departures from CTGAN: LayerNorm MLPs instead of BatchNorm residual blocks (BatchNorm breaks DP-SGD), training-by-
+sampling vectorised on the device (one gather per batch, no per-row numpy), and draws at sampling time that come from
+the caller's generator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.base import (
+    check_matrix,
+    config_from_dict,
+    load_checkpoint,
+    make_generator,
+    require_fitted,
+    resolve_device,
+    save_checkpoint,
+)
+from models.encoders.table import Span
+from models.nn import MLP, SpanLayout, as_conditions, normal, spans_from_meta, spans_to_meta, uniform
+from models.registry import register
+from models.training import History, Progress, autocast, seeded, train
+from schemas.errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    noise_dim: int = 128
+    generator_hidden: tuple[int, ...] = (256, 256)
+    critic_hidden: tuple[int, ...] = (256, 256)
+    epochs: int = 300
+    batch_size: int = 500  # CTGAN's default; must be a multiple of pac
+    pac: int = 10  # rows the critic judges together (PacGAN)
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.9)  # WGAN-GP's Adam settings (Gulrajani et al. 2017, Algorithm 1)
+    weight_decay: float = 1e-6
+    critic_steps: int = 1  # critic updates per generator update; CTGAN uses 1 despite WGAN-GP's 5
+    gp_weight: float = 10.0  # lambda of the gradient penalty
+    tau: float = 0.2  # Gumbel-softmax temperature during training
+    critic_dropout: float = 0.5
+    seed: int = 0  # seeds weight init, conditional draws and noise during fit; sampling uses the caller's generator
+
+
+class Conditioner:
+    """The conditional vector over categorical spans and training-by-sampling, vectorised.
+
+    Global level ids run over all categorical spans in order, so a cond vector is `one_hot(level_id, n_levels)`.
+    For each level the rows having it are stored contiguously in `rows`, from `offset[g]`, `count[g]` of them, so a
+    real row for a drawn level is one gather.
+
+    Attributes:
+        n_levels: width of the cond vector.
+        span_of: (n_levels,) index of the categorical span each level belongs to.
+        level_in_span: (n_levels,) position of each level inside its span.
+        soft_row: (n_cond_spans,) row of each categorical span in the `SpanLayout` softmax block.
+        p_train: (n_levels,) log-frequency draw probabilities (span uniform, then level by log(1 + count)).
+        p_sample: (n_levels,) empirical draw probabilities for unconditional sampling.
+    """
+
+    def __init__(self, layout: SpanLayout, device: torch.device):
+        self.spans = [s for s in layout.spans if s.activation == "softmax" and s.role == "category"]
+        soft_rows = {s: i for i, s in enumerate(layout.soft_spans)}
+        self.soft_row = torch.tensor([soft_rows[s] for s in self.spans], dtype=torch.long, device=device)
+        self.n_levels = sum(s.width for s in self.spans)
+        self.span_of = torch.tensor(
+            [i for i, s in enumerate(self.spans) for _ in range(s.width)], dtype=torch.long, device=device
+        )
+        self.level_in_span = torch.tensor([j for s in self.spans for j in range(s.width)], dtype=torch.long).to(device)
+        self.span_start = torch.tensor([s.start for s in self.spans], dtype=torch.long, device=device)
+        # Filled by `fit_counts` (training data) or `load_state` (checkpoint).
+        self.count = torch.zeros(self.n_levels, device=device)
+
+    def fit_counts(self, x: Tensor) -> None:
+        """Index the rows of `x` (n, d) by level; set the draw probabilities from the level counts."""
+        n = x.shape[0]
+        rows, counts, offsets = [], [], []
+        for i, s in enumerate(self.spans):  # one sort per categorical column, vectorised over rows
+            code = x[:, s.start : s.stop].argmax(1)  # (n,)
+            count = torch.bincount(code, minlength=s.width)  # (w,)
+            rows.append(torch.argsort(code, stable=True))  # rows grouped by level
+            counts.append(count)
+            offsets.append(i * n + torch.cumsum(count, 0) - count)  # where each level's rows begin in `rows`
+        empty = torch.zeros(0, dtype=torch.long, device=x.device)
+        self.rows = torch.cat(rows) if rows else empty  # (n_spans * n,)
+        self.count = torch.cat(counts).float() if counts else empty.float()  # (n_levels,)
+        self.offset = torch.cat(offsets) if offsets else empty  # (n_levels,)
+        self._set_probabilities()
+
+    def _set_probabilities(self) -> None:
+        n_spans = max(len(self.spans), 1)
+        log_count = torch.log1p(self.count)
+        per_span = torch.zeros(len(self.spans), device=self.count.device).index_add_(0, self.span_of, log_count)
+        self.p_train = log_count / per_span[self.span_of].clamp(min=1e-12) / n_spans
+        per_span_n = torch.zeros(len(self.spans), device=self.count.device).index_add_(0, self.span_of, self.count)
+        self.p_sample = self.count / per_span_n[self.span_of].clamp(min=1e-12) / n_spans
+
+    def draw_training(self, b: int) -> tuple[Tensor, Tensor]:
+        """(b,) level ids drawn by log-frequency and (b,) indices of real rows having them (global RNG, seeded)."""
+        level = torch.multinomial(self.p_train, b, replacement=True)  # (b,)
+        pick = (torch.rand(b, device=level.device) * self.count[level]).long()  # (b,) position within the level
+        return level, self.rows[self.offset[level] + pick]
+
+    def one_hot(self, level: Tensor) -> Tensor:
+        return F.one_hot(level, self.n_levels).float()  # (b, n_levels)
+
+    def condition_loss(self, logits: Tensor, level: Tensor, layout: SpanLayout) -> Tensor:
+        """Cross-entropy of the generator's raw output for each row's conditioned span (Xu et al. 2019, sec. 4.3)."""
+        block = layout.soft_logits(logits)  # (b, n_soft, w)
+        chosen = block[torch.arange(level.shape[0], device=level.device), self.soft_row[self.span_of[level]]]
+        return F.cross_entropy(chosen.float(), self.level_in_span[level])
+
+    def from_conditions(self, cond: Tensor) -> tuple[Tensor, Tensor]:
+        """Levels fixed by user conditions (n, d), NaN = free: per row the first fully given categorical span.
+
+        Returns:
+            `(level, has)`: (n,) level ids (0 where none) and (n,) bool, True where a categorical span was fixed.
+        """
+        n = cond.shape[0]
+        level = torch.zeros(n, dtype=torch.long, device=cond.device)
+        has = torch.zeros(n, dtype=torch.bool, device=cond.device)
+        offset = 0
+        for s in self.spans:  # one small op per categorical column, vectorised over rows
+            part = cond[:, s.start : s.stop]  # (n, w)
+            given = ~torch.isnan(part).any(1) & ~has
+            level = torch.where(given, offset + part.nan_to_num(-1).argmax(1), level)
+            has = has | given
+            offset += s.width
+        return level, has
+
+
+@register("gan")
+class GAN:
+    """Conditional WGAN-GP over the `TableEncoder` layout (CTGAN-style).
+
+    Args:
+        config: hyperparameters; `GANConfig()` when omitted.
+        spans: the encoder's spans; categorical spans (role "category") get the conditional vector.
+        device: "auto"/None for CUDA when present, else CPU.
+
+    Attributes:
+        generator_, critic_: the trained networks.
+        history_: the training `History` (mean critic + generator loss per epoch; no validation loss).
+        n_features_in_: width of the encoded rows seen in `fit`.
+    """
+
+    config_class: ClassVar[type] = GANConfig
+    supports_conditions: ClassVar[bool] = True  # natively on categorical spans through the conditional vector
+
+    def __init__(self, config: GANConfig | None = None, *, spans: list[Span] | None = None, device: Any = None):
+        self.config = config
+        self.spans = spans
+        self.device = device
+        self.n_features_in_: int | None = None
+
+    # -------------------------------------------------------------------------------------------------- fitting
+    def _build(self, n_features: int, device: torch.device) -> None:
+        cfg = self.config or GANConfig()
+        self.layout_ = SpanLayout(self.spans, n_features, device)
+        self.cond_ = Conditioner(self.layout_, device)
+        c = self.cond_.n_levels
+        self.generator_ = MLP(cfg.noise_dim + c, tuple(cfg.generator_hidden), n_features).to(device)
+        self.critic_ = MLP(
+            cfg.pac * (n_features + c),
+            tuple(cfg.critic_hidden),
+            1,
+            activation=nn.LeakyReLU,
+            norm=False,  # WGAN-GP's penalty is per sample: no normalisation across the batch in the critic
+            dropout=cfg.critic_dropout,
+        ).to(device)
+        # Value features with a mode one-hot are offsets in about [-1, 1]: tanh there, as CTGAN; plain z-scores stay
+        # linear. (n_features,) bool.
+        moded = {s.column for s in self.layout_.spans if s.role == "mode"}
+        bounded = torch.zeros(n_features, dtype=torch.bool)
+        for s in self.layout_.spans:
+            if s.role == "value" and s.column in moded:
+                bounded[s.start : s.stop] = True
+        self.bounded_ = bounded.to(device)
+        self.n_features_in_ = n_features
+
+    def _generate(self, noise: Tensor, cond: Tensor, *, tau: float | None) -> tuple[Tensor, Tensor]:
+        """Raw logits and activated rows (b, d) for noise (b, noise_dim) and cond vectors (b, n_levels)."""
+        logits = self.generator_(torch.cat([noise, cond], 1))  # (b, d)
+        rows = self.layout_.activate(logits, tau=tau)
+        rows = torch.where(self.bounded_, torch.tanh(logits), rows)
+        return logits, rows
+
+    def _critic(self, rows: Tensor, cond: Tensor) -> Tensor:
+        pac = (self.config or GANConfig()).pac
+        packed = torch.cat([rows, cond], 1).reshape(rows.shape[0] // pac, -1)  # (b / pac, pac * (d + c))
+        return self.critic_(packed)  # (b / pac, 1)
+
+    def _gradient_penalty(self, real: Tensor, fake: Tensor, cond: Tensor) -> Tensor:
+        """lambda * (||grad D(x_hat)|| - 1)^2 on random interpolates of packed rows (Gulrajani et al. 2017, eq. 3)."""
+        cfg = self.config or GANConfig()
+        alpha = torch.rand(real.shape[0] // cfg.pac, 1, 1, device=real.device)  # one mix per pack
+        alpha = alpha.expand(-1, cfg.pac, 1).reshape(-1, 1)  # (b, 1)
+        mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+        (grad,) = torch.autograd.grad(self._critic(mixed, cond).sum(), mixed, create_graph=True)
+        norms = grad.reshape(real.shape[0] // cfg.pac, -1).norm(2, dim=1)  # per pack
+        return cfg.gp_weight * (norms - 1).pow(2).mean()
+
+    def fit(
+        self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[Progress], None] | None = None
+    ) -> Self:
+        """Train on encoded rows `x` (n, n_features); conditions at fit time are not used (every level is learnt)."""
+        cfg = self.config or GANConfig()
+        device = resolve_device(self.device)
+        x = check_matrix(x).to(device)  # (n, d), moved once
+        if x.shape[0] < cfg.pac:
+            raise InvalidInputError(f"the gan needs at least pac={cfg.pac} rows, got {x.shape[0]}; lower pac")
+        if cfg.batch_size % cfg.pac:
+            raise InvalidInputError(f"batch_size ({cfg.batch_size}) must be a multiple of pac ({cfg.pac})")
+        with seeded(cfg.seed, device):
+            gen = make_generator(cfg.seed, device)
+            self._build(x.shape[1], device)
+            self.cond_.fit_counts(x)
+            opt_g = torch.optim.Adam(
+                self.generator_.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
+            )
+            opt_d = torch.optim.Adam(
+                self.critic_.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
+            )
+            has_cond = self.cond_.n_levels > 0
+
+            def draw(batch: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+                b = batch.shape[0] - batch.shape[0] % cfg.pac
+                if not has_cond:
+                    return batch[:b], torch.zeros(b, 0, device=device), None
+                level, rows = self.cond_.draw_training(b)
+                return x[rows], self.cond_.one_hot(level), level
+
+            def step(batch: Tensor) -> Tensor:
+                # Critic: maximise D(real) - D(fake) under the gradient penalty (WGAN-GP, Gulrajani et al. 2017).
+                for _ in range(cfg.critic_steps):
+                    real, cond, _ = draw(batch)
+                    with autocast(device):
+                        _, fake = self._generate(
+                            torch.randn(real.shape[0], cfg.noise_dim, device=device), cond, tau=cfg.tau
+                        )
+                        loss_d = self._critic(fake.detach(), cond).mean() - self._critic(real, cond).mean()
+                        loss_d = loss_d + self._gradient_penalty(real, fake.detach(), cond)
+                    opt_d.zero_grad(set_to_none=True)
+                    loss_d.backward()
+                    opt_d.step()
+                # Generator: fool the critic and honour the conditional vector (Xu et al. 2019, sec. 4.3).
+                real, cond, level = draw(batch)
+                with autocast(device):
+                    logits, fake = self._generate(
+                        torch.randn(real.shape[0], cfg.noise_dim, device=device), cond, tau=cfg.tau
+                    )
+                    loss_g = -self._critic(fake, cond).mean()
+                    if level is not None:
+                        loss_g = loss_g + self.cond_.condition_loss(logits, level, self.layout_)
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+                return loss_d.detach() + loss_g.detach()
+
+            self.history_: History = train(
+                step,
+                x,
+                modules={"generator": self.generator_, "critic": self.critic_},
+                epochs=cfg.epochs,
+                batch_size=max(cfg.pac, min(cfg.batch_size, x.shape[0] - x.shape[0] % cfg.pac)),
+                generator=gen,
+                progress=progress,
+                name="gan",
+                drop_last=True,
+            )
+        return self
+
+    # ------------------------------------------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def sample(self, n: int, *, conditions: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Draw `n` encoded rows (n, n_features): one-hots for softmax spans, 0/1 for missing flags.
+
+        Args:
+            conditions: (n_features,) or (n, n_features), NaN for free entries. A fully given categorical span (a
+                one-hot) sets the conditional vector for that row, so the generator aims at that level; only the first
+                such span per row is used (the generator was trained with one). Conditions on values or modes are
+                not modelled natively: the task layer filters.
+            generator: source of all randomness here (noise, unconditional levels, category and flag draws).
+        """
+        require_fitted(self)
+        cfg = self.config or GANConfig()
+        device = self.bounded_.device
+        gen = generator if generator is not None else make_generator(None, device)
+        self.generator_.eval()
+        cond_rows = as_conditions(conditions, n, self.n_features_in_, device)
+        noise = normal((n, cfg.noise_dim), gen, device)  # (n, noise_dim)
+        cond = torch.zeros(n, self.cond_.n_levels, device=device)
+        if self.cond_.n_levels:
+            # Unconditional rows draw their level from the data's own frequencies (CTGAN's sampling rule).
+            u = uniform((n, 1), gen, device)
+            level = torch.searchsorted(torch.cumsum(self.cond_.p_sample, 0), u).squeeze(1)
+            level = level.clamp(max=self.cond_.n_levels - 1)
+            if cond_rows is not None:
+                fixed, has = self.cond_.from_conditions(cond_rows)
+                level = torch.where(has, fixed, level)
+            cond = self.cond_.one_hot(level)
+        _, rows = self._generate(noise, cond, tau=None)
+        return self.layout_.draw(rows.float(), gen)
+
+    # ---------------------------------------------------------------------------------------------- persistence
+    def save(self, directory: Path) -> None:
+        require_fitted(self)
+        state = {
+            **{f"generator.{k}": v for k, v in self.generator_.state_dict().items()},
+            **{f"critic.{k}": v for k, v in self.critic_.state_dict().items()},
+            "cond.count": self.cond_.count,
+        }
+        h = getattr(self, "history_", None)
+        meta = {
+            "n_features_in": self.n_features_in_,
+            "spans": spans_to_meta(self.spans),
+            **({"epochs_run": h.epochs_run, "fit_seconds": h.seconds} if h else {}),
+        }
+        save_checkpoint(directory, kind="gan", config=self.config or GANConfig(), state=state, meta=meta)
+
+    @classmethod
+    def load(cls, directory: Path, *, device: torch.device | str = "cpu") -> Self:
+        config, state, meta = load_checkpoint(directory, device=device)
+        model = cls(config_from_dict(GANConfig, config), spans=spans_from_meta(meta["spans"]), device=device)
+        model._build(meta["n_features_in"], resolve_device(device))
+        model.generator_.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("generator.")})
+        model.critic_.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("critic.")})
+        model.cond_.count = state["cond.count"].float()
+        model.cond_._set_probabilities()
+        model.generator_.eval()
+        model.critic_.eval()
+        return model

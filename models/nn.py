@@ -1,0 +1,230 @@
+"""Building blocks the neural table models share: MLPs, per-span output heads, and per-span losses.
+
+The encoder describes its output as `Span`s (linear values, softmax one-hots, sigmoid missing flags). `SpanLayout`
+turns that list into index tensors once, so activations, losses and sampling run as a handful of batched tensor ops
+(softmax spans are gathered into one padded `(n, n_spans, max_width)` block) instead of a Python loop per column.
+
+Networks use LayerNorm, never BatchNorm: BatchNorm mixes rows of a batch, which breaks per-sample gradient clipping in
+DP-SGD (Opacus refuses it for that reason) and makes a row's output depend on its batch mates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.encoders.table import Span
+
+
+class MLP(nn.Sequential):
+    """Linear -> LayerNorm -> activation blocks, then a final linear layer.
+
+    Args:
+        d_in: input width.
+        hidden: widths of the hidden blocks.
+        d_out: output width.
+        activation: a module class, ReLU by default; the GAN critic passes LeakyReLU without norm.
+        norm: put a LayerNorm after each hidden linear layer.
+        dropout: dropout after each block (0 disables it).
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        hidden: Sequence[int],
+        d_out: int,
+        *,
+        activation: type[nn.Module] = nn.ReLU,
+        norm: bool = True,
+        dropout: float = 0.0,
+    ):
+        layers: list[nn.Module] = []
+        width = d_in
+        for h in hidden:
+            layers.append(nn.Linear(width, h))
+            if norm:
+                layers.append(nn.LayerNorm(h))
+            layers.append(nn.LeakyReLU(0.2) if activation is nn.LeakyReLU else activation())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        layers.append(nn.Linear(width, d_out))
+        super().__init__(*layers)
+
+
+class SpanLayout:
+    """Index tensors for the spans of an encoded vector: which features are values, flags or one-hot groups.
+
+    Args:
+        spans: the encoder's spans; `None` means every feature is a continuous value.
+        n_features: width of the encoded vector.
+        device: where the index tensors live (the model's device).
+
+    Attributes:
+        linear: (n_linear,) feature indices of linear (value) spans.
+        sigmoid: (n_sigmoid,) feature indices of missing flags.
+        soft_index: (n_soft, max_width) feature index of each slot of each softmax span, padded with 0.
+        soft_mask: (n_soft, max_width) True on real slots.
+        soft_spans: the softmax spans themselves, in order.
+    """
+
+    def __init__(self, spans: list[Span] | None, n_features: int, device: torch.device | str = "cpu"):
+        spans = spans or [Span(f"x{i}", i, 1, "linear", "value") for i in range(n_features)]
+        covered = sum(s.width for s in spans)
+        assert covered == n_features, f"spans cover {covered} features but the data has {n_features}"
+        self.spans = spans
+        self.n_features = n_features
+        self.soft_spans = [s for s in spans if s.activation == "softmax"]
+        self.linear = torch.tensor(
+            [i for s in spans if s.activation == "linear" for i in range(s.start, s.stop)], dtype=torch.long
+        ).to(device)
+        self.sigmoid = torch.tensor(
+            [i for s in spans if s.activation == "sigmoid" for i in range(s.start, s.stop)], dtype=torch.long
+        ).to(device)
+        width = max((s.width for s in self.soft_spans), default=1)
+        index = torch.zeros(len(self.soft_spans), width, dtype=torch.long)
+        mask = torch.zeros(len(self.soft_spans), width, dtype=torch.bool)
+        for row, s in enumerate(self.soft_spans):
+            index[row, : s.width] = torch.arange(s.start, s.stop)
+            mask[row, : s.width] = True
+        self.soft_index, self.soft_mask = index.to(device), mask.to(device)
+        self.soft_flat = self.soft_index[self.soft_mask]  # (sum of widths,) feature indices in slot order
+        self.soft_is_mode = torch.tensor([s.role == "mode" for s in self.soft_spans], dtype=torch.bool).to(device)
+
+    # ---------------------------------------------------------------------------------------------- softmax block
+    def soft_logits(self, logits: Tensor) -> Tensor:
+        """(n, n_soft, max_width) logits of every softmax span, padding slots at -inf."""
+        block = logits[:, self.soft_index]  # (n, n_soft, max_width)
+        return block.masked_fill(~self.soft_mask, float("-inf"))
+
+    def scatter_soft(self, out: Tensor, block: Tensor) -> Tensor:
+        """Write a (n, n_soft, max_width) block back into the feature positions of `out` (n, n_features)."""
+        out[:, self.soft_flat] = block[:, self.soft_mask].to(out.dtype)
+        return out
+
+    # ---------------------------------------------------------------------------------------------- activations
+    def activate(self, logits: Tensor, *, tau: float | None = None, hard: bool = False) -> Tensor:
+        """Apply each span's activation to raw network output (n, n_features).
+
+        Args:
+            tau: when given, softmax spans use the Gumbel-softmax relaxation at this temperature and missing flags the
+                binary-concrete one (Jang et al. 2017; Maddison et al. 2017), so a GAN generator stays differentiable
+                through discrete columns. Noise comes from the global RNG, which `fit` seeds.
+            hard: with `tau`, return straight-through one-hots (forward hard, backward soft).
+        """
+        out = logits.clone()
+        if self.sigmoid.numel():
+            flags = logits[:, self.sigmoid]
+            if tau is not None:
+                u = torch.rand_like(flags).clamp(1e-6, 1 - 1e-6)
+                flags = (flags + torch.log(u) - torch.log1p(-u)) / tau
+            out[:, self.sigmoid] = torch.sigmoid(flags)
+        if self.soft_spans:
+            block = self.soft_logits(logits)
+            if tau is not None:
+                block = F.gumbel_softmax(block, tau=tau, hard=hard, dim=-1)
+            else:
+                block = torch.softmax(block, dim=-1)
+            self.scatter_soft(out, block)
+        return out
+
+    @torch.no_grad()
+    def draw(self, probs: Tensor, generator: torch.Generator) -> Tensor:
+        """Turn activated output into a sample: a one-hot drawn from each category span, a 0/1 draw for each flag.
+
+        Drawing (rather than taking the argmax) keeps rare categories at their modelled frequency. Mode spans take the
+        argmax instead: the mode and its offset come from the same decoder output, and drawing the mode of two
+        correlated columns independently would decorrelate them (TVAE also decodes modes by argmax).
+        """
+        out = probs.clone()
+        if self.soft_spans:
+            block = self.soft_logits(torch.log(probs.clamp(min=1e-12)))  # (n, n_soft, w)
+            gumbel = -torch.log(-torch.log(uniform(block.shape, generator, probs.device).clamp(1e-12, 1 - 1e-7)))
+            choice = (block + gumbel).argmax(-1)  # Gumbel-max trick: an exact categorical draw, (n, n_soft)
+            choice = torch.where(self.soft_is_mode, block.argmax(-1), choice)
+            self.scatter_soft(out, F.one_hot(choice, block.shape[-1]).to(probs.dtype))
+        if self.sigmoid.numel():
+            u = uniform((probs.shape[0], self.sigmoid.numel()), generator, probs.device)
+            out[:, self.sigmoid] = (u < probs[:, self.sigmoid]).to(probs.dtype)
+        return out
+
+    def harden(self, probs: Tensor) -> Tensor:
+        """Deterministic counterpart of `draw`: argmax one-hots, flags kept as probabilities."""
+        out = probs.clone()
+        if self.soft_spans:
+            block = self.soft_logits(probs)
+            self.scatter_soft(out, F.one_hot(block.argmax(-1), block.shape[-1]).to(probs.dtype))
+        return out
+
+    # ---------------------------------------------------------------------------------------------- losses
+    def reconstruction_loss(self, logits: Tensor, x: Tensor, log_sigma: Tensor | None = None) -> Tensor:
+        """Negative log-likelihood of `x` under the decoder output, summed over spans, per row.
+
+        Linear features: Gaussian NLL with per-feature `log_sigma` (squared error / 2 when `None`). Softmax spans:
+        cross-entropy against the one-hot. Missing flags: binary cross-entropy. This is the reconstruction term of
+        the ELBO (Kingma & Welling 2014, eq. 10) for a factorised decoder.
+
+        Returns:
+            (n,) loss per row.
+        """
+        loss = torch.zeros(x.shape[0], device=x.device, dtype=logits.dtype)
+        if self.linear.numel():
+            err = logits[:, self.linear] - x[:, self.linear]  # (n, n_linear)
+            if log_sigma is None:
+                loss = loss + 0.5 * err.pow(2).sum(1)
+            else:
+                loss = loss + (0.5 * err.pow(2) * torch.exp(-2 * log_sigma) + log_sigma).sum(1)
+        if self.sigmoid.numel():
+            bce = F.binary_cross_entropy_with_logits(logits[:, self.sigmoid], x[:, self.sigmoid], reduction="none")
+            loss = loss + bce.sum(1)
+        if self.soft_spans:
+            log_p = torch.log_softmax(self.soft_logits(logits), dim=-1)  # (n, n_soft, w)
+            target = x[:, self.soft_index] * self.soft_mask  # (n, n_soft, w) one-hot, zeros on padding
+            loss = loss - (target * log_p.masked_fill(~self.soft_mask, 0.0)).sum((1, 2))
+        return loss
+
+
+def uniform(shape: Sequence[int], generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """U(0, 1) drawn on the generator's device, then moved: a CPU generator can drive a CUDA model."""
+    gen_device = generator.device if generator is not None else device
+    return torch.rand(tuple(shape), generator=generator, device=gen_device).to(device)
+
+
+def normal(shape: Sequence[int], generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """N(0, 1) drawn on the generator's device, then moved (see `uniform`)."""
+    gen_device = generator.device if generator is not None else device
+    return torch.randn(tuple(shape), generator=generator, device=gen_device).to(device)
+
+
+# -------------------------------------------------------------------------------------------------- model plumbing
+def spans_to_meta(spans: list[Span] | None) -> list[dict] | None:
+    """Spans as JSON-able dicts for `meta.json` (the checkpoint stays tensors + JSON, never pickle)."""
+    return [vars(s).copy() for s in spans] if spans else None
+
+
+def spans_from_meta(data: list[dict] | None) -> list[Span] | None:
+    return [Span(**s) for s in data] if data else None
+
+
+def as_conditions(conditions: Tensor | None, n: int, n_features: int, device: torch.device) -> Tensor | None:
+    """Broadcast conditions to (n, n_features) float on `device`; NaN marks free entries.
+
+    Raises:
+        InvalidInputError: the shape does not match the model's features or the number of rows asked for.
+    """
+    from schemas.errors import InvalidInputError
+
+    if conditions is None:
+        return None
+    cond = torch.as_tensor(conditions, dtype=torch.float32).to(device)
+    if cond.ndim == 1:
+        cond = cond[None, :].expand(n, -1)
+    if cond.ndim != 2 or cond.shape[1] != n_features or cond.shape[0] != n:
+        raise InvalidInputError(
+            f"conditions must have shape ({n_features},) or ({n}, {n_features}) with NaN for free entries, "
+            f"got {tuple(cond.shape)}"
+        )
+    return cond

@@ -1,0 +1,182 @@
+"""The one training loop the neural table models share.
+
+Every model supplies a `step(batch) -> loss` that runs its own forward, backward and optimiser updates (the GAN does a
+critic and a generator update per step), and optionally an `evaluate(rows) -> loss` for early stopping. The loop owns
+everything else, so speed and reporting are fixed in one place:
+
+- the data is moved to the device once; batches are slices of a shuffled index tensor on the same device, so no
+  DataLoader, no per-row Python, no host-device copies per step;
+- mixed precision (bfloat16 autocast) on CUDA only, via `autocast`; bfloat16 needs no GradScaler;
+- a validation split, early stopping on it, and the best epoch's weights (copied in memory) restored at the end;
+- a `progress` callback and a log line every `log_every` epochs: epoch, loss, val_loss, rows/s, ETA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One epoch's report, passed to the `progress` callback."""
+
+    epoch: int  # 1-based
+    n_epochs: int
+    loss: float  # mean training loss over the epoch's batches
+    val_loss: float | None  # None when the model has no validation loss (the GAN)
+    rows_per_s: float
+    eta_s: float
+
+
+@dataclass
+class History:
+    """What a fit did, kept on the model as `history_`."""
+
+    loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    epochs_run: int = 0
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA; nothing on CPU, where it would be slower and less exact."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def split_validation(x: Tensor, fraction: float, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+    """Hold out `fraction` of the rows (at least 1 when the fraction is positive and there are >= 10 rows)."""
+    n = x.shape[0]
+    n_val = round(n * fraction) if n >= 10 else 0
+    if fraction <= 0 or n_val == 0:
+        return x, None
+    perm = torch.randperm(n, generator=generator, device=generator.device).to(x.device)
+    return x[perm[n_val:]], x[perm[:n_val]]
+
+
+def train(
+    step: Callable[[Tensor], Tensor],
+    x: Tensor,
+    *,
+    modules: dict[str, nn.Module],
+    epochs: int,
+    batch_size: int,
+    generator: torch.Generator,
+    evaluate: Callable[[Tensor], Tensor] | None = None,
+    x_val: Tensor | None = None,
+    patience: int | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    log_every: int = 10,
+    name: str = "model",
+    drop_last: bool = False,
+) -> History:
+    """Run `epochs` passes of shuffled mini-batches over `x`, with early stopping on `x_val`.
+
+    Args:
+        step: one optimisation step on a batch (b, d); returns the batch loss (a 0-d tensor, not synced per step).
+        x: (n, d) training rows, already on the model's device.
+        modules: the networks whose weights are snapshotted at the best validation loss and restored at the end.
+        epochs: the most epochs to run.
+        batch_size: rows per step; capped at n.
+        generator: shuffles the batches; on `x`'s device.
+        evaluate: validation loss of rows (n_val, d); with `x_val`, enables best-epoch restore and early stopping.
+        patience: stop after this many epochs without a better validation loss (None: never stop early).
+        progress: called after every epoch with a `Progress`.
+        drop_last: skip a final short batch (PacGAN needs batches that are a multiple of its pack size).
+
+    Returns:
+        The `History` of the run.
+    """
+    n = x.shape[0]
+    batch_size = max(1, min(batch_size, n))
+    history = History()
+    best_val, best_state, since_best = math.inf, None, 0
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        for m in modules.values():
+            m.train()
+        perm = torch.randperm(n, generator=generator, device=generator.device).to(x.device)  # (n,)
+        stop = n - n % batch_size if drop_last and n >= batch_size else n
+        total = torch.zeros((), device=x.device)
+        n_steps = 0
+        for i in range(0, stop, batch_size):
+            total = total + step(x[perm[i : i + batch_size]]).detach().float()
+            n_steps += 1
+        history.loss.append(float(total) / max(n_steps, 1))  # one sync per epoch
+        val = None
+        if evaluate is not None and x_val is not None:
+            for m in modules.values():
+                m.eval()
+            with torch.no_grad():
+                val = float(evaluate(x_val))
+            history.val_loss.append(val)
+            if val < best_val:
+                best_val, since_best, history.best_epoch = val, 0, epoch
+                best_state = {k: copy.deepcopy(m.state_dict()) for k, m in modules.items()}
+            else:
+                since_best += 1
+        history.epochs_run = epoch
+        elapsed = time.perf_counter() - start
+        report = Progress(
+            epoch=epoch,
+            n_epochs=epochs,
+            loss=history.loss[-1],
+            val_loss=val,
+            rows_per_s=epoch * n / max(elapsed, 1e-9),
+            eta_s=elapsed / epoch * (epochs - epoch),
+        )
+        if progress is not None:
+            progress(report)
+        if epoch % log_every == 0 or epoch == epochs:
+            logger.info(
+                "%s: epoch %d/%d loss %.4f val_loss %s %.0f rows/s eta %.1fs",
+                name,
+                epoch,
+                epochs,
+                report.loss,
+                "n/a" if val is None else f"{val:.4f}",
+                report.rows_per_s,
+                report.eta_s,
+            )
+        if patience is not None and since_best >= patience:
+            history.stopped_early = True
+            logger.info("%s: early stop at epoch %d (best %d)", name, epoch, history.best_epoch)
+            break
+    if best_state is not None:
+        for k, m in modules.items():
+            m.load_state_dict(best_state[k])
+    else:
+        history.best_epoch = history.epochs_run
+    for m in modules.values():
+        m.eval()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device):
+    """Seed the global RNGs (weight init, dropout, Gumbel noise) for the duration of a fit, then restore them.
+
+    The caller's own random state is untouched afterwards, and two fits with the same seed on the same device give the
+    same weights.
+    """
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    )
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

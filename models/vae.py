@@ -1,0 +1,228 @@
+"""`VAE`: a variational autoencoder for encoded tables, in the spirit of TVAE (Xu et al. 2019).
+
+An MLP encoder maps a row to a diagonal Gaussian q(z|x); an MLP decoder maps z to one output head per span: a Gaussian
+mean with a learned sigma for values, logits for one-hot groups (categories and modes), a logit for missing flags. It
+is trained on the ELBO with a standard-normal prior (Kingma & Welling 2014) and sampled by decoding prior draws.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import torch
+from torch import Tensor, nn
+
+from models.base import (
+    check_matrix,
+    config_from_dict,
+    load_checkpoint,
+    make_generator,
+    require_fitted,
+    resolve_device,
+    save_checkpoint,
+)
+from models.encoders.table import Span
+from models.nn import MLP, SpanLayout, as_conditions, normal, spans_from_meta, spans_to_meta
+from models.registry import register
+from models.training import History, Progress, autocast, seeded, split_validation, train
+from schemas.errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    latent_dim: int = 32
+    hidden: tuple[int, ...] = (256, 256)
+    epochs: int = 300
+    batch_size: int = 500  # TVAE's default, so benches at equal epochs compare equal numbers of steps
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    beta: float = 0.5  # weight of the KL term; TVAE's loss_factor=2 on reconstruction is the same as beta=0.5
+    min_sigma: float = 0.01  # floor of the decoder's per-feature sigma (TVAE clamps to [0.01, 1])
+    val_fraction: float = 0.1  # rows held out for early stopping; 0 trains on everything for all epochs
+    patience: int | None = 30  # epochs without a better validation ELBO before stopping; None never stops
+    seed: int = 0  # seeds weight init, batch order and reparameterisation noise; sampling uses the caller's generator
+
+
+class VAEModule(nn.Module):
+    """Encoder to (mu, logvar), decoder to raw per-feature outputs, and a per-value-feature log sigma."""
+
+    def __init__(self, n_features: int, n_linear: int, config: VAEConfig):
+        super().__init__()
+        hidden = tuple(config.hidden)
+        self.encoder = MLP(n_features, hidden, 2 * config.latent_dim)
+        self.decoder = MLP(config.latent_dim, hidden[::-1], n_features)
+        self.log_sigma = nn.Parameter(torch.full((n_linear,), math.log(0.1)))
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu, logvar = self.encoder(x).chunk(2, dim=1)  # (n, latent) each
+        return mu, logvar.clamp(-10, 10)
+
+    def forward(self, x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        mu, logvar = self.encode(x)
+        z = mu + torch.exp(0.5 * logvar) * noise  # reparameterisation trick (Kingma & Welling 2014, sec. 2.4)
+        return self.decoder(z), mu, logvar  # (n, d), (n, latent), (n, latent)
+
+
+@register("vae")
+class VAE:
+    """Tabular VAE over the `TableEncoder` layout.
+
+    Args:
+        config: hyperparameters; `VAEConfig()` when omitted.
+        spans: the encoder's spans (which features are values, one-hots or flags); all values when omitted.
+        device: "auto"/None for CUDA when present, else CPU.
+
+    Attributes:
+        module_: the trained `VAEModule`.
+        history_: the training `History` (losses per epoch, best epoch, seconds).
+        n_features_in_: width of the encoded rows seen in `fit`.
+    """
+
+    config_class: ClassVar[type] = VAEConfig
+    supports_conditions: ClassVar[bool] = False  # prior sampling cannot pin a column; the task layer filters
+
+    def __init__(self, config: VAEConfig | None = None, *, spans: list[Span] | None = None, device: Any = None):
+        self.config = config
+        self.spans = spans
+        self.device = device
+        self.n_features_in_: int | None = None
+
+    # -------------------------------------------------------------------------------------------------- fitting
+    def _build(self, n_features: int, device: torch.device) -> None:
+        cfg = self.config or VAEConfig()
+        self.layout_ = SpanLayout(self.spans, n_features, device)
+        self.module_ = VAEModule(n_features, self.layout_.linear.numel(), cfg).to(device)
+        self.n_features_in_ = n_features
+
+    def _sigma(self) -> Tensor:
+        cfg = self.config or VAEConfig()
+        return self.module_.log_sigma.clamp(math.log(cfg.min_sigma), 0.0)  # (n_linear,)
+
+    def _loss(self, x: Tensor, noise: Tensor) -> Tensor:
+        """Negative ELBO per row, averaged: reconstruction NLL + beta * KL(q(z|x) || N(0, I))."""
+        cfg = self.config or VAEConfig()
+        logits, mu, logvar = self.module_(x, noise)
+        recon = self.layout_.reconstruction_loss(logits.float(), x, self._sigma())  # (n,)
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)  # Kingma & Welling 2014, appendix B
+        return (recon + cfg.beta * kl.float()).mean()
+
+    def fit(
+        self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[Progress], None] | None = None
+    ) -> Self:
+        """Train on encoded rows `x` (n, n_features); `conditions` is not used (the VAE does not condition)."""
+        cfg = self.config or VAEConfig()
+        device = resolve_device(self.device)
+        x = check_matrix(x).to(device)  # (n, d), moved once
+        with seeded(cfg.seed, device):
+            gen = make_generator(cfg.seed, device)
+            x_train, x_val = split_validation(x, cfg.val_fraction, gen)
+            self._build(x.shape[1], device)
+            opt = torch.optim.Adam(self.module_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            latent = cfg.latent_dim
+
+            def step(batch: Tensor) -> Tensor:
+                with autocast(device):
+                    loss = self._loss(batch, torch.randn(batch.shape[0], latent, device=device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                return loss
+
+            def evaluate(rows: Tensor) -> Tensor:
+                # The posterior mean stands in for the noise draw: a stable score for early stopping.
+                return self._loss(rows, torch.zeros(rows.shape[0], latent, device=device))
+
+            self.history_: History = train(
+                step,
+                x_train,
+                modules={"vae": self.module_},
+                epochs=cfg.epochs,
+                batch_size=cfg.batch_size,
+                generator=gen,
+                evaluate=evaluate,
+                x_val=x_val,
+                patience=cfg.patience,
+                progress=progress,
+                name="vae",
+            )
+        return self
+
+    # ------------------------------------------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def _decode(self, z: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Decode latent codes; with a generator, draw values, categories and flags, else return the modes."""
+        logits = self.module_.decoder(z).float()  # (n, d)
+        probs = self.layout_.activate(logits)
+        if generator is None:
+            return self.layout_.harden(probs)
+        lin = self.layout_.linear
+        if lin.numel():  # the decoder's Gaussian: mean + sigma * noise, as TVAE samples
+            probs[:, lin] = probs[:, lin] + self._sigma().exp() * normal((z.shape[0], lin.numel()), generator, z.device)
+        return self.layout_.draw(probs, generator)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, conditions: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Draw `n` encoded rows (n, n_features): one-hots for softmax spans, 0/1 for missing flags.
+
+        Raises:
+            InvalidInputError: `conditions` were given; the VAE cannot honour them (filter decoded rows instead).
+        """
+        require_fitted(self)
+        if conditions is not None:
+            as_conditions(conditions, n, self.n_features_in_, self.layout_.linear.device)  # shape errors first
+            raise InvalidInputError("the vae does not support conditions natively; sample and filter rows instead")
+        cfg = self.config or VAEConfig()
+        device = self.layout_.linear.device
+        gen = generator if generator is not None else make_generator(None, device)
+        self.module_.eval()
+        z = normal((n, cfg.latent_dim), gen, device)  # prior draws, (n, latent)
+        return self._decode(z, gen)
+
+    @torch.no_grad()
+    def interpolate(self, row_a: Tensor, row_b: Tensor, steps: int) -> Tensor:
+        """Decode `steps` points on the line between the posterior means of two encoded rows.
+
+        Args:
+            row_a, row_b: (n_features,) encoded rows.
+            steps: number of points, both ends included (>= 2).
+
+        Returns:
+            (steps, n_features) decoded rows, deterministic: argmax one-hots, flag probabilities, value means.
+        """
+        require_fitted(self)
+        if steps < 2:
+            raise InvalidInputError(f"interpolate needs steps >= 2, got {steps}")
+        device = self.layout_.linear.device
+        self.module_.eval()
+        rows = torch.stack([torch.as_tensor(row_a), torch.as_tensor(row_b)]).float().to(device)  # (2, d)
+        mu, _ = self.module_.encode(check_matrix(rows, "rows"))
+        t = torch.linspace(0, 1, steps, device=device)[:, None]  # (steps, 1)
+        z = (1 - t) * mu[0] + t * mu[1]  # (steps, latent)
+        return self._decode(z, None)
+
+    # ---------------------------------------------------------------------------------------------- persistence
+    def save(self, directory: Path) -> None:
+        require_fitted(self)
+        meta = {"n_features_in": self.n_features_in_, "spans": spans_to_meta(self.spans), **_history_meta(self)}
+        save_checkpoint(
+            directory, kind="vae", config=self.config or VAEConfig(), state=self.module_.state_dict(), meta=meta
+        )
+
+    @classmethod
+    def load(cls, directory: Path, *, device: torch.device | str = "cpu") -> Self:
+        config, state, meta = load_checkpoint(directory, device=device)
+        config = config_from_dict(VAEConfig, config)
+        model = cls(config, spans=spans_from_meta(meta["spans"]), device=device)
+        model._build(meta["n_features_in"], resolve_device(device))
+        model.module_.load_state_dict(state)
+        model.module_.eval()
+        return model
+
+
+def _history_meta(model: Any) -> dict[str, Any]:
+    h = getattr(model, "history_", None)
+    return {"epochs_run": h.epochs_run, "best_epoch": h.best_epoch, "fit_seconds": h.seconds} if h else {}
