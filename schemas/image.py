@@ -60,7 +60,7 @@ class ImageGateThresholds(BaseModel):
         None, ge=0, description="Fréchet distance between holdout and synthetic standardised classifier features"
     )
     frechet_ratio_max: float | None = Field(
-        8.0, ge=0, description="Fréchet distance synthetic-holdout / train-holdout (the real data's own distance)"
+        5.0, ge=0, description="Fréchet distance synthetic-holdout / train-holdout (the real data's own distance)"
     )
     precision_min: float | None = Field(
         0.50, ge=0, le=1, description="share of synthetic features inside the real k-NN manifold (realism)"

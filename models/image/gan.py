@@ -23,7 +23,7 @@ from models.registry import register
 class ImageGANConfig:
     latent_dim: int = 32
     base_channels: int = 32
-    epochs: int = 80
+    epochs: int = 60  # digits: class accuracy 0.93 at 60
     batch_size: int = 64
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)  # DCGAN's Adam setting; beta1=0.9 oscillates
