@@ -54,7 +54,7 @@ def test_tv_complement_is_one_minus_total_variation():
 
 def test_column_shapes_perfect_on_identical_and_low_on_collapsed(penguin_parts):
     # Arrange
-    schema, train, holdout = penguin_parts
+    schema, _, holdout = penguin_parts
     collapsed = holdout.copy()
     collapsed["species"] = "Adelie"
     collapsed["body_mass_g"] = collapsed["body_mass_g"].median()
