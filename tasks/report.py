@@ -1,0 +1,509 @@
+"""The run report: one self-contained HTML file, the same summary as Prefect artifacts, and a terminal table.
+
+The HTML is for a data team deciding whether to trust a synthetic table, so it leads with the verdict and the failing
+checks, then shows instead of tells: real-vs-synthetic distributions per column, association heatmaps, the DCR
+histogram that the privacy verdict rests on, and the run facts. It embeds every image as base64 PNG and has no
+external CSS, scripts or fonts, so it opens offline and can be mailed as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from prefect import task
+from rich.table import Table
+
+from schemas.gates import GateResult, MetricResult
+from schemas.metadata import CandidateScore, OutputMetadata
+from schemas.table import TableSchema
+from tasks.distance import NUMERIC_KINDS, category_labels, numeric_values
+from tasks.publish import write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+REAL_COLOR = "#2b6cb0"
+SYN_COLOR = "#dd6b20"
+# Distribution plots use at most this many rows per side (enough for a smooth histogram, cheap to draw).
+PLOT_ROWS = 50_000
+# Columns shown in the distributions section and the heatmaps; wider tables list the rest by name.
+MAX_PLOT_COLUMNS = 40
+MAX_BAR_LEVELS = 20
+
+
+# ------------------------------------------------------------------------------------------------------ figures
+def _png(fig: Figure) -> str:
+    """Render a figure to a base64 PNG data URI (Agg canvas, no pyplot state, safe in worker threads)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _sample(frame: pd.DataFrame, n: int = PLOT_ROWS) -> pd.DataFrame:
+    return frame if len(frame) <= n else frame.sample(n, random_state=0)
+
+
+def distribution_figure(col_name: str, kind: str, real: pd.Series | None, synthetic: pd.Series, col) -> str:
+    """One column, real vs synthetic: overlaid density histograms for numbers, side-by-side bars for categories."""
+    fig = Figure(figsize=(3.6, 2.4))
+    ax = fig.subplots()
+    if col.kind in NUMERIC_KINDS:
+        syn = numeric_values(synthetic, col)
+        rea = numeric_values(real, col) if real is not None else np.array([])
+        both = np.concatenate([rea[np.isfinite(rea)], syn[np.isfinite(syn)]])
+        if both.size:
+            lo, hi = np.quantile(both, [0.005, 0.995])
+            bins = np.linspace(lo, hi if hi > lo else lo + 1, 31)
+            if rea.size:
+                ax.hist(
+                    np.clip(rea[np.isfinite(rea)], lo, hi),
+                    bins,
+                    density=True,
+                    alpha=0.55,
+                    color=REAL_COLOR,
+                    label="real",
+                )
+            ax.hist(
+                np.clip(syn[np.isfinite(syn)], lo, hi),
+                bins,
+                density=True,
+                alpha=0.55,
+                color=SYN_COLOR,
+                label="synthetic",
+            )
+        ax.set_yticks([])
+        if col.kind.value == "datetime":
+            ax.tick_params(axis="x", labelrotation=30)
+            ticks = ax.get_xticks()
+            ax.set_xticks(ticks, [pd.Timestamp(t, unit="s").strftime("%Y-%m-%d") for t in ticks], fontsize=7)
+    else:
+        syn_share = pd.Series(category_labels(synthetic)).value_counts(normalize=True)
+        real_share = (
+            pd.Series(category_labels(real)).value_counts(normalize=True)
+            if real is not None
+            else pd.Series(dtype=float)
+        )
+        levels = real_share.add(syn_share, fill_value=0).sort_values(ascending=False).index[:MAX_BAR_LEVELS]
+        x = np.arange(len(levels))
+        ax.bar(x - 0.2, real_share.reindex(levels, fill_value=0).to_numpy(), 0.4, color=REAL_COLOR, label="real")
+        ax.bar(x + 0.2, syn_share.reindex(levels, fill_value=0).to_numpy(), 0.4, color=SYN_COLOR, label="synthetic")
+        labels = [str(v)[:12] for v in levels]
+        ax.set_xticks(
+            x, labels, rotation=45 if len(levels) > 3 else 0, ha="right" if len(levels) > 3 else "center", fontsize=7
+        )
+    ax.set_title(f"{col_name} ({kind})", fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    return _png(fig)
+
+
+def association_matrix(frame: pd.DataFrame, columns: list) -> np.ndarray:
+    """Pairwise association in [-1, 1]: Spearman correlation for numeric pairs, Cramér's V for the rest.
+
+    Numeric columns paired with a categorical one are cut into quintiles first, so every pair gets one comparable
+    number and the real and synthetic heatmaps share a scale.
+    """
+    k = len(columns)
+    codes: dict[str, np.ndarray] = {}
+    ranks: dict[str, np.ndarray] = {}
+    for col in columns:
+        if col.kind in NUMERIC_KINDS:
+            values = numeric_values(frame[col.name], col)
+            ranks[col.name] = pd.Series(values).rank().to_numpy()
+            finite = values[np.isfinite(values)]
+            edges = np.unique(np.quantile(finite, [0.2, 0.4, 0.6, 0.8])) if finite.size else np.array([])
+            c = np.digitize(values, edges)
+            c[~np.isfinite(values)] = edges.size + 1
+            codes[col.name] = c
+        else:
+            codes[col.name] = pd.factorize(category_labels(frame[col.name]))[0]
+    out = np.eye(k)
+    for i in range(k):
+        for j in range(i + 1, k):
+            a, b = columns[i].name, columns[j].name
+            if a in ranks and b in ranks:
+                value = pd.Series(ranks[a]).corr(pd.Series(ranks[b]))
+            else:
+                value = _cramers_v(codes[a], codes[b])
+            out[i, j] = out[j, i] = 0.0 if not np.isfinite(value) else value
+    return out
+
+
+def _cramers_v(a: np.ndarray, b: np.ndarray) -> float:
+    """Cramér's V of two coded columns (chi-squared based association, 0 = independent, 1 = determined)."""
+    table = pd.crosstab(a, b).to_numpy().astype(float)
+    if min(table.shape) < 2:
+        return 0.0
+    n = table.sum()
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / n
+    chi2 = ((table - expected) ** 2 / expected).sum()
+    return float(np.sqrt(chi2 / (n * (min(table.shape) - 1))))
+
+
+def heatmap_figure(real: pd.DataFrame | None, synthetic: pd.DataFrame, columns: list) -> str:
+    """Three heatmaps side by side: real, synthetic, and their absolute difference."""
+    names = [c.name for c in columns]
+    syn = association_matrix(synthetic, columns)
+    panels = [("synthetic", syn, "RdBu_r", -1)]
+    if real is not None:
+        rea = association_matrix(real, columns)
+        panels = [
+            ("real", rea, "RdBu_r", -1),
+            ("synthetic", syn, "RdBu_r", -1),
+            ("|real - synthetic|", np.abs(rea - syn), "Reds", 0),
+        ]
+    size = min(4.5, 1.5 + 0.22 * len(names))
+    fig = Figure(figsize=(size * len(panels), size))
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (title, matrix, cmap, vmin) in zip(axes, panels, strict=True):
+        image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=1)
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks(range(len(names)), [n[:14] for n in names], rotation=90, fontsize=6)
+        ax.set_yticks(range(len(names)), [n[:14] for n in names], fontsize=6)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return _png(fig)
+
+
+def dcr_figure(histogram: Mapping[str, list[float]]) -> str:
+    """The DCR histogram: distance to the closest training row, for synthetic rows and for holdout rows."""
+    edges = np.asarray(histogram["edges"])
+    syn = np.asarray(histogram["synthetic_to_train"], dtype=float)
+    hold = np.asarray(histogram["holdout_to_train"], dtype=float)
+    centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    fig = Figure(figsize=(6.5, 2.8))
+    ax = fig.subplots()
+    ax.bar(centers, syn / max(syn.sum(), 1), width, alpha=0.55, color=SYN_COLOR, label="synthetic -> train")
+    ax.bar(centers, hold / max(hold.sum(), 1), width, alpha=0.55, color=REAL_COLOR, label="holdout -> train")
+    ax.set_xlabel("Gower distance to the closest training row")
+    ax.set_ylabel("share of rows")
+    ax.legend(fontsize=8, frameon=False)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return _png(fig)
+
+
+# ---------------------------------------------------------------------------------------------------------- HTML
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f7f8fa;color:#1a202c}
+main{max-width:1200px;margin:0 auto;padding:24px}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:32px 0 8px;border-bottom:1px solid #e2e8f0;padding-bottom:4px}
+.banner{padding:18px 22px;border-radius:8px;color:#fff;margin:16px 0}
+.banner.pass{background:#2f855a} .banner.fail{background:#c53030}
+.banner b{font-size:20px} .banner p{margin:6px 0 0}
+table{border-collapse:collapse;width:100%;background:#fff;font-size:13px}
+th,td{padding:6px 10px;border-bottom:1px solid #edf2f7;text-align:left;vertical-align:top}
+th{background:#edf2f7} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#2f855a;font-weight:600} .bad{color:#c53030;font-weight:600} .info{color:#718096}
+tr.failrow{background:#fff5f5}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:10px}
+.grid img,.wide img{background:#fff;border-radius:6px;max-width:100%}
+.muted{color:#718096;font-size:13px} ul{margin:4px 0}
+"""
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def _verdict(metric: MetricResult) -> str:
+    if metric.passed is None:
+        return '<span class="info">info</span>'
+    return '<span class="ok">pass</span>' if metric.passed else '<span class="bad">FAIL</span>'
+
+
+def _metric_rows(gates: GateResult) -> str:
+    rows = []
+    for m in gates.metrics:
+        sign = "&ge;" if m.direction == "min" else "&le;"
+        threshold = "&mdash;" if m.threshold is None else f"{sign} {_fmt(m.threshold)}"
+        cls = ' class="failrow"' if m.passed is False else ""
+        rows.append(
+            f"<tr{cls}><td>{m.group}</td><td><b>{html.escape(m.name)}</b></td><td class='num'>{_fmt(m.value)}</td>"
+            f"<td class='num'>{threshold}</td><td>{_verdict(m)}</td><td class='muted'>{html.escape(m.description)}</td></tr>"
+        )
+    return "".join(rows)
+
+
+def _kv_table(items: Mapping[str, Any]) -> str:
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in items.items())
+    return f"<table>{rows}</table>"
+
+
+def _candidate_table(candidates: Sequence[CandidateScore]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(c.model)}</td><td class='num'>{_fmt(c.score)}</td><td class='num'>{c.fit_seconds:.1f}</td>"
+        f"<td>{html.escape(c.error or '')}</td></tr>"
+        for c in candidates
+    )
+    return (
+        f"<table><tr><th>model</th><th>holdout fidelity score</th><th>fit seconds</th><th>error</th></tr>{rows}</table>"
+    )
+
+
+def _banner(gates: GateResult) -> str:
+    gated = [m for m in gates.metrics if m.passed is not None]
+    if gates.passed:
+        return (
+            f'<div class="banner pass"><b>PUBLISHED: all {len(gated)} gated checks passed</b>'
+            "<p>The synthetic table met every fidelity and privacy threshold below.</p></div>"
+        )
+    failing = []
+    for m in gates.metrics:
+        if m.passed is False:
+            sign = "&ge;" if m.direction == "min" else "&le;"
+            failing.append(
+                f"<li><b>{html.escape(m.name)}</b> = {_fmt(m.value)} (needs {sign} {_fmt(m.threshold)})</li>"
+            )
+    return (
+        f'<div class="banner fail"><b>REFUSED: {len(failing)} of {len(gated)} gated checks failed</b>'
+        f"<ul>{''.join(failing)}</ul><p>Nothing was published.</p></div>"
+    )
+
+
+def _privacy_section(gates: GateResult) -> str:
+    parts = []
+    try:
+        dcr = gates.metric("dcr_share_excess")
+    except KeyError:
+        return "<p class='muted'>No distance-based privacy metrics were computed.</p>"
+    hist = dcr.details.get("histogram")
+    if hist:
+        parts.append(f"<div class='wide'><img alt='DCR histogram' src='{dcr_figure(hist)}'></div>")
+    share, baseline = dcr.details.get("share"), dcr.details.get("baseline")
+    if share is not None and baseline is not None:
+        parts.append(
+            f"<p>{share:.1%} of synthetic rows are closer to a training row than to any holdout row; rows drawn fresh "
+            f"from the same population would be closer to a training row {baseline:.1%} of the time (the no-copy "
+            "baseline, n_train / (n_train + n_holdout)). Copies and near-copies pile up at distance 0 in the "
+            "histogram, to the left of the holdout's bars.</p>"
+        )
+    return "".join(parts)
+
+
+def render_report(
+    *,
+    schema: TableSchema,
+    real: pd.DataFrame | None,
+    synthetic: pd.DataFrame,
+    gates: GateResult,
+    facts: Mapping[str, Any],
+    candidates: Sequence[CandidateScore] | None = None,
+) -> str:
+    """The report as one HTML string (see `write_report`); `real` may be None when the real data is not at hand."""
+    columns = [c for c in schema.modelled if c.name in synthetic.columns][:MAX_PLOT_COLUMNS]
+    real_s = _sample(real) if real is not None else None
+    syn_s = _sample(synthetic)
+    dists = "".join(
+        f"<img alt='{html.escape(c.name)}' src='{distribution_figure(c.name, c.kind.value, None if real_s is None else real_s[c.name], syn_s[c.name], c)}'>"
+        for c in columns
+    )
+    hidden = len(schema.modelled) - len(columns)
+    more = f"<p class='muted'>{hidden} more columns are not drawn.</p>" if hidden > 0 else ""
+    heat = (
+        f"<div class='wide'><img alt='association heatmaps' src='{heatmap_figure(real_s, syn_s, columns)}'></div>"
+        if len(columns) >= 2
+        else ""
+    )
+    no_real = "" if real is not None else "<p class='muted'>The real data was not available: synthetic only.</p>"
+    notes = (
+        "".join(f"<li>{html.escape(n)}</li>" for n in gates.notes) or "<li>No metric was computed on a subsample.</li>"
+    )
+    cand = f"<h2>Candidates (--model auto)</h2>{_candidate_table(candidates)}" if candidates else ""
+    title = html.escape(f"synthgate report: {schema.name}")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{CSS}</style></head>
+<body><main>
+<h1>{title}</h1>
+<div class="muted">generated {datetime.now(UTC).isoformat(timespec="seconds")} &middot; real = holdout rows the model never saw</div>
+<section id="verdict">{_banner(gates)}</section>
+<section id="metrics"><h2>Metrics</h2>
+<table><tr><th>group</th><th>metric</th><th>value</th><th>threshold</th><th>verdict</th><th>what it measures</th></tr>
+{_metric_rows(gates)}</table></section>
+<section id="distributions"><h2>Distributions: real vs synthetic</h2>{no_real}<div class="grid">{dists}</div>{more}</section>
+<section id="correlations"><h2>Associations</h2>
+<p class="muted">Spearman correlation for numeric pairs, Cramér's V (numbers cut into quintiles) for the others.</p>{heat}</section>
+<section id="privacy"><h2>Privacy: distance to the closest record</h2>{_privacy_section(gates)}</section>
+<section id="facts"><h2>Run facts</h2>{_kv_table(facts)}</section>
+{cand}
+<section id="notes"><h2>Notes</h2><ul>{notes}</ul></section>
+</main></body></html>
+"""
+
+
+def write_report(
+    path: str | Path,
+    *,
+    schema: TableSchema,
+    real: pd.DataFrame | None,
+    synthetic: pd.DataFrame,
+    gates: GateResult,
+    facts: Mapping[str, Any],
+    candidates: Sequence[CandidateScore] | None = None,
+) -> Path:
+    """Write the self-contained HTML report to `path` atomically (temp file beside it, then `os.replace`).
+
+    Args:
+        path: where the report goes; its directory is created if needed.
+        schema: the table schema (decides which columns are drawn and how).
+        real: real rows to compare with (the flow passes the holdout), or None to draw the synthetic side only.
+        synthetic: the synthetic rows.
+        gates: every metric and verdict; the DCR histogram comes from `dcr_share_excess`'s details.
+        facts: run facts shown as a table (model, seed, rows, times, data hash, epsilon, ...).
+        candidates: the models `--model auto` tried, if any.
+
+    Returns:
+        The path written.
+    """
+    text = render_report(schema=schema, real=real, synthetic=synthetic, gates=gates, facts=facts, candidates=candidates)
+    written = write_text_atomic(Path(path), text)
+    logger.info("report: wrote %s (%d kB)", written, len(text) // 1024)
+    return written
+
+
+write_report_task = task(name="write-report")(write_report)
+
+
+# ----------------------------------------------------------------------------------------------------- Prefect
+def summary_markdown(gates: GateResult, facts: Mapping[str, Any]) -> str:
+    """The verdict, failing checks, metric table and run facts as Markdown."""
+    lines = [f"# {gates.summary()}", ""]
+    lines += ["| metric | group | value | threshold | verdict |", "|---|---|---:|---:|---|"]
+    for m in gates.metrics:
+        sign = ">=" if m.direction == "min" else "<="
+        threshold = "-" if m.threshold is None else f"{sign} {_fmt(m.threshold)}"
+        verdict = "info" if m.passed is None else ("pass" if m.passed else "**FAIL**")
+        lines.append(f"| {m.name} | {m.group} | {_fmt(m.value)} | {threshold} | {verdict} |")
+    lines += ["", "## Run facts", ""] + [f"- **{k}**: {_fmt(v)}" for k, v in facts.items()]
+    if gates.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in gates.notes]
+    return "\n".join(lines)
+
+
+def metric_records(gates: GateResult) -> list[dict[str, Any]]:
+    """One plain record per metric (Prefect table artifacts take records, not DataFrames)."""
+    return [
+        {
+            "metric": m.name,
+            "group": m.group,
+            "value": m.value,
+            "threshold": m.threshold,
+            "direction": m.direction,
+            "verdict": "info" if m.passed is None else ("pass" if m.passed else "fail"),
+        }
+        for m in gates.metrics
+    ]
+
+
+def create_run_artifacts(gates: GateResult, facts: Mapping[str, Any]) -> list[Any]:
+    """Publish the summary as Prefect markdown and table artifacts (keys `synthgate-summary`, `synthgate-metrics`).
+
+    Outside a flow or task run there is nothing to attach them to, and creating them would start a Prefect API just
+    for that, so the call logs and returns an empty list.
+
+    Returns:
+        The artifact ids created (empty outside a run).
+    """
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+        logger.debug("create_run_artifacts: not inside a Prefect run; no artifacts created")
+        return []
+    ids = [
+        create_markdown_artifact(
+            markdown=summary_markdown(gates, facts), key="synthgate-summary", description=gates.summary()
+        ),
+        create_table_artifact(table=metric_records(gates), key="synthgate-metrics", description="gate metrics"),
+    ]
+    return ids
+
+
+# ------------------------------------------------------------------------------------------------------ terminal
+def summary_table(metadata: OutputMetadata) -> Table:
+    """A rich table of a run for the terminal: verdict in the title, every metric, and the key facts in the caption."""
+    gates = metadata.gates
+    style = "bold green" if gates.passed else "bold red"
+    table = Table(title=f"[{style}]{gates.summary()}[/]", caption=_caption(metadata), show_lines=False)
+    for name, justify in (
+        ("group", "left"),
+        ("metric", "left"),
+        ("value", "right"),
+        ("threshold", "right"),
+        ("verdict", "left"),
+    ):
+        table.add_column(name, justify=justify)
+    for m in gates.metrics:
+        sign = ">=" if m.direction == "min" else "<="
+        threshold = "-" if m.threshold is None else f"{sign} {_fmt(m.threshold)}"
+        verdict = "[dim]info[/]" if m.passed is None else ("[green]pass[/]" if m.passed else "[bold red]FAIL[/]")
+        table.add_row(m.group, m.name, _fmt(m.value), threshold, verdict)
+    return table
+
+
+def _caption(meta: OutputMetadata) -> str:
+    eps = f", epsilon {meta.epsilon:g}" if meta.epsilon is not None else ""
+    return (
+        f"model {meta.model}, seed {meta.seed}, rows train/holdout/output {meta.n_rows_train}/{meta.n_rows_holdout}/"
+        f"{meta.n_rows_output}, data {meta.data_hash[:12]}{eps}"
+    )
+
+
+def facts_from_metadata(meta: OutputMetadata) -> dict[str, Any]:
+    """The run facts of a published file, as the report shows them."""
+    return {
+        "run id": meta.run_id,
+        "model": meta.model,
+        "seed": meta.seed,
+        "source": meta.source,
+        "rows (input / train / holdout / output)": f"{meta.n_rows_input} / {meta.n_rows_train} / {meta.n_rows_holdout} / {meta.n_rows_output}",
+        "data hash": meta.data_hash[:16],
+        "epsilon": meta.epsilon if meta.epsilon is not None else "none (no differential privacy)",
+        "seconds per step": ", ".join(f"{k} {v:.2f}" for k, v in meta.timings.items()),
+        "created": meta.created_at.isoformat(timespec="seconds"),
+    }
+
+
+def regenerate_report(parquet_path: str | Path, html_path: str | Path) -> Path:
+    """Rebuild the HTML report of a published Parquet file from its rows and metadata.
+
+    The metrics, verdicts and DCR histogram come from the file's metadata; the real side of the distributions is
+    re-read from the run's input (`request["input"]`) and cut to the modelled columns. When the input can no longer
+    be read (moved, or not accessible from here) the report is drawn from the synthetic rows alone and says so.
+    """
+    from schemas.errors import InvalidInputError
+    from tasks.ingest import read_table
+    from tasks.publish import read_metadata
+
+    meta = read_metadata(parquet_path)
+    schema = TableSchema.model_validate(meta.schema_)
+    synthetic = pd.read_parquet(parquet_path)
+    real: pd.DataFrame | None
+    try:
+        real = read_table(meta.request.get("input", meta.source), table=meta.request.get("table"))
+        real = real[[c.name for c in schema.modelled if c.name in real.columns]]
+    except InvalidInputError as exc:
+        logger.warning("regenerate_report: real input unavailable (%s); drawing the synthetic side only", exc)
+        real = None
+    return write_report(
+        html_path,
+        schema=schema,
+        real=real,
+        synthetic=synthetic,
+        gates=meta.gates,
+        facts=facts_from_metadata(meta),
+        candidates=meta.candidates,
+    )
