@@ -22,6 +22,7 @@ from schemas.errors import GateRefusedError, InvalidInputError
 from schemas.gates import GateResult
 from schemas.metadata import CandidateScore, OutputMetadata
 from schemas.request import RunRequest
+from tasks.cache import cache_root, load_cached_task, model_key, save_cached_task
 from tasks.gates import evaluate_gates_task
 from tasks.ingest import data_hash, read_table_task
 from tasks.preprocess import encode_training_task, resolve_schema_task
@@ -30,7 +31,8 @@ from tasks.publish import write_parquet_task
 from tasks.report import create_run_artifacts, write_report
 from tasks.sample import sample_rows_task
 from tasks.split import split_holdout_task
-from tasks.train import fit_model_task
+from tasks.sql import commit_staged_task, discard_staged, split_table_name, stage_table_task
+from tasks.train import FitResult, fit_model_task
 from tasks.validate import valid_row_share_task, validate_table_task
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class RunResult:
     report: Path
     metadata: OutputMetadata
     timings: dict[str, float] = field(default_factory=dict)
+    model_cache: str = "off"  # "hit" (training skipped), "miss" (trained and stored) or "off" (--no-cache)
 
     @property
     def published(self) -> bool:
@@ -73,8 +76,27 @@ def _table_name(request: RunRequest) -> str:
 
 
 @flow(name="synthesize-table", log_prints=False)
-def synthesize_table(request: RunRequest) -> RunResult:
-    """Ingest, validate, split, encode, train, sample, check and publish one table."""
+def synthesize_table(
+    request: RunRequest,
+    *,
+    use_cache: bool = True,
+    cache_dir: Path | None = None,
+    write_url: str | None = None,
+    write_table: str | None = None,
+) -> RunResult:
+    """Ingest, validate, split, encode, train, sample, check and publish one table.
+
+    Args:
+        request: the run.
+        use_cache: reuse a fitted model stored under the same data + schema + training-request hash (`tasks.cache`).
+        cache_dir: the model store (default `$SYNTHGATE_CACHE` or `~/.cache/synthgate/models`).
+        write_url: also publish the synthetic rows to this SQLAlchemy database (with `write_table`), atomically.
+        write_table: the table replaced in `write_url`.
+    """
+    if bool(write_url) != bool(write_table):
+        raise InvalidInputError("write-back needs both --write-url URL and --write-table NAME")
+    if write_table:
+        split_table_name(write_table)  # a bad name fails now, not after training
     timings: dict[str, float] = {}
     source = request.input if not request.table else f"{request.input} ({request.table})"
     with _timed(timings, "ingest"):
@@ -87,17 +109,29 @@ def synthesize_table(request: RunRequest) -> RunResult:
     normalization = getattr(MODELS.get(request.model, (None,))[0], "normalization", "standard")
     with _timed(timings, "encode"):
         encoder, encoded = encode_training_task(train, schema, normalization=normalization)
+    # Model cache (tasks/cache.py): same data + schema + training fields -> reuse the stored model and encoder.
+    root, key = cache_root(cache_dir), model_key(digest, schema, request, version=VERSION)
+    cached = load_cached_task(root, key, device=request.device) if use_cache else None
+    model_cache = "off" if not use_cache else ("hit" if cached else "miss")
     with _timed(timings, "train"):
         if request.model not in model_names():
             raise InvalidInputError(f"model {request.model!r} is not available; choose one of {model_names()}")
-        fitted = fit_model_task(
-            encoded,
-            model=request.model,
-            spans=encoder.spans_,
-            device=request.device,
-            options=request.model_options,
-            seed=request.seed,
-        )
+        if cached is not None:
+            encoder = cached.encoder
+            fitted = FitResult(model=cached.model, name=cached.name, seconds=0.0, device=_device_of(cached.model))
+        else:
+            fitted = fit_model_task(
+                encoded,
+                model=request.model,
+                spans=encoder.spans_,
+                device=request.device,
+                options=request.model_options,
+                seed=request.seed,
+            )
+            if use_cache:
+                save_cached_task(
+                    root, key, model=fitted.model, encoder=encoder, name=fitted.name, fit_seconds=fitted.seconds
+                )
     candidates: list[CandidateScore] = []
     n_rows = request.rows or len(train)
     with _timed(timings, "sample"):
@@ -143,7 +177,12 @@ def synthesize_table(request: RunRequest) -> RunResult:
         timings={**timings, "fit_model": round(fitted.seconds, 3)},
         epsilon=None,
         candidates=candidates,
-        notes=[f"trained on {fitted.device}"],
+        notes=[
+            f"trained on {fitted.device}" if model_cache != "hit" else f"model reused from cache on {fitted.device}"
+        ],
+        device=fitted.device,
+        model_cache=model_cache,
+        model_key=key,
     )
     facts = _facts(metadata)
     report = request.resolved_report_path
@@ -157,8 +196,22 @@ def synthesize_table(request: RunRequest) -> RunResult:
         error.metadata = metadata
         raise error
     with _timed(timings, "publish"):
-        write_parquet_task(synthetic, request.output, metadata)
-    return RunResult(output=request.output, report=report, metadata=metadata, timings=timings)
+        # Database write-back (tasks/sql.py): staged first, swapped in only once the Parquet file is published.
+        staged = stage_table_task(synthetic, write_url, write_table) if write_url and write_table else None
+        try:
+            write_parquet_task(synthetic, request.output, metadata)
+        except BaseException:
+            if staged is not None:
+                discard_staged(staged)
+            raise
+        if staged is not None:
+            commit_staged_task(staged)
+    return RunResult(output=request.output, report=report, metadata=metadata, timings=timings, model_cache=model_cache)
+
+
+def _device_of(model: object) -> str:
+    """Where a reused model's tensors live (models keep their `device`; CPU if one does not say)."""
+    return str(getattr(model, "device_", None) or getattr(model, "device", None) or "cpu")
 
 
 def _facts(meta: OutputMetadata) -> dict[str, object]:

@@ -12,6 +12,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import InvalidInputError
+from tasks.retry import retry_on_transient
 
 logger = logging.getLogger(__name__)
 
@@ -150,4 +151,6 @@ def data_hash(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-read_table_task = task(name="ingest", retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)(read_table)
+read_table_task = task(
+    name="ingest", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE
+)(read_table)

@@ -23,6 +23,7 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import InvalidInputError
 from schemas.metadata import METADATA_KEY, OutputMetadata
+from tasks.retry import retry_on_transient
 
 logger = logging.getLogger(__name__)
 
@@ -76,4 +77,6 @@ def read_metadata(path: str | Path) -> OutputMetadata:
     return OutputMetadata.model_validate(json.loads(meta[METADATA_KEY]))
 
 
-write_parquet_task = task(name="publish", retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)(write_parquet)
+write_parquet_task = task(
+    name="publish", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE
+)(write_parquet)
