@@ -37,6 +37,18 @@ from tasks.validate import valid_row_share_task, validate_table_task
 
 logger = logging.getLogger(__name__)
 VERSION = "0.1.0"
+OUR_LOGGERS = ("models", "tasks", "flows")
+
+
+def show_progress_logs() -> None:
+    """Let our INFO lines (training progress, step summaries) through to the terminal and Prefect's run logs.
+
+    `PREFECT_LOGGING_EXTRA_LOGGERS` attaches Prefect's handlers to these loggers but leaves their level unset, so they
+    would inherit the root logger's WARNING and stay silent.
+    """
+    for name in OUR_LOGGERS:
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(logging.INFO)
 
 
 @dataclass
@@ -97,6 +109,7 @@ def synthesize_table(
         raise InvalidInputError("write-back needs both --write-url URL and --write-table NAME")
     if write_table:
         split_table_name(write_table)  # a bad name fails now, not after training
+    show_progress_logs()
     timings: dict[str, float] = {}
     source = request.input if not request.table else f"{request.input} ({request.table})"
     with _timed(timings, "ingest"):
