@@ -1,17 +1,44 @@
-"""Keep personal data and identifiers out of training, and give the synthetic table its non-modelled columns back.
+"""Keep personal data and identifiers out of training, suppress rare categories, and complete the synthetic table.
 
-Identifier, free-text and PII columns never reach a model. In the output, identifiers are regenerated (new, unique,
-same dtype: they carry no information about real rows) and PII columns follow their schema `pii_action`.
+Identifier, free-text and PII columns never reach a model (`training_frame`). Rare categories are merged into one bucket
+on the training split before encoding (`suppress_rare_categories`), so a value seen a handful of times cannot be
+reproduced. In the output, identifiers are regenerated and PII columns follow their schema `pii_action`:
+
+- `drop` (the default, and the only choice for free text unless the user says otherwise): the column is not published.
+- `fake`: Faker values of the column's kind (emails, names, phones, national IDs, addresses, sentences). Synthetic rows
+  are not real people, so there is no real value to map: each synthetic *entity* gets its own fake value, drawn from a
+  Faker seeded by the run, and the same entity key (the row's regenerated identifier, or the row itself when the table
+  has none) always gets the same fake value within a run. On real data (`pseudonymize`) the same real value maps to the
+  same fake value within a run, through a keyed hash of the value.
+- `hash`: HMAC-SHA256 with a secret from `SYNTHGATE_HASH_KEY` (never stored or logged). Hashing a *sampled real value*
+  into the output would leak membership (the key holder, or anyone linking hashes to another keyed export, learns that
+  the person is in the training data), so the synthetic column holds the keyed hash of the synthetic entity's surrogate
+  value: an opaque, consistent pseudonym with the real column's format (64 hex characters) and no link to any real row.
+  `pseudonymize` applies the keyed hash to real values, for a protected copy of the real table.
 """
 
 from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import os
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from schemas.errors import InvalidInputError
+from schemas.pii import PIIKind
 from schemas.table import ColumnKind, ColumnSchema, TableSchema
+
+HASH_KEY_ENV = "SYNTHGATE_HASH_KEY"
+# Categories with fewer training rows than this are merged into the rare bucket (k-anonymity-style threshold on each
+# categorical column's marginal; 5 is the usual small-cell suppression limit of statistical agencies).
+DEFAULT_RARE_K = 5
+RARE_LABEL = "__rare__"
 
 
 def training_frame(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
@@ -19,6 +46,167 @@ def training_frame(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
     return frame[[c.name for c in schema.modelled]]
 
 
+# -------------------------------------------------------------------------------------------- rare categories
+def suppress_rare_categories(
+    train: pd.DataFrame, schema: TableSchema, *, k: int = DEFAULT_RARE_K, label: str = RARE_LABEL
+) -> tuple[pd.DataFrame, TableSchema, dict[str, list[Any]]]:
+    """Merge categories with fewer than `k` training rows into one bucket, in the data and in the schema.
+
+    Applied to the training split before encoding, so the encoder, the model and the output's value set never hold a
+    value seen fewer than `k` times. String-valued columns get the `label` bucket; numeric and boolean categorical
+    columns (whose dtype cannot hold a label) map a rare value to the column's most frequent value instead.
+
+    Args:
+        train: the training split.
+        schema: the schema the run uses; categorical columns' `categories` are rewritten.
+        k: minimum rows a category needs to be kept as itself.
+        label: the bucket's value for string columns.
+
+    Returns:
+        `(train, schema, suppressed)`: the rewritten training rows, the schema with updated category lists, and per
+        column the values that were suppressed (for the run notes; never published).
+    """
+    if k <= 1:
+        return train, schema, {}
+    out = train.copy()
+    columns: list[ColumnSchema] = []
+    suppressed: dict[str, list[Any]] = {}
+    for col in schema.columns:
+        if col.kind != ColumnKind.CATEGORICAL or col.name not in out.columns or not col.is_modelled:
+            columns.append(col)
+            continue
+        series = out[col.name]
+        counts = series.value_counts(dropna=True)
+        known = list(col.categories or [])
+        rare = [c for c in known if int(counts.get(c, 0)) < k]
+        if not rare:
+            columns.append(col)
+            continue
+        kept = [c for c in known if c not in rare]
+        stringy = all(isinstance(c, str) for c in known)
+        if stringy:
+            replacement: Any = label
+            categories = [*kept, label] if label not in kept else kept
+        elif kept:
+            replacement = counts.loc[kept].idxmax()
+            categories = kept
+        else:  # numeric column whose every value is rare: nothing safe to keep but one value
+            replacement = counts.idxmax()
+            categories = [replacement]
+        mask = series.isin(rare)
+        if stringy and not pd.api.types.is_object_dtype(series) and not pd.api.types.is_string_dtype(series):
+            series = series.astype(object)
+        out[col.name] = series.mask(mask, replacement)
+        suppressed[col.name] = rare
+        columns.append(col.model_copy(update={"categories": categories}))
+    return out, schema.model_copy(update={"columns": columns}), suppressed
+
+
+# -------------------------------------------------------------------------------------------------------- PII
+def hash_key() -> bytes:
+    """The HMAC key from `SYNTHGATE_HASH_KEY`.
+
+    Raises:
+        InvalidInputError: the variable is unset or empty (a default key would make every hash reversible by lookup).
+    """
+    key = os.environ.get(HASH_KEY_ENV, "")
+    if not key:
+        raise InvalidInputError(
+            f"a column has pii_action 'hash', which needs a secret key: set the environment variable {HASH_KEY_ENV} "
+            "(e.g. `export SYNTHGATE_HASH_KEY=$(openssl rand -hex 32)`); it is never stored, so keep it to hash "
+            "consistently across runs, or choose pii_action 'drop' or 'fake'"
+        )
+    return key.encode()
+
+
+def keyed_hash(value: Any, key: bytes) -> str:
+    """HMAC-SHA256 of the value's text (RFC 2104): a keyed pseudonym; without the key no dictionary attack works."""
+    return hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()
+
+
+def check_pii_actions(schema: TableSchema) -> None:
+    """Fail before training when a PII action cannot be carried out (e.g. `hash` without a key)."""
+    if any(c.pii is not None and c.pii_action == "hash" for c in schema.columns):
+        hash_key()
+
+
+_FAKERS = {
+    PIIKind.EMAIL: "email",
+    PIIKind.PHONE: "phone_number",
+    PIIKind.PERSON_NAME: "name",
+    PIIKind.NATIONAL_ID: "ssn",
+    PIIKind.ADDRESS: "street_address",
+    PIIKind.FREE_TEXT: "sentence",
+}
+
+
+@functools.cache
+def _faker() -> Any:
+    from faker import Faker
+
+    return Faker()
+
+
+def _fake_one(kind: PIIKind, entity: str, run_seed: int) -> str:
+    """A fake value of `kind` determined by (entity, run seed): the same entity always gets the same value in a run."""
+    digest = hashlib.sha256(f"{run_seed}:{kind}:{entity}".encode()).digest()
+    fake = _faker()
+    fake.seed_instance(int.from_bytes(digest[:8], "big"))  # re-seeding per entity: cheap, and order-independent
+    return str(getattr(fake, _FAKERS[kind])())
+
+
+def fake_values(kind: PIIKind, entities: list[str], *, seed: int, avoid: set[str] | None = None) -> list[str]:
+    """Fake values for `entities`: consistent per entity, distinct across entities where Faker allows.
+
+    Args:
+        kind: the PII kind, which picks the Faker provider.
+        entities: one key per output row; equal keys get equal values.
+        seed: the run seed.
+        avoid: values that must never be produced (the real column's values: a fake that happens to equal a real
+            email would publish it).
+    """
+    avoid = avoid or set()
+    cache: dict[str, str] = {}
+    used: set[str] = set()
+    out = []
+    for entity in entities:
+        if entity not in cache:
+            value, attempt = _fake_one(kind, entity, seed), 0
+            while (value in avoid or value in used) and attempt < 20:
+                attempt += 1
+                value = _fake_one(kind, f"{entity}#{attempt}", seed)
+            cache[entity] = value
+            used.add(value)
+        out.append(cache[entity])
+    return out
+
+
+def pseudonymize(frame: pd.DataFrame, schema: TableSchema, *, seed: int) -> pd.DataFrame:
+    """Apply PII actions to *real* rows: drop, keyed hash of the real value, or a fake value consistent per value.
+
+    For a protected copy of the real table (not the synthetic output): equal real values map to equal fakes/hashes
+    within a run, so joins and counts on the column still work.
+    """
+    out = frame.copy()
+    for col in schema.pii_columns:
+        action = col.pii_action or "drop"
+        if col.name not in out.columns:
+            continue
+        if action == "drop":
+            out = out.drop(columns=col.name)
+        elif action == "hash":
+            key = hash_key()
+            out[col.name] = out[col.name].map(lambda v, key=key: None if pd.isna(v) else keyed_hash(v, key))
+        else:
+            real = out[col.name]
+            secret = str(seed).encode()
+            entities = [keyed_hash(v, secret) for v in real.fillna("").astype(str)]
+            values = fake_values(col.pii, entities, seed=seed, avoid=set(real.dropna().astype(str)))
+            out[col.name] = pd.Series(values, index=real.index).where(real.notna(), None)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------- output
 def _new_identifiers(col: ColumnSchema, n: int, rng: np.random.Generator) -> pd.Series:
     """Fresh unique identifiers of the column's dtype, unrelated to real ones."""
     if col.dtype.lower().startswith(("int", "uint")):
@@ -32,21 +220,42 @@ def output_columns(schema: TableSchema) -> list[ColumnSchema]:
     return [c for c in schema.columns if not (c.pii is not None and (c.pii_action or "drop") == "drop")]
 
 
-def complete_output(synthetic: pd.DataFrame, schema: TableSchema, *, seed: int) -> pd.DataFrame:
-    """Add regenerated identifiers and apply PII actions, returning columns in the schema's order."""
+def complete_output(
+    synthetic: pd.DataFrame, schema: TableSchema, *, seed: int, real: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Add regenerated identifiers and apply PII actions, returning columns in the schema's order.
+
+    Args:
+        synthetic: the decoded modelled columns.
+        schema: the run's schema.
+        seed: the run seed (identifiers and fakes are reproducible per run).
+        real: the real rows, only to make sure no fake value equals a real one; never copied into the output.
+    """
     rng = np.random.default_rng(seed)
     n = len(synthetic)
     out: dict[str, pd.Series] = {}
+    entity_keys: list[str] | None = None
+    for col in schema.columns:  # identifiers first: they are the entity keys of the PII columns
+        if col.kind == ColumnKind.IDENTIFIER and col.pii is None:
+            out[col.name] = _new_identifiers(col, n, rng)
+            entity_keys = entity_keys or [f"{col.name}={v}" for v in out[col.name]]
+    entity_keys = entity_keys or [f"row={i}" for i in range(n)]
     for col in output_columns(schema):
+        if col.name in out:
+            continue
         if col.is_modelled:
             out[col.name] = synthetic[col.name].reset_index(drop=True)
-        elif col.kind == ColumnKind.IDENTIFIER and col.pii is None:
-            out[col.name] = _new_identifiers(col, n, rng)
         elif col.pii is None:  # non-PII free text the user kept: not modelled, so published empty
             out[col.name] = pd.Series([None] * n, dtype=col.dtype if col.dtype != "str" else "str")
         else:
-            raise NotImplementedError(f"PII action {col.pii_action!r} for column {col.name!r} is not available yet")
-    return pd.DataFrame(out)
+            avoid = set(real[col.name].dropna().astype(str)) if real is not None and col.name in real else set()
+            fakes = fake_values(col.pii, entity_keys, seed=seed, avoid=avoid)
+            if col.pii_action == "hash":
+                key = hash_key()
+                fakes = [keyed_hash(v, key) for v in fakes]
+            out[col.name] = pd.Series(fakes, dtype="str" if col.dtype == "str" else object)
+    return pd.DataFrame({c.name: out[c.name] for c in output_columns(schema)})
 
 
 complete_output_task = task(name="complete-output", cache_policy=NO_CACHE)(complete_output)
+suppress_rare_categories_task = task(name="suppress-rare-categories", cache_policy=NO_CACHE)(suppress_rare_categories)

@@ -1,0 +1,266 @@
+"""Preprocessing that does not leak around the privacy budget: encoder state from public bounds or DP estimates.
+
+DP-SGD protects the network's weights, but an encoder fitted on the private rows (category lists, min/max, means and
+standard deviations) is published with the model and shapes every synthetic value: a category seen once would appear
+in the output's value set. So with `--epsilon`:
+
+- a user schema file (`--schema`) is taken as public knowledge: its category lists and minimum/maximum become the
+  encoder state for free (the user vouches that they are not derived from the private rows);
+- otherwise a share of the budget (`PREPROCESS_SHARE`, 10%) buys DP estimates, released together by one Gaussian
+  mechanism (L2 sensitivity sqrt(n_columns): one row moves one count per column), calibrated through RDP (Mironov
+  2017): noisy counts of each candidate category, kept only above a threshold that a category held by a single row
+  passes with probability below delta (the unknown-domain histogram of Korolova et al. 2009); and noisy counts over a
+  fixed, data-independent grid of signed powers of 2^(1/4) for numbers, whose outermost occupied bins give the range.
+  Dropped categories fall into the rare bucket (or the most frequent kept level for non-string columns).
+
+Normalisation is then computed from the bounds alone (centre and range/4), never from the rows, and DP models always
+use "standard" normalisation (mode-specific normalisation fits a mixture per column on the private rows). The budget
+split is basic composition: (eps_pre + eps_train, delta_pre + delta_train) = (epsilon, delta), recorded in the notes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from scipy.stats import norm
+from torch import Tensor
+
+from models.encoders.table import MISSING, ColumnState, TableEncoder, _numeric_values
+from models.privacy import gaussian_sigma
+from schemas.table import ColumnKind, ColumnSchema, TableSchema
+from tasks.protect import RARE_LABEL, training_frame
+
+logger = logging.getLogger(__name__)
+
+PREPROCESS_SHARE = 0.1  # share of epsilon (and of delta) spent on category lists and ranges when no public schema
+_GRID = np.concatenate([-(2.0 ** (np.arange(160, -81, -1) / 4)), [0.0], 2.0 ** (np.arange(-80, 161) / 4)])
+
+
+@dataclass
+class PrivateEncoding:
+    """The encoder, encoded rows and schema a DP run trains on, and how the budget was split."""
+
+    encoder: TableEncoder
+    encoded: Tensor
+    schema: TableSchema
+    train_epsilon: float
+    train_delta: float
+    preprocess_epsilon: float
+    preprocess_delta: float
+    notes: list[str] = field(default_factory=list)
+
+
+def _dp_categories(
+    col: ColumnSchema, series: pd.Series, sigma: float, threshold: float, rng: np.random.Generator
+) -> tuple[list[Any], Any]:
+    """Kept categories (noisy count above threshold) and the replacement for the others."""
+    known = list(col.categories or [])
+    if col.kind == ColumnKind.BOOLEAN:
+        return known, None  # the domain {False, True} is public
+    counts = series.value_counts()
+    noisy = {c: float(counts.get(c, 0)) + rng.normal(0, sigma) for c in known}
+    kept = [c for c in known if noisy[c] >= threshold]
+    if all(isinstance(c, str) for c in known):
+        return [*kept, RARE_LABEL] if RARE_LABEL not in kept else kept, RARE_LABEL
+    if not kept:
+        kept = [max(known, key=noisy.get)]
+    return kept, max(kept, key=noisy.get)
+
+
+def _dp_range(values: np.ndarray, sigma: float, rng: np.random.Generator) -> tuple[float, float] | None:
+    """Outermost grid bins whose noisy count clears 3 sigma: a DP range within a factor 2^(1/4) of the data's."""
+    finite = values[np.isfinite(values)]
+    idx = np.clip(np.searchsorted(_GRID, finite), 1, len(_GRID) - 1)
+    counts = np.bincount(idx, minlength=len(_GRID)).astype(float) + rng.normal(0, sigma, len(_GRID))
+    occupied = np.flatnonzero(counts >= 3 * sigma)
+    if occupied.size == 0:
+        return None
+    return float(_GRID[occupied[0] - 1]), float(_GRID[occupied[-1]])
+
+
+def private_encode(
+    train: pd.DataFrame,
+    schema: TableSchema,
+    *,
+    epsilon: float,
+    delta: float,
+    public_schema: bool,
+    seed: int = 0,
+) -> PrivateEncoding:
+    """Build the encoder state from public bounds or DP estimates and encode the training rows.
+
+    Args:
+        train: the training split (after PII removal and rare-category suppression).
+        schema: the run's schema; with `public_schema` its bounds and categories are used as they are.
+        epsilon, delta: the whole run's budget; the returned `train_*` share is what DP-SGD may spend.
+        public_schema: the schema came from the user, not from the rows.
+        seed: seeds the Gaussian noise.
+    """
+    rng = np.random.default_rng(seed)
+    columns = {c.name: c for c in schema.columns}
+    notes: list[str] = []
+    eps_pre = 0.0 if public_schema else PREPROCESS_SHARE * epsilon
+    delta_pre = 0.0 if public_schema else PREPROCESS_SHARE * delta
+    frame = training_frame(train, schema).copy()
+    modelled = schema.modelled
+    if public_schema:
+        notes.append("privacy: category lists and ranges from the user's schema (public); all of epsilon to training")
+    else:
+        # Half of delta_pre to the Gaussian mechanism, half to the category thresholds (split over columns).
+        sigma = gaussian_sigma(eps_pre, delta_pre / 2, sensitivity=math.sqrt(len(modelled)))
+        threshold = 1 + sigma * float(norm.isf(delta_pre / 2 / max(len(modelled), 1)))
+        notes.append(
+            f"privacy: epsilon {eps_pre:.3g}, delta {delta_pre:.2g} spent on DP category lists and ranges "
+            f"(Gaussian sigma {sigma:.1f}, category threshold {threshold:.0f} rows); the rest to DP-SGD"
+        )
+        for col in modelled:
+            series = frame[col.name]
+            if col.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
+                kept, replacement = _dp_categories(col, series, sigma, threshold, rng)
+                if replacement is not None:
+                    rare = ~series.isin(kept) & series.notna()
+                    if rare.any():
+                        frame[col.name] = series.astype(object).mask(rare, replacement)
+                columns[col.name] = col.model_copy(update={"categories": kept})
+            else:
+                bounds = _dp_range(_numeric_values(series, col), sigma, rng)
+                lo, hi = bounds if bounds is not None else (0.0, 1.0)
+                if col.kind == ColumnKind.DATETIME:
+                    lo_s, hi_s = (pd.Timestamp(v, unit="s").isoformat() for v in (lo, hi))
+                    columns[col.name] = col.model_copy(update={"minimum": lo_s, "maximum": hi_s})
+                else:
+                    columns[col.name] = col.model_copy(update={"minimum": lo, "maximum": hi})
+    private_schema = schema.model_copy(update={"columns": [columns[c.name] for c in schema.columns]})
+    encoder = encoder_from_schema(private_schema)
+    encoded = encoder.transform(_clip(frame, private_schema))
+    return PrivateEncoding(
+        encoder=encoder,
+        encoded=encoded,
+        schema=private_schema,
+        train_epsilon=epsilon - eps_pre,
+        train_delta=delta - delta_pre,
+        preprocess_epsilon=eps_pre,
+        preprocess_delta=delta_pre,
+        notes=notes,
+    )
+
+
+def _bounds(col: ColumnSchema) -> tuple[float, float] | None:
+    if col.minimum is None or col.maximum is None:
+        return None
+    if col.kind == ColumnKind.DATETIME:
+        return pd.Timestamp(col.minimum).timestamp(), pd.Timestamp(col.maximum).timestamp()
+    return float(col.minimum), float(col.maximum)
+
+
+def _clip(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
+    """Clip numbers into the (public or DP) bounds, so the encoded rows hold nothing outside them."""
+    out = frame.copy()
+    for col in schema.modelled:
+        bounds = _bounds(col)
+        if bounds is None or col.kind not in (ColumnKind.CONTINUOUS, ColumnKind.INTEGER):
+            continue
+        out[col.name] = out[col.name].clip(*bounds)
+    return out
+
+
+def encoder_from_schema(schema: TableSchema) -> TableEncoder:
+    """A fitted `TableEncoder` whose state comes from the schema alone ("standard" normalisation from the bounds)."""
+    encoder = TableEncoder(schema, normalization="standard")
+    states = []
+    for col in schema.modelled:
+        state = ColumnState(name=col.name, kind=col.kind.value, has_missing=bool(col.nullable))
+        if col.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
+            state.levels = list(col.categories or []) + ([MISSING] if col.nullable else [])
+        else:
+            lo, hi = _bounds(col) or (0.0, 1.0)
+            state.mean, state.std = (lo + hi) / 2, max((hi - lo) / 4, 1e-9)
+        states.append(state)
+    encoder._set_states(states)
+    return encoder
+
+
+private_encode_task = task(name="private-encode", cache_policy=NO_CACHE)(private_encode)
+
+
+# ------------------------------------------------------------------------------------------ the flow's one call
+PRIVATE_MODELS = ("vae", "gan")  # the models with a DP-SGD path (models/privacy.py)
+
+
+@dataclass
+class PreparedTraining:
+    """What the flow trains on after privacy protection: rows, schema, and (with epsilon) the DP encoding."""
+
+    train: pd.DataFrame
+    schema: TableSchema
+    private: PrivateEncoding | None
+    suppressed: dict[str, list[Any]]
+    notes: list[str] = field(default_factory=list)
+
+    def model_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The model's options with the training share of the budget added."""
+        if self.private is None:
+            return dict(options)
+        return {**options, "epsilon": self.private.train_epsilon, "delta": self.private.train_delta}
+
+    def spent(self, model: Any) -> tuple[float | None, float | None]:
+        """(epsilon, delta) spent by preprocessing plus training (basic composition); (None, None) without DP."""
+        if self.private is None:
+            return None, None
+        report = getattr(model, "privacy_", None) or {}
+        eps = self.private.preprocess_epsilon + float(report.get("epsilon", self.private.train_epsilon))
+        return round(eps, 4), self.private.preprocess_delta + self.private.train_delta
+
+
+def prepare_training(
+    train: pd.DataFrame,
+    schema: TableSchema,
+    *,
+    model: str,
+    epsilon: float | None,
+    delta: float | None,
+    rare_k: int | None,
+    public_schema: bool,
+    seed: int = 0,
+) -> PreparedTraining:
+    """Check PII actions, suppress rare categories, and with `epsilon` split the budget and encode privately.
+
+    Raises:
+        InvalidInputError: `hash` without a key, or `epsilon` with a model that has no DP path.
+    """
+    from models.privacy import check_budget, default_delta
+    from schemas.errors import InvalidInputError
+    from tasks.protect import DEFAULT_RARE_K, check_pii_actions, suppress_rare_categories
+
+    check_pii_actions(schema)
+    if epsilon is not None and model not in PRIVATE_MODELS:
+        raise InvalidInputError(
+            f"--epsilon needs a model trained with DP-SGD ({', '.join(PRIVATE_MODELS)}); {model!r} has no private "
+            "path yet (the gmm's EM statistics and the autoencoder's latent mixture are fitted on the real rows "
+            "directly); choose --model vae or --model gan, or drop --epsilon"
+        )
+    k = DEFAULT_RARE_K if rare_k is None else rare_k
+    train, schema, suppressed = suppress_rare_categories(train, schema, k=k)
+    notes = [f"rare categories (< {k} training rows) merged into '{RARE_LABEL}' in {sorted(suppressed)}"] * bool(
+        suppressed
+    )
+    if epsilon is None:
+        return PreparedTraining(train, schema, None, suppressed, notes)
+    delta = delta if delta is not None else default_delta(len(train))
+    check_budget(epsilon, delta, len(train))
+    private = private_encode(train, schema, epsilon=epsilon, delta=delta, public_schema=public_schema, seed=seed)
+    notes += [
+        *private.notes,
+        f"privacy: DP-SGD budget epsilon {private.train_epsilon:.3g}, delta {private.train_delta:.2g}",
+    ]
+    return PreparedTraining(train, private.schema, private, suppressed, notes)
+
+
+prepare_training_task = task(name="protect-and-budget", cache_policy=NO_CACHE)(prepare_training)
