@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar, Self
 
 import torch
@@ -36,6 +37,7 @@ from models.base import (
 )
 from models.encoders.table import Span
 from models.nn import MLP, SpanLayout, as_conditions, normal, spans_from_meta, spans_to_meta, uniform
+from models.privacy import default_delta, index_loader, make_private
 from models.registry import register
 from models.training import History, Progress, autocast, seeded, train
 from schemas.errors import InvalidInputError
@@ -57,6 +59,18 @@ class GANConfig:
     tau: float = 0.2  # Gumbel-softmax temperature during training
     critic_dropout: float = 0.5
     seed: int = 0  # seeds weight init, conditional draws and noise during fit; sampling uses the caller's generator
+    # Differential privacy (DP-SGD, models/privacy.py); epsilon None trains without it. With an epsilon
+    # only the critic sees real rows and is made private (the generator is post-processing of it); the conditional
+    # vector and training-by-sampling are off (their level counts are private) and weight clipping replaces the
+    # gradient penalty, whose double backward on real rows Opacus cannot clip (DPGAN, Xie et al. 2018).
+    epsilon: float | None = None
+    delta: float | None = None  # None: 1 / (10 n), see models.privacy.default_delta
+    max_grad_norm: float = 1.0  # per-sample clipping bound C
+    weight_clip: float = 0.01  # with epsilon: critic weights clamped to [-c, c] after each step (WGAN, Arjovsky 2017)
+
+
+# With DP the conditional vector is off: a layout with no categorical spans gives a Conditioner with zero levels.
+_NO_CATEGORIES = SimpleNamespace(spans=[], soft_spans=[])
 
 
 class Conditioner:
@@ -174,7 +188,8 @@ class GAN:
     def _build(self, n_features: int, device: torch.device) -> None:
         cfg = self.config or GANConfig()
         self.layout_ = SpanLayout(self.spans, n_features, device)
-        self.cond_ = Conditioner(self.layout_, device)
+        private = cfg.epsilon is not None
+        self.cond_ = Conditioner(_NO_CATEGORIES if private else self.layout_, device)
         c = self.cond_.n_levels
         self.generator_ = MLP(cfg.noise_dim + c, tuple(cfg.generator_hidden), n_features).to(device)
         self.critic_ = MLP(
@@ -202,10 +217,10 @@ class GAN:
         rows = torch.where(self.bounded_, torch.tanh(logits), rows)
         return logits, rows
 
-    def _critic(self, rows: Tensor, cond: Tensor) -> Tensor:
+    def _critic(self, rows: Tensor, cond: Tensor, net: nn.Module | None = None) -> Tensor:
         pac = (self.config or GANConfig()).pac
         packed = torch.cat([rows, cond], 1).reshape(rows.shape[0] // pac, -1)  # (b / pac, pac * (d + c))
-        return self.critic_(packed)  # (b / pac, 1)
+        return (net or self.critic_)(packed)  # (b / pac, 1)
 
     def _gradient_penalty(self, real: Tensor, fake: Tensor, cond: Tensor) -> Tensor:
         """lambda * (||grad D(x_hat)|| - 1)^2 on random interpolates of packed rows (Gulrajani et al. 2017, eq. 3)."""
@@ -239,6 +254,20 @@ class GAN:
                 self.critic_.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
             )
             has_cond = self.cond_.n_levels > 0
+            critic, dp = self.critic_, None
+            if cfg.epsilon is not None:  # DP-SGD hook (models/privacy.py): the critic alone touches real rows
+                dp = make_private(
+                    self.critic_,
+                    opt_d,
+                    index_loader(x.shape[0], cfg.batch_size),
+                    epsilon=cfg.epsilon,
+                    delta=cfg.delta or default_delta(x.shape[0]),
+                    epochs=cfg.epochs,
+                    max_grad_norm=cfg.max_grad_norm,
+                )
+                opt_d, critic = dp.optimizer, dp.module
+                # A row is in exactly one pack and gradients are clipped per pack: average over packs, not rows.
+                opt_d.expected_batch_size = max(1, opt_d.expected_batch_size // cfg.pac)
 
             def draw(batch: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
                 b = batch.shape[0] - batch.shape[0] % cfg.pac
@@ -255,13 +284,22 @@ class GAN:
                         _, fake = self._generate(
                             torch.randn(real.shape[0], cfg.noise_dim, device=device), cond, tau=cfg.tau
                         )
-                        loss_d = self._critic(fake.detach(), cond).mean() - self._critic(real, cond).mean()
-                        loss_d = loss_d + self._gradient_penalty(real, fake.detach(), cond)
+                        loss_d = (
+                            self._critic(fake.detach(), cond, critic).mean() - self._critic(real, cond, critic).mean()
+                        )
+                        if dp is None:
+                            loss_d = loss_d + self._gradient_penalty(real, fake.detach(), cond)
                     opt_d.zero_grad(set_to_none=True)
                     loss_d.backward()
                     opt_d.step()
+                    if dp is not None:
+                        with torch.no_grad():
+                            for p in self.critic_.parameters():
+                                p.clamp_(-cfg.weight_clip, cfg.weight_clip)
                 # Generator: fool the critic and honour the conditional vector (Xu et al. 2019, sec. 4.3).
                 real, cond, level = draw(batch)
+                if dp is not None:
+                    dp.module.disable_hooks()  # the generator step needs no per-sample critic gradients
                 with autocast(device):
                     logits, fake = self._generate(
                         torch.randn(real.shape[0], cfg.noise_dim, device=device), cond, tau=cfg.tau
@@ -272,6 +310,8 @@ class GAN:
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
+                if dp is not None:
+                    dp.module.enable_hooks()
                 return loss_d.detach() + loss_g.detach()
 
             self.history_: History = train(
@@ -284,7 +324,12 @@ class GAN:
                 progress=progress,
                 name="gan",
                 drop_last=True,
+                privacy=dp,
+                min_private_rows=cfg.pac,
             )
+            if dp is not None:
+                self.critic_ = dp.detach()
+                self.privacy_ = dp.report()
         return self
 
     # ------------------------------------------------------------------------------------------------- sampling

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from models.privacy import PrivateTraining
+
 logger = logging.getLogger(__name__)
 
 
@@ -83,6 +85,8 @@ def train(
     log_every: int = 10,
     name: str = "model",
     drop_last: bool = False,
+    privacy: PrivateTraining | None = None,
+    min_private_rows: int = 1,
 ) -> History:
     """Run `epochs` passes of shuffled mini-batches over `x`, with early stopping on `x_val`.
 
@@ -97,6 +101,10 @@ def train(
         patience: stop after this many epochs without a better validation loss (None: never stop early).
         progress: called after every epoch with a `Progress`.
         drop_last: skip a final short batch (PacGAN needs batches that are a multiple of its pack size).
+        privacy: DP-SGD (`models.privacy.make_private`): batches are Poisson-sampled by its loader instead of shuffled
+            slices, and training stops if the accountant ever reports more than the target epsilon.
+        min_private_rows: with `privacy`, Poisson batches with fewer rows (e.g. less than one PacGAN pack) are skipped;
+            the accountant is still charged for them.
 
     Returns:
         The `History` of the run.
@@ -113,8 +121,12 @@ def train(
         stop = n - n % batch_size if drop_last and n >= batch_size else n
         total = torch.zeros((), device=x.device)
         n_steps = 0
-        for i in range(0, stop, batch_size):
-            total = total + step(x[perm[i : i + batch_size]]).detach().float()
+        if privacy is None:
+            batches = (x[perm[i : i + batch_size]] for i in range(0, stop, batch_size))
+        else:  # DP-SGD: Poisson sampling is what the accountant assumes (models/privacy.py)
+            batches = (x[idx.to(x.device)] for idx in privacy.batches(min_rows=min_private_rows))
+        for batch in batches:
+            total = total + step(batch).detach().float()
             n_steps += 1
         history.loss.append(float(total) / max(n_steps, 1))  # one sync per epoch
         val = None
@@ -152,6 +164,9 @@ def train(
                 report.rows_per_s,
                 report.eta_s,
             )
+        if privacy is not None and privacy.spent_epsilon() > privacy.epsilon * (1 + 1e-6):
+            logger.warning("%s: privacy budget %.3g spent at epoch %d: stopping", name, privacy.epsilon, epoch)
+            break
         if patience is not None and since_best >= patience:
             history.stopped_early = True
             logger.info("%s: early stop at epoch %d (best %d)", name, epoch, history.best_epoch)

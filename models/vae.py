@@ -27,6 +27,7 @@ from models.base import (
 )
 from models.encoders.table import Span
 from models.nn import MLP, SpanLayout, as_conditions, normal, spans_from_meta, spans_to_meta
+from models.privacy import default_delta, index_loader, make_private
 from models.registry import register
 from models.training import History, Progress, autocast, seeded, split_validation, train
 from schemas.errors import InvalidInputError
@@ -45,6 +46,11 @@ class VAEConfig:
     val_fraction: float = 0.1  # rows held out for early stopping; 0 trains on everything for all epochs
     patience: int | None = 30  # epochs without a better validation ELBO before stopping; None never stops
     seed: int = 0  # seeds weight init, batch order and reparameterisation noise; sampling uses the caller's generator
+    # Differential privacy (DP-SGD, models/privacy.py); epsilon None trains without it. With an epsilon
+    # there is no validation split or early stopping (both select on private rows) and the decoder sigma stays fixed.
+    epsilon: float | None = None
+    delta: float | None = None  # None: 1 / (10 n), see models.privacy.default_delta
+    max_grad_norm: float = 1.0  # per-sample clipping bound C
 
 
 class VAEModule(nn.Module):
@@ -102,10 +108,10 @@ class VAE:
         cfg = self.config or VAEConfig()
         return self.module_.log_sigma.clamp(math.log(cfg.min_sigma), 0.0)  # (n_linear,)
 
-    def _loss(self, x: Tensor, noise: Tensor) -> Tensor:
+    def _loss(self, x: Tensor, noise: Tensor, net: nn.Module | None = None) -> Tensor:
         """Negative ELBO per row, averaged: reconstruction NLL + beta * KL(q(z|x) || N(0, I))."""
         cfg = self.config or VAEConfig()
-        logits, mu, logvar = self.module_(x, noise)
+        logits, mu, logvar = (net or self.module_)(x, noise)
         recon = self.layout_.reconstruction_loss(logits.float(), x, self._sigma())  # (n,)
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)  # Kingma & Welling 2014, appendix B
         return (recon + cfg.beta * kl.float()).mean()
@@ -119,14 +125,28 @@ class VAE:
         x = check_matrix(x).to(device)  # (n, d), moved once
         with seeded(cfg.seed, device):
             gen = make_generator(cfg.seed, device)
-            x_train, x_val = split_validation(x, cfg.val_fraction, gen)
+            private = cfg.epsilon is not None
+            x_train, x_val = (x, None) if private else split_validation(x, cfg.val_fraction, gen)
             self._build(x.shape[1], device)
             opt = torch.optim.Adam(self.module_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            net, dp = self.module_, None
+            if private:  # DP-SGD hook (models/privacy.py)
+                self.module_.log_sigma.requires_grad_(False)  # used outside forward: Opacus cannot clip its grads
+                dp = make_private(
+                    self.module_,
+                    opt,
+                    index_loader(x_train.shape[0], cfg.batch_size),
+                    epsilon=cfg.epsilon,
+                    delta=cfg.delta or default_delta(x_train.shape[0]),
+                    epochs=cfg.epochs,
+                    max_grad_norm=cfg.max_grad_norm,
+                )
+                opt, net = dp.optimizer, dp.module
             latent = cfg.latent_dim
 
             def step(batch: Tensor) -> Tensor:
                 with autocast(device):
-                    loss = self._loss(batch, torch.randn(batch.shape[0], latent, device=device))
+                    loss = self._loss(batch, torch.randn(batch.shape[0], latent, device=device), net)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -145,10 +165,14 @@ class VAE:
                 generator=gen,
                 evaluate=evaluate,
                 x_val=x_val,
-                patience=cfg.patience,
+                patience=None if private else cfg.patience,
                 progress=progress,
                 name="vae",
+                privacy=dp,
             )
+            if dp is not None:
+                self.module_ = dp.detach()
+                self.privacy_ = dp.report()
         return self
 
     # ------------------------------------------------------------------------------------------------- sampling
