@@ -105,6 +105,14 @@ def run(
     report: Annotated[
         Path | None, typer.Option(help="HTML report path (default: beside the output, OUT.html).")
     ] = None,
+    write_url: Annotated[
+        str | None,
+        typer.Option(help="Also publish to this database (SQLAlchemy URL), atomically, when every gate passes."),
+    ] = None,
+    write_table: Annotated[str | None, typer.Option(help="With --write-url: the table to replace.")] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Always train; don't reuse a stored model ($SYNTHGATE_CACHE).")
+    ] = False,
 ) -> None:
     """Synthesise one table: ingest, validate, train, sample, check fidelity and privacy, publish Parquet + report."""
     from schemas.request import RunRequest
@@ -131,7 +139,7 @@ def run(
         _preflight(request)
     except Exception as exc:
         _fail(exc)
-    _run_flow(request)
+    _run_flow(request, use_cache=not no_cache, write_url=write_url, write_table=write_table)
 
 
 def _preflight(request: Any) -> None:
@@ -139,6 +147,7 @@ def _preflight(request: Any) -> None:
     from schemas.errors import InvalidInputError
     from tasks.ingest import FILE_FORMATS, is_sql_url
 
+    _check_prefect_api()
     source = request.input
     if source.startswith("dataset:") or is_sql_url(source):
         return
@@ -151,13 +160,19 @@ def _preflight(request: Any) -> None:
         )
 
 
-def _run_flow(request: Any) -> None:
+def _check_prefect_api() -> None:
+    from flows.deploy import check_prefect_api
+
+    check_prefect_api()
+
+
+def _run_flow(request: Any, **options: Any) -> None:
     from flows.synthesize import synthesize_table
     from schemas.errors import GateRefusedError
     from tasks.report import summary_table
 
     try:
-        result = synthesize_table(request)
+        result = synthesize_table(request, **options)
     except GateRefusedError as exc:
         meta = getattr(exc, "metadata", None)
         if meta is not None:
@@ -227,6 +242,79 @@ def report_command(
             out.print(f"report written to {html}")
     except Exception as exc:
         _fail(exc)
+
+
+@app.command("many")
+def many_command(
+    manifest: Annotated[Path, typer.Argument(help="YAML manifest: `tables:` to synthesise and/or a `database:`.")],
+    runner: Annotated[
+        str, typer.Option(help="threads (this machine) or ray (a local Ray, or the cluster at --ray-address).")
+    ] = "threads",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster, e.g. ray://head:10001 or auto; default: start a local Ray.")
+    ] = None,
+    max_workers: Annotated[int, typer.Option(help="Tables at once (threads, or CPUs of a local Ray).")] = 2,
+    gpus_per_table: Annotated[
+        float | None,
+        typer.Option(help="Ray: GPUs per table's task (default 1 when the cluster has GPUs, else none)."),
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Always train; don't reuse stored models.")] = False,
+) -> None:
+    """Synthesise many tables in parallel; one summary at the end. Exit code: the worst table's (0 all published)."""
+    from rich.table import Table
+
+    from flows.many import load_manifest, run_many
+
+    try:
+        load_manifest(manifest)
+        _check_prefect_api()
+        rows = run_many(
+            manifest,
+            runner=runner,
+            ray_address=ray_address,
+            max_workers=max_workers,
+            use_cache=not no_cache,
+            gpus_per_table=gpus_per_table,
+        )
+    except Exception as exc:
+        _fail(exc)
+    summary = Table(title="synthgate many")
+    for column in ("table", "status", "rows", "model_cache", "seconds", "output / error"):
+        summary.add_column(column)
+    for row in rows:
+        detail = row.get("output") or row.get("error", "")
+        summary.add_row(
+            row["table"], row["status"], str(row.get("rows", "")), str(row.get("model_cache", "")),
+            str(row["seconds"]), str(detail),
+        )  # fmt: skip
+    out.print(summary)
+    statuses = {row["status"] for row in rows}
+    code = next(
+        (
+            c
+            for s, c in (("error", EXIT_BUG), ("bad input", EXIT_BAD_INPUT), ("refused", EXIT_REFUSED))
+            if s in statuses
+        ),
+        EXIT_OK,
+    )
+    raise typer.Exit(code)
+
+
+@app.command("setup")
+def setup_command(
+    gpu_slots: Annotated[
+        int, typer.Option(help="Training tasks (tag `gpu`) allowed at once on this Prefect server: your GPU count.")
+    ] = 1,
+) -> None:
+    """Create (or update) the `gpu` tag concurrency limit on the Prefect server at PREFECT_API_URL."""
+    from flows.deploy import ensure_gpu_limit
+
+    try:
+        _check_prefect_api()
+        slots = ensure_gpu_limit(gpu_slots)
+    except Exception as exc:
+        _fail(exc)
+    out.print(f"tag concurrency limit gpu = {slots}")
 
 
 def _register_optional_commands() -> None:
