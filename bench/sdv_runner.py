@@ -1,0 +1,60 @@
+"""Fit and sample one SDV single-table synthesizer; runs inside the SDV venv, never in synthgate's environment.
+
+    /work/sdv-venv/bin/python bench/sdv_runner.py --data in.csv --model tvae --epochs 300 --rows 1000 --out out.csv
+
+Prints one JSON line: {"fit_s": ..., "sample_s": ...}. SDV 2.0's single-table API takes and returns
+`{table_name: DataFrame}`; both shapes are tried so the runner works across 1.x and 2.x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import pandas as pd
+import torch
+
+TABLE = "table"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--model", choices=["gaussian_copula", "tvae", "ctgan"], required=True)
+    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--rows", type=int, required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    from sdv.metadata import Metadata
+    from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer, TVAESynthesizer
+
+    frame = pd.read_csv(args.data)
+    metadata = Metadata.detect_from_dataframes({TABLE: frame})
+    if args.model == "gaussian_copula":
+        synth = GaussianCopulaSynthesizer(metadata)
+    elif args.model == "tvae":
+        synth = TVAESynthesizer(metadata, epochs=args.epochs, enable_gpu=False)
+    else:
+        synth = CTGANSynthesizer(metadata, epochs=args.epochs, enable_gpu=False)
+    start = time.perf_counter()
+    try:
+        synth.fit({TABLE: frame})
+    except (TypeError, AttributeError, ValueError):
+        synth.fit(frame)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    out = synth.sample(args.rows)
+    sample_s = time.perf_counter() - start
+    if isinstance(out, dict):
+        out = out[TABLE]
+    out.to_csv(args.out, index=False)
+    print(json.dumps({"fit_s": fit_s, "sample_s": sample_s}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Bench synthgate's table models against SDV (GaussianCopula, TVAE, CTGAN): fit+sample time and fidelity.
+
+SDV is never a synthgate dependency (it pins pandas < 3), so it runs in its own venv through `bench/sdv_runner.py`:
+
+    python3 -m venv /work/sdv-venv
+    /work/sdv-venv/bin/pip install torch==2.13.0   # first, or pip pulls a multi-GB CUDA build
+    /work/sdv-venv/bin/pip install sdv
+
+Then, from the repository root:
+
+    .venv/bin/python bench/vs_sdv.py --epochs 100 [--sdv-python /work/sdv-venv/bin/python] [--tables penguins wine big]
+
+Every model gets the same tables and the same epoch count, and torch gets the same thread count in both processes
+(`--threads`, default 1: on a shared 2-core machine a second thread mostly spin-waits). Early stopping is off for our
+models so epochs are equal. Times are wall seconds of fit (including preprocessing: our encoder, SDV's RDT) plus
+sample (including decoding). Scores are computed here, the same way for everyone, against the training table:
+column shapes = mean of 1 - KS (numbers) or 1 - TV (categories) per column; pair trends = mean over column pairs of
+1 - |corr_real - corr_syn| / 2 for two numbers, else 1 - TV of the joint distribution (numbers in 10 quantile bins).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.base import make_generator
+from models.encoders.table import TableEncoder
+from models.registry import build_model
+from schemas.table import infer_schema
+
+SDV_PYTHON = os.environ.get("SDV_PYTHON", "/work/sdv-venv/bin/python")
+OURS = ["gmm", "vae", "gan", "autoencoder"]
+SDV = ["gaussian_copula", "tvae", "ctgan"]
+
+
+# ------------------------------------------------------------------------------------------------------ tables
+def big_table(n: int = 20_000, seed: int = 0) -> pd.DataFrame:
+    """A generated mixed table: correlated skewed numbers, a category that shifts them, a rare level, missing values."""
+    rng = np.random.default_rng(seed)
+    segment = rng.choice(["retail", "sme", "corporate", "public"], n, p=[0.6, 0.25, 0.12, 0.03])
+    region = rng.choice(list("NESWC"), n)
+    base = {"retail": 0.0, "sme": 1.0, "corporate": 2.5, "public": 1.5}
+    income = np.exp(10 + np.array([base[s] for s in segment]) * 0.5 + rng.normal(0, 0.4, n))
+    spend = income * rng.uniform(0.2, 0.6, n)
+    age = np.clip(rng.normal(45, 12, n) + (segment == "retail") * -5, 18, 90).round()
+    score = np.concatenate([rng.normal(600, 40, n // 2), rng.normal(750, 25, n - n // 2)])[rng.permutation(n)]
+    tenure = rng.poisson(5, n).astype(float)
+    tenure[rng.random(n) < 0.05] = np.nan
+    return pd.DataFrame(
+        {
+            "segment": segment,
+            "region": region,
+            "income": income.round(-2),  # rounded: unique floats would be inferred as identifiers
+            "spend": spend.round(-1),
+            "age": age.astype(int),
+            "score": score.round(1),
+            "tenure": tenure,
+            "churn": rng.random(n) < 1 / (1 + np.exp(-(age - 50) / 10)),
+        }
+    )
+
+
+def load_table(name: str) -> pd.DataFrame:
+    if name == "penguins":
+        from palmerpenguins import load_penguins
+
+        return load_penguins()
+    if name == "wine":
+        from sklearn.datasets import load_wine
+
+        bunch = load_wine(as_frame=True)
+        frame = bunch.frame.copy()
+        frame["target"] = frame["target"].map(dict(enumerate(bunch.target_names))).astype(str)
+        return frame
+    if name == "big":
+        return big_table()
+    raise SystemExit(f"unknown table {name!r}")
+
+
+# ------------------------------------------------------------------------------------------------------ scores
+def _is_number(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) and s.nunique() > 10
+
+
+def _ks(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.sort(a[np.isfinite(a)]), np.sort(b[np.isfinite(b)])
+    if not len(a) or not len(b):
+        return 0.0
+    grid = np.concatenate([a, b])
+    return float(np.abs(np.searchsorted(a, grid, "right") / len(a) - np.searchsorted(b, grid, "right") / len(b)).max())
+
+
+def _labels(real: pd.Series, syn: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    if _is_number(real):
+        edges = np.unique(np.nanquantile(real.astype(float), np.linspace(0, 1, 11)))
+        r = np.digitize(real.astype(float), edges[1:-1]).astype(str)
+        s = np.digitize(pd.to_numeric(syn, errors="coerce").astype(float), edges[1:-1]).astype(str)
+        r[real.isna().to_numpy()] = "nan"
+        s[syn.isna().to_numpy()] = "nan"
+        return r, s
+    return real.astype(str).to_numpy(), syn.astype(str).to_numpy()
+
+
+def _tv(r: np.ndarray, s: np.ndarray) -> float:
+    pr = pd.Series(r).value_counts(normalize=True)
+    ps = pd.Series(s).value_counts(normalize=True)
+    return 0.5 * float(pr.subtract(ps, fill_value=0).abs().sum())
+
+
+def column_shapes(real: pd.DataFrame, syn: pd.DataFrame) -> float:
+    scores = []
+    for col in real.columns:
+        if _is_number(real[col]):
+            scores.append(1 - _ks(real[col].to_numpy(float), pd.to_numeric(syn[col], errors="coerce").to_numpy(float)))
+        else:
+            scores.append(1 - _tv(*_labels(real[col], syn[col])))
+    return float(np.mean(scores))
+
+
+def pair_trends(real: pd.DataFrame, syn: pd.DataFrame) -> float:
+    scores = []
+    for a, b in itertools.combinations(real.columns, 2):
+        if _is_number(real[a]) and _is_number(real[b]):
+            cr = real[[a, b]].astype(float).corr().iloc[0, 1]
+            cs = syn[[a, b]].apply(pd.to_numeric, errors="coerce").astype(float).corr().iloc[0, 1]
+            scores.append(1 - abs(cr - (0.0 if np.isnan(cs) else cs)) / 2)
+        else:
+            ra, sa = _labels(real[a], syn[a])
+            rb, sb = _labels(real[b], syn[b])
+            joint_r = pd.Series(ra).astype(str) + "|" + pd.Series(rb).astype(str)
+            joint_s = pd.Series(sa).astype(str) + "|" + pd.Series(sb).astype(str)
+            scores.append(1 - _tv(joint_r.to_numpy(), joint_s.to_numpy()))
+    return float(np.mean(scores))
+
+
+# ------------------------------------------------------------------------------------------------------ runners
+def run_ours(name: str, frame: pd.DataFrame, epochs: int) -> tuple[float, pd.DataFrame]:
+    start = time.perf_counter()
+    schema = infer_schema(frame)
+    encoder = TableEncoder(schema, normalization="standard" if name == "gmm" else "mode").fit(frame)
+    x = encoder.transform(frame)
+    options: dict = {"n_components": None} if name == "gmm" else {"epochs": epochs}
+    if name in ("vae", "autoencoder"):
+        options |= {"patience": None, "val_fraction": 0.0}
+    model = build_model(name, spans=encoder.spans_, device="cpu", options=options).fit(x)
+    synthetic = encoder.inverse_transform(model.sample(len(frame), generator=make_generator(0)))
+    return time.perf_counter() - start, synthetic
+
+
+def run_sdv(name: str, frame: pd.DataFrame, epochs: int, sdv_python: str, threads: int) -> tuple[float, pd.DataFrame]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data, out = Path(tmp) / "in.csv", Path(tmp) / "out.csv"
+        frame.to_csv(data, index=False)
+        cmd = [sdv_python, str(Path(__file__).with_name("sdv_runner.py")), "--data", str(data), "--model", name]
+        cmd += ["--epochs", str(epochs), "--rows", str(len(frame)), "--out", str(out), "--threads", str(threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode:
+            raise RuntimeError(f"SDV {name} failed:\n{proc.stderr[-3000:]}")
+        timing = json.loads(proc.stdout.strip().splitlines()[-1])
+        synthetic = pd.read_csv(out)
+    # Only fit + sample, as timed inside the runner: the subprocess's interpreter and import start-up is not SDV's.
+    return timing["fit_s"] + timing["sample_s"], synthetic
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tables", nargs="+", default=["penguins", "wine", "big"])
+    parser.add_argument("--models", nargs="+", default=OURS + SDV)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sdv-python", default=SDV_PYTHON)
+    parser.add_argument("--json", help="also write the rows here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    rows = []
+    for table in args.tables:
+        frame = load_table(table)
+        for model in args.models:
+            if model in SDV:
+                seconds, synthetic = run_sdv(model, frame, args.epochs, args.sdv_python, args.threads)
+            else:
+                seconds, synthetic = run_ours(model, frame, args.epochs)
+            row = {
+                "table": table,
+                "model": model if model in OURS else f"sdv_{model}",
+                "seconds": round(seconds, 2),
+                "shapes": round(column_shapes(frame, synthetic), 3),
+                "pairs": round(pair_trends(frame, synthetic), 3),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    result = pd.DataFrame(rows)
+    for _, part in result.groupby("table", sort=False):
+        ref = part.set_index("model")["seconds"]
+        for peer in ("sdv_tvae", "sdv_ctgan"):
+            if peer in ref:
+                result.loc[part.index, f"x_vs_{peer[4:]}"] = (ref[peer] / part["seconds"]).round(1).to_numpy()
+    print(f"\nepochs={args.epochs} threads={args.threads} (speed-up = SDV seconds / our seconds)")
+    print(result.to_string(index=False))
+    if args.json:
+        result.to_json(args.json, orient="records", indent=2)
+
+
+if __name__ == "__main__":
+    main()
