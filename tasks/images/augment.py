@@ -13,6 +13,9 @@ import logging
 import numpy as np
 import torch
 from prefect import task
+from prefect.cache_policies import (
+    NO_CACHE,  # inputs are image arrays and models: hashing them costs, and caching is keyed on content hashes later
+)
 
 from models.base import make_generator
 from models.image.common import ImageModel
@@ -55,4 +58,4 @@ def sample_images(model: ImageModel, counts: dict[str, int], schema: ImageSchema
     )
 
 
-sample_images_task = task(name="sample-images")(sample_images)
+sample_images_task = task(name="sample-images", cache_policy=NO_CACHE)(sample_images)

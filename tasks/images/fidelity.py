@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from prefect import task
+from prefect.cache_policies import (
+    NO_CACHE,  # inputs are image arrays and models: hashing them costs, and caching is keyed on content hashes later
+)
 from scipy import linalg
 
 from models.image.classifier import ImageClassifier, predict_features, train_classifier
@@ -181,4 +184,4 @@ def check_fidelity(
     return FidelityReport(metrics, per_class, holdout_acc)
 
 
-check_fidelity_task = task(name="check-image-fidelity")(check_fidelity)
+check_fidelity_task = task(name="check-image-fidelity", cache_policy=NO_CACHE)(check_fidelity)

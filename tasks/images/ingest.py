@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from prefect import task
+from prefect.cache_policies import (
+    NO_CACHE,  # inputs are image arrays and models: hashing them costs, and caching is keyed on content hashes later
+)
 
 from schemas.errors import InvalidInputError
 
@@ -203,4 +206,4 @@ def ingest_images(source: str | Path, *, resize: tuple[int, int] | None = None) 
     return raw
 
 
-ingest_images_task = task(name="ingest-images")(ingest_images)
+ingest_images_task = task(name="ingest-images", cache_policy=NO_CACHE)(ingest_images)

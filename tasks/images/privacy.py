@@ -13,6 +13,9 @@ import logging
 import numpy as np
 import torch
 from prefect import task
+from prefect.cache_policies import (
+    NO_CACHE,  # inputs are image arrays and models: hashing them costs, and caching is keyed on content hashes later
+)
 
 from schemas.gates import MetricResult
 from schemas.image import ImageGateThresholds
@@ -75,4 +78,4 @@ def check_privacy(
     return [metric]
 
 
-check_privacy_task = task(name="check-image-privacy")(check_privacy)
+check_privacy_task = task(name="check-image-privacy", cache_policy=NO_CACHE)(check_privacy)

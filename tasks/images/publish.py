@@ -21,6 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 from prefect import task
+from prefect.cache_policies import (
+    NO_CACHE,  # inputs are image arrays and models: hashing them costs, and caching is keyed on content hashes later
+)
 
 from schemas.errors import GateRefusedError, InvalidInputError
 from schemas.gates import GateResult
@@ -103,4 +106,6 @@ def read_images_parquet(path: Path) -> tuple[np.ndarray, list[str], dict[str, An
     return images, table.column("label").to_pylist(), json.loads(raw) if raw else {}
 
 
-publish_images_task = task(name="publish-images", retries=2, retry_delay_seconds=[1, 5])(publish_images)
+publish_images_task = task(name="publish-images", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])(
+    publish_images
+)

@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from prefect import task
+from prefect.cache_policies import (
+    NO_CACHE,  # inputs are image arrays and models: hashing them costs, and caching is keyed on content hashes later
+)
 
 from schemas.gates import GateResult
 from tasks.images.publish import to_uint8
@@ -161,4 +164,4 @@ def vae_interpolations(
     return strips
 
 
-write_report_task = task(name="write-image-report")(write_report)
+write_report_task = task(name="write-image-report", cache_policy=NO_CACHE)(write_report)

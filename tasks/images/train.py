@@ -9,6 +9,9 @@ from typing import Any
 
 import torch
 from prefect import task
+from prefect.cache_policies import (
+    NO_CACHE,  # inputs are image arrays and models: hashing them costs, and caching is keyed on content hashes later
+)
 
 import models.image  # noqa: F401  (registers the image models)
 from models.image.common import EpochProgress, ImageModel
@@ -83,4 +86,4 @@ def fit_image_model(
     return FitResult(net, model, seconds, net.config.epochs, list(net.history_))
 
 
-fit_image_model_task = task(name="fit-image-model", tags=["gpu"])(fit_image_model)
+fit_image_model_task = task(name="fit-image-model", cache_policy=NO_CACHE, tags=["gpu"])(fit_image_model)

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from prefect import task
+from prefect.cache_policies import (
+    NO_CACHE,  # inputs are image arrays and models: hashing them costs, and caching is keyed on content hashes later
+)
 
 from schemas.errors import InvalidInputError, ValidationFailedError, ValidationFailure
 from schemas.image import ImageSchema
@@ -175,5 +178,5 @@ def split_images(data: ImageData, *, holdout_fraction: float = 0.2, seed: int = 
     return data.subset(np.sort(np.concatenate(train_idx))), data.subset(np.sort(np.concatenate(hold_idx)))
 
 
-validate_images_task = task(name="validate-images")(validate_images)
-split_images_task = task(name="split-images")(split_images)
+validate_images_task = task(name="validate-images", cache_policy=NO_CACHE)(validate_images)
+split_images_task = task(name="split-images", cache_policy=NO_CACHE)(split_images)
