@@ -104,7 +104,7 @@ def privacy_distances(
     reference sets are never cut, because a copy of a row left out of the reference would look novel.
     """
     rng = np.random.default_rng(seed)
-    encoder = GowerEncoder.fit(schema, train, holdout)
+    encoder = GowerEncoder.fit(schema, train, holdout, others=[synthetic])
     e_train, e_hold, e_syn = embed(encoder, train), embed(encoder, holdout), embed(encoder, synthetic)
 
     def pick(n: int) -> np.ndarray:

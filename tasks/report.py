@@ -25,9 +25,9 @@ from rich.table import Table
 
 from schemas.gates import GateResult, MetricResult
 from schemas.metadata import CandidateScore, OutputMetadata
-from schemas.table import TableSchema
+from schemas.table import ColumnSchema, TableSchema
 from tasks.distance import NUMERIC_KINDS, category_labels, numeric_values
-from tasks.publish import write_text_atomic
+from tasks.publish import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ PLOT_ROWS = 50_000
 # Columns shown in the distributions section and the heatmaps; wider tables list the rest by name.
 MAX_PLOT_COLUMNS = 40
 MAX_BAR_LEVELS = 20
+REPORT_MODE = 0o644
 
 
 # ------------------------------------------------------------------------------------------------------ figures
@@ -52,8 +53,14 @@ def _sample(frame: pd.DataFrame, n: int = PLOT_ROWS) -> pd.DataFrame:
     return frame if len(frame) <= n else frame.sample(n, random_state=0)
 
 
-def distribution_figure(col_name: str, kind: str, real: pd.Series | None, synthetic: pd.Series, col) -> str:
-    """One column, real vs synthetic: overlaid density histograms for numbers, side-by-side bars for categories."""
+def distribution_figure(
+    col: ColumnSchema, real: pd.Series | None, synthetic: pd.Series, score: float | None = None
+) -> str:
+    """One column, real vs synthetic: overlaid density histograms for numbers, side-by-side bars for categories.
+
+    Colours are fixed (real blue, synthetic orange) and explained once above the grid, so each panel stays uncluttered;
+    the title carries the column's shape score from the gates, so the worst columns stand out.
+    """
     fig = Figure(figsize=(3.6, 2.4))
     ax = fig.subplots()
     if col.kind in NUMERIC_KINDS:
@@ -62,7 +69,8 @@ def distribution_figure(col_name: str, kind: str, real: pd.Series | None, synthe
         both = np.concatenate([rea[np.isfinite(rea)], syn[np.isfinite(syn)]])
         if both.size:
             lo, hi = np.quantile(both, [0.005, 0.995])
-            bins = np.linspace(lo, hi if hi > lo else lo + 1, 31)
+            n_bins = int(np.clip(np.sqrt(min(rea.size or syn.size, syn.size)), 10, 40))  # coarser for small samples
+            bins = np.linspace(lo, hi if hi > lo else lo + 1, n_bins + 1)
             if rea.size:
                 ax.hist(
                     np.clip(rea[np.isfinite(rea)], lo, hi),
@@ -100,8 +108,10 @@ def distribution_figure(col_name: str, kind: str, real: pd.Series | None, synthe
         ax.set_xticks(
             x, labels, rotation=45 if len(levels) > 3 else 0, ha="right" if len(levels) > 3 else "center", fontsize=7
         )
-    ax.set_title(f"{col_name} ({kind})", fontsize=9)
-    ax.legend(fontsize=7, frameon=False)
+    shape = "" if score is None else f" - shape {score:.2f}"
+    ax.set_title(
+        f"{col.name} ({col.kind.value}){shape}", fontsize=9, color="#c53030" if (score or 1) < 0.7 else "black"
+    )
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
     return _png(fig)
@@ -162,15 +172,17 @@ def heatmap_figure(real: pd.DataFrame | None, synthetic: pd.DataFrame, columns: 
             ("synthetic", syn, "RdBu_r", -1),
             ("|real - synthetic|", np.abs(rea - syn), "Reds", 0),
         ]
-    size = min(4.5, 1.5 + 0.22 * len(names))
-    fig = Figure(figsize=(size * len(panels), size))
+    size = min(5.0, 2.2 + 0.2 * len(names))
+    fig = Figure(figsize=(size * len(panels) + 1.5, size), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
-    for ax, (title, matrix, cmap, vmin) in zip(axes, panels, strict=True):
+    labels = [n[:16] for n in names]
+    for i, (ax, (title, matrix, cmap, vmin)) in enumerate(zip(axes, panels, strict=True)):
         image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=1)
         ax.set_title(title, fontsize=10)
-        ax.set_xticks(range(len(names)), [n[:14] for n in names], rotation=90, fontsize=6)
-        ax.set_yticks(range(len(names)), [n[:14] for n in names], fontsize=6)
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_xticks(range(len(names)), labels, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(names)), labels if i == 0 else [], fontsize=7)
+        if i == len(panels) - 1 or (i == 1 and len(panels) == 3):  # one bar per colour scale
+            fig.colorbar(image, ax=ax, shrink=0.8)
     return _png(fig)
 
 
@@ -208,6 +220,7 @@ tr.failrow{background:#fff5f5}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:10px}
 .grid img,.wide img{background:#fff;border-radius:6px;max-width:100%}
 .muted{color:#718096;font-size:13px} ul{margin:4px 0}
+.swatch{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:middle;margin-right:4px}
 """
 
 
@@ -274,6 +287,13 @@ def _banner(gates: GateResult) -> str:
     )
 
 
+def _details(gates: GateResult, name: str) -> dict:
+    try:
+        return gates.metric(name).details
+    except KeyError:
+        return {}
+
+
 def _privacy_section(gates: GateResult) -> str:
     parts = []
     try:
@@ -307,8 +327,10 @@ def render_report(
     columns = [c for c in schema.modelled if c.name in synthetic.columns][:MAX_PLOT_COLUMNS]
     real_s = _sample(real) if real is not None else None
     syn_s = _sample(synthetic)
+    shapes = _details(gates, "column_shapes").get("parts", {})
     dists = "".join(
-        f"<img alt='{html.escape(c.name)}' src='{distribution_figure(c.name, c.kind.value, None if real_s is None else real_s[c.name], syn_s[c.name], c)}'>"
+        f"<img alt='{html.escape(c.name)}' "
+        f"src='{distribution_figure(c, None if real_s is None else real_s[c.name], syn_s[c.name], shapes.get(c.name))}'>"
         for c in columns
     )
     hidden = len(schema.modelled) - len(columns)
@@ -333,9 +355,13 @@ def render_report(
 <section id="metrics"><h2>Metrics</h2>
 <table><tr><th>group</th><th>metric</th><th>value</th><th>threshold</th><th>verdict</th><th>what it measures</th></tr>
 {_metric_rows(gates)}</table></section>
-<section id="distributions"><h2>Distributions: real vs synthetic</h2>{no_real}<div class="grid">{dists}</div>{more}</section>
+<section id="distributions"><h2>Distributions: real vs synthetic</h2>{no_real}
+<p class="muted"><span class="swatch" style="background:{REAL_COLOR}"></span>real (holdout) &nbsp;
+<span class="swatch" style="background:{SYN_COLOR}"></span>synthetic &middot; titles give each column's shape score
+(KS / TV complement; red below 0.7)</p><div class="grid">{dists}</div>{more}</section>
 <section id="correlations"><h2>Associations</h2>
-<p class="muted">Spearman correlation for numeric pairs, Cramér's V (numbers cut into quintiles) for the others.</p>{heat}</section>
+<p class="muted">Spearman correlation for numeric pairs, Cramér's V (numbers cut into quintiles) for the others;
+the right panel shows where the synthetic data lost (or invented) a relation.</p>{heat}</section>
 <section id="privacy"><h2>Privacy: distance to the closest record</h2>{_privacy_section(gates)}</section>
 <section id="facts"><h2>Run facts</h2>{_kv_table(facts)}</section>
 {cand}
@@ -369,9 +395,12 @@ def write_report(
         The path written.
     """
     text = render_report(schema=schema, real=real, synthetic=synthetic, gates=gates, facts=facts, candidates=candidates)
-    written = write_text_atomic(Path(path), text)
-    logger.info("report: wrote %s (%d kB)", written, len(text) // 1024)
-    return written
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(REPORT_MODE)  # mkstemp creates 0600; the report is meant to be shared
+    logger.info("report: wrote %s (%d kB)", path, len(text) // 1024)
+    return path
 
 
 write_report_task = task(name="write-report")(write_report)
