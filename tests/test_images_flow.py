@@ -6,8 +6,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+import flows.images
 from flows.images import images_command, synthesize_images
-from schemas.image import ImageRunRequest
+from schemas.errors import GateRefusedError
+from schemas.gates import GateResult, MetricResult
+from schemas.image import ImageGateThresholds, ImageRunRequest
 from tasks.images.publish import read_images_parquet
 
 
@@ -45,3 +48,41 @@ def test_bad_input_exits_2_before_any_training(prefect_harness, tmp_path):
     # Assert
     assert result.exit_code == 2, result.output
     assert not (tmp_path / "o.parquet").exists()
+
+
+@pytest.mark.slow
+def test_refused_run_writes_the_report_and_nothing_at_the_output(prefect_harness, tmp_path):
+    # Arrange: an unreachable class-accuracy bar (classic augmentation scores about 0.9).
+    out = tmp_path / "digits.parquet"
+    request = ImageRunRequest(
+        input="dataset:digits", output=out, model="augment", per_class=20, device="cpu",
+        thresholds=ImageGateThresholds(class_accuracy_min=1.0),
+    )  # fmt: skip
+
+    # Act
+    with pytest.raises(GateRefusedError) as info:
+        synthesize_images(request)
+
+    # Assert
+    assert "class_accuracy" in info.value.gate_result.failing
+    assert not out.exists()
+    assert "REFUSED" in out.with_suffix(".html").read_text()
+
+
+def test_gate_refusal_exits_3(monkeypatch, tmp_path):
+    # Arrange
+    refused = GateResult(metrics=[MetricResult.judge("precision", "fidelity", 0.1, 0.5, "min")])
+
+    def refuse(request):
+        raise GateRefusedError(refused, str(tmp_path / "o.html"))
+
+    monkeypatch.setattr(flows.images, "synthesize_images", refuse)
+    app = typer.Typer()
+    app.command()(images_command)
+
+    # Act
+    result = CliRunner().invoke(app, ["--input", "dataset:digits", "--output", str(tmp_path / "o.parquet")])
+
+    # Assert
+    assert result.exit_code == 3, result.output
+    assert "precision" in result.output
