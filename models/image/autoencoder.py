@@ -94,7 +94,10 @@ class ImageAutoencoder(ImageModel):
 
     def _sample(self, labels: Tensor, generator: torch.Generator) -> Tensor:
         z = torch.empty(len(labels), self.config.latent_dim)
-        cpu_gen = generator if generator.device.type == "cpu" else torch.Generator().manual_seed(int(generator.seed()))
+        cpu_gen = generator  # the mixtures live on the CPU; derive a CPU stream from a CUDA generator deterministically
+        if generator.device.type != "cpu":
+            seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+            cpu_gen = torch.Generator().manual_seed(seed)
         for k in labels.unique().tolist():
             mask = labels == k
             if self.mixtures_[k] is None:
