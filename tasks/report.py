@@ -45,7 +45,7 @@ REPORT_MODE = 0o644
 def _png(fig: Figure) -> str:
     """Render a figure to a base64 PNG data URI (Agg canvas, no pyplot state, safe in worker threads)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=90)  # layout="constrained" fits labels without a second (tight) draw
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -61,7 +61,7 @@ def distribution_figure(
     Colours are fixed (real blue, synthetic orange) and explained once above the grid, so each panel stays uncluttered;
     the title carries the column's shape score from the gates, so the worst columns stand out.
     """
-    fig = Figure(figsize=(3.6, 2.4))
+    fig = Figure(figsize=(3.6, 2.4), layout="constrained")
     ax = fig.subplots()
     if col.kind in NUMERIC_KINDS:
         syn = numeric_values(synthetic, col)
@@ -192,7 +192,7 @@ def dcr_figure(histogram: Mapping[str, list[float]]) -> str:
     syn = np.asarray(histogram["synthetic_to_train"], dtype=float)
     hold = np.asarray(histogram["holdout_to_train"], dtype=float)
     centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
-    fig = Figure(figsize=(6.5, 2.8))
+    fig = Figure(figsize=(6.5, 2.8), layout="constrained")
     ax = fig.subplots()
     ax.bar(centers, syn / max(syn.sum(), 1), width, alpha=0.55, color=SYN_COLOR, label="synthetic -> train")
     ax.bar(centers, hold / max(hold.sum(), 1), width, alpha=0.55, color=REAL_COLOR, label="holdout -> train")

@@ -71,36 +71,37 @@ def test_report_is_one_offline_file_with_every_section(refused_run, tmp_path):
     assert "Candidates" in text and "diverged" in text
 
 
-def test_passed_run_shows_a_green_banner(refused_run, tmp_path):
+def test_banner_is_green_when_passed_and_names_failures_when_refused(refused_run):
     # Arrange
-    schema, holdout, synthetic, gates, facts = refused_run
+    _, _, _, gates, _ = refused_run
     passed = GateResult(metrics=[m.model_copy(update={"passed": True}) for m in gates.metrics])
 
     # Act
-    text = report.write_report(
-        tmp_path / "r.html", schema=schema, real=holdout, synthetic=synthetic, gates=passed, facts=facts
-    ).read_text()
+    green, red = report._banner(passed), report._banner(gates)
 
     # Assert
-    assert 'class="banner pass"' in text and "REFUSED" not in text
+    assert 'class="banner pass"' in green and "PUBLISHED" in green
+    assert 'class="banner fail"' in red and all(f"<b>{name}</b>" in red for name in gates.failing)
 
 
-def test_failed_render_leaves_no_file(refused_run, tmp_path, monkeypatch):
+def test_failed_render_leaves_the_old_report_and_no_temp_file(refused_run, tmp_path, monkeypatch):
     # Arrange
     schema, holdout, synthetic, gates, facts = refused_run
     target = tmp_path / "report.html"
     target.write_text("previous report")
 
     def broken(*args, **kwargs):
-        raise RuntimeError("plot failed")
+        raise RuntimeError("disk full")
 
-    monkeypatch.setattr(report, "dcr_figure", broken)
+    monkeypatch.setattr(report, "render_report", lambda **kwargs: "<html></html>")
+    monkeypatch.setattr(report.Path, "write_text", broken)  # fails while writing the temporary file
 
     # Act
     with pytest.raises(RuntimeError):
         report.write_report(target, schema=schema, real=holdout, synthetic=synthetic, gates=gates, facts=facts)
 
     # Assert: the old report is intact and no temporary file remains
+    monkeypatch.undo()
     assert target.read_text() == "previous report"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
 
