@@ -113,6 +113,21 @@ def run(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Always train; don't reuse a stored model ($SYNTHGATE_CACHE).")
     ] = False,
+    # Privacy options (issue #7).
+    epsilon: Annotated[
+        float | None,
+        typer.Option(help="Differential-privacy budget: train vae/gan with DP-SGD spending at most this epsilon."),
+    ] = None,
+    delta: Annotated[
+        float | None, typer.Option(help="With --epsilon: the DP delta (default 1/(10 n) for n training rows).")
+    ] = None,
+    rare_k: Annotated[
+        int | None, typer.Option(help="Categories with fewer training rows become one '__rare__' bucket (default 5).")
+    ] = None,
+    pii_action: Annotated[
+        list[str] | None,
+        typer.Option(help="COLUMN=drop|hash|fake for a PII column (hash needs SYNTHGATE_HASH_KEY); repeatable."),
+    ] = None,
 ) -> None:
     """Synthesise one table: ingest, validate, train, sample, check fidelity and privacy, publish Parquet + report."""
     from schemas.request import RunRequest
@@ -132,7 +147,12 @@ def run(
             "balance": balance,
             "rows_per_class": rows_per_class,
             "report_path": report,
+            "epsilon": epsilon,
+            "delta": delta,
+            "rare_category_k": rare_k,
         }
+        if pii_action:
+            overrides["schema_path"] = _pii_overrides(pii_action, schema)
         request = RunRequest.from_sources(config, **overrides)
         if epochs is not None:
             request = request.model_copy(update={"model_options": {**request.model_options, "epochs": epochs}})
@@ -140,6 +160,34 @@ def run(
     except Exception as exc:
         _fail(exc)
     _run_flow(request, use_cache=not no_cache, write_url=write_url, write_table=write_table)
+
+
+def _pii_overrides(items: list[str], schema: Path | None) -> Path:
+    """Write the user's schema (or an empty override) plus `pii_action` entries to a temporary YAML file."""
+    import tempfile
+
+    import yaml
+
+    from schemas.errors import InvalidInputError
+    from schemas.table import _read_yaml
+
+    data = _read_yaml(schema) if schema is not None else {}
+    columns = data.get("columns", [])
+    if isinstance(columns, dict):
+        columns = [{"name": k, **(v or {})} for k, v in columns.items()]
+    by_name = {c["name"]: c for c in columns}
+    for item in items:
+        name, _, action = item.partition("=")
+        if action not in ("drop", "hash", "fake"):
+            raise InvalidInputError(f"--pii-action {item!r}: write it as COLUMN=drop, COLUMN=hash or COLUMN=fake")
+        if name in by_name:
+            by_name[name]["pii_action"] = action
+        else:
+            columns.append({"name": name, "pii_action": action})
+    data["columns"] = columns
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="synthgate-pii-", delete=False) as handle:
+        yaml.safe_dump(data, handle)
+    return Path(handle.name)
 
 
 def _preflight(request: Any) -> None:

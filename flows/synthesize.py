@@ -23,12 +23,14 @@ from schemas.gates import GateResult
 from schemas.metadata import CandidateScore, OutputMetadata
 from schemas.request import RunRequest
 from tasks.cache import cache_root, load_cached_task, model_key, save_cached_task
+from tasks.dp_preprocess import prepare_training_task
 from tasks.gates import evaluate_gates_task
 from tasks.ingest import data_hash, read_table_task
 from tasks.preprocess import encode_training_task, resolve_schema_task
 from tasks.protect import complete_output_task
 from tasks.publish import write_parquet_task
 from tasks.report import create_run_artifacts, write_report
+from tasks.risk import measure_risks_task
 from tasks.sample import sample_rows_task
 from tasks.split import split_holdout_task
 from tasks.sql import commit_staged_task, discard_staged, split_table_name, stage_table_task
@@ -119,9 +121,25 @@ def synthesize_table(
     with _timed(timings, "validate"):
         validate_table_task(frame, schema, source=source)
     train, holdout = split_holdout_task(frame, fraction=request.holdout_fraction, seed=request.seed)
+    # Privacy by construction (issue #7, tasks/dp_preprocess.py): PII actions checked, rare categories merged, and with
+    # --epsilon the budget split between DP preprocessing and DP-SGD, and the encoder built from public/DP bounds.
+    prepared = prepare_training_task(
+        train,
+        schema,
+        model=request.model,
+        epsilon=request.epsilon,
+        delta=request.delta,
+        rare_k=request.rare_category_k,
+        public_schema=request.schema_path is not None,
+        seed=request.seed,
+    )
+    train, schema = prepared.train, prepared.schema
     normalization = getattr(MODELS.get(request.model, (None,))[0], "normalization", "standard")
     with _timed(timings, "encode"):
-        encoder, encoded = encode_training_task(train, schema, normalization=normalization)
+        if prepared.private is not None:  # DP: encoder state from public bounds or DP estimates (issue #7)
+            encoder, encoded = prepared.private.encoder, prepared.private.encoded
+        else:
+            encoder, encoded = encode_training_task(train, schema, normalization=normalization)
     # Model cache (tasks/cache.py): same data + schema + training fields -> reuse the stored model and encoder.
     root, key = cache_root(cache_dir), model_key(digest, schema, request, version=VERSION)
     cached = load_cached_task(root, key, device=request.device) if use_cache else None
@@ -138,7 +156,7 @@ def synthesize_table(
                 model=request.model,
                 spans=encoder.spans_,
                 device=request.device,
-                options=request.model_options,
+                options=prepared.model_options(request.model_options),  # + DP budget (issue #7)
                 seed=request.seed,
             )
             if use_cache:
@@ -158,7 +176,7 @@ def synthesize_table(
             rows_per_class=request.rows_per_class,
             train=train,
         )
-        synthetic = complete_output_task(synthetic, schema, seed=request.seed)
+        synthetic = complete_output_task(synthetic, schema, seed=request.seed, real=train)
     with _timed(timings, "gates"):
         validity = valid_row_share_task(synthetic, schema)
         gates: GateResult = evaluate_gates_task(
@@ -171,6 +189,10 @@ def synthesize_table(
             seed=request.seed,
             validity=validity,
         )
+        # Attack-measured risk beside the budget (issue #7, tasks/risk.py): information metrics in the privacy group.
+        risks = measure_risks_task(train, holdout, synthetic, schema, seed=request.seed)
+        gates = GateResult(metrics=[*gates.metrics, *risks], notes=gates.notes)
+    epsilon_spent, delta_spent = prepared.spent(fitted.model)
     metadata = OutputMetadata(
         synthgate_version=VERSION,
         run_id=_run_id(),
@@ -188,10 +210,12 @@ def synthesize_table(
         request=request.model_dump(mode="json"),
         gates=gates,
         timings={**timings, "fit_model": round(fitted.seconds, 3)},
-        epsilon=None,
+        epsilon=epsilon_spent,
+        delta=delta_spent,
         candidates=candidates,
         notes=[
-            f"trained on {fitted.device}" if model_cache != "hit" else f"model reused from cache on {fitted.device}"
+            f"trained on {fitted.device}" if model_cache != "hit" else f"model reused from cache on {fitted.device}",
+            *prepared.notes,
         ],
         device=fitted.device,
         model_cache=model_cache,
@@ -235,7 +259,9 @@ def _facts(meta: OutputMetadata) -> dict[str, object]:
         "source": meta.source,
         "rows (input / train / holdout / output)": f"{meta.n_rows_input} / {meta.n_rows_train} / {meta.n_rows_holdout} / {meta.n_rows_output}",
         "data hash": meta.data_hash[:16],
-        "epsilon": meta.epsilon if meta.epsilon is not None else "none (no differential privacy)",
+        "epsilon": f"{meta.epsilon} (delta {meta.delta:.2g})"
+        if meta.epsilon is not None
+        else "none (no differential privacy)",
         "seconds per step": ", ".join(f"{k} {v:.2f}" for k, v in meta.timings.items()),
         "created": meta.created_at.isoformat(timespec="seconds"),
     }
