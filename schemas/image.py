@@ -112,6 +112,13 @@ class ImageRunRequest(BaseModel):
             raise ValueError(f"output {str(value)!r} must end in .parquet")
         return value
 
+    @field_validator("resize")
+    @classmethod
+    def _positive_size(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and min(value) <= 0:
+            raise ValueError(f"resize must be a positive (height, width), got {value}")
+        return value
+
     @model_validator(mode="after")
     def _one_count_rule(self) -> ImageRunRequest:
         if self.per_class is not None and self.balance:
