@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prefect import flow
+import pandas as pd
+from prefect import flow, unmapped
 
-from models.registry import MODELS, model_names
+from models.encoders.table import TableEncoder
+from models.registry import model_names
 from schemas.errors import GateRefusedError, InvalidInputError
 from schemas.gates import GateResult
 from schemas.metadata import CandidateScore, OutputMetadata
 from schemas.request import RunRequest
+from schemas.table import TableSchema
 from tasks.cache import cache_root, load_cached_task, model_key, save_cached_task
 from tasks.dp_preprocess import prepare_training_task
 from tasks.gates import evaluate_gates_task
@@ -32,6 +35,7 @@ from tasks.publish import write_parquet_task
 from tasks.report import create_run_artifacts, write_report
 from tasks.risk import measure_risks_task
 from tasks.sample import sample_rows_task
+from tasks.select import candidate_names, evaluate_candidate_task, normalization_for, pick_best
 from tasks.split import split_holdout_task
 from tasks.sql import commit_staged_task, discard_staged, split_table_name, stage_table_task
 from tasks.train import FitResult, fit_model_task
@@ -134,7 +138,12 @@ def synthesize_table(
         seed=request.seed,
     )
     train, schema = prepared.train, prepared.schema
-    normalization = getattr(MODELS.get(request.model, (None,))[0], "normalization", "standard")
+    auto = request.model == "auto"
+    if not auto and request.model not in model_names():
+        raise InvalidInputError(f"model {request.model!r} is not available; choose one of {model_names()}")
+    if auto and request.epsilon is not None:
+        raise InvalidInputError("--model auto cannot be combined with --epsilon: name one model to spend the budget on")
+    normalization = "standard" if auto else normalization_for(request.model)
     with _timed(timings, "encode"):
         if prepared.private is not None:  # DP: encoder state from public bounds or DP estimates (issue #7)
             encoder, encoded = prepared.private.encoder, prepared.private.encoded
@@ -142,12 +151,14 @@ def synthesize_table(
             encoder, encoded = encode_training_task(train, schema, normalization=normalization)
     # Model cache (tasks/cache.py): same data + schema + training fields -> reuse the stored model and encoder.
     root, key = cache_root(cache_dir), model_key(digest, schema, request, version=VERSION)
+    use_cache = use_cache and not auto  # auto keeps no single model to key on
     cached = load_cached_task(root, key, device=request.device) if use_cache else None
     model_cache = "off" if not use_cache else ("hit" if cached else "miss")
+    candidates: list[CandidateScore] = []
     with _timed(timings, "train"):
-        if request.model not in model_names():
-            raise InvalidInputError(f"model {request.model!r} is not available; choose one of {model_names()}")
-        if cached is not None:
+        if auto:  # every family as a mapped task, best holdout fidelity wins (tasks/select.py)
+            fitted, encoder, candidates = _train_candidates(train, holdout, schema, request)
+        elif cached is not None:
             encoder = cached.encoder
             fitted = FitResult(model=cached.model, name=cached.name, seconds=0.0, device=_device_of(cached.model))
         else:
@@ -163,7 +174,6 @@ def synthesize_table(
                 save_cached_task(
                     root, key, model=fitted.model, encoder=encoder, name=fitted.name, fit_seconds=fitted.seconds
                 )
-    candidates: list[CandidateScore] = []
     n_rows = request.rows or len(train)
     with _timed(timings, "sample"):
         synthetic = sample_rows_task(
@@ -249,6 +259,27 @@ def synthesize_table(
 def _device_of(model: object) -> str:
     """Where a reused model's tensors live (models keep their `device`; CPU if one does not say)."""
     return str(getattr(model, "device_", None) or getattr(model, "device", None) or "cpu")
+
+
+def _train_candidates(
+    train: pd.DataFrame, holdout: pd.DataFrame, schema: TableSchema, request: RunRequest
+) -> tuple[FitResult, TableEncoder, list[CandidateScore]]:
+    """`--model auto`: fit every table family in parallel, keep the best on holdout fidelity, record them all."""
+    names = candidate_names()
+    futures = evaluate_candidate_task.map(
+        names,
+        unmapped(train),
+        unmapped(holdout),
+        unmapped(schema),
+        device=unmapped(request.device),
+        options=unmapped(request.model_options),
+        seed=unmapped(request.seed),
+    )
+    outcomes = [future.result() for future in futures]
+    best = pick_best(outcomes)
+    logger.info("auto: kept %s (score %.3f) of %s", best.name, best.score, ", ".join(names))
+    fitted = FitResult(model=best.model, name=best.name, seconds=best.fit_seconds, device=best.device)
+    return fitted, best.encoder, [c.as_score() for c in outcomes]
 
 
 def _facts(meta: OutputMetadata) -> dict[str, object]:
