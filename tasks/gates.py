@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import InvalidInputError
 from schemas.gates import GateResult, GateThresholds, MetricResult
@@ -238,4 +239,4 @@ def _check_columns(schema: TableSchema, **frames: pd.DataFrame) -> None:
             )
 
 
-evaluate_gates_task = task(name="evaluate-gates")(evaluate_gates)
+evaluate_gates_task = task(name="evaluate-gates", cache_policy=NO_CACHE)(evaluate_gates)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from rich.table import Table
 
 from schemas.gates import GateResult, MetricResult
@@ -403,7 +404,7 @@ def write_report(
     return path
 
 
-write_report_task = task(name="write-report")(write_report)
+write_report_task = task(name="write-report", cache_policy=NO_CACHE)(write_report)
 
 
 # ----------------------------------------------------------------------------------------------------- Prefect
