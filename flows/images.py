@@ -83,7 +83,7 @@ def _publish_summary(gates: GateResult, counts: dict[str, int], output: Path | N
 @flow(name="synthesize-images")
 def synthesize_images(request: ImageRunRequest) -> ImageRunResult:
     """Run one image request end to end; raises `GateRefusedError` (report written, nothing published) on refusal."""
-    clock, run_id = _Clock(), uuid.uuid4().hex
+    clock, run_id = _Clock(), _run_id()
     # Ingest and validate: nothing is trained on bad input.
     raw = ingest_images_task(request.input, resize=request.resize)
     data = validate_images_task(raw, min_per_class=request.min_per_class)
@@ -142,6 +142,13 @@ def synthesize_images(request: ImageRunRequest) -> ImageRunResult:
     clock.lap("publish")
     _publish_summary(gates, counts, output, report_path)
     return ImageRunResult(True, output, report_path, gates, counts, clock.timings, fit.seconds_per_epoch)
+
+
+def _run_id() -> str:
+    """The Prefect flow run id, so metadata, report and UI name the same run."""
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or uuid.uuid4())
 
 
 def _version() -> str:
