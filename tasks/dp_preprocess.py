@@ -32,6 +32,7 @@ from prefect.cache_policies import NO_CACHE
 from scipy.stats import norm
 from torch import Tensor
 
+import models.gmm_dp  # noqa: F401  (registers "gmm_dp", the model `--model gmm --epsilon` trains)
 from models.encoders.table import MISSING, ColumnState, TableEncoder, _numeric_values
 from models.privacy import gaussian_sigma
 from schemas.table import ColumnKind, ColumnSchema, TableSchema
@@ -191,7 +192,9 @@ private_encode_task = task(name="private-encode", cache_policy=NO_CACHE)(private
 
 
 # ------------------------------------------------------------------------------------------ the flow's one call
-PRIVATE_MODELS = ("vae", "gan")  # the models with a DP-SGD path (models/privacy.py)
+PRIVATE_MODELS = ("vae", "gan", "gmm")  # the models with a DP path: DP-SGD (models/privacy.py) or DP-EM (gmm)
+# --model name -> the registry name trained when --epsilon is set (a model whose own config takes epsilon maps to itself)
+PRIVATE_REGISTRY = {"gmm": "gmm_dp"}  # models/gmm_dp.py: DP-EM on noisy sufficient statistics (Park et al. 2017)
 
 
 @dataclass
@@ -203,6 +206,12 @@ class PreparedTraining:
     private: PrivateEncoding | None
     suppressed: dict[str, list[Any]]
     notes: list[str] = field(default_factory=list)
+
+    def model_name(self, requested: str) -> str:
+        """The registry name to build: with epsilon, `gmm` becomes `gmm_dp` (fixed k, DP-EM); others are unchanged."""
+        if self.private is None:
+            return requested
+        return PRIVATE_REGISTRY.get(requested, requested)
 
     def model_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """The model's options with the training share of the budget added."""
@@ -242,9 +251,9 @@ def prepare_training(
     check_pii_actions(schema)
     if epsilon is not None and model not in PRIVATE_MODELS:
         raise InvalidInputError(
-            f"--epsilon needs a model trained with DP-SGD ({', '.join(PRIVATE_MODELS)}); {model!r} has no private "
-            "path yet (the gmm's EM statistics and the autoencoder's latent mixture are fitted on the real rows "
-            "directly); choose --model vae or --model gan, or drop --epsilon"
+            f"--epsilon needs a model with a private training path ({', '.join(PRIVATE_MODELS)}); {model!r} has none "
+            "yet (the autoencoder's latent mixture is fitted on the real codes directly); choose --model "
+            f"{', '.join(PRIVATE_MODELS)}, or drop --epsilon"
         )
     k = DEFAULT_RARE_K if rare_k is None else rare_k
     train, schema, suppressed = suppress_rare_categories(train, schema, k=k)
@@ -258,7 +267,8 @@ def prepare_training(
     private = private_encode(train, schema, epsilon=epsilon, delta=delta, public_schema=public_schema, seed=seed)
     notes += [
         *private.notes,
-        f"privacy: DP-SGD budget epsilon {private.train_epsilon:.3g}, delta {private.train_delta:.2g}",
+        f"privacy: {'DP-EM' if model in PRIVATE_REGISTRY else 'DP-SGD'} budget epsilon {private.train_epsilon:.3g}, "
+        f"delta {private.train_delta:.2g}",
     ]
     return PreparedTraining(train, private.schema, private, suppressed, notes)
 

@@ -48,12 +48,76 @@ def test_default_delta_is_below_one_over_n():
     assert default_delta(1000) == pytest.approx(1e-4)
 
 
-def test_gmm_refuses_epsilon_with_a_clear_message(penguins):
+def test_autoencoder_refuses_epsilon_with_a_clear_message(penguins):
     frame = penguins.dropna().reset_index(drop=True)
-    with pytest.raises(InvalidInputError, match="vae"):
+    with pytest.raises(InvalidInputError, match="gmm"):
         prepare_training(
-            frame, infer_schema(frame), model="gmm", epsilon=1.0, delta=None, rare_k=None, public_schema=False
+            frame, infer_schema(frame), model="autoencoder", epsilon=1.0, delta=None, rare_k=None, public_schema=False
         )
+
+
+def test_dp_gmm_at_epsilon_one_is_schema_valid_and_within_budget(penguins):
+    # Arrange: DP bounds from 10% of the budget, DP-EM with the rest (the flow builds prepared.model_name("gmm")).
+    from models.registry import build_model
+
+    frame = penguins.dropna().reset_index(drop=True)
+    train, _ = split_holdout(frame, fraction=0.2, seed=0)
+    prepared = prepare_training(
+        train, infer_schema(frame), model="gmm", epsilon=1.0, delta=None, rare_k=None, public_schema=False
+    )
+    private = prepared.private
+    name = prepared.model_name("gmm")
+
+    # Act
+    model = build_model(name, spans=private.encoder.spans_, device="cpu", options=prepared.model_options({}))
+    model.fit(private.encoded)
+    synthetic = private.encoder.inverse_transform(model.sample(300, generator=torch.Generator().manual_seed(0)))
+    eps, delta = prepared.spent(model)
+
+    # Assert
+    assert name == "gmm_dp"
+    assert model.privacy_["epsilon"] <= private.train_epsilon + 1e-6
+    assert eps <= 1.0 + 1e-6 and delta < 1 / len(train)
+    assert valid_row_share(synthetic, prepared.schema) == 1.0
+
+
+def test_dp_gmm_recovers_well_separated_means_at_epsilon_ten():
+    # Arrange: 20k rows from two tight 2-D clusters at (-1, -1) and (1, 1); the DP init is random, not k-means++.
+    from models.gmm_dp import DPGaussianMixture, DPGMMConfig
+
+    gen = torch.Generator().manual_seed(0)
+    centers = torch.tensor([[-1.0, -1.0], [1.0, 1.0]])
+    labels = torch.randint(2, (20_000,), generator=gen)
+    x = centers[labels] + 0.25 * torch.randn(20_000, 2, generator=gen)
+
+    # Act
+    model = DPGaussianMixture(DPGMMConfig(n_components=2, epsilon=10.0), device="cpu").fit(x)
+    order = model.means_[:, 0].argsort()
+
+    # Assert
+    assert model.privacy_["epsilon"] <= 10.0 + 1e-6
+    assert torch.allclose(model.means_[order].float(), centers, atol=0.1)
+    assert torch.allclose(model.weights_[order].float(), torch.tensor([0.5, 0.5]), atol=0.05)
+
+
+def test_dp_gmm_refuses_a_bic_search_and_round_trips(tmp_path):
+    # Arrange
+    from models.gmm_dp import DPGaussianMixture, DPGMMConfig
+    from models.registry import load_model
+
+    x = torch.randn(2_000, 3, generator=torch.Generator().manual_seed(0))
+    model = DPGaussianMixture(DPGMMConfig(n_components=2, epsilon=3.0), device="cpu").fit(x)
+
+    # Act
+    model.save(tmp_path / "m")
+    loaded = load_model("gmm_dp", tmp_path / "m")
+
+    # Assert
+    with pytest.raises(InvalidInputError, match="n_components"):
+        DPGaussianMixture(DPGMMConfig(n_components=None), device="cpu").fit(x)
+    assert loaded.config == model.config and loaded.privacy_ == model.privacy_
+    same = [m.sample(50, generator=torch.Generator().manual_seed(3)) for m in (model, loaded)]
+    assert torch.equal(*same)
 
 
 def test_dp_vae_at_epsilon_one_is_schema_valid(penguins):
