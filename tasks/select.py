@@ -107,9 +107,13 @@ def pick_best(candidates: list[Candidate]) -> Candidate:
     return max(scored, key=lambda c: (c.score, -c.fit_seconds))
 
 
+FAMILIES = ("gmm", "vae", "gan", "autoencoder")  # the table families; variants such as gmm_dp need a budget
+
+
 def candidate_names() -> list[str]:
-    """Every registered table model (image models are not candidates for tables)."""
-    return [n for n in model_names() if not n.startswith("image_")]
+    """The table families `auto` tries (image models and private variants are not candidates)."""
+    available = set(model_names())
+    return [n for n in FAMILIES if n in available]
 
 
 evaluate_candidate_task = task(name="auto-candidate", tags=["gpu"], cache_policy=NO_CACHE)(evaluate_candidate)
