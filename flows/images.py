@@ -92,10 +92,13 @@ def synthesize_images(request: ImageRunRequest) -> ImageRunResult:
     # Train and sample.
     fit = fit_image_model_task(
         train, request.model, epochs=request.epochs, seed=request.seed, device=request.device,
-        options=request.model_options, allow_flips=request.allow_flips,
+        options=request.model_options, allow_flips=request.allow_flips, epsilon=request.epsilon, delta=request.delta,
     )  # fmt: skip
     clock.lap("fit")
-    counts = plan_counts(data.schema, train.schema, per_class=request.per_class, balance=request.balance)
+    private = request.epsilon is not None  # DP (issue #7): class shares are private, so equal counts per class
+    counts = plan_counts(
+        data.schema, train.schema, per_class=request.per_class, balance=request.balance, private=private
+    )
     synthetic = sample_images_task(fit.model, counts, train.schema, seed=request.seed)
     clock.lap("sample")
     # Gates, measured against the holdout.
@@ -107,6 +110,14 @@ def synthesize_images(request: ImageRunRequest) -> ImageRunResult:
         f"{len(synthetic)} synthetic images vs {len(holdout)} holdout images; the feature classifier scores "
         f"{fidelity.classifier_holdout_accuracy:.3f} accuracy on the holdout"
     ]
+    epsilon_spent, delta_spent = _spent(fit.privacy)
+    if fit.privacy is not None:
+        notes.append(
+            f"differential privacy: ({epsilon_spent:g}, {delta_spent:.2g})-DP training (DP-SGD"
+            f"{', DP-EM latent mixtures' if 'mixture_epsilon' in fit.privacy else ''}); uniform class prior and equal "
+            "per-class counts; the class list is treated as public, and per-class input counts are left out of the "
+            "output metadata"
+        )
     gates = GateResult(metrics=[*fidelity.metrics, *privacy], notes=notes)
     clock.lap("gates")
     # Report (always), then publish (only if passed).
@@ -116,6 +127,8 @@ def synthesize_images(request: ImageRunRequest) -> ImageRunResult:
         "epochs": fit.epochs, "fit seconds": round(fit.fit_seconds, 2), "image shape (C, H, W)": str(data.schema.shape),
         "classes": len(data.schema.classes), "input images": len(data), "train / holdout": f"{len(train)} / {len(holdout)}",
         "synthetic images": len(synthetic), "output": str(request.output) if gates.passed else "(not published)",
+        "epsilon": f"{epsilon_spent} (delta {delta_spent:.2g})" if epsilon_spent is not None
+        else "none (no differential privacy)",
     }  # fmt: skip
     html = build_report(
         title=f"synthgate images: {request.model} on {request.input}", gates=gates, classes=data.schema.classes,
@@ -132,8 +145,9 @@ def synthesize_images(request: ImageRunRequest) -> ImageRunResult:
         synthgate_version=_version(), run_id=run_id, created_at=datetime.now(UTC), source=request.input,
         model=request.model, seed=request.seed, n_rows_input=len(data), n_rows_train=len(train),
         n_rows_holdout=len(holdout), n_rows_output=len(synthetic), data_hash=data.content_hash(),
-        schema=data.schema.model_dump(), request=request.model_dump(mode="json"), gates=gates, timings=clock.timings,
-        kind="images", counts=counts, fit_seconds_per_epoch=fit.seconds_per_epoch,
+        schema=data.schema.model_dump(exclude={"counts"} if private else None), request=request.model_dump(mode="json"),
+        gates=gates, timings=clock.timings, kind="images", counts=counts, fit_seconds_per_epoch=fit.seconds_per_epoch,
+        epsilon=epsilon_spent, delta=delta_spent,
     )  # fmt: skip
     output = publish_images_task(
         synthetic.images, synthetic.labels, data.schema.classes, request.output, gates,
@@ -142,6 +156,13 @@ def synthesize_images(request: ImageRunRequest) -> ImageRunResult:
     clock.lap("publish")
     _publish_summary(gates, counts, output, report_path)
     return ImageRunResult(True, output, report_path, gates, counts, clock.timings, fit.seconds_per_epoch)
+
+
+def _spent(privacy: dict[str, Any] | None) -> tuple[float | None, float | None]:
+    """(epsilon, delta) the fit spent, from the model's privacy report; (None, None) without DP."""
+    if privacy is None:
+        return None, None
+    return round(float(privacy["epsilon"]), 4), float(privacy["delta"])
 
 
 def _run_id() -> str:
@@ -201,6 +222,13 @@ def images_command(
     resize: Annotated[str | None, typer.Option("--resize", help="HEIGHTxWIDTH to resize every image to")] = None,
     allow_flips: Annotated[bool, typer.Option("--allow-flips", help="augment: horizontal flips keep labels")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="HTML report path (default: OUT.html)")] = None,
+    epsilon: Annotated[
+        float | None,
+        typer.Option("--epsilon", help="DP budget: train with DP-SGD (vae, gan, autoencoder) spending at most this"),
+    ] = None,
+    delta: Annotated[
+        float | None, typer.Option("--delta", help="with --epsilon: the DP delta (default 1/(10 n) for n images)")
+    ] = None,
 ) -> None:
     """Synthesize or augment an image set; exit 0 published, 2 bad input, 3 refused by a gate."""
     from pydantic import ValidationError
@@ -210,7 +238,8 @@ def images_command(
     try:
         request = ImageRunRequest(
             input=input, output=output, model=model, per_class=per_class, balance=balance, seed=seed, epochs=epochs,
-            device=device, resize=_parse_resize(resize), allow_flips=allow_flips, report_path=report,
+            device=device, resize=_parse_resize(resize), allow_flips=allow_flips, report_path=report, epsilon=epsilon,
+            delta=delta,
         )  # fmt: skip
         result = synthesize_images(request)
     except ValidationError as exc:

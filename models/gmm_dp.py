@@ -86,7 +86,9 @@ class DPGaussianMixture(GaussianMixture):
         if cfg.max_iter < 1:
             raise InvalidInputError("max_iter must be at least 1")
         device = resolve_device(self.device)
-        x = check_matrix(x).to(device=device, dtype=torch.float64)  # (n, d)
+        # No rows is allowed (a class with no images still gets a noise-only fit, so no branch depends on the data).
+        x = x.reshape(0, x.shape[-1]).float() if x.shape[0] == 0 else check_matrix(x)
+        x = x.to(device=device, dtype=torch.float64)  # (n, d)
         n, d = x.shape
         delta = cfg.delta if cfg.delta is not None else default_delta(n)
         check_budget(cfg.epsilon, delta, n)

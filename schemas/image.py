@@ -102,6 +102,10 @@ class ImageRunRequest(BaseModel):
     min_per_class: int = Field(10, ge=2, description="fewest images a class needs for training and its holdout share")
     allow_flips: bool = Field(False, description="augment model: horizontal flips (only when they keep the label)")
     model_options: dict = Field(default_factory=dict, description="hyperparameters passed to the model config")
+    epsilon: float | None = Field(
+        None, gt=0, description="differential-privacy budget: DP-SGD (vae, gan: discriminator, autoencoder + DP-EM)"
+    )
+    delta: float | None = Field(None, gt=0, lt=1, description="with epsilon: the DP delta (default 1/(10 n))")
     thresholds: ImageGateThresholds = Field(default_factory=ImageGateThresholds)
     report_path: Path | None = Field(None, description="HTML report; default: beside the output, OUT.html")
 
@@ -123,6 +127,16 @@ class ImageRunRequest(BaseModel):
     def _one_count_rule(self) -> ImageRunRequest:
         if self.per_class is not None and self.balance:
             raise ValueError("choose --per-class N or --balance, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _private_model(self) -> ImageRunRequest:
+        if self.epsilon is not None and self.model == "augment":
+            raise ValueError(
+                "--epsilon needs a trained model (vae, gan or autoencoder); augment transforms real images"
+            )
+        if self.delta is not None and self.epsilon is None:
+            raise ValueError("--delta only means something with --epsilon")
         return self
 
     @property

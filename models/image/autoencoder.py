@@ -34,6 +34,15 @@ class ImageAutoencoderConfig:
     latent_noise: float = 0.05  # Gaussian noise on codes during training: a smoother decoder between training codes
     n_classes: int | None = None
     seed: int = 0
+    # Differential privacy: DP-SGD on encoder and decoder with (1 - dp_mixture_share) of epsilon and delta, then one
+    # DP-EM mixture per class (models/gmm_dp.py) on bounded codes with the rest. The classes split the images into
+    # disjoint sets, so the per-class mixtures compose in parallel: each may spend the whole mixture share.
+    epsilon: float | None = None
+    delta: float | None = None  # None: 1 / (10 n), see models.privacy.default_delta
+    max_grad_norm: float = 1.0  # per-sample clipping bound C
+    dp_mixture_share: float = 0.2  # share of the budget for the latent mixtures
+    dp_components: int = 1  # per-class components when private: a class of ~150 codes supports little more
+    dp_em_iter: int = 1  # DP-EM iterations per class (with one component EM is exact after one)
 
 
 @register("image_autoencoder")
@@ -60,6 +69,14 @@ class ImageAutoencoder(ImageModel):
         cfg, device = self.config, self.device_
         enc, dec = self.nets_["encoder"], self.nets_["decoder"]
         opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=cfg.lr)
+        dp, delta = None, None
+        if self.private:
+            from models.privacy import default_delta
+
+            delta = cfg.delta or default_delta(len(x))
+            sgd_eps = (1 - cfg.dp_mixture_share) * cfg.epsilon
+            dp = self._make_private(self.nets_, opt, len(x), epsilon=sgd_eps, delta=(1 - cfg.dp_mixture_share) * delta)
+            opt = dp.optimizer
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.lr / 20)
         xd = x.to(device)
         enc.train()
@@ -67,7 +84,7 @@ class ImageAutoencoder(ImageModel):
 
         def step(idx: Tensor) -> dict[str, float]:
             xb = xd[idx]
-            z = enc(xb)  # (b, d)
+            z = self._code(enc, xb)  # (b, d)
             z = z + cfg.latent_noise * self._noise(*z.shape, generator)
             loss = F.binary_cross_entropy_with_logits(dec(z), xb, reduction="sum") / len(idx)
             opt.zero_grad(set_to_none=True)
@@ -75,10 +92,16 @@ class ImageAutoencoder(ImageModel):
             opt.step()
             return {"loss": loss.item()}
 
-        self._run_epochs(len(x), step, generator, progress, "loss", on_epoch_end=sched.step)
+        self._run_epochs(len(x), step, generator, progress, "loss", on_epoch_end=sched.step, privacy=dp)
+        if dp is not None:
+            self.nets_ = dict(dp.detach().items())
+            enc, dec = self.nets_["encoder"], self.nets_["decoder"]
         enc.eval()
         with torch.no_grad():
-            codes = torch.cat([enc(xd[i : i + 512]) for i in range(0, len(xd), 512)]).cpu()  # (n, d)
+            codes = torch.cat([self._code(enc, xd[i : i + 512]) for i in range(0, len(xd), 512)]).cpu()  # (n, d)
+        if dp is not None:
+            self._fit_private_mixtures(codes, y, delta * cfg.dp_mixture_share, dp.report())
+            return
         self.latent_mean_ = codes.mean(0)
         self.latent_scale_ = codes.std(0).clamp_min(1e-6)
         z = (codes - self.latent_mean_) / self.latent_scale_
@@ -91,6 +114,39 @@ class ImageAutoencoder(ImageModel):
                 continue
             config = gmm_config if len(zk) >= 20 else replace(gmm_config, n_components=1)
             self.mixtures_.append(GaussianMixture(config, device="cpu").fit(zk))
+
+    def _code(self, enc: nn.Module, x: Tensor) -> Tensor:
+        """Latent codes; with epsilon squashed into (-2, 2) so the DP mixture's clipping bound is known in advance."""
+        z = enc(x)  # (n, d)
+        return 2 * torch.tanh(z / 2) if self.private else z
+
+    def _fit_private_mixtures(self, codes: Tensor, y: Tensor, delta: float, sgd_report: dict) -> None:
+        """One DP-EM mixture per class on the bounded codes, no standardisation (the codes' mean and scale are private).
+
+        Every class gets a fit, even one with no images (noise only), so nothing branches on the class counts.
+        """
+        from models.gmm_dp import DPGaussianMixture, DPGMMConfig
+
+        cfg = self.config
+        self.latent_mean_ = torch.zeros(cfg.latent_dim)
+        self.latent_scale_ = torch.ones(cfg.latent_dim)
+        eps = cfg.dp_mixture_share * cfg.epsilon
+        gmm_config = DPGMMConfig(
+            n_components=cfg.dp_components, max_iter=cfg.dp_em_iter, epsilon=eps, delta=delta, bound=2.0, seed=cfg.seed
+        )
+        self.mixtures_ = [
+            DPGaussianMixture(gmm_config, device="cpu").fit(codes[y == k].double()) for k in range(self.n_classes_)
+        ]
+        spent = max(m.privacy_["epsilon"] for m in self.mixtures_)  # disjoint classes: parallel composition
+        self.privacy_ = {
+            **sgd_report,
+            "epsilon": round(sgd_report["epsilon"] + spent, 4),
+            "delta": sgd_report["delta"] + delta,
+            "target_epsilon": cfg.epsilon,
+            "sgd_epsilon": sgd_report["epsilon"],
+            "mixture_epsilon": round(spent, 4),
+            "mixture": "DP-EM per class (models/gmm_dp.py), parallel composition over disjoint classes",
+        }
 
     def _sample(self, labels: Tensor, generator: torch.Generator) -> Tensor:
         z = torch.empty(len(labels), self.config.latent_dim)
@@ -125,8 +181,11 @@ class ImageAutoencoder(ImageModel):
     def load(cls, directory: Path, *, device: torch.device | str = "cpu") -> Self:
         model = super().load(directory, device=device)
         present = set(json.loads((Path(directory) / "mixtures.json").read_text())["classes"])
+        mixture_cls = GaussianMixture
+        if model.private:
+            from models.gmm_dp import DPGaussianMixture as mixture_cls
         model.mixtures_ = [
-            GaussianMixture.load(Path(directory) / f"mixture_{k}") if k in present else None
+            mixture_cls.load(Path(directory) / f"mixture_{k}") if k in present else None
             for k in range(model.n_classes_)
         ]
         return model

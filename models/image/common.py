@@ -25,6 +25,7 @@ from models.base import (
     resolve_device,
     save_checkpoint,
 )
+from models.privacy import PrivateTraining
 from schemas.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ class ImageModel:
         self.class_prior_: Tensor | None = None
         self.nets_: dict[str, nn.Module] = {}
         self.history_: list[dict[str, float]] = []
+        self.privacy_: dict[str, Any] | None = None
 
     # -- hooks -------------------------------------------------------------------------------------------------------
     def _build(self) -> dict[str, nn.Module]:
@@ -127,11 +129,20 @@ class ImageModel:
         return None
 
     # -- public contract ---------------------------------------------------------------------------------------------
+    @property
+    def private(self) -> bool:
+        """Whether this fit is differentially private (the config carries an epsilon)."""
+        return getattr(self.config, "epsilon", None) is not None
+
     def fit(self, x: Tensor, *, conditions: Tensor | None = None, progress: ProgressCallback | None = None) -> Self:
         """Train on (n, C, H, W) images in [0, 1] with optional (n,) class labels; returns self.
 
         Refitting replaces all earlier state. Networks are initialised from `config.seed` inside a forked RNG, so a
         fit is reproducible and leaves the global torch RNG alone.
+
+        With `config.epsilon` the fit is differentially private (DP-SGD, `models.privacy`): the class prior is uniform
+        over the public class list (`config.n_classes`, the run's class names) instead of the private class shares,
+        and `privacy_` holds the spent budget.
         """
         x = check_images(x)
         y = check_labels(conditions, x.shape[0])
@@ -140,8 +151,12 @@ class ImageModel:
         self.image_shape_ = tuple(int(s) for s in x.shape[1:])
         n_classes = max(int(y.max()) + 1, getattr(self.config, "n_classes", None) or 0)
         self.n_classes_ = n_classes
-        self.class_prior_ = torch.bincount(y, minlength=n_classes).float() / len(y)
+        if self.private:  # the class shares are private; the class list is not (it names the classes asked for)
+            self.class_prior_ = torch.full((n_classes,), 1.0 / n_classes)
+        else:
+            self.class_prior_ = torch.bincount(y, minlength=n_classes).float() / len(y)
         self.history_ = []
+        self.privacy_: dict[str, Any] | None = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
             self.nets_ = {name: net.to(device) for name, net in self._build().items()}
@@ -170,6 +185,8 @@ class ImageModel:
         state["class_prior"] = self.class_prior_
         state.update({f"extra.{k}": v for k, v in self._extra_state().items()})
         meta = {"image_shape": list(self.image_shape_), "n_classes": self.n_classes_, "history": self.history_}
+        if getattr(self, "privacy_", None):
+            meta["privacy"] = self.privacy_
         save_checkpoint(Path(directory), kind=self.kind, config=self.config, state=state, meta=meta)
 
     @classmethod
@@ -182,6 +199,7 @@ class ImageModel:
         model.image_shape_ = tuple(meta["image_shape"])
         model.n_classes_ = int(meta["n_classes"])
         model.history_ = meta.get("history", [])
+        model.privacy_ = meta.get("privacy")
         model.class_prior_ = state["class_prior"].cpu()
         model.nets_ = {name: net.to(device) for name, net in model._build().items()}
         for name, net in model.nets_.items():
@@ -196,6 +214,36 @@ class ImageModel:
         """(n, dim) standard normal noise from `generator`, moved to the model's device."""
         return torch.randn(n, dim, generator=generator, device=generator.device).to(self.device_)
 
+    def _make_private(
+        self,
+        nets: dict[str, nn.Module],
+        optimizer: torch.optim.Optimizer,
+        n_rows: int,
+        *,
+        epsilon: float | None = None,
+        delta: float | None = None,
+    ) -> PrivateTraining:
+        """DP-SGD over `nets` (every network that sees real images) for `config.epochs` Poisson-sampled epochs.
+
+        The networks are wrapped together so one accountant covers them; calling each network directly still records
+        per-sample gradients (Opacus hooks sit on the layers). `epsilon` and `delta` default to the config's (a model
+        that spends part of its budget elsewhere passes its DP-SGD share).
+        """
+        from models.privacy import default_delta, index_loader, make_private
+
+        cfg = self.config
+        if delta is None:
+            delta = getattr(cfg, "delta", None) or default_delta(n_rows)
+        return make_private(
+            nn.ModuleDict(nets),
+            optimizer,
+            index_loader(n_rows, cfg.batch_size),
+            epsilon=cfg.epsilon if epsilon is None else epsilon,
+            delta=delta,
+            epochs=cfg.epochs,
+            max_grad_norm=cfg.max_grad_norm,
+        )
+
     def _run_epochs(
         self,
         n_rows: int,
@@ -204,14 +252,20 @@ class ImageModel:
         progress: ProgressCallback | None,
         main_loss: str,
         on_epoch_end: Callable[[], None] | None = None,
+        privacy: PrivateTraining | None = None,
     ) -> None:
-        """Run `config.epochs` shuffled epochs of `step(batch_indices) -> losses`, reporting each epoch."""
+        """Run `config.epochs` epochs of `step(batch_indices) -> losses`, reporting each epoch.
+
+        Without `privacy` an epoch is a shuffled pass; with it, the Poisson-sampled batches the accountant assumes,
+        and training stops if the accountant ever reports more than the target epsilon.
+        """
         n_epochs, started = self.config.epochs, time.perf_counter()
         for epoch in range(1, n_epochs + 1):
             t0 = time.perf_counter()
             sums: dict[str, float] = {}
             n_batches = 0
-            for idx in minibatches(n_rows, self.config.batch_size, generator):
+            batches = minibatches(n_rows, self.config.batch_size, generator) if privacy is None else privacy.batches()
+            for idx in batches:
                 for key, value in step(idx).items():
                     sums[key] = sums.get(key, 0.0) + value
                 n_batches += 1
@@ -236,3 +290,6 @@ class ImageModel:
                 )  # fmt: skip
             if progress is not None:
                 progress(report)
+            if privacy is not None and privacy.spent_epsilon() > privacy.epsilon * (1 + 1e-6):
+                log.warning("%s: privacy budget %.3g spent at epoch %d: stopping", self.kind, privacy.epsilon, epoch)
+                break

@@ -30,6 +30,11 @@ class ImageGANConfig:
     aux_weight: float = 1.0  # weight of the class-head loss for both players
     n_classes: int | None = None
     seed: int = 0
+    # Differential privacy (models/privacy.py): DP-SGD on the discriminator, the only network that sees real images;
+    # the generator learns from the discriminator's outputs alone, so it is post-processing. None trains without it.
+    epsilon: float | None = None
+    delta: float | None = None  # None: 1 / (10 n), see models.privacy.default_delta
+    max_grad_norm: float = 1.0  # per-sample clipping bound C of the discriminator's gradients
 
 
 @register("image_gan")
@@ -59,8 +64,11 @@ class ImageGAN(ImageModel):
         gen, disc = self.nets_["generator"], self.nets_["discriminator"]
         opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+        dp = self._make_private({"discriminator": disc}, opt_d, len(x)) if self.private else None
+        if dp is not None:
+            opt_d = dp.optimizer
         x, y = x.to(device), y.to(device)
-        prior = self.class_prior_
+        prior = self.class_prior_  # uniform with epsilon (ImageModel.fit): the fake classes carry no class shares
         gen.train()
         disc.train()
 
@@ -83,15 +91,22 @@ class ImageGAN(ImageModel):
             loss_d.backward()
             opt_d.step()
             # Generator: fool the real/fake head and make the class head see the intended class.
+            if dp is not None:
+                dp.module.disable_hooks()  # the generator step needs no per-sample discriminator gradients
             adv_fake, cls_fake = self._discriminate(fake, cond_fake)
             loss_g = F.binary_cross_entropy_with_logits(adv_fake, torch.ones_like(adv_fake))
             loss_g = loss_g + cfg.aux_weight * F.cross_entropy(cls_fake, y_fake)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
+            if dp is not None:
+                dp.module.enable_hooks()
             return {"loss_g": loss_g.item(), "loss_d": loss_d.item()}
 
-        self._run_epochs(len(x), step, generator, progress, "loss_g")
+        self._run_epochs(len(x), step, generator, progress, "loss_g", privacy=dp)
+        if dp is not None:
+            self.nets_["discriminator"] = dp.detach()["discriminator"]
+            self.privacy_ = dp.report()
 
     def _sample(self, labels: Tensor, generator: torch.Generator) -> Tensor:
         z = self._noise(len(labels), self.config.latent_dim, generator)

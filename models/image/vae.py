@@ -31,6 +31,10 @@ class ImageVAEConfig:
     beta: float = 0.3
     n_classes: int | None = None  # None: inferred from the labels given to fit
     seed: int = 0
+    # Differential privacy (DP-SGD over encoder and decoder, models/privacy.py); None trains without it.
+    epsilon: float | None = None
+    delta: float | None = None  # None: 1 / (10 n), see models.privacy.default_delta
+    max_grad_norm: float = 1.0  # per-sample clipping bound C
 
 
 @register("image_vae")
@@ -59,6 +63,9 @@ class ImageVAE(ImageModel):
         cfg, device = self.config, self.device_
         params = [p for net in self.nets_.values() for p in net.parameters()]
         opt = torch.optim.Adam(params, lr=cfg.lr)
+        dp = self._make_private(self.nets_, opt, len(x)) if self.private else None  # both networks see real images
+        if dp is not None:
+            opt = dp.optimizer
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.lr / 20)
         x, cond_all = x.to(device), one_hot(y, self.n_classes_).to(device)
         for net in self.nets_.values():
@@ -79,7 +86,10 @@ class ImageVAE(ImageModel):
             opt.step()
             return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item()}
 
-        self._run_epochs(len(x), step, generator, progress, "loss", on_epoch_end=sched.step)
+        self._run_epochs(len(x), step, generator, progress, "loss", on_epoch_end=sched.step, privacy=dp)
+        if dp is not None:
+            self.nets_ = dict(dp.detach().items())
+            self.privacy_ = dp.report()
 
     def _sample(self, labels: Tensor, generator: torch.Generator) -> Tensor:
         z = self._noise(len(labels), self.config.latent_dim, generator)  # (n, d)

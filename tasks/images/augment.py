@@ -27,13 +27,24 @@ log = logging.getLogger(__name__)
 
 
 def plan_counts(
-    input_schema: ImageSchema, train_schema: ImageSchema, *, per_class: int | None = None, balance: bool = False
+    input_schema: ImageSchema,
+    train_schema: ImageSchema,
+    *,
+    per_class: int | None = None,
+    balance: bool = False,
+    private: bool = False,
 ) -> dict[str, int]:
-    """Synthetic images per class name under the rule described in the module docstring."""
+    """Synthetic images per class name under the rule described in the module docstring.
+
+    With `private` (a DP run) the class counts are private: without `per_class` every class gets an equal share of
+    the training size (the number of images, like the number of rows of a DP table run, is treated as public).
+    """
     if per_class is not None and balance:
         raise InvalidInputError("choose per_class or balance, not both")
     if per_class is not None:
         return dict.fromkeys(input_schema.classes, per_class)
+    if private:
+        return dict.fromkeys(input_schema.classes, max(1, train_schema.n_images // max(input_schema.n_classes, 1)))
     if balance:
         top = max(input_schema.counts.values())
         return {c: top - n for c, n in input_schema.counts.items()}

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 # --model value on the command line -> registry name.
 IMAGE_MODELS = {"vae": "image_vae", "gan": "image_gan", "autoencoder": "image_autoencoder", "augment": "image_augment"}
+PRIVATE_IMAGE_MODELS = ("vae", "gan", "autoencoder")  # the ones with a DP path (--epsilon)
 
 
 @dataclass
@@ -34,6 +35,11 @@ class FitResult:
     fit_seconds: float
     epochs: int
     history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def privacy(self) -> dict[str, Any] | None:
+        """The model's privacy report (spent epsilon, delta, noise, steps); None for a non-private fit."""
+        return getattr(self.model, "privacy_", None)
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -49,6 +55,8 @@ def fit_image_model(
     device: str = "auto",
     options: dict[str, Any] | None = None,
     allow_flips: bool = False,
+    epsilon: float | None = None,
+    delta: float | None = None,
 ) -> FitResult:
     """Build `model` ("vae", "gan", "autoencoder" or "augment") from the registry and fit it on the training split.
 
@@ -58,10 +66,22 @@ def fit_image_model(
         seed: seeds network initialisation and the training shuffle.
         options: further config fields of the model (e.g. {"latent_dim": 32}).
         allow_flips: for "augment", whether horizontal flips keep labels for this data.
+        epsilon, delta: a differential-privacy budget: DP-SGD (and DP-EM for the autoencoder's latent mixtures);
+            the class list is taken as public, the class shares are not (the prior is uniform).
     """
     if model not in IMAGE_MODELS:
         raise InvalidInputError(f"unknown image model {model!r}; choose one of {', '.join(IMAGE_MODELS)}")
+    if epsilon is not None and model not in PRIVATE_IMAGE_MODELS:
+        raise InvalidInputError(
+            f"--epsilon needs a trained model ({', '.join(PRIVATE_IMAGE_MODELS)}); {model!r} transforms real images"
+        )
     opts = {"seed": seed, "n_classes": train.schema.n_classes, **(options or {})}
+    if epsilon is not None:
+        from models.privacy import check_budget, default_delta
+
+        delta = delta if delta is not None else default_delta(len(train))
+        check_budget(epsilon, delta, len(train))
+        opts.update(epsilon=epsilon, delta=delta)
     if epochs is not None:
         opts["epochs"] = epochs
     if model == "augment" and allow_flips:
