@@ -195,6 +195,14 @@ private_encode_task = task(name="private-encode", cache_policy=NO_CACHE)(private
 PRIVATE_MODELS = ("vae", "gan", "gmm")  # the models with a DP path: DP-SGD (models/privacy.py) or DP-EM (gmm)
 # --model name -> the registry name trained when --epsilon is set (a model whose own config takes epsilon maps to itself)
 PRIVATE_REGISTRY = {"gmm": "gmm_dp"}  # models/gmm_dp.py: DP-EM on noisy sufficient statistics (Park et al. 2017)
+# Model options a private run starts from (the user's --model-options / --epochs override them), tuned for quality at
+# a fixed epsilon with bench/dp_tradeoff.py. DP-SGD's noise on the mean gradient is sigma * C / batch, and sigma grows
+# only slowly with the sampling rate, so large Poisson batches with fewer epochs beat many small noisy steps.
+DP_DEFAULTS: dict[str, dict[str, Any]] = {
+    "vae": {"batch_size": 500, "epochs": 30, "lr": 2e-3, "max_grad_norm": 1.0},
+    "gan": {"batch_size": 500, "epochs": 30, "max_grad_norm": 1.0},
+    "gmm": {"n_components": 5, "max_iter": 10},
+}
 
 
 @dataclass
@@ -206,6 +214,7 @@ class PreparedTraining:
     private: PrivateEncoding | None
     suppressed: dict[str, list[Any]]
     notes: list[str] = field(default_factory=list)
+    model: str | None = None  # the requested --model, whose DP_DEFAULTS a private run starts from
 
     def model_name(self, requested: str) -> str:
         """The registry name to build: with epsilon, `gmm` becomes `gmm_dp` (fixed k, DP-EM); others are unchanged."""
@@ -217,7 +226,8 @@ class PreparedTraining:
         """The model's options with the training share of the budget added."""
         if self.private is None:
             return dict(options)
-        return {**options, "epsilon": self.private.train_epsilon, "delta": self.private.train_delta}
+        defaults = DP_DEFAULTS.get(self.model or "", {})
+        return {**defaults, **options, "epsilon": self.private.train_epsilon, "delta": self.private.train_delta}
 
     def spent(self, model: Any) -> tuple[float | None, float | None]:
         """(epsilon, delta) spent by preprocessing plus training (basic composition); (None, None) without DP."""
@@ -261,7 +271,7 @@ def prepare_training(
         suppressed
     )
     if epsilon is None:
-        return PreparedTraining(train, schema, None, suppressed, notes)
+        return PreparedTraining(train, schema, None, suppressed, notes, model=model)
     delta = delta if delta is not None else default_delta(len(train))
     check_budget(epsilon, delta, len(train))
     private = private_encode(train, schema, epsilon=epsilon, delta=delta, public_schema=public_schema, seed=seed)
@@ -270,7 +280,7 @@ def prepare_training(
         f"privacy: {'DP-EM' if model in PRIVATE_REGISTRY else 'DP-SGD'} budget epsilon {private.train_epsilon:.3g}, "
         f"delta {private.train_delta:.2g}",
     ]
-    return PreparedTraining(train, private.schema, private, suppressed, notes)
+    return PreparedTraining(train, private.schema, private, suppressed, notes, model=model)
 
 
 prepare_training_task = task(name="protect-and-budget", cache_policy=NO_CACHE)(prepare_training)

@@ -130,7 +130,7 @@ def test_dp_vae_at_epsilon_one_is_schema_valid(penguins):
         train, infer_schema(frame), model="vae", epsilon=1.0, delta=None, rare_k=None, public_schema=True
     )
     private = prepared.private
-    config = VAEConfig(epochs=5, batch_size=64, **prepared.model_options({}))
+    config = VAEConfig(**prepared.model_options({"epochs": 5, "batch_size": 64}))
 
     # Act
     model = VAE(config, spans=private.encoder.spans_).fit(private.encoded)
@@ -181,7 +181,7 @@ def test_dp_lowers_membership_inference_on_an_overfitting_prone_table(penguins):
     plain = auc(VAEConfig(**base), encoder, x)
     prepared = prepare_training(train, schema, model="vae", epsilon=1.0, delta=None, rare_k=None, public_schema=True)
     private = auc(
-        VAEConfig(**{**base, "epochs": 10}, **prepared.model_options({})),
+        VAEConfig(**prepared.model_options({**base, "epochs": 10})),
         prepared.private.encoder,
         prepared.private.encoded,
     )
