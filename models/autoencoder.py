@@ -4,6 +4,12 @@ A plain autoencoder reconstructs well but has no prior to sample; a VAE has one 
 reconstructions. Fitting a density to the codes after training (as in "From Variational to Deterministic
 Autoencoders", Ghosh et al. 2020, "ex-post density estimation") keeps the sharp decoder and still gives a sampler: codes
 are drawn from the project's `GaussianMixture` (component count by BIC) and decoded.
+
+With `epsilon` both stages are private (issue #7): DP-SGD (`models.privacy`) trains the networks with
+(1 - dp_latent_share) of the budget, with no validation split or early stopping, and the codes are squashed into
+(-2, 2) by 2 tanh(z / 2) so their bound is known before any row is seen; the latent mixture is then `gmm_dp` (DP-EM
+on noisy sufficient statistics, fixed components, `models/gmm_dp.py`) with the rest. The code standardisation is off
+(mean 0, scale 1: the codes' own mean and spread are private). The two stages compose: epsilons and deltas add up.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from models.base import (
 from models.encoders.table import Span
 from models.gmm import GaussianMixture, GMMConfig
 from models.nn import MLP, SpanLayout, as_conditions, spans_from_meta, spans_to_meta
+from models.privacy import default_delta, index_loader, make_private
 from models.registry import register
 from models.training import History, Progress, autocast, seeded, split_validation, train
 from schemas.errors import InvalidInputError
@@ -47,6 +54,13 @@ class AutoencoderConfig:
     val_fraction: float = 0.1
     patience: int | None = 30
     seed: int = 0
+    # Differential privacy (see the module docstring); epsilon None trains without it.
+    epsilon: float | None = None
+    delta: float | None = None  # None: 1 / (10 n), see models.privacy.default_delta
+    max_grad_norm: float = 1.0  # per-sample clipping bound C
+    dp_latent_share: float = 0.2  # share of epsilon and delta for the DP-EM latent mixture
+    dp_components: int = 5  # latent mixture components when private (no BIC search on private codes)
+    dp_em_iter: int = 10  # DP-EM iterations when private
 
 
 class AutoencoderModule(nn.Module):
@@ -55,9 +69,14 @@ class AutoencoderModule(nn.Module):
         hidden = tuple(config.hidden)
         self.encoder = MLP(n_features, hidden, config.latent_dim)
         self.decoder = MLP(config.latent_dim, hidden[::-1], n_features)
+        self.bounded = config.epsilon is not None  # DP: codes in (-2, 2), the DP mixture's clipping bound
+
+    def code(self, x: Tensor) -> Tensor:
+        z = self.encoder(x)  # (n, latent)
+        return 2 * torch.tanh(z / 2) if self.bounded else z
 
     def forward(self, x: Tensor, noise: Tensor) -> Tensor:
-        return self.decoder(self.encoder(x) + noise)  # (n, d) raw outputs
+        return self.decoder(self.code(x) + noise)  # (n, d) raw outputs
 
 
 @register("autoencoder")
@@ -102,16 +121,31 @@ class Autoencoder:
         cfg = self.config or AutoencoderConfig()
         device = resolve_device(self.device)
         x = check_matrix(x).to(device)
+        private = cfg.epsilon is not None
         with seeded(cfg.seed, device):
             gen = make_generator(cfg.seed, device)
-            x_train, x_val = split_validation(x, cfg.val_fraction, gen)
+            x_train, x_val = (x, None) if private else split_validation(x, cfg.val_fraction, gen)
             self._build(x.shape[1], device)
             opt = torch.optim.Adam(self.module_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            net, dp, delta = self.module_, None, None
+            if private:  # DP-SGD hook (models/privacy.py) with the networks' share of the budget
+                delta = cfg.delta or default_delta(x.shape[0])
+                keep = 1 - cfg.dp_latent_share
+                dp = make_private(
+                    self.module_,
+                    opt,
+                    index_loader(x.shape[0], cfg.batch_size),
+                    epsilon=keep * cfg.epsilon,
+                    delta=keep * delta,
+                    epochs=cfg.epochs,
+                    max_grad_norm=cfg.max_grad_norm,
+                )
+                opt, net = dp.optimizer, dp.module
 
             def step(batch: Tensor) -> Tensor:
                 with autocast(device):
                     noise = cfg.latent_noise * torch.randn(batch.shape[0], cfg.latent_dim, device=device)
-                    loss = self.layout_.reconstruction_loss(self.module_(batch, noise).float(), batch).mean()
+                    loss = self.layout_.reconstruction_loss(net(batch, noise).float(), batch).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -130,12 +164,19 @@ class Autoencoder:
                 generator=gen,
                 evaluate=evaluate,
                 x_val=x_val,
-                patience=cfg.patience,
+                patience=None if private else cfg.patience,
                 progress=progress,
                 name="autoencoder",
+                privacy=dp,
             )
+            if dp is not None:
+                self.module_ = dp.detach()
             with torch.no_grad():
-                codes = self.module_.encoder(x).float()  # (n, latent)
+                codes = self.module_.code(x).float()  # (n, latent)
+            if dp is not None:
+                self._fit_private_latent(codes, delta, dp.report(), device)
+                self.n_features_in_ = x.shape[1]
+                return self
             self.latent_mean_ = codes.mean(0)
             self.latent_std_ = codes.std(0).clamp(min=1e-6)
             self.latent_ = GaussianMixture(self._gmm_config(), device=device).fit(
@@ -143,6 +184,33 @@ class Autoencoder:
             )
         self.n_features_in_ = x.shape[1]
         return self
+
+    def _fit_private_latent(self, codes: Tensor, delta: float, sgd: dict[str, Any], device: torch.device) -> None:
+        """DP-EM mixture on the bounded codes with the latent share of the budget; no standardisation."""
+        from models.gmm_dp import DPGaussianMixture, DPGMMConfig
+
+        cfg = self.config
+        share = cfg.dp_latent_share
+        self.latent_mean_ = torch.zeros(cfg.latent_dim, device=device)
+        self.latent_std_ = torch.ones(cfg.latent_dim, device=device)
+        gmm_config = DPGMMConfig(
+            n_components=cfg.dp_components,
+            max_iter=cfg.dp_em_iter,
+            epsilon=share * cfg.epsilon,
+            delta=share * delta,
+            bound=2.0,
+            seed=cfg.seed,
+        )
+        self.latent_ = DPGaussianMixture(gmm_config, device=device).fit(codes)
+        latent = self.latent_.privacy_
+        self.privacy_ = {
+            **sgd,
+            "epsilon": round(sgd["epsilon"] + latent["epsilon"], 4),  # basic composition of the two stages
+            "delta": sgd["delta"] + latent["delta"],
+            "target_epsilon": cfg.epsilon,
+            "sgd_epsilon": sgd["epsilon"],
+            "latent_epsilon": latent["epsilon"],
+        }
 
     @torch.no_grad()
     def sample(self, n: int, *, conditions: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
@@ -178,6 +246,8 @@ class Autoencoder:
             "best_epoch": h.best_epoch,
             "fit_seconds": h.seconds,
         }
+        if getattr(self, "privacy_", None):
+            meta["privacy"] = self.privacy_
         save_checkpoint(
             directory, kind="autoencoder", config=self.config or AutoencoderConfig(), state=state, meta=meta
         )
@@ -193,6 +263,12 @@ class Autoencoder:
         model.latent_std_ = state.pop("latent_std")
         model.module_.load_state_dict(state)
         model.module_.eval()
-        model.latent_ = GaussianMixture.load(directory / "latent_gmm", device=device)
+        if model.config.epsilon is not None:
+            from models.gmm_dp import DPGaussianMixture
+
+            model.latent_ = DPGaussianMixture.load(directory / "latent_gmm", device=device)
+            model.privacy_ = meta.get("privacy")
+        else:
+            model.latent_ = GaussianMixture.load(directory / "latent_gmm", device=device)
         model.n_features_in_ = meta["n_features_in"]
         return model

@@ -192,9 +192,11 @@ private_encode_task = task(name="private-encode", cache_policy=NO_CACHE)(private
 
 
 # ------------------------------------------------------------------------------------------ the flow's one call
-PRIVATE_MODELS = ("vae", "gan", "gmm")  # the models with a DP path: DP-SGD (models/privacy.py) or DP-EM (gmm)
+# The models with a DP path: DP-SGD (models/privacy.py), DP-EM (gmm), or both (autoencoder: networks + latent mixture)
+PRIVATE_MODELS = ("vae", "gan", "gmm", "autoencoder")
 # --model name -> the registry name trained when --epsilon is set (a model whose own config takes epsilon maps to itself)
 PRIVATE_REGISTRY = {"gmm": "gmm_dp"}  # models/gmm_dp.py: DP-EM on noisy sufficient statistics (Park et al. 2017)
+_MECHANISM = {"gmm": "DP-EM", "autoencoder": "DP-SGD + DP-EM latent mixture"}
 # Model options a private run starts from (the user's --model-options / --epochs override them), tuned for quality at
 # a fixed epsilon with bench/dp_tradeoff.py. DP-SGD's noise on the mean gradient is sigma * C / batch, and sigma grows
 # only slowly with the sampling rate, so large Poisson batches with fewer epochs beat many small noisy steps.
@@ -202,6 +204,7 @@ DP_DEFAULTS: dict[str, dict[str, Any]] = {
     "vae": {"batch_size": 500, "epochs": 30, "lr": 2e-3, "max_grad_norm": 1.0},
     "gan": {"batch_size": 500, "epochs": 30, "max_grad_norm": 1.0},
     "gmm": {"n_components": 5, "max_iter": 10},
+    "autoencoder": {"batch_size": 500, "epochs": 30, "lr": 2e-3, "max_grad_norm": 1.0},
 }
 
 
@@ -262,7 +265,7 @@ def prepare_training(
     if epsilon is not None and model not in PRIVATE_MODELS:
         raise InvalidInputError(
             f"--epsilon needs a model with a private training path ({', '.join(PRIVATE_MODELS)}); {model!r} has none "
-            "yet (the autoencoder's latent mixture is fitted on the real codes directly); choose --model "
+            "yet; choose --model "
             f"{', '.join(PRIVATE_MODELS)}, or drop --epsilon"
         )
     k = DEFAULT_RARE_K if rare_k is None else rare_k
@@ -277,7 +280,7 @@ def prepare_training(
     private = private_encode(train, schema, epsilon=epsilon, delta=delta, public_schema=public_schema, seed=seed)
     notes += [
         *private.notes,
-        f"privacy: {'DP-EM' if model in PRIVATE_REGISTRY else 'DP-SGD'} budget epsilon {private.train_epsilon:.3g}, "
+        f"privacy: {_MECHANISM.get(model, 'DP-SGD')} budget epsilon {private.train_epsilon:.3g}, "
         f"delta {private.train_delta:.2g}",
     ]
     return PreparedTraining(train, private.schema, private, suppressed, notes, model=model)

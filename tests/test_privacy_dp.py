@@ -48,12 +48,40 @@ def test_default_delta_is_below_one_over_n():
     assert default_delta(1000) == pytest.approx(1e-4)
 
 
-def test_autoencoder_refuses_epsilon_with_a_clear_message(penguins):
+def test_a_model_without_a_private_path_refuses_epsilon_with_a_clear_message(penguins):
     frame = penguins.dropna().reset_index(drop=True)
     with pytest.raises(InvalidInputError, match="gmm"):
         prepare_training(
-            frame, infer_schema(frame), model="autoencoder", epsilon=1.0, delta=None, rare_k=None, public_schema=False
+            frame, infer_schema(frame), model="auto", epsilon=1.0, delta=None, rare_k=None, public_schema=False
         )
+
+
+def test_dp_autoencoder_spends_within_budget_and_round_trips(penguins, tmp_path):
+    # Arrange: DP-SGD on the networks (80% of the budget), then DP-EM on the bounded codes (20%).
+    from models.registry import build_model, load_model
+
+    frame = penguins.dropna().reset_index(drop=True)
+    train, _ = split_holdout(frame, fraction=0.2, seed=0)
+    prepared = prepare_training(
+        train, infer_schema(frame), model="autoencoder", epsilon=1.0, delta=None, rare_k=None, public_schema=True
+    )
+    private = prepared.private
+    options = prepared.model_options({"epochs": 3, "batch_size": 64})
+
+    # Act
+    model = build_model("autoencoder", spans=private.encoder.spans_, device="cpu", options=options)
+    model.fit(private.encoded)
+    synthetic = private.encoder.inverse_transform(model.sample(200, generator=torch.Generator().manual_seed(0)))
+    model.save(tmp_path / "ae")
+    loaded = load_model("autoencoder", tmp_path / "ae", device="cpu")
+
+    # Assert
+    assert model.privacy_["epsilon"] <= 1.0 + 1e-6 and model.privacy_["latent_epsilon"] == pytest.approx(0.2)
+    assert prepared.spent(model)[0] <= 1.0 + 1e-6
+    assert valid_row_share(synthetic, prepared.schema) == 1.0
+    assert loaded.privacy_ == model.privacy_
+    same = [m.sample(20, generator=torch.Generator().manual_seed(1)) for m in (model, loaded)]
+    assert torch.equal(*same)
 
 
 def test_dp_gmm_at_epsilon_one_is_schema_valid_and_within_budget(penguins):
