@@ -105,6 +105,9 @@ def fit_modes(matrix: np.ndarray, max_modes: int) -> list[ModeParams]:
     # Initialise means at evenly spaced bins (quantiles), equal weights, a shared width.
     init_bins = ((np.arange(k) + 0.5) * N_BINS / k).astype(np.int64)
     means = pts[init_bins].T.copy()  # (d, k)
+    # With fewer rows than bins most bins are empty in every column; they weigh nothing, so drop them from the EM.
+    used = cnt.sum(1) > 0
+    cnt, pts, within = cnt[used], pts[used], within[used]
     stds = np.full((d, k), 1.0 / k)
     nk = np.repeat((n_obs / k)[:, None], k, axis=1)
     alive = np.ones((d, k), dtype=bool)
