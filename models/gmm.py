@@ -78,8 +78,14 @@ def _gaussian_log_prob(x: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
     if d == 0:
         return torch.zeros(n, means.shape[0], dtype=x.dtype, device=x.device)
     log_det = torch.log(torch.diagonal(prec_chol, dim1=-2, dim2=-1)).sum(-1)  # (k,)
-    y = torch.einsum("nd,kde->nke", x, prec_chol) - torch.einsum("kd,kde->ke", means, prec_chol)  # (n, k, d)
-    return -0.5 * (d * math.log(2 * math.pi) + (y * y).sum(-1)) + log_det
+    shifted = torch.einsum("kd,kde->ke", means, prec_chol)  # (k, d)
+    maha = torch.empty(n, means.shape[0], dtype=x.dtype, device=x.device)
+    # One (n, d) @ (d, d) product per component: an einsum over all of them at once materialises an (n, k, d) tensor
+    # (640 MB at 800k rows, k=5, d=20) and was the slowest line of a 1M-row fit (bench/PROFILE.md).
+    for j in range(means.shape[0]):
+        y = x @ prec_chol[j] - shifted[j]  # (n, d)
+        maha[:, j] = (y * y).sum(1)
+    return -0.5 * (d * math.log(2 * math.pi) + maha) + log_det
 
 
 def _weighted_covariances(x: Tensor, resp: Tensor, nk: Tensor, means: Tensor, reg: float) -> Tensor:
@@ -91,6 +97,25 @@ def _weighted_covariances(x: Tensor, resp: Tensor, nk: Tensor, means: Tensor, re
         diff = x - means[j]
         cov[j] = (resp[:, j : j + 1] * diff).T @ diff / nk[j] + reg * eye
     return cov
+
+
+def _pinned_to(x: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Copy rows to `device` once for the whole fit; on CUDA through pinned memory, without blocking the host."""
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device=device, non_blocking=True).to(dtype)
+    return x.to(device=device, dtype=dtype)
+
+
+def _draw_levels(probs: Tensor, comp: Tensor, gen: torch.Generator) -> Tensor:
+    """One categorical draw per row from its component's level probabilities, by inverse CDF.
+
+    `torch.multinomial(probs[comp], 1)` builds an (n, levels) matrix and samples row by row; one uniform per row and a
+    search in the component's cumulative probabilities does the same draw in a few vector operations.
+    """
+    cum = probs.cumsum(1)  # (k, levels)
+    cum[:, -1] = 1.0  # rounding must not leave a gap above the last level
+    u = torch.rand(comp.shape[0], 1, dtype=probs.dtype, device=probs.device, generator=gen)
+    return torch.searchsorted(cum[comp], u).squeeze(1).clamp(max=probs.shape[1] - 1)
 
 
 @dataclass
@@ -179,7 +204,7 @@ class GaussianMixture:
         """Fit by EM; with `n_components=None` pick the component count by BIC on (a subsample of) `x`."""
         cfg = self.config
         device = resolve_device(self.device)
-        x = check_matrix(x).to(device=device, dtype=torch.float64)  # (n, d); float64: EM sums many small terms
+        x = _pinned_to(check_matrix(x), device, torch.float64)  # (n, d); float64: EM sums many small terms
         n, d = x.shape
         layout = _Layout.from_spans(self.spans, d, device)
         gen = make_generator(cfg.seed, device)
@@ -209,20 +234,25 @@ class GaussianMixture:
                     worse_in_a_row += 1
                     if worse_in_a_row >= 2:  # BIC is rising: larger k only overfits
                         break
-            if sub is not x:
-                best = self._fit_k(x, layout, best["weights"].shape[0], gen)
+            if sub is not x:  # refit on every row, starting from the subsample's winner (far fewer EM iterations)
+                best = self._fit_k(x, layout, best["weights"].shape[0], gen, start=best)
             self.bic_ = bics
         self._set_params(best, layout, d)
         logger.info("gmm: fitted %d components on %d rows x %d features", self.n_components_, n, d)
         return self
 
-    def _fit_k(self, x: Tensor, layout: _Layout, k: int, gen: torch.Generator) -> dict[str, Any]:
+    def _fit_k(
+        self, x: Tensor, layout: _Layout, k: int, gen: torch.Generator, *, start: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """EM with `k` components: best of `n_init` k-means++ starts, or one run from `start`'s parameters."""
         cfg = self.config
         data = _Prepared.of(x, layout)  # continuous block and one-hot groups, sliced once for every EM iteration
         best: dict[str, Any] | None = None
-        for _ in range(cfg.n_init):
-            resp = self._initial_resp(x, k, gen)
-            params = self._m_step(data, resp)
+        for _ in range(1 if start is not None else cfg.n_init):
+            if start is not None:
+                params = {key: start[key] for key in ("weights", "means", "cov", "prec_chol", "level_probs")}
+            else:
+                params = self._m_step(data, self._initial_resp(x, k, gen))
             lower_bound, converged, n_iter = -math.inf, False, 0
             while n_iter < cfg.max_iter:
                 n_iter += 1
@@ -392,11 +422,14 @@ class GaussianMixture:
         if means_a.shape[1]:
             chol = torch.linalg.cholesky(cov_a + 1e-9 * torch.eye(cov_a.shape[-1], dtype=cov_a.dtype, device=device))
             z = torch.randn(n, means_a.shape[1], dtype=torch.float64, device=device, generator=gen)
-            values = means_a[comp] + torch.einsum("nij,nj->ni", chol[comp], z)
+            values = torch.empty_like(z)
+            for j in range(chol.shape[0]):  # per component one (n_j, d) @ (d, d) product, not an (n, d, d) gather
+                rows = comp == j
+                values[rows] = means_a[j] + z[rows] @ chol[j].T
             free_cont = cont[~cont_fixed] if bool(cont_fixed.any()) else cont
             out[:, free_cont] = values
         for idx, is_binary, probs in zip(layout.groups, layout.binary, self.level_probs_, strict=True):
-            level = torch.multinomial(probs[comp], 1, generator=gen).squeeze(1)  # (n,)
+            level = _draw_levels(probs, comp, gen)  # (n,)
             if is_binary:
                 out[:, idx[0]] = level.to(out.dtype)
             else:
