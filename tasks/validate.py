@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import ValidationFailedError, ValidationFailure
 from schemas.expectations import FIXES, build_suite
-from schemas.table import TableSchema
+from schemas.table import ColumnKind, TableSchema
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +24,8 @@ def _quiet_gx() -> None:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
-def run_suite(frame: pd.DataFrame, schema: TableSchema, *, columns: list[str] | None = None, complete: bool = False):
-    """Run the schema's suite on `frame` in an ephemeral GX context and return GX's validation result."""
+def _definition(schema: TableSchema, *, columns: list[str] | None = None) -> Any:
+    """A GX validation definition for the schema's suite, in a fresh ephemeral context (built once, run per batch)."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -36,12 +38,20 @@ def run_suite(frame: pd.DataFrame, schema: TableSchema, *, columns: list[str] | 
         .add_batch_definition_whole_dataframe("all")
     )
     suite = ctx.suites.add(build_suite(schema, columns=columns))
-    definition = ctx.validation_definitions.add(gx.ValidationDefinition(name="synthgate", data=batch, suite=suite))
+    return ctx.validation_definitions.add(gx.ValidationDefinition(name="synthgate", data=batch, suite=suite))
+
+
+def _run(definition: Any, frame: pd.DataFrame, *, complete: bool = False) -> Any:
     result_format: dict[str, Any] = {
         "result_format": "COMPLETE" if complete else "SUMMARY",
         "partial_unexpected_count": 5,
     }
     return definition.run(batch_parameters={"dataframe": frame.reset_index(drop=True)}, result_format=result_format)
+
+
+def run_suite(frame: pd.DataFrame, schema: TableSchema, *, columns: list[str] | None = None, complete: bool = False):
+    """Run the schema's suite on `frame` in an ephemeral GX context and return GX's validation result."""
+    return _run(_definition(schema, columns=columns), frame, complete=complete)
 
 
 def _failure(result: Any) -> ValidationFailure:
@@ -92,6 +102,112 @@ def valid_row_share(frame: pd.DataFrame, schema: TableSchema) -> float:
             return 0.0
         bad.update(int(i) if not isinstance(i, dict) else int(next(iter(i.values()))) for i in indices)
     return 1.0 - len(bad) / len(frame)
+
+
+class BatchValidator:
+    """Run the schema's suite batch by batch and raise one `ValidationFailedError` for the whole table at the end.
+
+    Per expectation the batches' results are merged: unexpected counts add up, the percentage is recomputed over all
+    non-null rows, examples are the first five in table order, and a table-level observation is the first failing
+    batch's. Uniqueness cannot be judged within a batch, so for identifier columns the validator keeps 64-bit hashes
+    of the values (8 bytes a row) and judges duplicates across the whole table; its examples are the duplicated values
+    in the order their second occurrence was read.
+    """
+
+    def __init__(self, schema: TableSchema, *, source: str):
+        self.schema, self.source = schema, source
+        self._definition = _definition(schema)
+        self._merged: list[dict[str, Any]] | None = None
+        self._unique_hashes: dict[str, list[np.ndarray]] = {
+            c.name: [] for c in schema.columns if c.kind == ColumnKind.IDENTIFIER and c.unique
+        }
+        self._duplicates: dict[str, list[Any]] = {name: [] for name in self._unique_hashes}
+        self._seen: dict[str, np.ndarray] = {name: np.empty(0, dtype=np.uint64) for name in self._unique_hashes}
+
+    def add(self, batch: pd.DataFrame) -> None:
+        results = _run(self._definition, batch).results
+        if self._merged is None:
+            self._merged = [
+                {"config": r.expectation_config, "success": True, "result": {}, "info": None} for r in results
+            ]
+        for slot, r in zip(self._merged, results, strict=True):
+            out = r.result or {}
+            if out.get("element_count") is not None:  # the percentage is over the non-null rows of every batch
+                slot["non_null"] = slot.get("non_null", 0) + out["element_count"] - (out.get("missing_count") or 0)
+            if not r.success:
+                _merge_result(slot, r)
+        for name in self._unique_hashes:
+            self._track_unique(name, batch[name])
+
+    def _track_unique(self, name: str, series: pd.Series) -> None:
+        values = series.dropna()
+        hashes = pd.util.hash_array(values.to_numpy())
+        seen = self._seen[name]
+        _, first = np.unique(hashes, return_index=True)
+        repeated = np.ones(len(hashes), dtype=bool)
+        repeated[first] = False  # a repeat within the batch ...
+        pos = np.searchsorted(seen, hashes).clip(max=max(len(seen) - 1, 0))
+        repeated |= (seen[pos] == hashes) if len(seen) else False  # ... or of an earlier batch
+        examples = self._duplicates[name]
+        if repeated.any() and len(examples) < 5:
+            examples.extend(v for v in values[repeated].unique().tolist()[: 5 - len(examples)] if v not in examples)
+        self._unique_hashes[name].append(hashes)
+        self._seen[name] = np.union1d(seen, hashes)
+
+    def finish(self) -> None:
+        """Raise `ValidationFailedError` when any batch failed any rule; log the pass otherwise."""
+        if self._merged is None:
+            raise ValidationFailedError(self.source, [ValidationFailure(None, "rows", detail="the table has no rows")])
+        failures = []
+        for slot in self._merged:
+            config = slot["config"]
+            column = config.kwargs.get("column")
+            if config.type == "expect_column_values_to_be_unique" and column in self._unique_hashes:
+                self._judge_unique(slot, column)
+            if "unexpected_count" in slot["result"] and slot.get("non_null"):
+                slot["result"]["unexpected_percent"] = 100.0 * slot["result"]["unexpected_count"] / slot["non_null"]
+            if not slot["success"]:
+                failures.append(_failure(_Merged(config, slot["result"], slot["info"])))
+        if failures:
+            raise ValidationFailedError(self.source, failures)
+        logger.info("validate: %s passed %d expectations", self.source, len(self._merged))
+
+    def _judge_unique(self, slot: dict[str, Any], column: str) -> None:
+        hashes = np.concatenate(self._unique_hashes[column]) if self._unique_hashes[column] else np.empty(0, np.uint64)
+        _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
+        bad = int((counts[inverse] > 1).sum())  # GX counts every row of a duplicated value
+        non_null = len(hashes)
+        slot["success"] = bad == 0
+        slot["result"] = {
+            "unexpected_count": bad,
+            "unexpected_percent": 100.0 * bad / max(non_null, 1),
+            "partial_unexpected_list": self._duplicates[column][:5],
+        }
+
+
+@dataclass
+class _Merged:
+    """The attributes of a GX result that `_failure` reads, for results merged over batches."""
+
+    expectation_config: Any
+    result: dict[str, Any]
+    exception_info: Any
+    success: bool = False
+
+
+def _merge_result(slot: dict[str, Any], r: Any) -> None:
+    slot["success"] = False
+    out, acc = r.result or {}, slot["result"]
+    if out.get("unexpected_count") is not None:
+        acc["unexpected_count"] = acc.get("unexpected_count", 0) + int(out["unexpected_count"])
+        acc["unexpected_percent"] = out.get("unexpected_percent", 0)  # recomputed over all batches in `finish`
+        acc["partial_unexpected_list"] = (
+            list(acc.get("partial_unexpected_list") or []) + list(out.get("partial_unexpected_list") or [])
+        )[:5]
+    elif "observed_value" in out and "observed_value" not in acc:
+        acc["observed_value"] = out["observed_value"]
+    elif slot["info"] is None and not acc:
+        slot["info"] = r.exception_info
 
 
 validate_table_task = task(name="validate", cache_policy=NO_CACHE)(validate_table)
