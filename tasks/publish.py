@@ -66,13 +66,73 @@ def write_parquet(frame: pd.DataFrame, path: Path, metadata: OutputMetadata) -> 
     return Path(path)
 
 
+class StagedParquet:
+    """A Parquet file written in row groups as rows are generated, published only once the gates have passed.
+
+    The rows go to a temporary file beside the target as they come (memory stays at one batch, whatever the row
+    count). The run metadata is known only after the gates, which look at a sample of those rows, so it is added to
+    the footer at `commit`: Parquet keeps key-value metadata in the footer, which `ParquetWriter` writes at close.
+    `commit` then renames the file onto the target (atomic, as `write_parquet`); `discard` (a refusal or an error)
+    deletes it, so a refused run publishes nothing.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.n_rows = 0
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append `frame` as one row group; every batch must have the first one's columns and dtypes."""
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
+        elif not table.schema.equals(self._writer.schema, check_metadata=False):
+            table = table.cast(self._writer.schema)  # e.g. a batch whose text column is all null
+        self._writer.write_table(table)
+        self.n_rows += len(frame)
+
+    def commit(self, metadata: OutputMetadata) -> Path:
+        """Add the run metadata, close the file and move it onto the target path."""
+        if self._writer is None:
+            raise InvalidInputError("no rows were written; nothing to publish")
+        try:
+            self._writer.add_key_value_metadata({METADATA_KEY: metadata.model_dump_json(by_alias=True).encode()})
+            self._writer.close()
+            self._writer = None
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        logger.info("publish: wrote %d rows in row groups to %s", self.n_rows, self.path)
+        return self.path
+
+    def __del__(self) -> None:
+        # A run that raised between sampling and publishing leaves no temporary file behind.
+        self.discard()
+
+    def discard(self) -> None:
+        """Close and delete the temporary file (idempotent)."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+
 def read_metadata(path: str | Path) -> OutputMetadata:
     """The run metadata of a Parquet file that synthgate published."""
     path = Path(path)
     if not path.exists():
         raise InvalidInputError(f"{path}: file not found")
     try:
-        meta = pq.read_schema(path).metadata or {}
+        # The footer's key-value metadata: it holds the Arrow schema's metadata (`write_parquet`) and the key that
+        # `StagedParquet.commit` adds at close, which the stored Arrow schema does not carry.
+        meta = pq.read_metadata(path).metadata or {}
     except (pa.ArrowInvalid, OSError) as exc:
         raise InvalidInputError(f"{path}: not a readable Parquet file ({exc})") from exc
     if METADATA_KEY not in meta:

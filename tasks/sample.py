@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,9 @@ from prefect.cache_policies import NO_CACHE
 from models.base import GenerativeModel, make_generator
 from models.encoders.table import MISSING, TableEncoder
 from schemas.errors import InvalidInputError
-from schemas.table import ColumnKind, is_missing
+from schemas.table import ColumnKind, TableSchema, is_missing
+from tasks.protect import complete_output
+from tasks.publish import StagedParquet
 
 logger = logging.getLogger(__name__)
 
@@ -156,4 +159,81 @@ def sample_rows(
     return frame.iloc[order].reset_index(drop=True)
 
 
+def sample_batches(
+    model: GenerativeModel,
+    encoder: TableEncoder,
+    n: int,
+    *,
+    seed: int,
+    conditions: dict[str, Any] | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """`n` decoded rows as batches of at most `batch_rows`, from one seeded generator.
+
+    Unconditional rows come out exactly as `sample_rows(model, encoder, n, seed=seed)` gives them (it draws in rounds
+    of `BATCH_ROWS` from the same generator), so streamed and one-shot output are equal under a seed.
+    """
+    if n <= 0:
+        raise InvalidInputError(f"number of rows must be positive, got {n}")
+    generator = make_generator(seed, getattr(model, "device_", None) or "cpu")
+    done = 0
+    while done < n:
+        size = min(batch_rows, n - done)
+        yield sample_table(model, encoder, size, generator=generator, conditions=conditions)
+        done += size
+
+
+def _renumber_identifiers(batch: pd.DataFrame, schema: TableSchema, *, offset: int, seed: int) -> pd.DataFrame:
+    """Make regenerated identifiers unique across batches (`complete_output` numbers each batch from its seed).
+
+    Integer identifiers become the one-shot sequence (`start + row`); text identifiers are drawn without repeats
+    inside the batch's own block of ten times its row count, so blocks never overlap.
+    """
+    rng = np.random.default_rng([seed, offset])
+    for col in schema.columns:
+        if col.kind != ColumnKind.IDENTIFIER or col.pii is not None or col.name not in batch:
+            continue
+        if col.dtype.lower().startswith(("int", "uint")):
+            batch[col.name] = (batch[col.name] + offset).astype(col.dtype)
+        else:
+            ids = 10 * offset + rng.permutation(10 * len(batch))[: len(batch)]
+            batch[col.name] = pd.Series([f"SYN-{i:09d}" for i in ids], dtype=col.dtype)
+    return batch
+
+
+def stream_output(
+    model: GenerativeModel,
+    encoder: TableEncoder,
+    schema: TableSchema,
+    n: int,
+    staged: StagedParquet,
+    *,
+    seed: int,
+    keep_rows: int,
+    conditions: dict[str, Any] | None = None,
+    real: pd.DataFrame | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> pd.DataFrame:
+    """Generate `n` complete output rows into `staged` batch by batch, and return the first `keep_rows` of them.
+
+    Memory holds one batch plus the kept rows, whatever `n` is. The rows are independent draws, so the first
+    `keep_rows` are a uniform sample of the output: the gates, the validity check and the report run on them.
+    """
+    pii_real = None
+    if real is not None:
+        pii_real = real[[c.name for c in schema.pii_columns if c.name in real]]
+    kept: list[pd.DataFrame] = []
+    have = 0
+    for batch in sample_batches(model, encoder, n, seed=seed, conditions=conditions, batch_rows=batch_rows):
+        out = complete_output(batch, schema, seed=seed, real=pii_real)
+        out = _renumber_identifiers(out, schema, offset=staged.n_rows, seed=seed)
+        staged.write(out)
+        if have < keep_rows:
+            kept.append(out.iloc[: keep_rows - have])
+            have += len(kept[-1])
+    logger.info("sample: streamed %d rows to %s; kept %d for the gates", staged.n_rows, staged.tmp, have)
+    return pd.concat(kept, ignore_index=True)
+
+
 sample_rows_task = task(name="sample", cache_policy=NO_CACHE)(sample_rows)
+stream_output_task = task(name="sample-stream", cache_policy=NO_CACHE)(stream_output)
