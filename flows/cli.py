@@ -128,6 +128,19 @@ def run(
         list[str] | None,
         typer.Option(help="COLUMN=drop|hash|fake for a PII column (hash needs SYNTHGATE_HASH_KEY); repeatable."),
     ] = None,
+    # Scale options (issue #9).
+    stream: Annotated[
+        bool | None,
+        typer.Option(
+            "--stream/--no-stream",
+            help="Read the input in batches and write the output in row groups (default: only for large inputs, "
+            "over --max-train-rows rows or 1 GiB, or over 2M output rows).",
+        ),
+    ] = None,
+    max_train_rows: Annotated[
+        int, typer.Option(help="Streaming: train and hold out on a uniform sample of at most this many input rows.")
+    ] = 1_000_000,
+    batch_rows: Annotated[int, typer.Option(help="Streaming: rows per input batch.")] = 262_144,
 ) -> None:
     """Synthesise one table: ingest, validate, train, sample, check fidelity and privacy, publish Parquet + report."""
     from schemas.request import RunRequest
@@ -159,7 +172,15 @@ def run(
         _preflight(request)
     except Exception as exc:
         _fail(exc)
-    _run_flow(request, use_cache=not no_cache, write_url=write_url, write_table=write_table)
+    _run_flow(
+        request,
+        use_cache=not no_cache,
+        write_url=write_url,
+        write_table=write_table,
+        stream=stream,
+        max_train_rows=max_train_rows,
+        batch_rows=batch_rows,
+    )
 
 
 def _pii_overrides(items: list[str], schema: Path | None) -> Path:

@@ -31,10 +31,18 @@ from tasks.gates import evaluate_gates_task
 from tasks.ingest import data_hash, read_table_task
 from tasks.preprocess import encode_training_task, resolve_schema_task
 from tasks.protect import complete_output_task
-from tasks.publish import write_parquet_task
+from tasks.publish import StagedParquet, write_parquet_task
 from tasks.report import create_run_artifacts, write_report
 from tasks.risk import measure_risks_task
-from tasks.sample import sample_rows_task
+from tasks.sample import sample_rows_task, stream_output_task
+from tasks.scan import (
+    BATCH_ROWS,
+    MAX_TRAIN_ROWS,
+    profile_source_task,
+    resolve_profiled_schema,
+    scan_source_task,
+    stream_input,
+)
 from tasks.select import candidate_names, evaluate_candidate_task, normalization_for, pick_best
 from tasks.split import split_holdout_task
 from tasks.sql import commit_staged_task, discard_staged, split_table_name, stage_table_task
@@ -44,6 +52,10 @@ from tasks.validate import valid_row_share_task, validate_table_task
 logger = logging.getLogger(__name__)
 VERSION = "0.1.0"
 OUR_LOGGERS = ("models", "tasks", "flows")
+# Issue #9: past these sizes a run streams its input (two batched passes) and its output (row groups).
+STREAM_OUTPUT_ROWS = 2_000_000
+STREAM_INPUT_BYTES = 1 << 30
+GATE_SAMPLE_ROWS = 200_000  # streamed output: the gates and the report look at the first rows (independent draws)
 
 
 def show_progress_logs() -> None:
@@ -101,6 +113,9 @@ def synthesize_table(
     cache_dir: Path | None = None,
     write_url: str | None = None,
     write_table: str | None = None,
+    stream: bool | None = None,
+    max_train_rows: int = MAX_TRAIN_ROWS,
+    batch_rows: int = BATCH_ROWS,
 ) -> RunResult:
     """Ingest, validate, split, encode, train, sample, check and publish one table.
 
@@ -110,6 +125,10 @@ def synthesize_table(
         cache_dir: the model store (default `$SYNTHGATE_CACHE` or `~/.cache/synthgate/models`).
         write_url: also publish the synthetic rows to this SQLAlchemy database (with `write_table`), atomically.
         write_table: the table replaced in `write_url`.
+        stream: read the input in batches and write the output in row groups (issue #9); None decides by size: an
+            input with more than `max_train_rows` rows or over 1 GiB, or more than 2M output rows.
+        max_train_rows: streaming: train and hold out on a uniform sample of at most this many input rows.
+        batch_rows: streaming: rows per input batch.
     """
     if bool(write_url) != bool(write_table):
         raise InvalidInputError("write-back needs both --write-url URL and --write-table NAME")
@@ -118,12 +137,32 @@ def synthesize_table(
     show_progress_logs()
     timings: dict[str, float] = {}
     source = request.input if not request.table else f"{request.input} ({request.table})"
-    with _timed(timings, "ingest"):
-        frame = read_table_task(request.input, table=request.table)
-        digest = data_hash(frame)
-        schema = resolve_schema_task(frame, name=_table_name(request), schema_path=request.schema_path)
-    with _timed(timings, "validate"):
-        validate_table_task(frame, schema, source=source)
+    streaming = _streaming(request, stream, max_train_rows, write_url)
+    if streaming:  # issue #9: pass one profiles the schema, pass two validates, hashes and samples; bounded memory
+        with _timed(timings, "ingest"):
+            profiled = profile_source_task(
+                request.input, table=request.table, name=_table_name(request), batch_rows=batch_rows
+            )
+            schema = resolve_profiled_schema(profiled, request.schema_path)
+        with _timed(timings, "validate"):
+            scanned = scan_source_task(
+                request.input,
+                schema,
+                table=request.table,
+                display=source,
+                max_rows=max_train_rows + round(max_train_rows * request.holdout_fraction),
+                seed=request.seed,
+                batch_rows=batch_rows,
+            )
+        frame, digest, n_input = scanned.sample, scanned.data_hash, scanned.n_rows
+    else:
+        with _timed(timings, "ingest"):
+            frame = read_table_task(request.input, table=request.table)
+            digest = data_hash(frame)
+            schema = resolve_schema_task(frame, name=_table_name(request), schema_path=request.schema_path)
+        with _timed(timings, "validate"):
+            validate_table_task(frame, schema, source=source)
+        n_input = len(frame)
     train, holdout = split_holdout_task(frame, fraction=request.holdout_fraction, seed=request.seed)
     # Privacy by construction (issue #7, tasks/dp_preprocess.py): PII actions checked, rare categories merged, and with
     # --epsilon the budget split between DP preprocessing and DP-SGD, and the encoder built from public/DP bounds.
@@ -175,18 +214,33 @@ def synthesize_table(
                     root, key, model=fitted.model, encoder=encoder, name=fitted.name, fit_seconds=fitted.seconds
                 )
     n_rows = request.rows or len(train)
+    streaming = streaming or (stream is None and n_rows > STREAM_OUTPUT_ROWS and not request.balance and not write_url)
+    staged = StagedParquet(request.output) if streaming else None
     with _timed(timings, "sample"):
-        synthetic = sample_rows_task(
-            fitted.model,
-            encoder,
-            n_rows,
-            seed=request.seed,
-            conditions=request.conditions,
-            balance=request.balance,
-            rows_per_class=request.rows_per_class,
-            train=train,
-        )
-        synthetic = complete_output_task(synthetic, schema, seed=request.seed, real=train)
+        if staged is not None:  # issue #9: row groups into the staged file; the gates see the first rows
+            synthetic = stream_output_task(
+                fitted.model,
+                encoder,
+                schema,
+                n_rows,
+                staged,
+                seed=request.seed,
+                keep_rows=max(GATE_SAMPLE_ROWS, len(holdout)),
+                conditions=request.conditions,
+                real=train,
+            )
+        else:
+            synthetic = sample_rows_task(
+                fitted.model,
+                encoder,
+                n_rows,
+                seed=request.seed,
+                conditions=request.conditions,
+                balance=request.balance,
+                rows_per_class=request.rows_per_class,
+                train=train,
+            )
+            synthetic = complete_output_task(synthetic, schema, seed=request.seed, real=train)
     with _timed(timings, "gates"):
         validity = valid_row_share_task(synthetic, schema)
         gates: GateResult = evaluate_gates_task(
@@ -211,10 +265,10 @@ def synthesize_table(
         table=request.table,
         model=fitted.name,
         seed=request.seed,
-        n_rows_input=len(frame),
+        n_rows_input=n_input,
         n_rows_train=len(train),
         n_rows_holdout=len(holdout),
-        n_rows_output=len(synthetic),
+        n_rows_output=staged.n_rows if staged is not None else len(synthetic),
         data_hash=digest,
         schema=schema.model_dump(mode="json"),
         request=request.model_dump(mode="json"),
@@ -226,6 +280,7 @@ def synthesize_table(
         notes=[
             f"trained on {fitted.device}" if model_cache != "hit" else f"model reused from cache on {fitted.device}",
             *prepared.notes,
+            *_streaming_notes(staged, len(synthetic), len(frame), n_input),
         ],
         device=fitted.device,
         model_cache=model_cache,
@@ -239,6 +294,8 @@ def synthesize_table(
         )
         create_run_artifacts(gates, facts)
     if not gates.passed:
+        if staged is not None:
+            staged.discard()
         error = GateRefusedError(gates, str(report))
         error.metadata = metadata
         raise error
@@ -246,7 +303,10 @@ def synthesize_table(
         # Database write-back (tasks/sql.py): staged first, swapped in only once the Parquet file is published.
         staged = stage_table_task(synthetic, write_url, write_table) if write_url and write_table else None
         try:
-            write_parquet_task(synthetic, request.output, metadata)
+            if staged is not None:
+                staged.commit(metadata)
+            else:
+                write_parquet_task(synthetic, request.output, metadata)
         except BaseException:
             if staged is not None:
                 discard_staged(staged)
@@ -254,6 +314,31 @@ def synthesize_table(
         if staged is not None:
             commit_staged_task(staged)
     return RunResult(output=request.output, report=report, metadata=metadata, timings=timings, model_cache=model_cache)
+
+
+def _streaming(request: RunRequest, stream: bool | None, max_train_rows: int, write_url: str | None) -> bool:
+    """Issue #9: whether the input is read in batches (asked for, or the input is too large to read whole)."""
+    if stream is False:
+        return False
+    if stream is None and not stream_input(
+        request.input, table=request.table, max_rows=max_train_rows, min_bytes=STREAM_INPUT_BYTES
+    ):
+        return False
+    if request.balance or write_url:
+        raise InvalidInputError(
+            "the streaming path (a large input or --stream) supports neither --balance nor --write-url yet; "
+            "pass --no-stream to read the table whole"
+        )
+    return True
+
+
+def _streaming_notes(staged: StagedParquet | None, n_kept: int, n_sample: int, n_input: int) -> list[str]:
+    notes = []
+    if n_sample < n_input:
+        notes.append(f"trained and held out on a uniform sample of {n_sample} of {n_input} input rows")
+    if staged is not None:
+        notes.append(f"output written in row groups; gates and report measured on the first {n_kept} rows")
+    return notes
 
 
 def _device_of(model: object) -> str:
