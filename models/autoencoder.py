@@ -36,7 +36,7 @@ from models.gmm import GaussianMixture, GMMConfig
 from models.nn import MLP, SpanLayout, as_conditions, spans_from_meta, spans_to_meta
 from models.privacy import default_delta, index_loader, make_private
 from models.registry import register
-from models.training import History, Progress, autocast, seeded, split_validation, train
+from models.training import History, Progress, adam, autocast, seeded, split_validation, train
 from schemas.errors import InvalidInputError
 
 
@@ -126,7 +126,7 @@ class Autoencoder:
             gen = make_generator(cfg.seed, device)
             x_train, x_val = (x, None) if private else split_validation(x, cfg.val_fraction, gen)
             self._build(x.shape[1], device)
-            opt = torch.optim.Adam(self.module_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            opt = adam(self.module_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             net, dp, delta = self.module_, None, None
             if private:  # DP-SGD hook (models/privacy.py) with the networks' share of the budget
                 delta = cfg.delta or default_delta(x.shape[0])

@@ -18,6 +18,8 @@ from torch import Tensor, nn
 
 from models.encoders.table import Span
 
+PAD = -1e9  # logit on the padding slots of the softmax block: exp() is 0, and 0 * PAD stays finite
+
 
 class MLP(nn.Sequential):
     """Linear -> LayerNorm -> activation blocks, then a final linear layer.
@@ -92,18 +94,22 @@ class SpanLayout:
             mask[row, : s.width] = True
         self.soft_index, self.soft_mask = index.to(device), mask.to(device)
         self.soft_flat = self.soft_index[self.soft_mask]  # (sum of widths,) feature indices in slot order
+        # Precomputed once so the per-step ops are adds, multiplies and index_select, never boolean-mask indexing:
+        # a large finite negative (not -inf) on padding gives softmax 0 there without NaNs in 0 * log p.
+        self.soft_pad = torch.where(mask, 0.0, PAD).to(device)  # (n_soft, max_width)
+        self.soft_weight = mask.float().to(device)  # (n_soft, max_width) 1 on real slots
+        self.soft_slots = mask.flatten().nonzero().squeeze(1).to(device)  # (sum of widths,) slots of the flat block
         self.soft_is_mode = torch.tensor([s.role == "mode" for s in self.soft_spans], dtype=torch.bool).to(device)
 
     # ---------------------------------------------------------------------------------------------- softmax block
     def soft_logits(self, logits: Tensor) -> Tensor:
-        """(n, n_soft, max_width) logits of every softmax span, padding slots at -inf."""
-        block = logits[:, self.soft_index]  # (n, n_soft, max_width)
-        return block.masked_fill(~self.soft_mask, float("-inf"))
+        """(n, n_soft, max_width) logits of every softmax span, padding slots at a large negative value."""
+        return logits[:, self.soft_index] + self.soft_pad  # (n, n_soft, max_width)
 
     def scatter_soft(self, out: Tensor, block: Tensor) -> Tensor:
-        """Write a (n, n_soft, max_width) block back into the feature positions of `out` (n, n_features)."""
-        out[:, self.soft_flat] = block[:, self.soft_mask].to(out.dtype)
-        return out
+        """Write a (n, n_soft, max_width) block into the feature positions of `out` (n, n_features); returns a copy."""
+        values = block.reshape(block.shape[0], -1).index_select(1, self.soft_slots)  # (n, sum of widths)
+        return out.index_copy(1, self.soft_flat, values.to(out.dtype))
 
     # ---------------------------------------------------------------------------------------------- activations
     def activate(self, logits: Tensor, *, tau: float | None = None, hard: bool = False) -> Tensor:
@@ -115,21 +121,21 @@ class SpanLayout:
                 through discrete columns. Noise comes from the global RNG, which `fit` seeds.
             hard: with `tau`, return straight-through one-hots (forward hard, backward soft).
         """
-        out = logits.clone()
+        out = logits
         if self.sigmoid.numel():
             flags = logits[:, self.sigmoid]
             if tau is not None:
                 u = torch.rand_like(flags).clamp(1e-6, 1 - 1e-6)
                 flags = (flags + torch.log(u) - torch.log1p(-u)) / tau
-            out[:, self.sigmoid] = torch.sigmoid(flags)
+            out = out.index_copy(1, self.sigmoid, torch.sigmoid(flags))
         if self.soft_spans:
             block = self.soft_logits(logits)
             if tau is not None:
                 block = F.gumbel_softmax(block, tau=tau, hard=hard, dim=-1)
             else:
                 block = torch.softmax(block, dim=-1)
-            self.scatter_soft(out, block)
-        return out
+            out = self.scatter_soft(out, block)
+        return out if out is not logits else logits.clone()
 
     @torch.no_grad()
     def draw(self, probs: Tensor, generator: torch.Generator) -> Tensor:
@@ -145,7 +151,7 @@ class SpanLayout:
             gumbel = -torch.log(-torch.log(uniform(block.shape, generator, probs.device).clamp(1e-12, 1 - 1e-7)))
             choice = (block + gumbel).argmax(-1)  # Gumbel-max trick: an exact categorical draw, (n, n_soft)
             choice = torch.where(self.soft_is_mode, block.argmax(-1), choice)
-            self.scatter_soft(out, F.one_hot(choice, block.shape[-1]).to(probs.dtype))
+            out = self.scatter_soft(out, F.one_hot(choice, block.shape[-1]).to(probs.dtype))
         if self.sigmoid.numel():
             u = uniform((probs.shape[0], self.sigmoid.numel()), generator, probs.device)
             out[:, self.sigmoid] = (u < probs[:, self.sigmoid]).to(probs.dtype)
@@ -156,7 +162,7 @@ class SpanLayout:
         out = probs.clone()
         if self.soft_spans:
             block = self.soft_logits(probs)
-            self.scatter_soft(out, F.one_hot(block.argmax(-1), block.shape[-1]).to(probs.dtype))
+            out = self.scatter_soft(out, F.one_hot(block.argmax(-1), block.shape[-1]).to(probs.dtype))
         return out
 
     # ---------------------------------------------------------------------------------------------- losses
@@ -182,8 +188,8 @@ class SpanLayout:
             loss = loss + bce.sum(1)
         if self.soft_spans:
             log_p = torch.log_softmax(self.soft_logits(logits), dim=-1)  # (n, n_soft, w)
-            target = x[:, self.soft_index] * self.soft_mask  # (n, n_soft, w) one-hot, zeros on padding
-            loss = loss - (target * log_p.masked_fill(~self.soft_mask, 0.0)).sum((1, 2))
+            target = x[:, self.soft_index] * self.soft_weight  # (n, n_soft, w) one-hot, zeros on padding
+            loss = loss - (target * log_p).sum((1, 2))
         return loss
 
 
