@@ -32,7 +32,7 @@ from tasks.ingest import data_hash, read_table_task
 from tasks.preprocess import encode_training_task, resolve_schema_task
 from tasks.protect import complete_output_task
 from tasks.publish import StagedParquet, write_parquet_task
-from tasks.report import create_run_artifacts, write_report
+from tasks.report import create_run_artifacts, facts_from_metadata, write_report
 from tasks.risk import measure_risks_task
 from tasks.sample import sample_rows_task, stream_output_task
 from tasks.scan import (
@@ -286,7 +286,7 @@ def synthesize_table(
         model_cache=model_cache,
         model_key=key,
     )
-    facts = _facts(metadata)
+    facts = facts_from_metadata(metadata)
     report = request.resolved_report_path
     with _timed(timings, "report"):
         write_report(
@@ -365,19 +365,3 @@ def _train_candidates(
     logger.info("auto: kept %s (score %.3f) of %s", best.name, best.score, ", ".join(names))
     fitted = FitResult(model=best.model, name=best.name, seconds=best.fit_seconds, device=best.device)
     return fitted, best.encoder, [c.as_score() for c in outcomes]
-
-
-def _facts(meta: OutputMetadata) -> dict[str, object]:
-    return {
-        "run id": meta.run_id,
-        "model": meta.model,
-        "seed": meta.seed,
-        "source": meta.source,
-        "rows (input / train / holdout / output)": f"{meta.n_rows_input} / {meta.n_rows_train} / {meta.n_rows_holdout} / {meta.n_rows_output}",
-        "data hash": meta.data_hash[:16],
-        "epsilon": f"{meta.epsilon} (delta {meta.delta:.2g})"
-        if meta.epsilon is not None
-        else "none (no differential privacy)",
-        "seconds per step": ", ".join(f"{k} {v:.2f}" for k, v in meta.timings.items()),
-        "created": meta.created_at.isoformat(timespec="seconds"),
-    }

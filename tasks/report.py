@@ -501,7 +501,9 @@ def facts_from_metadata(meta: OutputMetadata) -> dict[str, Any]:
         "source": meta.source,
         "rows (input / train / holdout / output)": f"{meta.n_rows_input} / {meta.n_rows_train} / {meta.n_rows_holdout} / {meta.n_rows_output}",
         "data hash": meta.data_hash[:16],
-        "epsilon": meta.epsilon if meta.epsilon is not None else "none (no differential privacy)",
+        "epsilon": f"{meta.epsilon} (delta {meta.delta:.2g})"
+        if meta.epsilon is not None and meta.delta is not None
+        else (meta.epsilon if meta.epsilon is not None else "none (no differential privacy)"),
         "seconds per step": ", ".join(f"{k} {v:.2f}" for k, v in meta.timings.items()),
         "created": meta.created_at.isoformat(timespec="seconds"),
     }
