@@ -197,14 +197,16 @@ PRIVATE_MODELS = ("vae", "gan", "gmm", "autoencoder")
 # --model name -> the registry name trained when --epsilon is set (a model whose own config takes epsilon maps to itself)
 PRIVATE_REGISTRY = {"gmm": "gmm_dp"}  # models/gmm_dp.py: DP-EM on noisy sufficient statistics (Park et al. 2017)
 _MECHANISM = {"gmm": "DP-EM", "autoencoder": "DP-SGD + DP-EM latent mixture"}
-# Model options a private run starts from (the user's --model-options / --epochs override them), tuned for quality at
-# a fixed epsilon with bench/dp_tradeoff.py. DP-SGD's noise on the mean gradient is sigma * C / batch, and sigma grows
-# only slowly with the sampling rate, so large Poisson batches with fewer epochs beat many small noisy steps.
+# Model options a private run starts from (the user's --model-options / --epochs override them), chosen with
+# bench/dp_tradeoff.py at a fixed epsilon. DP-SGD's noise on the mean gradient is sigma * C / batch and sigma grows only
+# slowly with the sampling rate, so large Poisson batches with fewer epochs beat many small noisy steps; the noise's
+# norm grows with the parameter count and Opacus's per-sample gradients cost rows x epochs x parameters, so the small
+# default networks (one hidden layer of 128) suit DP well. The GAN's critic is private per PacGAN pack (cheap).
 DP_DEFAULTS: dict[str, dict[str, Any]] = {
-    "vae": {"batch_size": 500, "epochs": 30, "lr": 2e-3, "max_grad_norm": 1.0},
+    "vae": {"batch_size": 1000, "epochs": 20, "max_grad_norm": 1.0},
     "gan": {"batch_size": 500, "epochs": 30, "max_grad_norm": 1.0},
     "gmm": {"n_components": 5, "max_iter": 10},
-    "autoencoder": {"batch_size": 500, "epochs": 30, "lr": 2e-3, "max_grad_norm": 1.0},
+    "autoencoder": {"batch_size": 1000, "epochs": 20, "max_grad_norm": 1.0},
 }
 
 
