@@ -320,6 +320,8 @@ def _restore_numeric(values: np.ndarray, missing: np.ndarray, col: ColumnSchema)
         return series.astype(col.dtype)
     if col.decimals is not None:
         values = np.round(values, col.decimals)
+        if lo is not None or hi is not None:  # rounding can step past an observed bound that is not exactly decimal
+            values = np.clip(values, lo, hi)
     dtype = col.dtype
     if dtype.startswith(("int", "uint")):
         if missing.any():  # cannot happen for a non-nullable column; kept safe for user-edited schemas
