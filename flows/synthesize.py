@@ -203,7 +203,7 @@ def synthesize_table(
         else:
             fitted = fit_model_task(
                 encoded,
-                model=request.model,
+                model=prepared.model_name(request.model),  # gmm + epsilon trains the private gmm_dp (issue #7)
                 spans=encoder.spans_,
                 device=request.device,
                 options=prepared.model_options(request.model_options),  # + DP budget (issue #7)

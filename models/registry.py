@@ -33,7 +33,7 @@ def _load_builtin_models() -> None:
     # Imported for their @register side effect; kept in one function so the list of families is in one place.
     import models.gmm  # noqa: F401
 
-    for optional in ("models.vae", "models.gan", "models.autoencoder", "models.image"):
+    for optional in ("models.gmm_dp", "models.vae", "models.gan", "models.autoencoder", "models.image"):
         try:
             __import__(optional)
         except ModuleNotFoundError as exc:  # a family still being written is simply not offered
