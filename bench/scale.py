@@ -1,0 +1,126 @@
+"""How fit, sample and metric time and peak memory grow with rows and columns, for every model and SDV's peers.
+
+Run: `.venv/bin/python bench/scale.py [--rows 10000 100000 1000000] [--columns 10 30 100] [--models gmm vae gan
+autoencoder] [--epochs 5] [--sdv gaussian_copula tvae ctgan] [--sdv-max-rows 100000]`.
+
+Each (model, rows, columns) runs in a fresh child process, so its peak RSS (`ru_maxrss`) is its own. The table is
+`bench.tables.mixed_table` (two thirds continuous with missing values, one third categorical). Columns: fit, sample
+and metric (column shapes + pair trends against a fresh real table of the same size, capped at 50k rows) seconds,
+peak RSS, and the fit-time growth factor per 10x rows (1 = constant, 10 = linear). SDV runs through
+`bench/sdv_runner.py` in /work/sdv-venv at the same epoch count, only up to `--sdv-max-rows` (CTGAN/TVAE at 1M rows
+take hours on 2 cores), and is shown as the ratio SDV seconds / ours for the same table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+METRIC_ROWS = 50_000
+
+
+def one(model: str, rows: int, columns: int, epochs: int) -> dict:
+    """Fit, sample and score one model on one generated table (in this process); returns timings and peak RSS."""
+    import torch
+
+    from bench.tables import mixed_table
+    from bench.vs_sdv import column_shapes, pair_trends
+    from models.base import make_generator
+    from models.encoders import TableEncoder
+    from models.registry import build_model
+    from schemas.table import infer_schema
+
+    frame = mixed_table(rows, columns, seed=0)
+    fresh = mixed_table(min(rows, METRIC_ROWS), columns, seed=1)
+    start = time.perf_counter()
+    schema = infer_schema(frame)
+    encoder = TableEncoder(schema, normalization="standard" if model == "gmm" else "mode").fit(frame)
+    x = encoder.transform(frame)
+    options: dict = {} if model == "gmm" else {"epochs": epochs}
+    fitted = build_model(model, spans=encoder.spans_, device="auto", options=options).fit(x)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    synthetic = encoder.inverse_transform(
+        fitted.sample(rows, generator=make_generator(0, getattr(fitted, "device_", None) or "cpu"))
+    )
+    sample_s = time.perf_counter() - start
+    start = time.perf_counter()
+    shapes = column_shapes(fresh, synthetic.head(METRIC_ROWS))
+    trends = pair_trends(fresh, synthetic.head(METRIC_ROWS))
+    metric_s = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux reports KiB)
+    return {
+        "fit_s": fit_s, "sample_s": sample_s, "metric_s": metric_s, "peak_mib": peak,
+        "shapes": shapes, "trends": trends, "threads": torch.get_num_threads(),
+    }  # fmt: skip
+
+
+def sdv(model: str, rows: int, columns: int, epochs: int, python: str) -> float | None:
+    from bench.tables import mixed_table
+    from bench.vs_sdv import run_sdv
+
+    try:
+        seconds, _, _ = run_sdv(model, mixed_table(rows, columns, seed=0), epochs, python, 1)
+    except Exception as exc:  # a peer that fails is reported, not fatal
+        print(f"SDV {model} at {rows}x{columns} failed: {str(exc)[-300:]}", file=sys.stderr)
+        return None
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--columns", type=int, nargs="+", default=[10, 30, 100])
+    parser.add_argument("--models", nargs="+", default=["gmm", "vae", "gan", "autoencoder"])
+    parser.add_argument("--epochs", type=int, default=5, help="neural models and SDV's TVAE/CTGAN")
+    parser.add_argument("--sdv", nargs="*", default=["gaussian_copula", "tvae", "ctgan"])
+    parser.add_argument("--sdv-max-rows", type=int, default=100_000)
+    parser.add_argument("--sdv-python", default="/work/sdv-venv/bin/python")
+    parser.add_argument("--one", nargs=4, metavar=("MODEL", "ROWS", "COLUMNS", "EPOCHS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        model, rows, columns, epochs = args.one
+        print(json.dumps(one(model, int(rows), int(columns), int(epochs))))
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"scale: mixed_table, {args.epochs} epochs for neural models and SDV")
+    for col in ("model", "rows", "cols", "fit s", "x per 10x rows", "sample s", "metric s", "peak MiB", "shapes",
+                "trends", *[f"{m} / ours" for m in args.sdv]):  # fmt: skip
+        table.add_column(col, justify="right")
+    for model in args.models:
+        for columns in args.columns:
+            previous: float | None = None
+            for rows in sorted(args.rows):
+                cmd = [sys.executable, __file__, "--one", model, str(rows), str(columns), str(args.epochs)]
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                if proc.returncode:
+                    table.add_row(model, f"{rows:,}", str(columns), "failed: " + proc.stderr.strip()[-80:])
+                    continue
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                growth = f"{r['fit_s'] / previous:.1f}" if previous else "-"
+                previous = r["fit_s"]
+                ours = r["fit_s"] + r["sample_s"]
+                peers = []
+                for name in args.sdv:
+                    s = sdv(name, rows, columns, args.epochs, args.sdv_python) if rows <= args.sdv_max_rows else None
+                    peers.append(f"{s / ours:.1f}" if s else "not run")
+                table.add_row(
+                    model, f"{rows:,}", str(columns), f"{r['fit_s']:.1f}", growth, f"{r['sample_s']:.1f}",
+                    f"{r['metric_s']:.1f}", f"{r['peak_mib']:.0f}", f"{r['shapes']:.3f}", f"{r['trends']:.3f}", *peers,
+                )  # fmt: skip
+                Console().print(f"done {model} {rows}x{columns}: {r}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
