@@ -213,20 +213,12 @@ def _pii_overrides(items: list[str], schema: Path | None) -> Path:
 
 def _preflight(request: Any) -> None:
     """Cheap checks before the Prefect server starts: a missing file should not cost ten seconds."""
-    from schemas.errors import InvalidInputError
-    from tasks.ingest import FILE_FORMATS, is_sql_url
+    from tasks.ingest import file_format, is_sql_url
 
     _check_prefect_api()
     source = request.input
-    if source.startswith("dataset:") or is_sql_url(source):
-        return
-    path = Path(source)
-    if not path.exists():
-        raise InvalidInputError(f"{source}: file not found; check the path (relative to {Path.cwd()})")
-    if path.is_file() and path.suffix.lower() not in FILE_FORMATS:
-        raise InvalidInputError(
-            f"{source}: unknown format {path.suffix!r}; give a CSV or Parquet file or a SQLAlchemy URL"
-        )
+    if not (source.startswith("dataset:") or is_sql_url(source)):
+        file_format(source)
 
 
 def _check_prefect_api() -> None:

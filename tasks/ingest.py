@@ -98,6 +98,24 @@ def _parse_date_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def file_format(source: str) -> str:
+    """The format ("csv" or "parquet") of a table file, or the input error a user should see: missing, a directory,
+    or an unknown suffix. One check shared by whole-table ingest, batched scans and the CLI's pre-flight."""
+    path = Path(source)
+    if not path.exists():
+        raise InvalidInputError(f"{source}: file not found; check the path (relative to {Path.cwd()})")
+    if path.is_dir():
+        raise InvalidInputError(f"{source}: is a directory; for images use `synthgate images`, for tables give a file")
+    fmt = FILE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        csv = ", ".join(k for k, v in FILE_FORMATS.items() if v == "csv")
+        raise InvalidInputError(
+            f"{source}: unknown format {path.suffix!r}; give a CSV ({csv}) or Parquet (.parquet) file, "
+            "or a SQLAlchemy URL"
+        )
+    return fmt
+
+
 def read_table(source: str, *, table: str | None = None) -> pd.DataFrame:
     """Read `source` (CSV/Parquet path, SQLAlchemy URL, or `dataset:NAME`) into a DataFrame.
 
@@ -111,18 +129,7 @@ def read_table(source: str, *, table: str | None = None) -> pd.DataFrame:
         frame = _read_sql(source, table)
     else:
         path = Path(source)
-        if not path.exists():
-            raise InvalidInputError(f"{source}: file not found; check the path (relative to {Path.cwd()})")
-        if path.is_dir():
-            raise InvalidInputError(
-                f"{source}: is a directory; for images use `synthgate images`, for tables give a file"
-            )
-        fmt = FILE_FORMATS.get(path.suffix.lower())
-        if fmt is None:
-            raise InvalidInputError(
-                f"{source}: unknown format {path.suffix!r}; give a CSV ({', '.join(k for k, v in FILE_FORMATS.items() if v == 'csv')}) "
-                "or Parquet (.parquet) file, or a SQLAlchemy URL"
-            )
+        fmt = file_format(source)
         try:
             if fmt == "parquet":
                 frame = pd.read_parquet(path)

@@ -27,23 +27,13 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.errors import InvalidInputError
 from schemas.table import ColumnProfile, TableSchema, profile_schema
-from tasks.ingest import FILE_FORMATS, _parse_date_columns, _redact, is_sql_url, read_table
+from tasks.ingest import FILE_FORMATS, _parse_date_columns, _redact, file_format, is_sql_url, read_table
 from tasks.validate import BatchValidator
 
 logger = logging.getLogger(__name__)
 
 BATCH_ROWS = 262_144  # rows per batch: large enough for vectorised work, small enough to bound memory
 MAX_TRAIN_ROWS = 1_000_000  # default --max-train-rows
-
-
-def _file_format(source: str) -> str:
-    path = Path(source)
-    if not path.exists():
-        raise InvalidInputError(f"{source}: file not found; check the path (relative to {Path.cwd()})")
-    fmt = FILE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise InvalidInputError(f"{source}: unknown format {path.suffix!r}; give a CSV or Parquet file")
-    return fmt
 
 
 def count_rows(source: str, *, table: str | None = None) -> int | None:
@@ -109,7 +99,7 @@ def _raw_batches(source: str, table: str | None, batch_rows: int, *, parse_dates
     if is_sql_url(source):
         yield from _sql_batches(source, table, batch_rows)
         return
-    fmt = _file_format(source)
+    fmt = file_format(source)
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq
