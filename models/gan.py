@@ -56,6 +56,10 @@ class GANConfig:
     weight_decay: float = 1e-6
     critic_steps: int = 1  # critic updates per generator update; CTGAN uses 1 despite WGAN-GP's 5
     gp_weight: float = 10.0  # lambda of the gradient penalty
+    # Lazy regularisation (Karras et al. 2020, StyleGAN2 sec. 3.1): the penalty's double backward on every k-th critic
+    # step only, weighted by k so its average pull is unchanged.
+    gp_every: int = 1
+    reuse_fake: bool = False  # the generator step reuses the critic step's fake rows and graph (one forward saved)
     tau: float = 0.2  # Gumbel-softmax temperature during training
     critic_dropout: float = 0.5
     seed: int = 0  # seeds weight init, conditional draws and noise during fit; sampling uses the caller's generator
@@ -278,19 +282,23 @@ class GAN:
                 level, rows = self.cond_.draw_training(b)
                 return x[rows], self.cond_.one_hot(level), level
 
+            critic_updates = [0]
+
             def step(batch: Tensor) -> Tensor:
                 # Critic: maximise D(real) - D(fake) under the gradient penalty (WGAN-GP, Gulrajani et al. 2017).
                 for _ in range(cfg.critic_steps):
-                    real, cond, _ = draw(batch)
+                    real, cond, level = draw(batch)
                     with autocast(device):
-                        _, fake = self._generate(
+                        logits, fake = self._generate(
                             torch.randn(real.shape[0], cfg.noise_dim, device=device), cond, tau=cfg.tau
                         )
                         loss_d = (
                             self._critic(fake.detach(), cond, critic).mean() - self._critic(real, cond, critic).mean()
                         )
-                        if dp is None:
-                            loss_d = loss_d + self._gradient_penalty(real, fake.detach(), cond)
+                        if dp is None and critic_updates[0] % cfg.gp_every == 0:
+                            penalty = self._gradient_penalty(real, fake.detach(), cond)
+                            loss_d = loss_d + cfg.gp_every * penalty
+                    critic_updates[0] += 1
                     opt_d.zero_grad(set_to_none=True)
                     loss_d.backward()
                     opt_d.step()
@@ -299,13 +307,14 @@ class GAN:
                             for p in self.critic_.parameters():
                                 p.clamp_(-cfg.weight_clip, cfg.weight_clip)
                 # Generator: fool the critic and honour the conditional vector (Xu et al. 2019, sec. 4.3).
-                real, cond, level = draw(batch)
                 if dp is not None:
                     dp.module.disable_hooks()  # the generator step needs no per-sample critic gradients
                 with autocast(device):
-                    logits, fake = self._generate(
-                        torch.randn(real.shape[0], cfg.noise_dim, device=device), cond, tau=cfg.tau
-                    )
+                    if not cfg.reuse_fake:
+                        real, cond, level = draw(batch)
+                        logits, fake = self._generate(
+                            torch.randn(real.shape[0], cfg.noise_dim, device=device), cond, tau=cfg.tau
+                        )
                     loss_g = -self._critic(fake, cond).mean()
                     if level is not None:
                         loss_g = loss_g + self.cond_.condition_loss(logits, level, self.layout_)

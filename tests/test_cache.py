@@ -103,8 +103,14 @@ def test_second_identical_run_reuses_the_model(prefect_harness, small, tmp_path)
     # Arrange
     source = tmp_path / "penguins.csv"
     small.to_csv(source, index=False)
+    # A deliberately small model on 96 training rows: its pair trends against the 24-row holdout average 0.80, the
+    # default threshold (20 sampling seeds: mean 0.795-0.797, below it 55-65% of the time), and fidelity is not what
+    # this test is about.
     request = RunRequest(
-        input=str(source), output=tmp_path / "a.parquet", model_options={"n_components": 2}, thresholds={}
+        input=str(source),
+        output=tmp_path / "a.parquet",
+        model_options={"n_components": 2},
+        thresholds={"pair_trends_min": None, "detection_auc_max": None},
     )
     store = tmp_path / "store"
 

@@ -112,3 +112,60 @@ def test_save_load_gives_identical_samples(penguins, tmp_path):
 def test_sample_before_fit_raises():
     with pytest.raises(NotFittedError, match="fit"):
         GaussianMixture().sample(3)
+
+
+def _shifted_table():
+    """8 numbers, 4 categories; category j moves number j by 15 per level code (bench.tables.mixed_table)."""
+    from bench.tables import mixed_table
+
+    frame = mixed_table(6_000, 12, seed=0)
+    encoder = TableEncoder(infer_schema(frame), normalization="standard").fit(frame)
+    return frame, encoder
+
+
+@pytest.mark.parametrize("regress", [True, False])
+def test_level_shifts_reproduce_category_dependent_means(regress):
+    # Arrange: 4 categories, each shifting one number; all 4 x 3..7 level combinations would need a plain mixture
+    # component each
+    frame, encoder = _shifted_table()
+    model = GaussianMixture(GMMConfig(regress_on_levels=None if regress else False), spans=encoder.spans_)
+    model.fit(encoder.transform(frame))
+
+    # Act
+    synthetic = encoder.inverse_transform(model.sample(len(frame), generator=torch.Generator().manual_seed(0)))
+
+    # Assert: the mean of num_j per level of cat_j, in units of num_j's standard deviation
+    errors = []
+    for j in range(4):
+        real = frame.groupby(f"cat_{j}")[f"num_{j}"].mean()
+        fake = synthetic.groupby(f"cat_{j}")[f"num_{j}"].mean().reindex(real.index)
+        errors.append(float(((fake - real).abs() / frame[f"num_{j}"].std()).max()))
+    if regress:  # the default from 2,000 rows: shifts shared by the components
+        assert model.coef_ is not None
+        assert max(errors) < 0.1, errors
+    else:  # the plain latent-class mixture: the test can fail, and does for the model without shifts
+        assert model.coef_ is None
+        assert max(errors) > 0.1, errors
+
+
+def test_condition_on_a_value_reweights_the_levels_that_shift_it():
+    # Arrange
+    frame, encoder = _shifted_table()
+    model = GaussianMixture(spans=encoder.spans_).fit(encoder.transform(frame))
+    high = float(frame["num_0"].quantile(0.95))
+    condition = torch.full((encoder.n_features_,), float("nan"))
+    span = encoder.span_of("num_0")
+    condition[span.start] = float(encoder.transform(frame.assign(num_0=high).head(1))[0, span.start])
+
+    # Act
+    rows = encoder.inverse_transform(
+        model.sample(2_000, conditions=condition, generator=torch.Generator().manual_seed(0))
+    )
+
+    # Assert: the value is held, and cat_0's upper levels (which raise num_0) become more frequent, as in the data
+    assert rows["num_0"].sub(high).abs().max() < 0.01
+    code = rows["cat_0"].str.removeprefix("level_").astype(int)
+    real_code = frame["cat_0"].str.removeprefix("level_").astype(int)
+    near = real_code[(frame["num_0"] - high).abs() < frame["num_0"].std() / 4]
+    assert code.mean() > real_code.mean() + 0.3
+    assert abs(code.mean() - near.mean()) < 0.25

@@ -37,7 +37,8 @@ def test_many_on_a_local_ray(prefect_harness, tmp_path, penguins, monkeypatch):
         yaml.safe_dump(
             {
                 "output_dir": "out",
-                "defaults": {"model_options": {"n_components": 2}},
+                # Fidelity on 96 rows is borderline by design (see test_many); this test is about the runner.
+                "defaults": {"model_options": {"n_components": 2}, "thresholds": {"pair_trends_min": None}},
                 "tables": [{"input": "a.csv"}, {"input": "b.csv"}],
             }
         )

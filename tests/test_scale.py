@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from bench.tables import mixed_table
 from models.encoders import TableEncoder
 from models.gmm import GaussianMixture, GMMConfig
 from schemas.errors import ValidationFailedError
@@ -28,8 +29,6 @@ from tasks.scan import UniformSample, profile_source, scan_source
 from tasks.validate import validate_table
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from bench.tables import mixed_table  # noqa: E402
 
 
 def _metadata(frame: pd.DataFrame) -> OutputMetadata:

@@ -25,6 +25,7 @@ MIN_WEIGHT = 0.005  # CTGAN's threshold: modes carrying less than 0.5% of the ro
 N_BINS = 512  # equal-count bins per column; EM cost no longer grows with the number of rows
 N_ITER = 200
 PRUNE_EVERY = 20
+TOL = 1e-4  # EM stops when no mode mean moves by more than this many column stds in an iteration
 CONCENTRATION = 1e-3  # Dirichlet prior on the weights: small values favour few modes (RDT uses 0.001 too)
 STD_FLOOR = 1e-3  # relative to the column's std: a mode on one repeated value must not get sigma 0
 SCALE = 4.0  # offsets are divided by 4 sigma so they land in about [-1, 1] (CTGAN)
@@ -114,6 +115,7 @@ def fit_modes(matrix: np.ndarray, max_modes: int) -> list[ModeParams]:
     c = cnt[:, :, None]  # (B, d, 1)
 
     for it in range(N_ITER):
+        previous = means
         # E-step. Expected log weight under the Dirichlet posterior (Bishop, PRML eq. 10.66).
         log_w = digamma(CONCENTRATION + nk) - digamma(k * CONCENTRATION + n_obs)[:, None]
         log_prob = -0.5 * ((pts[:, :, None] - means) / stds) ** 2 - np.log(stds)  # (B, d, k)
@@ -127,10 +129,16 @@ def fit_modes(matrix: np.ndarray, max_modes: int) -> list[ModeParams]:
         means = np.einsum("bdk,bd->dk", resp, pts) / safe
         var = np.einsum("bdk,bdk->dk", resp, (pts[:, :, None] - means) ** 2 + within[:, :, None]) / safe
         stds = np.maximum(np.sqrt(var), STD_FLOOR)
-        if (it + 1) % PRUNE_EVERY == 0:
+        # Converged when no mean moves by more than TOL column stds; then prune once more and stop unless that
+        # removed a mode (the survivors then get more iterations). Small tables converge in a few dozen iterations.
+        converged = bool(np.all(np.abs(np.where(alive, means - previous, 0.0)) < TOL))
+        if (it + 1) % PRUNE_EVERY == 0 or converged:
             weights = nk / n_obs[:, None]
             heaviest = np.eye(k, dtype=bool)[weights.argmax(1)]
-            alive = (alive & (weights >= MIN_WEIGHT)) | heaviest  # never prune every mode of a column
+            pruned = (alive & (weights >= MIN_WEIGHT)) | heaviest  # never prune every mode of a column
+            if converged and np.array_equal(pruned, alive):
+                break
+            alive = pruned
             nk = np.where(alive, nk, 0.0)
 
     weights = np.where(alive, nk, 0.0) / n_obs[:, None]
