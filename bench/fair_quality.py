@@ -22,7 +22,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from bench.tables import mixed_table
+    from bench.tables import train_and_fresh
     from bench.vs_sdv import column_shapes, pair_trends, run_ours, run_sdv
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,8 +33,7 @@ def main() -> None:
     parser.add_argument("--sdv-python", default="/work/sdv-venv/bin/python")
     args = parser.parse_args()
 
-    frame = mixed_table(args.rows, args.columns, seed=0)
-    fresh = mixed_table(args.rows, args.columns, seed=1)  # scores against unseen real rows, for SDV and us alike
+    frame, fresh = train_and_fresh(args.rows, args.columns, args.rows)  # scored on unseen rows, for SDV and us alike
     tvae_s, _, tvae_syn = run_sdv("tvae", frame, 300, args.sdv_python, 1)
     bar = (column_shapes(fresh, tvae_syn), pair_trends(fresh, tvae_syn))
     Console().print(f"SDV TVAE 300 epochs: {tvae_s:.1f} s, shapes {bar[0]:.3f}, trends {bar[1]:.3f}")

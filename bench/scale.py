@@ -30,15 +30,14 @@ def one(model: str, rows: int, columns: int, epochs: int) -> dict:
     """Fit, sample and score one model on one generated table (in this process); returns timings and peak RSS."""
     import torch
 
-    from bench.tables import mixed_table
+    from bench.tables import train_and_fresh
     from bench.vs_sdv import column_shapes, pair_trends
     from models.base import make_generator
     from models.encoders import TableEncoder
     from models.registry import build_model
     from schemas.table import infer_schema
 
-    frame = mixed_table(rows, columns, seed=0)
-    fresh = mixed_table(min(rows, METRIC_ROWS), columns, seed=1)
+    frame, fresh = train_and_fresh(rows, columns, min(rows, METRIC_ROWS))
     start = time.perf_counter()
     schema = infer_schema(frame)
     encoder = TableEncoder(schema, normalization="standard" if model == "gmm" else "mode").fit(frame)
@@ -63,11 +62,12 @@ def one(model: str, rows: int, columns: int, epochs: int) -> dict:
 
 
 def sdv(model: str, rows: int, columns: int, epochs: int, python: str) -> float | None:
-    from bench.tables import mixed_table
+    from bench.tables import train_and_fresh
     from bench.vs_sdv import run_sdv
 
+    frame, _ = train_and_fresh(rows, columns, min(rows, METRIC_ROWS))  # the very rows our models train on
     try:
-        seconds, _, _ = run_sdv(model, mixed_table(rows, columns, seed=0), epochs, python, 1)
+        seconds, _, _ = run_sdv(model, frame, epochs, python, 1)
     except Exception as exc:  # a peer that fails is reported, not fatal
         print(f"SDV {model} at {rows}x{columns} failed: {str(exc)[-300:]}", file=sys.stderr)
         return None
@@ -97,6 +97,7 @@ def main() -> None:
     for col in ("model", "rows", "cols", "fit s", "x per 10x rows", "sample s", "metric s", "peak MiB", "shapes",
                 "trends", *[f"{m} / ours" for m in args.sdv]):  # fmt: skip
         table.add_column(col, justify="right")
+    peer_seconds: dict[tuple[str, int, int], float | None] = {}  # each peer runs once per table, not once per model
     for model in args.models:
         for columns in args.columns:
             previous: float | None = None
@@ -112,7 +113,11 @@ def main() -> None:
                 ours = r["fit_s"] + r["sample_s"]
                 peers = []
                 for name in args.sdv:
-                    s = sdv(name, rows, columns, args.epochs, args.sdv_python) if rows <= args.sdv_max_rows else None
+                    key = (name, rows, columns)
+                    if key not in peer_seconds:
+                        run = rows <= args.sdv_max_rows
+                        peer_seconds[key] = sdv(name, rows, columns, args.epochs, args.sdv_python) if run else None
+                    s = peer_seconds[key]
                     peers.append(f"{s / ours:.1f}" if s else "not run")
                 table.add_row(
                     model, f"{rows:,}", str(columns), f"{r['fit_s']:.1f}", growth, f"{r['sample_s']:.1f}",

@@ -27,3 +27,13 @@ def mixed_table(n_rows: int, n_columns: int = 12, *, seed: int = 0) -> pd.DataFr
     for name, codes in cats.items():
         frame[name] = pd.Series(np.array([f"level_{c}" for c in range(codes.max() + 1)])[codes], dtype="str")
     return frame
+
+
+def train_and_fresh(n_rows: int, n_columns: int, n_fresh: int, *, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A training table and unseen rows from the same distribution, for scoring.
+
+    `mixed_table` draws its loadings and shifts from the seed, so a table with another seed is another distribution:
+    fresh rows must be cut from the same draw.
+    """
+    full = mixed_table(n_rows + n_fresh, n_columns, seed=seed)
+    return full.iloc[:n_rows].reset_index(drop=True), full.iloc[n_rows:].reset_index(drop=True)

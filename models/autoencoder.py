@@ -43,10 +43,13 @@ from schemas.errors import InvalidInputError
 @dataclass(frozen=True)
 class AutoencoderConfig:
     latent_dim: int = 16
-    hidden: tuple[int, ...] = (256, 256)
+    # One hidden layer of 128, batches of 1000 and a high learning rate, as the VAE: on the 20k x 12 bench table at
+    # 50 epochs (two seeds, one thread) 13.5 s CPU and shapes / pairs 0.926 / 0.888 against 29.5 s and 0.924 / 0.898
+    # for two layers of 256, batches of 500 and lr 1e-3; wine and penguins scored higher.
+    hidden: tuple[int, ...] = (128,)
     epochs: int = 300
-    batch_size: int = 500
-    lr: float = 1e-3
+    batch_size: int = 1000
+    lr: float = 5e-3
     weight_decay: float = 1e-5
     latent_noise: float = 0.05  # N(0, s^2) added to codes in training: a smoother decoder between training codes
     n_components: int | None = None  # latent GMM components; None picks them by BIC

@@ -58,8 +58,10 @@ class GANConfig:
     gp_weight: float = 10.0  # lambda of the gradient penalty
     # Lazy regularisation (Karras et al. 2020, StyleGAN2 sec. 3.1): the penalty's double backward on every k-th critic
     # step only, weighted by k so its average pull is unchanged.
-    gp_every: int = 1
-    reuse_fake: bool = False  # the generator step reuses the critic step's fake rows and graph (one forward saved)
+    # Measured on the 20k x 12 bench table at 50 epochs, two seeds, one thread: 39.0 s CPU (shapes 0.824, pairs 0.725)
+    # with neither, 28.4 s with `reuse_fake`, 23.5 s (0.833, 0.736) with both; wine and penguins within seed noise.
+    gp_every: int = 4
+    reuse_fake: bool = True  # the generator step reuses the last critic step's fake rows and graph (a forward saved)
     tau: float = 0.2  # Gumbel-softmax temperature during training
     critic_dropout: float = 0.5
     seed: int = 0  # seeds weight init, conditional draws and noise during fit; sampling uses the caller's generator
@@ -71,6 +73,9 @@ class GANConfig:
     delta: float | None = None  # None: 1 / (10 n), see models.privacy.default_delta
     max_grad_norm: float = 1.0  # per-sample clipping bound C
     weight_clip: float = 0.01  # with epsilon: critic weights clamped to [-c, c] after each step (WGAN, Arjovsky 2017)
+    # With epsilon: "wasserstein" (weight clipping keeps the critic Lipschitz) or "logistic": the non-saturating GAN
+    # loss (Goodfellow et al. 2014), which needs no Lipschitz critic, so no clipping that starves it.
+    private_loss: str = "wasserstein"
 
 
 # With DP the conditional vector is off: a layout with no categorical spans gives a Conditioner with zero levels.
@@ -283,6 +288,9 @@ class GAN:
                 return x[rows], self.cond_.one_hot(level), level
 
             critic_updates = [0]
+            logistic = dp is not None and cfg.private_loss == "logistic"
+            if cfg.private_loss not in ("wasserstein", "logistic"):
+                raise InvalidInputError(f"private_loss must be 'wasserstein' or 'logistic', got {cfg.private_loss!r}")
 
             def step(batch: Tensor) -> Tensor:
                 # Critic: maximise D(real) - D(fake) under the gradient penalty (WGAN-GP, Gulrajani et al. 2017).
@@ -292,9 +300,16 @@ class GAN:
                         logits, fake = self._generate(
                             torch.randn(real.shape[0], cfg.noise_dim, device=device), cond, tau=cfg.tau
                         )
-                        loss_d = (
-                            self._critic(fake.detach(), cond, critic).mean() - self._critic(real, cond, critic).mean()
-                        )
+                        if logistic:  # -log(1 - sigmoid(D(fake))) - log(sigmoid(D(real)))
+                            loss_d = (
+                                F.softplus(self._critic(fake.detach(), cond, critic)).mean()
+                                + F.softplus(-self._critic(real, cond, critic)).mean()
+                            )
+                        else:
+                            loss_d = (
+                                self._critic(fake.detach(), cond, critic).mean()
+                                - self._critic(real, cond, critic).mean()
+                            )
                         if dp is None and critic_updates[0] % cfg.gp_every == 0:
                             penalty = self._gradient_penalty(real, fake.detach(), cond)
                             loss_d = loss_d + cfg.gp_every * penalty
@@ -302,7 +317,7 @@ class GAN:
                     opt_d.zero_grad(set_to_none=True)
                     loss_d.backward()
                     opt_d.step()
-                    if dp is not None:
+                    if dp is not None and not logistic:
                         with torch.no_grad():
                             for p in self.critic_.parameters():
                                 p.clamp_(-cfg.weight_clip, cfg.weight_clip)
@@ -315,7 +330,8 @@ class GAN:
                         logits, fake = self._generate(
                             torch.randn(real.shape[0], cfg.noise_dim, device=device), cond, tau=cfg.tau
                         )
-                    loss_g = -self._critic(fake, cond).mean()
+                    critic_fake = self._critic(fake, cond)
+                    loss_g = F.softplus(-critic_fake).mean() if logistic else -critic_fake.mean()
                     if level is not None:
                         loss_g = loss_g + self.cond_.condition_loss(logits, level, self.layout_)
                 opt_g.zero_grad(set_to_none=True)
