@@ -56,7 +56,7 @@ def main() -> None:
                     f"{scores[1]:.3f}", "yes" if reached else "not reached", f"{tvae_s / spent:.1f}",
                 )  # fmt: skip
                 break
-    Console().print(table)
+    Console(width=200).print(table)  # wide: piped output would otherwise be cut to 80 columns
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ def one(model: str, rows: int, columns: int, epochs: int) -> dict:
     """Fit, sample and score one model on one generated table (in this process); returns timings and peak RSS."""
     import torch
 
+    torch.set_num_threads(1)  # SDV's peers run with one torch thread too (`run_sdv(..., threads=1)`)
+
     from bench.tables import train_and_fresh
     from bench.vs_sdv import column_shapes, pair_trends
     from models.base import make_generator
@@ -123,8 +125,8 @@ def main() -> None:
                     model, f"{rows:,}", str(columns), f"{r['fit_s']:.1f}", growth, f"{r['sample_s']:.1f}",
                     f"{r['metric_s']:.1f}", f"{r['peak_mib']:.0f}", f"{r['shapes']:.3f}", f"{r['trends']:.3f}", *peers,
                 )  # fmt: skip
-                Console().print(f"done {model} {rows}x{columns}: {r}")
-    Console().print(table)
+                Console(width=200).print(f"done {model} {rows}x{columns}: {r}")
+    Console(width=200).print(table)  # wide: piped output would otherwise be cut to 80 columns
 
 
 if __name__ == "__main__":
