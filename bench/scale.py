@@ -26,26 +26,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 METRIC_ROWS = 50_000
 
 
-def one(model: str, rows: int, columns: int, epochs: int) -> dict:
+def one(model: str, rows: int, columns: int, epochs: int, device: str = "auto", metric_rows: int = METRIC_ROWS) -> dict:
     """Fit, sample and score one model on one generated table (in this process); returns timings and peak RSS."""
     import torch
 
     torch.set_num_threads(1)  # SDV's peers run with one torch thread too (`run_sdv(..., threads=1)`)
 
+    from bench.sdv_runner import warm_up
     from bench.tables import train_and_fresh
     from bench.vs_sdv import column_shapes, pair_trends
-    from models.base import make_generator
+    from models.base import make_generator, resolve_device
     from models.encoders import TableEncoder
     from models.registry import build_model
     from schemas.table import infer_schema
 
-    frame, fresh = train_and_fresh(rows, columns, min(rows, METRIC_ROWS))
+    frame, fresh = train_and_fresh(rows, columns, min(rows, metric_rows))
+    warm_up(str(resolve_device(device)))  # CUDA's context and cuBLAS start-up are paid before the clock, as for SDV
     start = time.perf_counter()
     schema = infer_schema(frame)
     encoder = TableEncoder(schema, normalization="standard" if model == "gmm" else "mode").fit(frame)
     x = encoder.transform(frame)
     options: dict = {} if model == "gmm" else {"epochs": epochs}
-    fitted = build_model(model, spans=encoder.spans_, device="auto", options=options).fit(x)
+    fitted = build_model(model, spans=encoder.spans_, device=device, options=options).fit(x)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     synthetic = encoder.inverse_transform(
@@ -53,27 +55,33 @@ def one(model: str, rows: int, columns: int, epochs: int) -> dict:
     )
     sample_s = time.perf_counter() - start
     start = time.perf_counter()
-    shapes = column_shapes(fresh, synthetic.head(METRIC_ROWS))
-    trends = pair_trends(fresh, synthetic.head(METRIC_ROWS))
+    shapes = column_shapes(fresh, synthetic.head(metric_rows))
+    trends = pair_trends(fresh, synthetic.head(metric_rows))
     metric_s = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux reports KiB)
     return {
         "fit_s": fit_s, "sample_s": sample_s, "metric_s": metric_s, "peak_mib": peak,
-        "shapes": shapes, "trends": trends, "threads": torch.get_num_threads(),
+        "shapes": shapes, "trends": trends, "threads": torch.get_num_threads(), "device": str(fitted.device_),
     }  # fmt: skip
 
 
-def sdv(model: str, rows: int, columns: int, epochs: int, python: str) -> float | None:
+def sdv(model: str, rows: int, columns: int, epochs: int, python: str, *, gpu: bool, metric_rows: int) -> float | None:
     from bench.tables import train_and_fresh
     from bench.vs_sdv import run_sdv
 
-    frame, _ = train_and_fresh(rows, columns, min(rows, METRIC_ROWS))  # the very rows our models train on
+    frame, _ = train_and_fresh(rows, columns, min(rows, metric_rows))  # the very rows our models train on
     try:
-        seconds, _, _ = run_sdv(model, frame, epochs, python, 1)
+        seconds, _, _ = run_sdv(model, frame, epochs, python, 1, gpu)
     except Exception as exc:  # a peer that fails is reported, not fatal
         print(f"SDV {model} at {rows}x{columns} failed: {str(exc)[-300:]}", file=sys.stderr)
         return None
     return seconds
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def main() -> None:
@@ -85,26 +93,32 @@ def main() -> None:
     parser.add_argument("--sdv", nargs="*", default=["gaussian_copula", "tvae", "ctgan"])
     parser.add_argument("--sdv-max-rows", type=int, default=100_000)
     parser.add_argument("--sdv-python", default="/work/sdv-venv/bin/python")
+    parser.add_argument(
+        "--device", default="auto", help="ours (auto: CUDA when present); with CUDA SDV's TVAE/CTGAN too"
+    )
+    parser.add_argument("--metric-rows", type=int, default=METRIC_ROWS, help="rows scored (the scorers are slow)")
     parser.add_argument("--one", nargs=4, metavar=("MODEL", "ROWS", "COLUMNS", "EPOCHS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         model, rows, columns, epochs = args.one
-        print(json.dumps(one(model, int(rows), int(columns), int(epochs))))
+        print(json.dumps(one(model, int(rows), int(columns), int(epochs), args.device, args.metric_rows)))
         return
 
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"scale: mixed_table, {args.epochs} epochs for neural models and SDV")
+    table = Table(title=f"scale: mixed_table, {args.epochs} epochs for neural models and SDV, device {args.device}")
     for col in ("model", "rows", "cols", "fit s", "x per 10x rows", "sample s", "metric s", "peak MiB", "shapes",
                 "trends", *[f"{m} / ours" for m in args.sdv]):  # fmt: skip
         table.add_column(col, justify="right")
+    gpu = args.device.startswith("cuda") or (args.device == "auto" and _cuda_available())
     peer_seconds: dict[tuple[str, int, int], float | None] = {}  # each peer runs once per table, not once per model
     for model in args.models:
         for columns in args.columns:
             previous: float | None = None
             for rows in sorted(args.rows):
                 cmd = [sys.executable, __file__, "--one", model, str(rows), str(columns), str(args.epochs)]
+                cmd += ["--device", args.device, "--metric-rows", str(args.metric_rows)]
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if proc.returncode:
                     table.add_row(model, f"{rows:,}", str(columns), "failed: " + proc.stderr.strip()[-80:])
@@ -118,7 +132,13 @@ def main() -> None:
                     key = (name, rows, columns)
                     if key not in peer_seconds:
                         run = rows <= args.sdv_max_rows
-                        peer_seconds[key] = sdv(name, rows, columns, args.epochs, args.sdv_python) if run else None
+                        peer_seconds[key] = (
+                            sdv(
+                                name, rows, columns, args.epochs, args.sdv_python, gpu=gpu, metric_rows=args.metric_rows
+                            )
+                            if run
+                            else None
+                        )
                     s = peer_seconds[key]
                     peers.append(f"{s / ours:.1f}" if s else "not run")
                 table.add_row(

@@ -1,6 +1,6 @@
 """Fit and sample one SDV single-table synthesizer; runs inside the SDV venv, never in synthgate's environment.
 
-    /work/sdv-venv/bin/python bench/sdv_runner.py --data in.csv --model tvae --epochs 300 --rows 1000 --out out.csv
+    /work/sdv-venv/bin/python bench/sdv_runner.py --data in.csv --model tvae --epochs 300 --rows 1000 --out out.csv [--gpu]
 
 Prints one JSON line: {"fit_s": ..., "sample_s": ..., "cpu_s": ...} (cpu_s: process CPU seconds of fit + sample). SDV 2.0's single-table API takes and returns
 `{table_name: DataFrame}`; both shapes are tried so the runner works across 1.x and 2.x.
@@ -18,16 +18,19 @@ import torch
 TABLE = "table"
 
 
-def warm_up() -> None:
+def warm_up(device: str = "cpu") -> None:
     """Pay torch's one-off lazy imports before the clock starts, as `bench/vs_sdv.py` does for our models.
 
     The first `torch.optim` optimizer imports `torch._dynamo` (seconds on a loaded machine), whichever library builds
     it; left inside the timed region it would swamp a 50-epoch fit on a small table for SDV and for us alike.
+    On CUDA it also pays the context and cuBLAS start-up (about a second), which no fit should be charged.
     """
-    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1)).to(device)
     opt = torch.optim.Adam(net.parameters())
-    net(torch.randn(16, 4)).pow(2).mean().backward()  # the first backward also pays a one-off set-up
+    net(torch.randn(16, 4, device=device)).pow(2).mean().backward()  # the first backward also pays a one-off set-up
     opt.step()
+    if device != "cpu":
+        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -38,6 +41,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--gpu", action="store_true", help="TVAE/CTGAN on CUDA (SDV's enable_gpu)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -45,16 +49,16 @@ def main() -> None:
     from sdv.metadata import Metadata
     from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer, TVAESynthesizer
 
-    warm_up()
+    warm_up("cuda" if args.gpu else "cpu")
 
     frame = pd.read_csv(args.data)
     metadata = Metadata.detect_from_dataframes({TABLE: frame})
     if args.model == "gaussian_copula":
         synth = GaussianCopulaSynthesizer(metadata)
     elif args.model == "tvae":
-        synth = TVAESynthesizer(metadata, epochs=args.epochs, enable_gpu=False)
+        synth = TVAESynthesizer(metadata, epochs=args.epochs, enable_gpu=args.gpu)
     else:
-        synth = CTGANSynthesizer(metadata, epochs=args.epochs, enable_gpu=False)
+        synth = CTGANSynthesizer(metadata, epochs=args.epochs, enable_gpu=args.gpu)
     start, cpu = time.perf_counter(), time.process_time()
     try:
         synth.fit({TABLE: frame})

@@ -154,7 +154,7 @@ def pair_trends(real: pd.DataFrame, syn: pd.DataFrame) -> float:
 
 
 # ------------------------------------------------------------------------------------------------------ runners
-def run_ours(name: str, frame: pd.DataFrame, epochs: int) -> tuple[float, float, pd.DataFrame]:
+def run_ours(name: str, frame: pd.DataFrame, epochs: int, device: str = "cpu") -> tuple[float, float, pd.DataFrame]:
     start, cpu = time.perf_counter(), time.process_time()
     schema = infer_schema(frame)
     encoder = TableEncoder(schema, normalization="standard" if name == "gmm" else "mode").fit(frame)
@@ -162,19 +162,20 @@ def run_ours(name: str, frame: pd.DataFrame, epochs: int) -> tuple[float, float,
     options: dict = {"n_components": None} if name == "gmm" else {"epochs": epochs}
     if name in ("vae", "autoencoder"):
         options |= {"patience": None, "val_fraction": 0.0}
-    model = build_model(name, spans=encoder.spans_, device="cpu", options=options).fit(x)
-    synthetic = encoder.inverse_transform(model.sample(len(frame), generator=make_generator(0)))
+    model = build_model(name, spans=encoder.spans_, device=device, options=options).fit(x.to(device))
+    synthetic = encoder.inverse_transform(model.sample(len(frame), generator=make_generator(0, device)))
     return time.perf_counter() - start, time.process_time() - cpu, synthetic
 
 
 def run_sdv(
-    name: str, frame: pd.DataFrame, epochs: int, sdv_python: str, threads: int
+    name: str, frame: pd.DataFrame, epochs: int, sdv_python: str, threads: int, gpu: bool = False
 ) -> tuple[float, float, pd.DataFrame]:
     with tempfile.TemporaryDirectory() as tmp:
         data, out = Path(tmp) / "in.csv", Path(tmp) / "out.csv"
         frame.to_csv(data, index=False)
         cmd = [sdv_python, str(Path(__file__).with_name("sdv_runner.py")), "--data", str(data), "--model", name]
         cmd += ["--epochs", str(epochs), "--rows", str(len(frame)), "--out", str(out), "--threads", str(threads)]
+        cmd += ["--gpu"] if gpu else []
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode:
             raise RuntimeError(f"SDV {name} failed:\n{proc.stderr[-3000:]}")
@@ -191,19 +192,23 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sdv-python", default=SDV_PYTHON)
+    parser.add_argument(
+        "--device", default="cpu", help="ours on cpu or cuda; with cuda SDV's TVAE/CTGAN get the GPU too"
+    )
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    warm_up()  # torch's one-off lazy imports, paid before the clock as in the SDV process
+    warm_up(args.device)  # torch's one-off lazy imports (and CUDA's start-up), paid before the clock as for SDV
+    gpu = args.device.startswith("cuda")
 
     rows = []
     for table in args.tables:
         frame = load_table(table)
         for model in args.models:
             if model in SDV:
-                seconds, cpu, synthetic = run_sdv(model, frame, args.epochs, args.sdv_python, args.threads)
+                seconds, cpu, synthetic = run_sdv(model, frame, args.epochs, args.sdv_python, args.threads, gpu)
             else:
-                seconds, cpu, synthetic = run_ours(model, frame, args.epochs)
+                seconds, cpu, synthetic = run_ours(model, frame, args.epochs, args.device)
             row = {
                 "table": table,
                 "model": model if model in OURS else f"sdv_{model}",
@@ -224,7 +229,7 @@ def main() -> None:
         for peer in ("sdv_tvae", "sdv_ctgan"):
             if peer in cpu:
                 result.loc[part.index, f"cpu_x_vs_{peer[4:]}"] = (cpu[peer] / part["cpu_s"]).round(1).to_numpy()
-    print(f"\nepochs={args.epochs} threads={args.threads} (speed-up = SDV seconds / our seconds)")
+    print(f"\nepochs={args.epochs} threads={args.threads} device={args.device} (speed-up = SDV seconds / our seconds)")
     print(result.to_string(index=False))
     if args.json:
         result.to_json(args.json, orient="records", indent=2)

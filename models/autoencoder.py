@@ -110,6 +110,7 @@ class Autoencoder:
 
     def _build(self, n_features: int, device: torch.device) -> None:
         cfg = self.config or AutoencoderConfig()
+        self.device_ = device  # where sampling generators should live (tasks.sample makes them here)
         self.layout_ = SpanLayout(self.spans, n_features, device)
         self.module_ = AutoencoderModule(n_features, cfg).to(device)
 

@@ -196,6 +196,7 @@ class GAN:
     # -------------------------------------------------------------------------------------------------- fitting
     def _build(self, n_features: int, device: torch.device) -> None:
         cfg = self.config or GANConfig()
+        self.device_ = device  # where sampling generators should live (tasks.sample makes them here)
         self.layout_ = SpanLayout(self.spans, n_features, device)
         private = cfg.epsilon is not None
         self.cond_ = Conditioner(_NO_CATEGORIES if private else self.layout_, device)

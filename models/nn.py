@@ -120,7 +120,11 @@ class SpanLayout:
                 binary-concrete one (Jang et al. 2017; Maddison et al. 2017), so a GAN generator stays differentiable
                 through discrete columns. Noise comes from the global RNG, which `fit` seeds.
             hard: with `tau`, return straight-through one-hots (forward hard, backward soft).
+
+        Activations run in float32 (under CUDA autocast the network's output is bfloat16): softmax and sigmoid are
+        where low precision hurts, and the spans are written back into one tensor of one dtype.
         """
+        logits = logits.float()
         out = logits
         if self.sigmoid.numel():
             flags = logits[:, self.sigmoid]

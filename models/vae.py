@@ -102,6 +102,7 @@ class VAE:
     # -------------------------------------------------------------------------------------------------- fitting
     def _build(self, n_features: int, device: torch.device) -> None:
         cfg = self.config or VAEConfig()
+        self.device_ = device  # where sampling generators should live (tasks.sample makes them here)
         self.layout_ = SpanLayout(self.spans, n_features, device)
         self.module_ = VAEModule(n_features, self.layout_.linear.numel(), cfg).to(device)
         self.n_features_in_ = n_features
