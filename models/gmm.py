@@ -77,6 +77,9 @@ class GMMConfig:
     n_init: int = 1
     kmeans_iter: int = 10
     selection_rows: int = 5_000  # BIC search runs on at most this many rows, then the winner is refitted on all
+    # The search compares candidates whose BICs differ by hundreds: it stops EM at `tol * search_tol_factor`, and the
+    # winner is then refitted from its own parameters to `tol` (autoencoder on 10k x 30: fit 3.07 -> 2.11 s, same scores).
+    search_tol_factor: float = 10.0
     seed: int = 0  # seeds initialisation only; sampling randomness comes from the caller's generator
     # Continuous means shift with each row's levels (conditional-Gaussian mixture); None: from AUTO_REGRESS_ROWS rows.
     regress_on_levels: bool | None = None
@@ -256,7 +259,7 @@ class GaussianMixture:
             best, worse_in_a_row = None, 0
             for k in range(1, min(cfg.max_components, max(1, sub.shape[0] // 10)) + 1):
                 try:
-                    params = self._fit_k(sub, layout, k, gen)
+                    params = self._fit_k(sub, layout, k, gen, tol=cfg.tol * cfg.search_tol_factor)
                 except InvalidInputError:
                     break
                 bics[k] = self._bic(params, sub.shape[0], layout)
@@ -269,18 +272,26 @@ class GaussianMixture:
                     worse_in_a_row += 1
                     if worse_in_a_row >= 2:  # BIC is rising: larger k only overfits
                         break
-            if sub is not x:  # refit on every row, starting from the subsample's winner (far fewer EM iterations)
-                best = self._fit_k(x, layout, best["weights"].shape[0], gen, start=best)
+            # Refit on every row to the full tolerance, starting from the search's winner (far fewer EM iterations).
+            best = self._fit_k(x, layout, best["weights"].shape[0], gen, start=best)
             self.bic_ = bics
         self._set_params(best, layout, d)
         logger.info("gmm: fitted %d components on %d rows x %d features", self.n_components_, n, d)
         return self
 
     def _fit_k(
-        self, x: Tensor, layout: _Layout, k: int, gen: torch.Generator, *, start: dict[str, Any] | None = None
+        self,
+        x: Tensor,
+        layout: _Layout,
+        k: int,
+        gen: torch.Generator,
+        *,
+        start: dict[str, Any] | None = None,
+        tol: float | None = None,
     ) -> dict[str, Any]:
         """EM with `k` components: best of `n_init` k-means++ starts, or one run from `start`'s parameters."""
         cfg = self.config
+        tol = cfg.tol if tol is None else tol
         # The continuous block and one-hot groups, sliced once for every EM iteration.
         data = _Prepared.of(x, layout, ridge=self.config.ridge if self._regresses() else None)
         best: dict[str, Any] | None = None
@@ -296,7 +307,7 @@ class GaussianMixture:
                 params = self._m_step(data, log_resp.exp(), params.get("coef"))
                 change = log_norm - lower_bound
                 lower_bound = log_norm
-                if abs(change) < cfg.tol:
+                if abs(change) < tol:
                     converged = True
                     break
             params.update(lower_bound=lower_bound, converged=converged, n_iter=n_iter)
