@@ -290,7 +290,14 @@ def synthesize_table(
     report = request.resolved_report_path
     with _timed(timings, "report"):
         write_report(
-            report, schema=schema, real=holdout, synthetic=synthetic, gates=gates, facts=facts, candidates=candidates
+            report,
+            schema=schema,
+            real=holdout,
+            synthetic=synthetic,
+            gates=gates,
+            facts=facts,
+            candidates=candidates,
+            notes=metadata.notes,
         )
         create_run_artifacts(gates, facts)
     if not gates.passed:

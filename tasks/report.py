@@ -295,12 +295,48 @@ def _details(gates: GateResult, name: str) -> dict:
         return {}
 
 
-def _privacy_section(gates: GateResult) -> str:
-    parts = []
+RISK_METRICS = ("singling_out_risk", "linkability_risk", "inference_risk", "mia_auc")
+
+
+def _budget_and_risk(gates: GateResult, epsilon: Any, notes: Sequence[str]) -> str:
+    """The stated budget beside the measured risk (issue #7): epsilon, how it was split, and what the attacks got."""
+    rows = [
+        "<tr><td>differential-privacy budget spent</td>"
+        f"<td class='num'>{html.escape(str(epsilon if epsilon is not None else 'none (no differential privacy)'))}</td>"
+        "<td>-</td><td>an upper bound on how much any one training row can change the output</td></tr>"
+    ]
+    names = {m.name for m in gates.metrics}
+    for name in RISK_METRICS:
+        if name not in names:
+            continue
+        m = gates.metric(name)
+        ci = m.details.get("ci_95")
+        interval = f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "-"
+        rows.append(
+            f"<tr><td>{html.escape(name)}</td><td class='num'>{_fmt(m.value)}</td><td>{interval}</td>"
+            f"<td>{html.escape(m.description)}</td></tr>"
+        )
+    split = [n for n in notes if n.startswith(("privacy:", "rare categories"))]
+    split_html = "".join(f"<li>{html.escape(n)}</li>" for n in split)
+    return (
+        "<h3>Budget beside measured risk</h3>"
+        "<table><tr><th>what</th><th>value</th><th>95% interval</th><th>meaning</th></tr>"
+        + "".join(rows)
+        + "</table>"
+        + (f"<p>How the budget was spent:</p><ul>{split_html}</ul>" if split_html else "")
+        + "<p class='muted'>Risks are the attacker's success on training rows beyond its success on holdout rows it "
+        "never saw (0 = no better than guessing about people outside the data); the membership-inference AUC is 0.5 "
+        "when members cannot be told from non-members.</p>"
+    )
+
+
+def _privacy_section(gates: GateResult, epsilon: Any = None, notes: Sequence[str] = ()) -> str:
+    parts = [_budget_and_risk(gates, epsilon, notes)]
     try:
         dcr = gates.metric("dcr_share_excess")
     except KeyError:
-        return "<p class='muted'>No distance-based privacy metrics were computed.</p>"
+        return parts[0] + "<p class='muted'>No distance-based privacy metrics were computed.</p>"
+    parts.append("<h3>Distance to the closest record</h3>")
     hist = dcr.details.get("histogram")
     if hist:
         parts.append(f"<div class='wide'><img alt='DCR histogram' src='{dcr_figure(hist)}'></div>")
@@ -323,6 +359,7 @@ def render_report(
     gates: GateResult,
     facts: Mapping[str, Any],
     candidates: Sequence[CandidateScore] | None = None,
+    notes: Sequence[str] = (),
 ) -> str:
     """The report as one HTML string (see `write_report`); `real` may be None when the real data is not at hand."""
     columns = [c for c in schema.modelled if c.name in synthetic.columns][:MAX_PLOT_COLUMNS]
@@ -342,9 +379,7 @@ def render_report(
         else ""
     )
     no_real = "" if real is not None else "<p class='muted'>The real data was not available: synthetic only.</p>"
-    notes = (
-        "".join(f"<li>{html.escape(n)}</li>" for n in gates.notes) or "<li>No metric was computed on a subsample.</li>"
-    )
+    notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in [*notes, *gates.notes]) or "<li>No notes.</li>"
     cand = f"<h2>Candidates (--model auto)</h2>{_candidate_table(candidates)}" if candidates else ""
     title = html.escape(f"synthgate report: {schema.name}")
     return f"""<!DOCTYPE html>
@@ -363,10 +398,10 @@ def render_report(
 <section id="correlations"><h2>Associations</h2>
 <p class="muted">Spearman correlation for numeric pairs, Cramér's V (numbers cut into quintiles) for the others;
 the right panel shows where the synthetic data lost (or invented) a relation.</p>{heat}</section>
-<section id="privacy"><h2>Privacy: distance to the closest record</h2>{_privacy_section(gates)}</section>
+<section id="privacy"><h2>Privacy</h2>{_privacy_section(gates, facts.get("epsilon"), notes)}</section>
 <section id="facts"><h2>Run facts</h2>{_kv_table(facts)}</section>
 {cand}
-<section id="notes"><h2>Notes</h2><ul>{notes}</ul></section>
+<section id="notes"><h2>Notes</h2><ul>{notes_html}</ul></section>
 </main></body></html>
 """
 
@@ -380,6 +415,7 @@ def write_report(
     gates: GateResult,
     facts: Mapping[str, Any],
     candidates: Sequence[CandidateScore] | None = None,
+    notes: Sequence[str] = (),
 ) -> Path:
     """Write the self-contained HTML report to `path` atomically (temp file beside it, then `os.replace`).
 
@@ -391,11 +427,15 @@ def write_report(
         gates: every metric and verdict; the DCR histogram comes from `dcr_share_excess`'s details.
         facts: run facts shown as a table (model, seed, rows, times, data hash, epsilon, ...).
         candidates: the models `--model auto` tried, if any.
+        notes: the run's notes (budget split, rare-category merges, streaming); shown with the metrics' notes, and
+            the privacy ones beside the measured risk.
 
     Returns:
         The path written.
     """
-    text = render_report(schema=schema, real=real, synthetic=synthetic, gates=gates, facts=facts, candidates=candidates)
+    text = render_report(
+        schema=schema, real=real, synthetic=synthetic, gates=gates, facts=facts, candidates=candidates, notes=notes
+    )
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -538,4 +578,5 @@ def regenerate_report(parquet_path: str | Path, html_path: str | Path) -> Path:
         gates=meta.gates,
         facts=facts_from_metadata(meta),
         candidates=meta.candidates,
+        notes=meta.notes,
     )

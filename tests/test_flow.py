@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -9,7 +11,9 @@ from typer.testing import CliRunner
 from flows.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, app
 from flows.synthesize import synthesize_table
 from schemas.errors import GateRefusedError
+from schemas.gates import GateThresholds
 from schemas.request import RunRequest
+from schemas.table import infer_schema
 from tasks.publish import read_metadata
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -127,3 +131,38 @@ def test_auto_tries_every_family_and_records_each_candidate(tmp_path):
     scored = [c for c in meta.candidates if c.score is not None]
     assert meta.model == max(scored, key=lambda c: c.score).model
     assert all(c.fit_seconds > 0 for c in meta.candidates)
+
+
+def test_private_run_records_the_budget_and_reports_it_beside_the_measured_risk(penguins, tmp_path):
+    # Arrange: the private gmm (DP-EM) at epsilon 3 with a public schema (the data team's category lists and
+    # bounds), so all of the budget goes to training. (Inferring the lists under DP from 275 rows wipes every
+    # category below about 150 rows, and the gates then refuse the output, as they should.)
+    schema_path = tmp_path / "penguins.yaml"
+    infer_schema(penguins, name="penguins").to_yaml(schema_path)
+    request = RunRequest(
+        input="dataset:penguins",
+        output=tmp_path / "private.parquet",
+        schema_path=schema_path,
+        model="gmm",
+        epsilon=3.0,
+        seed=0,
+        # DP-EM on 275 rows keeps the marginals (column shapes 0.87) but not all pairs: the default gates refuse it,
+        # rightly; this test is about the budget's record, so the pair and detection gates are off here.
+        thresholds=GateThresholds(pair_trends_min=None, detection_auc_max=None),
+    )
+
+    # Act
+    result = synthesize_table(request)
+
+    # Assert: the spent budget is in the Parquet metadata, within what was asked, with delta below 1/n.
+    meta = read_metadata(result.output)
+    assert meta.model == "gmm_dp" and 0 < meta.epsilon <= 3.0 + 1e-9
+    assert meta.delta < 1 / meta.n_rows_train
+    # ... and the report's privacy section puts it beside every attack's risk and interval, with how it was spent.
+    page = result.report.read_text()
+    privacy = page[page.index('<section id="privacy">') : page.index('<section id="facts">')]
+    assert "Budget beside measured risk" in privacy and f"{meta.epsilon}" in privacy
+    for name in ("singling_out_risk", "linkability_risk", "inference_risk", "mia_auc"):
+        assert name in privacy
+    assert len(re.findall(r"\[\d\.\d+, \d\.\d+\]", privacy)) == 3  # a 95% interval for each attack
+    assert "schema (public); all of epsilon to training" in privacy
