@@ -5,10 +5,11 @@ autoencoder] [--epochs 5] [--sdv gaussian_copula tvae ctgan] [--sdv-max-rows 100
 
 Each (model, rows, columns) runs in a fresh child process, so its peak RSS (`ru_maxrss`) is its own. The table is
 `bench.tables.mixed_table` (two thirds continuous with missing values, one third categorical). Columns: fit, sample
-and metric (column shapes + pair trends against a fresh real table of the same size, capped at 50k rows) seconds,
-peak RSS, and the fit-time growth factor per 10x rows (1 = constant, 10 = linear). SDV runs through
-`bench/sdv_runner.py` in /work/sdv-venv at the same epoch count, only up to `--sdv-max-rows` (CTGAN/TVAE at 1M rows
-take hours on 2 cores), and is shown as the ratio SDV seconds / ours for the same table.
+(in rounds of 65,536 rows, as the flow samples) and metric (column shapes + pair trends against fresh real rows,
+`--metric-rows`, default 50k) seconds, peak RSS, and the fit-time growth factor per 10x rows (1 = constant, 10 =
+linear). SDV runs through `bench/sdv_runner.py` in /work/sdv-venv at the same epoch count, only up to
+`--sdv-max-rows` (CTGAN/TVAE at 1M rows take hours on 2 cores), and is shown as the ratio SDV seconds / ours for the
+same table. `--device cuda` puts ours, and SDV's TVAE/CTGAN, on the GPU.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 METRIC_ROWS = 50_000
+SAMPLE_ROWS = 65_536  # rows drawn and decoded per round, the flow's `tasks.sample.BATCH_ROWS`
 
 
 def one(model: str, rows: int, columns: int, epochs: int, device: str = "auto", metric_rows: int = METRIC_ROWS) -> dict:
     """Fit, sample and score one model on one generated table (in this process); returns timings and peak RSS."""
+    import pandas as pd
     import torch
 
     torch.set_num_threads(1)  # SDV's peers run with one torch thread too (`run_sdv(..., threads=1)`)
@@ -51,9 +54,12 @@ def one(model: str, rows: int, columns: int, epochs: int, device: str = "auto", 
     fitted = build_model(model, spans=encoder.spans_, device=device, options=options).fit(x)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
-    synthetic = encoder.inverse_transform(
-        fitted.sample(rows, generator=make_generator(0, getattr(fitted, "device_", None) or "cpu"))
-    )
+    gen = make_generator(0, getattr(fitted, "device_", None) or "cpu")
+    parts = [  # in rounds, as the flow samples (tasks.sample.BATCH_ROWS): memory bounded by a round, not by `rows`
+        encoder.inverse_transform(fitted.sample(min(SAMPLE_ROWS, rows - done), generator=gen))
+        for done in range(0, rows, SAMPLE_ROWS)
+    ]
+    synthetic = pd.concat(parts, ignore_index=True)
     sample_s = time.perf_counter() - start
     start = time.perf_counter()
     shapes = column_shapes(fresh, synthetic.head(metric_rows))
