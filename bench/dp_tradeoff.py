@@ -44,6 +44,12 @@ mixed:20000x12 (16000 training rows; vae and gmm: this file's defaults, gan: --o
     gmm   3     0.980  0.949  0.503 0.000 0.000 0.045   0.2  (drop 0.005: meets)
     gmm   1     0.976  0.934  0.505 0.000 0.000 0.050   0.2
 
+  Session 3, idle machine: the generator is now CTGAN's residual BatchNorm network (only the critic is private, so
+  BatchNorm is safe); the vae, gmm and other gan rows above were re-run unchanged.
+
+    gan   none  0.891  0.891  0.502 0.004 0.000 0.050   9.7
+    gan   3     0.870  0.834  0.497 0.014 0.000 0.043 118.4  (drop 0.022: meets)
+
 dataset:penguins (275 training rows): vae 0.791 plain, 0.679 / 0.671 / 0.666 at epsilon 10 / 3 / 1 (drop 0.120:
 misses; MIA AUC 0.590 plain, 0.566 at 3); gmm 0.913 plain, 0.891 / 0.870 / 0.697 (drop 0.043: meets). The singling-out
 risk of a single run rests on few successful guesses and jumps between runs (vae 0.600 at epsilon 3 above, 0 at 10).

@@ -36,7 +36,16 @@ from models.base import (
     save_checkpoint,
 )
 from models.encoders.table import Span
-from models.nn import MLP, SpanLayout, as_conditions, normal, spans_from_meta, spans_to_meta, uniform
+from models.nn import (
+    MLP,
+    ResidualGenerator,
+    SpanLayout,
+    as_conditions,
+    normal,
+    spans_from_meta,
+    spans_to_meta,
+    uniform,
+)
 from models.privacy import default_delta, index_loader, make_private
 from models.registry import register
 from models.training import History, Progress, adam, autocast, seeded, train
@@ -48,6 +57,9 @@ class GANConfig:
     noise_dim: int = 128
     generator_hidden: tuple[int, ...] = (128,)  # one layer of 128 each: 1.7x faster than two of 256 and better
     critic_hidden: tuple[int, ...] = (128,)  # shapes/pairs at 50 epochs on penguins and wine
+    # "residual": CTGAN's residual BatchNorm blocks (`models.nn.ResidualGenerator`); "mlp": a LayerNorm MLP (the
+    # generator of checkpoints saved before the option existed).
+    generator: str = "residual"
     epochs: int = 300
     batch_size: int = 500  # CTGAN's default; must be a multiple of pac
     pac: int = 10  # rows the critic judges together (PacGAN)
@@ -201,7 +213,10 @@ class GAN:
         private = cfg.epsilon is not None
         self.cond_ = Conditioner(_NO_CATEGORIES if private else self.layout_, device)
         c = self.cond_.n_levels
-        self.generator_ = MLP(cfg.noise_dim + c, tuple(cfg.generator_hidden), n_features).to(device)
+        if cfg.generator not in ("residual", "mlp"):
+            raise InvalidInputError(f"generator must be 'residual' or 'mlp', got {cfg.generator!r}")
+        make = ResidualGenerator if cfg.generator == "residual" else MLP
+        self.generator_ = make(cfg.noise_dim + c, tuple(cfg.generator_hidden), n_features).to(device)
         self.critic_ = MLP(
             cfg.pac * (n_features + c),
             tuple(cfg.critic_hidden),
@@ -249,8 +264,8 @@ class GAN:
         cfg = self.config or GANConfig()
         device = resolve_device(self.device)
         x = check_matrix(x).to(device)  # (n, d), moved once
-        if x.shape[0] < cfg.pac:
-            raise InvalidInputError(f"the gan needs at least pac={cfg.pac} rows, got {x.shape[0]}; lower pac")
+        if x.shape[0] < max(cfg.pac, 2):  # BatchNorm in the generator needs two rows a batch
+            raise InvalidInputError(f"the gan needs at least max(pac, 2)={max(cfg.pac, 2)} rows, got {x.shape[0]}")
         if cfg.batch_size % cfg.pac:
             raise InvalidInputError(f"batch_size ({cfg.batch_size}) must be a multiple of pac ({cfg.pac})")
         with seeded(cfg.seed, device):
@@ -353,7 +368,7 @@ class GAN:
                 name="gan",
                 drop_last=True,
                 privacy=dp,
-                min_private_rows=cfg.pac,
+                min_private_rows=max(cfg.pac, 2),  # a pack, and two rows for the generator's BatchNorm
             )
             if dp is not None:
                 self.critic_ = dp.detach()
@@ -411,6 +426,7 @@ class GAN:
     @classmethod
     def load(cls, directory: Path, *, device: torch.device | str = "cpu") -> Self:
         config, state, meta = load_checkpoint(directory, device=device)
+        config.setdefault("generator", "mlp")  # saved before the residual generator: it had the LayerNorm MLP
         model = cls(config_from_dict(GANConfig, config), spans=spans_from_meta(meta["spans"]), device=device)
         model._build(meta["n_features_in"], resolve_device(device))
         model.generator_.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("generator.")})
