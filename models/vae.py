@@ -26,7 +26,15 @@ from models.base import (
     save_checkpoint,
 )
 from models.encoders.table import Span
-from models.nn import MLP, SpanLayout, as_conditions, normal, spans_from_meta, spans_to_meta
+from models.nn import (
+    MLP,
+    SpanLayout,
+    as_conditions,
+    normal,
+    packed_decoder_state,
+    spans_from_meta,
+    spans_to_meta,
+)
 from models.privacy import default_delta, index_loader, make_private
 from models.registry import register
 from models.training import History, Progress, adam, autocast, seeded, split_validation, train
@@ -58,11 +66,12 @@ class VAEConfig:
 class VAEModule(nn.Module):
     """Encoder to (mu, logvar), decoder to raw per-feature outputs, and a per-value-feature log sigma."""
 
-    def __init__(self, n_features: int, n_linear: int, config: VAEConfig):
+    def __init__(self, n_features: int, n_linear: int, config: VAEConfig, n_out: int | None = None):
         super().__init__()
         hidden = tuple(config.hidden)
         self.encoder = MLP(n_features, hidden, 2 * config.latent_dim, norm=config.norm)
-        self.decoder = MLP(config.latent_dim, hidden[::-1], n_features, norm=config.norm)
+        # The decoder emits the layout's packed order (`SpanLayout.packed_width`), so the loss needs no gathers.
+        self.decoder = MLP(config.latent_dim, hidden[::-1], n_out or n_features, norm=config.norm)
         self.log_sigma = nn.Parameter(torch.full((n_linear,), math.log(0.1)))
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -104,18 +113,23 @@ class VAE:
         cfg = self.config or VAEConfig()
         self.device_ = device  # where sampling generators should live (tasks.sample makes them here)
         self.layout_ = SpanLayout(self.spans, n_features, device)
-        self.module_ = VAEModule(n_features, self.layout_.linear.numel(), cfg).to(device)
+        self.module_ = VAEModule(n_features, self.layout_.linear.numel(), cfg, self.layout_.packed_width).to(device)
         self.n_features_in_ = n_features
 
     def _sigma(self) -> Tensor:
         cfg = self.config or VAEConfig()
         return self.module_.log_sigma.clamp(math.log(cfg.min_sigma), 0.0)  # (n_linear,)
 
-    def _loss(self, x: Tensor, noise: Tensor, net: nn.Module | None = None) -> Tensor:
-        """Negative ELBO per row, averaged: reconstruction NLL + beta * KL(q(z|x) || N(0, I))."""
+    def _loss(self, rows: Tensor, noise: Tensor, net: nn.Module | None = None) -> Tensor:
+        """Negative ELBO per row, averaged: reconstruction NLL + beta * KL(q(z|x) || N(0, I)).
+
+        `rows` are (n, n_features + packed_width): the encoded rows, then the same rows in packed order (the targets,
+        packed once for the whole fit so that a batch is one slice).
+        """
         cfg = self.config or VAEConfig()
-        logits, mu, logvar = (net or self.module_)(x, noise)
-        recon = self.layout_.reconstruction_loss(logits.float(), x, self._sigma())  # (n,)
+        d = self.n_features_in_
+        logits, mu, logvar = (net or self.module_)(rows[:, :d], noise)
+        recon = self.layout_.packed_loss(logits.float(), rows[:, d:], self._sigma())  # (n,)
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)  # Kingma & Welling 2014, appendix B
         return (recon + cfg.beta * kl.float()).mean()
 
@@ -129,8 +143,9 @@ class VAE:
         with seeded(cfg.seed, device):
             gen = make_generator(cfg.seed, device)
             private = cfg.epsilon is not None
-            x_train, x_val = (x, None) if private else split_validation(x, cfg.val_fraction, gen)
             self._build(x.shape[1], device)
+            rows = torch.cat([x, self.layout_.pack(x)], dim=1)  # inputs beside their packed targets
+            x_train, x_val = (rows, None) if private else split_validation(rows, cfg.val_fraction, gen)
             opt = adam(self.module_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, private=private)
             net, dp = self.module_, None
             if private:  # DP-SGD hook (models/privacy.py)
@@ -182,7 +197,7 @@ class VAE:
     @torch.no_grad()
     def _decode(self, z: Tensor, generator: torch.Generator | None) -> Tensor:
         """Decode latent codes; with a generator, draw values, categories and flags, else return the modes."""
-        logits = self.module_.decoder(z).float()  # (n, d)
+        logits = self.layout_.unpack(self.module_.decoder(z).float())  # (n, d) in feature order
         probs = self.layout_.activate(logits)
         if generator is None:
             return self.layout_.harden(probs)
@@ -234,7 +249,12 @@ class VAE:
     # ---------------------------------------------------------------------------------------------- persistence
     def save(self, directory: Path) -> None:
         require_fitted(self)
-        meta = {"n_features_in": self.n_features_in_, "spans": spans_to_meta(self.spans), **_history_meta(self)}
+        meta = {
+            "n_features_in": self.n_features_in_,
+            "spans": spans_to_meta(self.spans),
+            "packed_output": True,
+            **_history_meta(self),
+        }
         save_checkpoint(
             directory, kind="vae", config=self.config or VAEConfig(), state=self.module_.state_dict(), meta=meta
         )
@@ -245,7 +265,8 @@ class VAE:
         config = config_from_dict(VAEConfig, config)
         model = cls(config, spans=spans_from_meta(meta["spans"]), device=device)
         model._build(meta["n_features_in"], resolve_device(device))
-        model.module_.load_state_dict(state)
+        packed = meta.get("packed_output", False)  # saved before the packed layout: converted, same samples
+        model.module_.load_state_dict(packed_decoder_state(state, model.layout_, "decoder", packed=packed))
         model.module_.eval()
         return model
 

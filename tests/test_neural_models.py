@@ -201,3 +201,30 @@ def test_gan_saved_before_the_residual_generator_still_loads(small_encoded, tmp_
     assert loaded.config.generator == "mlp"
     same = [m.sample(20, generator=make_generator(0)) for m in (model, loaded)]
     assert torch.equal(*same)
+
+
+def test_vae_saved_before_the_packed_decoder_loads_and_samples_the_same(small_encoded, tmp_path):
+    # Arrange: rewrite a fitted vae's checkpoint as the old format (decoder output in feature order, no marker).
+    import json
+
+    encoder, x = small_encoded
+    model = VAE(VAEConfig(epochs=2), spans=encoder.spans_).fit(x)
+    model.save(tmp_path / "old")
+    state = torch.load(tmp_path / "old" / "state.pt")
+    last = max(
+        (k for k in state if k.startswith("decoder.") and k.endswith(".weight")), key=lambda k: int(k.split(".")[1])
+    )
+    unpack = model.layout_.unpack_index
+    state[last] = state[last][unpack]
+    state[last.replace("weight", "bias")] = state[last.replace("weight", "bias")][unpack]
+    torch.save(state, tmp_path / "old" / "state.pt")
+    meta = json.loads((tmp_path / "old" / "meta.json").read_text())
+    del meta["packed_output"]
+    (tmp_path / "old" / "meta.json").write_text(json.dumps(meta))
+
+    # Act
+    loaded = VAE.load(tmp_path / "old")
+
+    # Assert
+    same = [m.sample(30, generator=make_generator(0)) for m in (model, loaded)]
+    assert torch.equal(*same)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -188,33 +187,34 @@ def test_dp_preprocessing_spends_a_share_and_drops_unseen_categories(penguins):
 
 @pytest.mark.slow
 def test_dp_lowers_membership_inference_on_an_overfitting_prone_table(penguins):
-    # Arrange: a small table, no early stopping, a weak KL term: the plain VAE sits closer to its training rows.
-    # Measured by bench/dp_tradeoff.py on penguins: MIA AUC 0.557 without DP, 0.506 at epsilon 10.
-    from models.vae import VAE, VAEConfig
+    # Arrange: a small table and an autoencoder whose latent mixture has a component for about every three training
+    # rows, without code noise: it samples near-copies of its training rows, the case DP is for. Measured: MIA AUC
+    # 0.737 plain; 0.546 / 0.504 with DP at epsilon 1 (seeds 0 / 1). A VAE's prior draws fall between training codes,
+    # so even an overfitted one scored only 0.52-0.57 here: too close to 0.5 to show a difference on 54 holdout rows.
+    from models.autoencoder import Autoencoder, AutoencoderConfig
     from tasks.preprocess import encode_training
     from tasks.privacy import mia_auc, privacy_distances
 
     frame = penguins.dropna().reset_index(drop=True)
     schema = infer_schema(frame)
     train, holdout = split_holdout(frame, fraction=0.2, seed=0)
-    base = {"epochs": 40, "batch_size": 100, "val_fraction": 0.0, "patience": None}
 
-    def auc(config: VAEConfig, encoder, x) -> float:
-        model = VAE(config, spans=encoder.spans_).fit(x)
+    def auc(config: AutoencoderConfig, encoder, x) -> float:
+        model = Autoencoder(config, spans=encoder.spans_).fit(x)
         syn = encoder.inverse_transform(model.sample(len(train), generator=torch.Generator().manual_seed(1)))
         return float(mia_auc(privacy_distances(train, holdout, syn, schema)).value)
 
     # Act
     encoder, x = encode_training(train, schema)
-    plain = auc(VAEConfig(**base), encoder, x)
-    prepared = prepare_training(train, schema, model="vae", epsilon=1.0, delta=None, rare_k=None, public_schema=True)
-    private = auc(
-        VAEConfig(**prepared.model_options({**base, "epochs": 10})),
-        prepared.private.encoder,
-        prepared.private.encoded,
+    memorising = {"epochs": 200, "batch_size": 50, "n_components": 80, "latent_noise": 0.0}
+    plain = auc(AutoencoderConfig(**memorising, val_fraction=0.0, patience=None), encoder, x)
+    prepared = prepare_training(
+        train, schema, model="autoencoder", epsilon=1.0, delta=None, rare_k=None, public_schema=True
     )
+    options = prepared.model_options({"epochs": 10, "batch_size": 100})
+    private = auc(AutoencoderConfig(**options), prepared.private.encoder, prepared.private.encoded)
 
     # Assert
-    assert plain > 0.53
-    assert private < plain - 0.02
-    assert np.isfinite(private)
+    print(f"MIA AUC plain {plain:.3f}, DP epsilon 1 {private:.3f}")
+    assert plain > 0.65
+    assert private < plain - 0.1
