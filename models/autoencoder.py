@@ -33,7 +33,7 @@ from models.base import (
 )
 from models.encoders.table import Span
 from models.gmm import GaussianMixture, GMMConfig
-from models.nn import MLP, SpanLayout, as_conditions, spans_from_meta, spans_to_meta
+from models.nn import MLP, SpanLayout, as_conditions, packed_decoder_state, spans_from_meta, spans_to_meta
 from models.privacy import default_delta, index_loader, make_private
 from models.registry import register
 from models.training import History, Progress, adam, autocast, seeded, split_validation, train
@@ -67,11 +67,12 @@ class AutoencoderConfig:
 
 
 class AutoencoderModule(nn.Module):
-    def __init__(self, n_features: int, config: AutoencoderConfig):
+    def __init__(self, n_features: int, config: AutoencoderConfig, n_out: int | None = None):
         super().__init__()
         hidden = tuple(config.hidden)
         self.encoder = MLP(n_features, hidden, config.latent_dim)
-        self.decoder = MLP(config.latent_dim, hidden[::-1], n_features)
+        # The decoder emits the layout's packed order (`SpanLayout.packed_width`), so the loss needs no gathers.
+        self.decoder = MLP(config.latent_dim, hidden[::-1], n_out or n_features)
         self.bounded = config.epsilon is not None  # DP: codes in (-2, 2), the DP mixture's clipping bound
 
     def code(self, x: Tensor) -> Tensor:
@@ -112,7 +113,7 @@ class Autoencoder:
         cfg = self.config or AutoencoderConfig()
         self.device_ = device  # where sampling generators should live (tasks.sample makes them here)
         self.layout_ = SpanLayout(self.spans, n_features, device)
-        self.module_ = AutoencoderModule(n_features, cfg).to(device)
+        self.module_ = AutoencoderModule(n_features, cfg, self.layout_.packed_width).to(device)
 
     def _gmm_config(self) -> GMMConfig:
         cfg = self.config or AutoencoderConfig()
@@ -128,8 +129,9 @@ class Autoencoder:
         private = cfg.epsilon is not None
         with seeded(cfg.seed, device):
             gen = make_generator(cfg.seed, device)
-            x_train, x_val = (x, None) if private else split_validation(x, cfg.val_fraction, gen)
             self._build(x.shape[1], device)
+            rows = torch.cat([x, self.layout_.pack(x)], dim=1)  # inputs beside their packed targets
+            x_train, x_val = (rows, None) if private else split_validation(rows, cfg.val_fraction, gen)
             opt = adam(self.module_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             net, dp, delta = self.module_, None, None
             if private:  # DP-SGD hook (models/privacy.py) with the networks' share of the budget
@@ -146,10 +148,12 @@ class Autoencoder:
                 )
                 opt, net = dp.optimizer, dp.module
 
-            def step(batch: Tensor) -> Tensor:
+            d = x.shape[1]
+
+            def step(batch: Tensor) -> Tensor:  # (b, d + packed_width): rows, then their packed targets
                 with autocast(device):
                     noise = cfg.latent_noise * torch.randn(batch.shape[0], cfg.latent_dim, device=device)
-                    loss = self.layout_.reconstruction_loss(net(batch, noise).float(), batch).mean()
+                    loss = self.layout_.packed_loss(net(batch[:, :d], noise).float(), batch[:, d:]).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -157,7 +161,7 @@ class Autoencoder:
 
             def evaluate(rows: Tensor) -> Tensor:
                 zero = torch.zeros(rows.shape[0], cfg.latent_dim, device=device)
-                return self.layout_.reconstruction_loss(self.module_(rows, zero).float(), rows).mean()
+                return self.layout_.packed_loss(self.module_(rows[:, :d], zero).float(), rows[:, d:]).mean()
 
             self.history_: History = train(
                 step,
@@ -231,7 +235,7 @@ class Autoencoder:
         gen = generator if generator is not None else make_generator(None, device)
         self.module_.eval()
         z = self.latent_.sample(n, generator=gen).to(device) * self.latent_std_ + self.latent_mean_  # (n, latent)
-        probs = self.layout_.activate(self.module_.decoder(z).float())
+        probs = self.layout_.activate(self.layout_.unpack(self.module_.decoder(z).float()))
         return self.layout_.draw(probs, gen)
 
     def save(self, directory: Path) -> None:
@@ -246,6 +250,7 @@ class Autoencoder:
         meta = {
             "n_features_in": self.n_features_in_,
             "spans": spans_to_meta(self.spans),
+            "packed_output": True,
             "epochs_run": h.epochs_run,
             "best_epoch": h.best_epoch,
             "fit_seconds": h.seconds,
@@ -265,7 +270,8 @@ class Autoencoder:
         model._build(meta["n_features_in"], resolve_device(device))
         model.latent_mean_ = state.pop("latent_mean")
         model.latent_std_ = state.pop("latent_std")
-        model.module_.load_state_dict(state)
+        packed = meta.get("packed_output", False)  # saved before the packed layout: converted, same samples
+        model.module_.load_state_dict(packed_decoder_state(state, model.layout_, "decoder", packed=packed))
         model.module_.eval()
         if model.config.epsilon is not None:
             from models.gmm_dp import DPGaussianMixture

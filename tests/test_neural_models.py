@@ -203,12 +203,13 @@ def test_gan_saved_before_the_residual_generator_still_loads(small_encoded, tmp_
     assert torch.equal(*same)
 
 
-def test_vae_saved_before_the_packed_decoder_loads_and_samples_the_same(small_encoded, tmp_path):
-    # Arrange: rewrite a fitted vae's checkpoint as the old format (decoder output in feature order, no marker).
+@pytest.mark.parametrize("name", ["vae", "autoencoder"])
+def test_model_saved_before_the_packed_decoder_loads_and_samples_the_same(name, small_encoded, tmp_path):
+    # Arrange: rewrite a fitted model's checkpoint as the old format (decoder output in feature order, no marker).
     import json
 
     encoder, x = small_encoded
-    model = VAE(VAEConfig(epochs=2), spans=encoder.spans_).fit(x)
+    model = CLASSES[name](type(FAST[name])(epochs=2), spans=encoder.spans_).fit(x)
     model.save(tmp_path / "old")
     state = torch.load(tmp_path / "old" / "state.pt")
     last = max(
@@ -223,7 +224,7 @@ def test_vae_saved_before_the_packed_decoder_loads_and_samples_the_same(small_en
     (tmp_path / "old" / "meta.json").write_text(json.dumps(meta))
 
     # Act
-    loaded = VAE.load(tmp_path / "old")
+    loaded = CLASSES[name].load(tmp_path / "old")
 
     # Assert
     same = [m.sample(30, generator=make_generator(0)) for m in (model, loaded)]
