@@ -8,7 +8,8 @@ everything else, so speed and reporting are fixed in one place:
   DataLoader, no per-row Python, no host-device copies per step;
 - mixed precision (bfloat16 autocast) on CUDA only, via `autocast`; bfloat16 needs no GradScaler;
 - a validation split, early stopping on it, and the best epoch's weights (copied in memory) restored at the end;
-- a `progress` callback and a log line every `log_every` epochs: epoch, loss, val_loss, rows/s, ETA.
+- a `progress` callback and a log line every `log_every` epochs: epoch, loss, val_loss, rows/s, ETA;
+- the batch shrinks to what a share of the device's free memory holds (`memory_batch_size`), never grows.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import copy
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +60,37 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+# A row's training footprint, in bytes per encoded feature (tables) or per pixel value (images): activations,
+# their gradients and temporaries of a few hundred units wide networks, generously.
+BYTES_PER_VALUE = 4 * 64
+MEMORY_SHARE = 0.25  # of the device's free memory that one training batch may take
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Free memory on `device`: the CUDA allocator's view of the card, or the host's available RAM."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_batch_size(requested: int, values_per_row: int, device: torch.device) -> int:
+    """The requested batch, or as many rows as `MEMORY_SHARE` of the free memory holds when that is fewer.
+
+    A guard, not a tuner: the batch is a hyperparameter that changes what is learnt, so it only ever shrinks, and
+    then with a warning, rather than fail with an out-of-memory error halfway through a fit (wide images on a
+    small GPU).
+    """
+    cap = max(1, int(free_memory_bytes(device) * MEMORY_SHARE // max(values_per_row * BYTES_PER_VALUE, 1)))
+    if cap < requested:
+        logger.warning(
+            "batch of %d rows does not fit in %.0f%% of the free memory on %s: training with %d", requested,
+            100 * MEMORY_SHARE, device, cap,
+        )  # fmt: skip
+        return cap
+    return requested
 
 
 def split_validation(x: Tensor, fraction: float, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
@@ -110,7 +143,7 @@ def train(
         The `History` of the run.
     """
     n = x.shape[0]
-    batch_size = max(1, min(batch_size, n))
+    batch_size = max(1, min(memory_batch_size(batch_size, x.shape[1], x.device), n))
     history = History()
     best_val, best_state, since_best = math.inf, None, 0
     start = time.perf_counter()

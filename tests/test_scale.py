@@ -181,3 +181,31 @@ def test_generating_two_million_rows_keeps_peak_memory_bounded(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     peak = int(done.stdout.split()[-1])
     assert peak < PEAK_BOUND_BYTES, f"peak traced memory {peak / 2**20:.0f} MiB"
+
+
+def test_training_batch_shrinks_to_what_free_memory_holds(monkeypatch, caplog):
+    # Arrange: free memory whose training share holds 100 rows of 10 features.
+    import logging
+
+    import torch
+
+    from models import training
+
+    room = 100 * 10 * training.BYTES_PER_VALUE / training.MEMORY_SHARE
+    monkeypatch.setattr(training, "free_memory_bytes", lambda device: room)
+    x = torch.randn(1000, 10)
+    sizes: list[int] = []
+
+    def step(batch):
+        sizes.append(len(batch))
+        return torch.zeros(())
+
+    # Act
+    with caplog.at_level(logging.WARNING, logger="models.training"):
+        training.train(step, x, modules={}, epochs=1, batch_size=500, generator=torch.Generator().manual_seed(0))
+    kept = training.memory_batch_size(50, 10, torch.device("cpu"))
+
+    # Assert: never more than fits, every row still seen once, a warning says why; a batch that fits is kept.
+    assert max(sizes) == 100 and sum(sizes) == 1000
+    assert "does not fit" in caplog.text
+    assert kept == 50

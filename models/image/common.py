@@ -8,6 +8,7 @@ the same layout. `ImageModel` holds the sklearn-style contract once (`__init__` 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from models.base import (
     save_checkpoint,
 )
 from models.privacy import PrivateTraining
+from models.training import memory_batch_size
 from schemas.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
@@ -260,11 +262,13 @@ class ImageModel:
         and training stops if the accountant ever reports more than the target epsilon.
         """
         n_epochs, started = self.config.epochs, time.perf_counter()
+        pixels = math.prod(self.image_shape_ or (1,))  # values per image: the batch shrinks if memory is short
+        batch = memory_batch_size(self.config.batch_size, pixels, torch.device(self.device_))
         for epoch in range(1, n_epochs + 1):
             t0 = time.perf_counter()
             sums: dict[str, float] = {}
             n_batches = 0
-            batches = minibatches(n_rows, self.config.batch_size, generator) if privacy is None else privacy.batches()
+            batches = minibatches(n_rows, batch, generator) if privacy is None else privacy.batches()
             for idx in batches:
                 for key, value in step(idx).items():
                     sums[key] = sums.get(key, 0.0) + value
