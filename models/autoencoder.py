@@ -30,6 +30,7 @@ from models.base import (
     require_fitted,
     resolve_device,
     save_checkpoint,
+    to_device,
 )
 from models.encoders.table import Span
 from models.gmm import GaussianMixture, GMMConfig
@@ -125,7 +126,7 @@ class Autoencoder:
         """Train the autoencoder on encoded rows `x` (n, n_features), then fit the GMM to the codes of all rows."""
         cfg = self.config or AutoencoderConfig()
         device = resolve_device(self.device)
-        x = check_matrix(x).to(device)
+        x = to_device(check_matrix(x), device)
         private = cfg.epsilon is not None
         with seeded(cfg.seed, device):
             gen = make_generator(cfg.seed, device)

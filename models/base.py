@@ -48,6 +48,13 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
+def to_device(x: Tensor, device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Copy training rows to `device` once for the whole fit; on CUDA through pinned memory, without blocking the host."""
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device=device, non_blocking=True).to(dtype)
+    return x.to(device=device, dtype=dtype)
+
+
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
     """A generator on `device`, seeded when `seed` is given (the task boundary turns seeds into generators)."""
     gen = torch.Generator(device=torch.device(device))

@@ -34,6 +34,7 @@ from models.base import (
     require_fitted,
     resolve_device,
     save_checkpoint,
+    to_device,
 )
 from models.encoders.table import Span
 from models.nn import (
@@ -263,7 +264,7 @@ class GAN:
         """Train on encoded rows `x` (n, n_features); conditions at fit time are not used (every level is learnt)."""
         cfg = self.config or GANConfig()
         device = resolve_device(self.device)
-        x = check_matrix(x).to(device)  # (n, d), moved once
+        x = to_device(check_matrix(x), device)  # (n, d), moved once
         if x.shape[0] < max(cfg.pac, 2):  # BatchNorm in the generator needs two rows a batch
             raise InvalidInputError(f"the gan needs at least max(pac, 2)={max(cfg.pac, 2)} rows, got {x.shape[0]}")
         if cfg.batch_size % cfg.pac:

@@ -46,6 +46,7 @@ from models.base import (
     require_fitted,
     resolve_device,
     save_checkpoint,
+    to_device,
 )
 from models.encoders.table import Span
 from models.registry import register
@@ -125,13 +126,6 @@ def _weighted_covariances(x: Tensor, resp: Tensor, nk: Tensor, means: Tensor, re
         diff = x - means[j]
         cov[j] = (resp[:, j : j + 1] * diff).T @ diff / nk[j] + reg * eye
     return cov
-
-
-def _pinned_to(x: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """Copy rows to `device` once for the whole fit; on CUDA through pinned memory, without blocking the host."""
-    if device.type == "cuda" and x.device.type == "cpu":
-        return x.pin_memory().to(device=device, non_blocking=True).to(dtype)
-    return x.to(device=device, dtype=dtype)
 
 
 def _draw_levels(probs: Tensor, comp: Tensor, gen: torch.Generator) -> Tensor:
@@ -242,7 +236,7 @@ class GaussianMixture:
         """Fit by EM; with `n_components=None` pick the component count by BIC on (a subsample of) `x`."""
         cfg = self.config
         device = resolve_device(self.device)
-        x = _pinned_to(check_matrix(x), device, torch.float64)  # (n, d); float64: EM sums many small terms
+        x = to_device(check_matrix(x), device, torch.float64)  # (n, d); float64: EM sums many small terms
         n, d = x.shape
         self._fit_rows = n
         layout = _Layout.from_spans(self.spans, d, device)

@@ -24,6 +24,7 @@ from models.base import (
     require_fitted,
     resolve_device,
     save_checkpoint,
+    to_device,
 )
 from models.encoders.table import Span
 from models.nn import (
@@ -139,7 +140,7 @@ class VAE:
         """Train on encoded rows `x` (n, n_features); `conditions` is not used (the VAE does not condition)."""
         cfg = self.config or VAEConfig()
         device = resolve_device(self.device)
-        x = check_matrix(x).to(device)  # (n, d), moved once
+        x = to_device(check_matrix(x), device)  # (n, d), moved once
         with seeded(cfg.seed, device):
             gen = make_generator(cfg.seed, device)
             private = cfg.epsilon is not None
