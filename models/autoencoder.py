@@ -127,7 +127,8 @@ class Autoencoder:
     def fit(
         self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[Progress], None] | None = None
     ) -> Self:
-        """Train the autoencoder on encoded rows `x` (n, n_features), then fit the GMM to the codes of all rows."""
+        """Train the autoencoder on encoded rows `x` (n, n_features), then fit the GMM to the codes of the rows (a
+        uniform subsample of `latent_rows` when there are more)."""
         cfg = self.config or AutoencoderConfig()
         device = resolve_device(self.device)
         x = to_device(check_matrix(x), device)

@@ -265,8 +265,9 @@ class GAN:
         cfg = self.config or GANConfig()
         device = resolve_device(self.device)
         x = to_device(check_matrix(x), device)  # (n, d), moved once
-        if x.shape[0] < max(cfg.pac, 2):  # BatchNorm in the generator needs two rows a batch
-            raise InvalidInputError(f"the gan needs at least max(pac, 2)={max(cfg.pac, 2)} rows, got {x.shape[0]}")
+        min_rows = max(cfg.pac, 2)  # a PacGAN pack, and two rows a batch for the generator's BatchNorm
+        if x.shape[0] < min_rows:
+            raise InvalidInputError(f"the gan needs at least max(pac, 2)={min_rows} rows, got {x.shape[0]}")
         if cfg.batch_size % cfg.pac:
             raise InvalidInputError(f"batch_size ({cfg.batch_size}) must be a multiple of pac ({cfg.pac})")
         with seeded(cfg.seed, device):
@@ -369,7 +370,7 @@ class GAN:
                 name="gan",
                 drop_last=True,
                 privacy=dp,
-                min_private_rows=max(cfg.pac, 2),  # a pack, and two rows for the generator's BatchNorm
+                min_private_rows=min_rows,
             )
             if dp is not None:
                 self.critic_ = dp.detach()
