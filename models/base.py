@@ -71,13 +71,22 @@ def require_fitted(model: Any, attribute: str = "n_features_in_") -> None:
         raise NotFittedError(f"this {type(model).__name__} is not fitted yet; call fit(data) before using it")
 
 
+def _all_finite(x: Tensor) -> bool:
+    """Whether `x` has no NaN or infinity. A sum is NaN or infinite when any entry is (or when finite entries
+    overflow, rare, and then the exact test decides): one reduction instead of a boolean tensor of the input's size
+    (2 s for `isfinite(x).all()` on 1M x 232 floats)."""
+    if not x.is_floating_point():
+        return True
+    return bool(torch.isfinite(x.sum(dtype=torch.float64))) or bool(torch.isfinite(x).all())
+
+
 def check_matrix(x: Tensor, name: str = "x") -> Tensor:
     """Models take a 2-D float tensor with no NaN (the encoder guarantees it; users calling models directly may not)."""
     if not isinstance(x, Tensor):
         x = torch.as_tensor(x)
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise InvalidInputError(f"{name} must be a non-empty 2-D tensor (rows, features), got shape {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
+    if not _all_finite(x):
         raise InvalidInputError(f"{name} contains NaN or infinite values; encode the table with TableEncoder first")
     return x.float()
 

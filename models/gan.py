@@ -303,7 +303,7 @@ class GAN:
                 if not has_cond:
                     return batch[:b], torch.zeros(b, 0, device=device), None
                 level, rows = self.cond_.draw_training(b)
-                return x[rows], self.cond_.one_hot(level), level
+                return x.index_select(0, rows), self.cond_.one_hot(level), level
 
             critic_updates = [0]
             logistic = dp is not None and cfg.private_loss == "logistic"

@@ -271,7 +271,13 @@ class GaussianMixture:
             best = self._fit_k(x, layout, best["weights"].shape[0], gen, start=best)
             self.bic_ = bics
         self._set_params(best, layout, d)
-        logger.info("gmm: fitted %d components on %d rows x %d features", self.n_components_, n, d)
+        logger.info(
+            "gmm: fitted %d components on %d rows x %d features (%d EM iterations)",
+            self.n_components_,
+            n,
+            d,
+            best["n_iter"],
+        )
         return self
 
     def _fit_k(

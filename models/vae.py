@@ -124,13 +124,12 @@ class VAE:
     def _loss(self, rows: Tensor, noise: Tensor, net: nn.Module | None = None) -> Tensor:
         """Negative ELBO per row, averaged: reconstruction NLL + beta * KL(q(z|x) || N(0, I)).
 
-        `rows` are (n, n_features + packed_width): the encoded rows, then the same rows in packed order (the targets,
-        packed once for the whole fit so that a batch is one slice).
+        `rows` are (n, n_features) encoded rows; their packed copy (`SpanLayout.pack`, one gather of a batch) is the
+        decoder's target.
         """
         cfg = self.config or VAEConfig()
-        d = self.n_features_in_
-        logits, mu, logvar = (net or self.module_)(rows[:, :d], noise)
-        recon = self.layout_.packed_loss(logits.float(), rows[:, d:], self._sigma())  # (n,)
+        logits, mu, logvar = (net or self.module_)(rows, noise)
+        recon = self.layout_.packed_loss(logits.float(), self.layout_.pack(rows), self._sigma())  # (n,)
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)  # Kingma & Welling 2014, appendix B
         return (recon + cfg.beta * kl.float()).mean()
 
@@ -145,8 +144,8 @@ class VAE:
             gen = make_generator(cfg.seed, device)
             private = cfg.epsilon is not None
             self._build(x.shape[1], device)
-            rows = torch.cat([x, self.layout_.pack(x)], dim=1)  # inputs beside their packed targets
-            x_train, x_val = (rows, None) if private else split_validation(rows, cfg.val_fraction, gen)
+            train_rows, val_rows = (None, None) if private else split_validation(x.shape[0], cfg.val_fraction, gen)
+            x_val = None if val_rows is None else x.index_select(0, val_rows.to(device))
             opt = adam(self.module_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, private=private)
             net, dp = self.module_, None
             if private:  # DP-SGD hook (models/privacy.py)
@@ -154,9 +153,9 @@ class VAE:
                 dp = make_private(
                     self.module_,
                     opt,
-                    index_loader(x_train.shape[0], cfg.batch_size),
+                    index_loader(x.shape[0], cfg.batch_size),
                     epsilon=cfg.epsilon,
-                    delta=cfg.delta or default_delta(x_train.shape[0]),
+                    delta=cfg.delta or default_delta(x.shape[0]),
                     epochs=cfg.epochs,
                     max_grad_norm=cfg.max_grad_norm,
                 )
@@ -177,7 +176,8 @@ class VAE:
 
             self.history_: History = train(
                 step,
-                x_train,
+                x,
+                rows=train_rows,
                 modules={"vae": self.module_},
                 epochs=cfg.epochs,
                 batch_size=cfg.batch_size,

@@ -165,37 +165,49 @@ class TableEncoder:
         self.columns_, self.spans_, self.n_features_ = states, spans, start
 
     # ------------------------------------------------------------------------------------------------ transform
-    def transform(self, frame: pd.DataFrame) -> Tensor:
-        """(n_rows, n_features_) float32 tensor of the modelled columns."""
+    def transform(self, frame: pd.DataFrame, *, chunk_rows: int = 16_384) -> Tensor:
+        """(n_rows, n_features_) float32 tensor of the modelled columns.
+
+        Each column is first read whole into a 1-D array (pandas' per-call cost is paid once per column), then the
+        output is filled in blocks of `chunk_rows` rows: a block's scattered one-hot writes and per-mode arrays stay
+        in cache. Writing column by column into the whole (n, width) array made 1M x 30 rows take 8.7 s against
+        0.40 s for 100k, growth 22x per 10x rows.
+        """
         self._require_fitted()
         cols = {c.name: c for c in self.schema.modelled}
         n = len(frame)
-        out = np.zeros((n, self.n_features_), dtype=np.float32)
+        columns = []  # per column: its state and its codes (categories) or filled values and missing mask (numbers)
         spans = iter(self.spans_)
         for state in self.columns_:
-            col = cols[state.name]
             if state.kind in ("categorical", "boolean"):
-                span = next(spans)
                 codes = _level_codes(frame[state.name], state.levels, state.name)
-                out[np.arange(n), span.start + codes] = 1.0
+                columns.append((state, "codes", codes, None, [next(spans)]))
                 continue
-            values = _numeric_values(frame[state.name], col)
+            values = _numeric_values(frame[state.name], cols[state.name])
             missing = ~np.isfinite(values)
             if missing.any() and not state.has_missing:
                 raise InvalidInputError(f"column {state.name!r} has missing values but its schema says nullable: false")
-            filled = np.where(missing, state.mean, values)
-            value_span = next(spans)
-            if state.mode_means:
-                from models.encoders.modes import encode_modes
+            own = [next(spans) for _ in range(1 + bool(state.mode_means) + state.has_missing)]
+            columns.append((state, "values", np.where(missing, state.mean, values), missing, own))
+        out = np.zeros((n, self.n_features_), dtype=np.float32)
+        for lo in range(0, n, chunk_rows):
+            block = out[lo : lo + chunk_rows]  # a view: writes land in `out`
+            rows = np.arange(block.shape[0])
+            for state, kind, data, missing, own in columns:
+                part = data[lo : lo + chunk_rows]
+                if kind == "codes":
+                    block[rows, own[0].start + part] = 1.0
+                    continue
+                if state.mode_means:
+                    from models.encoders.modes import encode_modes
 
-                mode_span = next(spans)
-                scaled, mode = encode_modes(filled, state.mode_weights, state.mode_means, state.mode_stds)
-                out[:, value_span.start] = scaled
-                out[np.arange(n), mode_span.start + mode] = 1.0
-            else:
-                out[:, value_span.start] = (filled - state.mean) / state.std
-            if state.has_missing:
-                out[:, next(spans).start] = missing.astype(np.float32)
+                    scaled, mode = encode_modes(part, state.mode_weights, state.mode_means, state.mode_stds)
+                    block[:, own[0].start] = scaled
+                    block[rows, own[1].start + mode] = 1.0
+                else:
+                    block[:, own[0].start] = (part - state.mean) / state.std
+                if state.has_missing:
+                    block[:, own[-1].start] = missing[lo : lo + chunk_rows]
         return torch.from_numpy(out)
 
     def fit_transform(self, frame: pd.DataFrame) -> Tensor:
