@@ -154,17 +154,24 @@ def pair_trends(real: pd.DataFrame, syn: pd.DataFrame) -> float:
 
 
 # ------------------------------------------------------------------------------------------------------ runners
-def run_ours(name: str, frame: pd.DataFrame, epochs: int, device: str = "cpu") -> tuple[float, float, pd.DataFrame]:
+def run_ours(
+    name: str, frame: pd.DataFrame, epochs: int, device: str = "cpu", *, early_stopping: bool = False
+) -> tuple[float, float, pd.DataFrame, int | None]:
+    """Fit and sample one of our models; returns (wall s, CPU s, synthetic frame, epochs run or None for the gmm).
+
+    Early stopping is off unless asked for, so that epochs are equal to SDV's.
+    """
     schema = infer_schema(frame)  # outside the clock: the SDV runner detects its metadata before its clock starts
     start, cpu = time.perf_counter(), time.process_time()
     encoder = TableEncoder(schema, normalization="standard" if name == "gmm" else "mode").fit(frame)
     x = encoder.transform(frame)
     options: dict = {"n_components": None} if name == "gmm" else {"epochs": epochs}
-    if name in ("vae", "autoencoder"):
+    if name in ("vae", "autoencoder") and not early_stopping:
         options |= {"patience": None, "val_fraction": 0.0}
     model = build_model(name, spans=encoder.spans_, device=device, options=options).fit(x.to(device))
     synthetic = encoder.inverse_transform(model.sample(len(frame), generator=make_generator(0, device)))
-    return time.perf_counter() - start, time.process_time() - cpu, synthetic
+    history = getattr(model, "history_", None)
+    return time.perf_counter() - start, time.process_time() - cpu, synthetic, history and history.epochs_run
 
 
 def run_sdv(
@@ -209,7 +216,7 @@ def main() -> None:
             if model in SDV:
                 seconds, cpu, synthetic = run_sdv(model, frame, args.epochs, args.sdv_python, args.threads, gpu)
             else:
-                seconds, cpu, synthetic = run_ours(model, frame, args.epochs, args.device)
+                seconds, cpu, synthetic, _ = run_ours(model, frame, args.epochs, args.device)
             row = {
                 "table": table,
                 "model": model if model in OURS else f"sdv_{model}",

@@ -193,14 +193,14 @@ class Autoencoder:
             )
             if dp is not None:
                 self.module_ = dp.detach()
-            with torch.no_grad():
-                codes = self.module_.code(x).float()  # (n, latent)
             if dp is not None:
-                self._fit_private_latent(codes, delta, dp.report(), device)
+                self._fit_private_latent(self._codes(x), delta, dp.report(), device)
                 self.n_features_in_ = x.shape[1]
                 return self
-            if codes.shape[0] > cfg.latent_rows:  # a uniform subsample: the density has a few thousand parameters
-                codes = codes[torch.randperm(codes.shape[0], generator=gen, device=gen.device)[: cfg.latent_rows]]
+            if x.shape[0] > cfg.latent_rows:  # a uniform subsample: the density has a few thousand parameters
+                pick = torch.randperm(x.shape[0], generator=gen, device=gen.device)[: cfg.latent_rows]
+                x = x.index_select(0, pick.to(device))  # only these rows are coded (at 1M rows 10x fewer)
+            codes = self._codes(x)  # (n, latent)
             self.latent_mean_ = codes.mean(0)
             self.latent_std_ = codes.std(0).clamp(min=1e-6)
             self.latent_ = GaussianMixture(self._gmm_config(), device=device).fit(
@@ -208,6 +208,12 @@ class Autoencoder:
             )
         self.n_features_in_ = x.shape[1]
         return self
+
+    @torch.no_grad()
+    def _codes(self, x: Tensor, chunk_rows: int = 65_536) -> Tensor:
+        """Latent codes of rows (n, d) in chunks: one pass over a million rows at once allocates gigabytes of
+        activations (first-touch memory made the 1M-row fit grow 11.7x over 100k)."""
+        return torch.cat([self.module_.code(x[i : i + chunk_rows]).float() for i in range(0, x.shape[0], chunk_rows)])
 
     def _fit_private_latent(self, codes: Tensor, delta: float, sgd: dict[str, Any], device: torch.device) -> None:
         """DP-EM mixture on the bounded codes with the latent share of the budget; no standardisation."""

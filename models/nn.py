@@ -125,6 +125,7 @@ class SpanLayout:
         self.soft_pad = torch.where(mask, 0.0, PAD).to(device)  # (n_soft, max_width)
         self.soft_slots = mask.flatten().nonzero().squeeze(1).to(device)  # (sum of widths,) slots of the flat block
         self.soft_is_mode = torch.tensor([s.role == "mode" for s in self.soft_spans], dtype=torch.bool).to(device)
+        self.soft_width = torch.tensor([s.width for s in self.soft_spans], dtype=torch.long).to(device)  # (n_soft,)
         # The packed order [values | flags | softmax block padded to max_width]: a network whose output layer emits
         # it needs no gathers in its loss (two slices and a view: the index/scatter pairs they replace were 20% of a
         # vae step's profile on the bench table, and the fit got about 10% faster), and one gather back to feature
@@ -138,9 +139,22 @@ class SpanLayout:
         self.unpack_index = unpack.to(device)  # (n_features,) packed position of each feature
 
     # ---------------------------------------------------------------------------------------------- softmax block
+    def soft_block(self, x: Tensor) -> Tensor:
+        """(n, n_soft, max_width) values of every softmax span's slots; padding slots hold feature 0's value.
+
+        One `index_select` of the flattened slot index: `x[:, soft_index]` (advanced indexing) took 3x as long, and
+        its backward is an index_put where this one's is an index_add.
+        """
+        return x.index_select(1, self.soft_index.flatten()).view(x.shape[0], *self.soft_index.shape)
+
     def soft_logits(self, logits: Tensor) -> Tensor:
         """(n, n_soft, max_width) logits of every softmax span, padding slots at a large negative value."""
-        return logits[:, self.soft_index] + self.soft_pad  # (n, n_soft, max_width)
+        return self.soft_block(logits) + self.soft_pad  # (n, n_soft, max_width)
+
+    def set_onehots(self, out: Tensor, choice: Tensor) -> Tensor:
+        """Write a one-hot of `choice` (n, n_soft), a slot per softmax span, into `out` (n, n_features) in place."""
+        feature = self.soft_index.gather(1, choice.T).T  # (n, n_soft) feature index of each chosen slot
+        return out.index_fill_(1, self.soft_flat, 0.0).scatter_(1, feature, 1.0)
 
     def scatter_soft(self, out: Tensor, block: Tensor) -> Tensor:
         """Write a (n, n_soft, max_width) block into the feature positions of `out` (n, n_features); returns a copy."""
@@ -181,14 +195,19 @@ class SpanLayout:
         Drawing (rather than taking the argmax) keeps rare categories at their modelled frequency. Mode spans take the
         argmax instead: the mode and its offset come from the same decoder output, and drawing the mode of two
         correlated columns independently would decorrelate them (TVAE also decodes modes by argmax).
+
+        Categories are drawn by inverting each span's cumulative probabilities with one uniform per span: an exact
+        categorical draw that needs a twentieth of the random numbers and none of the logarithms of the Gumbel-max
+        trick (sampling 65,536 rows of the 30-column bench table: 2.2 -> 0.6 s).
         """
         out = probs.clone()
         if self.soft_spans:
-            block = self.soft_logits(torch.log(probs.clamp(min=1e-12)))  # (n, n_soft, w)
-            gumbel = -torch.log(-torch.log(uniform(block.shape, generator, probs.device).clamp(1e-12, 1 - 1e-7)))
-            choice = (block + gumbel).argmax(-1)  # Gumbel-max trick: an exact categorical draw, (n, n_soft)
-            choice = torch.where(self.soft_is_mode, block.argmax(-1), choice)
-            out = self.scatter_soft(out, F.one_hot(choice, block.shape[-1]).to(probs.dtype))
+            block = self.soft_block(probs) * self.soft_mask  # (n, n_soft, w), 0 on padding
+            cum = block.cumsum(-1)
+            u = uniform((probs.shape[0], block.shape[1], 1), generator, probs.device) * cum[..., -1:]
+            choice = torch.minimum((cum <= u).sum(-1), self.soft_width - 1)  # first slot whose cumsum exceeds u
+            choice = torch.where(self.soft_is_mode, block.argmax(-1), choice)  # (n, n_soft)
+            out = self.set_onehots(out, choice)
         if self.sigmoid.numel():
             u = uniform((probs.shape[0], self.sigmoid.numel()), generator, probs.device)
             out[:, self.sigmoid] = (u < probs[:, self.sigmoid]).to(probs.dtype)
@@ -198,8 +217,7 @@ class SpanLayout:
         """Deterministic counterpart of `draw`: argmax one-hots, flags kept as probabilities."""
         out = probs.clone()
         if self.soft_spans:
-            block = self.soft_logits(probs)
-            out = self.scatter_soft(out, F.one_hot(block.argmax(-1), block.shape[-1]).to(probs.dtype))
+            out = self.set_onehots(out, self.soft_logits(probs).argmax(-1))
         return out
 
     # ---------------------------------------------------------------------------------------------- losses
@@ -209,7 +227,7 @@ class SpanLayout:
 
     def unpack(self, packed: Tensor) -> Tensor:
         """(n, packed_width) in packed order -> (n, n_features) in feature order (padding slots dropped)."""
-        return packed[:, self.unpack_index]
+        return packed.index_select(1, self.unpack_index)
 
     def packed_loss(self, out: Tensor, target: Tensor, log_sigma: Tensor | None = None) -> Tensor:
         """Negative log-likelihood of `target` under the decoder output `out`, both packed, summed over spans, per row.
