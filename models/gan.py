@@ -160,7 +160,8 @@ class Conditioner:
     def condition_loss(self, logits: Tensor, level: Tensor, layout: SpanLayout) -> Tensor:
         """Cross-entropy of the generator's raw output for each row's conditioned span (Xu et al. 2019, sec. 4.3)."""
         block = layout.soft_logits(logits)  # (b, n_soft, w)
-        chosen = block[torch.arange(level.shape[0], device=level.device), self.soft_row[self.span_of[level]]]
+        span = self.soft_row[self.span_of[level]]  # (b,) the conditioned span's row in the block
+        chosen = block.gather(1, span[:, None, None].expand(-1, 1, block.shape[2])).squeeze(1)  # (b, w)
         return F.cross_entropy(chosen.float(), self.level_in_span[level])
 
     def from_conditions(self, cond: Tensor) -> tuple[Tensor, Tensor]:

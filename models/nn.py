@@ -177,7 +177,7 @@ class SpanLayout:
         logits = logits.float()
         out = logits
         if self.sigmoid.numel():
-            flags = logits[:, self.sigmoid]
+            flags = logits.index_select(1, self.sigmoid)
             if tau is not None:
                 u = torch.rand_like(flags).clamp(1e-6, 1 - 1e-6)
                 flags = (flags + torch.log(u) - torch.log1p(-u)) / tau
