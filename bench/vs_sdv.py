@@ -13,8 +13,8 @@ Then, from the repository root:
 Every model gets the same tables and the same epoch count, and torch gets the same thread count in both processes
 (`--threads`, default 1: on a shared 2-core machine a second thread mostly spin-waits). Early stopping is off for our
 models so epochs are equal. Times are wall seconds of fit (including preprocessing: our encoder, SDV's RDT) plus
-sample (including decoding); schema inference (ours) and metadata detection (SDV's) run before the clock; one-off lazy imports (scipy, torch._dynamo on the first optimizer) are paid before the
-clock starts in both processes. Tables: penguins, wine, `mixed` (`bench.tables.mixed_table`, 20k rows x 12 columns)
+sample (including decoding); schema inference (ours) and metadata detection (SDV's) run before the clock, and so do
+one-off lazy imports (scipy, torch._dynamo on the first optimizer), in both processes. Tables: penguins, wine, `mixed` (`bench.tables.mixed_table`, 20k rows x 12 columns)
 and `big` (20k rows x 8 columns, skewed and bimodal numbers, a rare level). Scores are computed here, the same way for everyone, against the training table:
 column shapes = mean of 1 - KS (numbers) or 1 - TV (categories) per column; pair trends = mean over column pairs of
 1 - |corr_real - corr_syn| / 2 for two numbers, else 1 - TV of the joint distribution (numbers in 10 quantile bins).

@@ -143,8 +143,7 @@ class Autoencoder:
         with seeded(cfg.seed, device):
             gen = make_generator(cfg.seed, device)
             self._build(x.shape[1], device)
-            train_rows, val_rows = (None, None) if private else split_validation(x.shape[0], cfg.val_fraction, gen)
-            x_val = None if val_rows is None else x.index_select(0, val_rows.to(device))
+            train_rows, x_val = (None, None) if private else split_validation(x, cfg.val_fraction, gen)
             opt = adam(self.module_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             net, dp, delta = self.module_, None, None
             if private:  # DP-SGD hook (models/privacy.py) with the networks' share of the budget
@@ -193,14 +192,14 @@ class Autoencoder:
             )
             if dp is not None:
                 self.module_ = dp.detach()
-            if dp is not None:
                 self._fit_private_latent(self._codes(x), delta, dp.report(), device)
                 self.n_features_in_ = x.shape[1]
                 return self
+            coded = x
             if x.shape[0] > cfg.latent_rows:  # a uniform subsample: the density has a few thousand parameters
                 pick = torch.randperm(x.shape[0], generator=gen, device=gen.device)[: cfg.latent_rows]
-                x = x.index_select(0, pick.to(device))  # only these rows are coded (at 1M rows 10x fewer)
-            codes = self._codes(x)  # (n, latent)
+                coded = x.index_select(0, pick.to(device))  # only these rows are coded (at 1M rows 10x fewer)
+            codes = self._codes(coded)  # (n, latent)
             self.latent_mean_ = codes.mean(0)
             self.latent_std_ = codes.std(0).clamp(min=1e-6)
             self.latent_ = GaussianMixture(self._gmm_config(), device=device).fit(

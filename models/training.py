@@ -93,18 +93,20 @@ def memory_batch_size(requested: int, values_per_row: int, device: torch.device)
     return requested
 
 
-def split_validation(n: int, fraction: float, generator: torch.Generator) -> tuple[Tensor | None, Tensor | None]:
-    """Indices of the training and validation rows: `fraction` of `n` held out (at least 1 when the fraction is
-    positive and there are >= 10 rows); `(None, None)` when nothing is held out.
+def split_validation(x: Tensor, fraction: float, generator: torch.Generator) -> tuple[Tensor | None, Tensor | None]:
+    """Hold out `fraction` of the rows of `x` (at least 1 when the fraction is positive and there are >= 10 rows).
 
-    Indices, not copies: `train(..., rows=...)` gathers each batch from the full tensor, so a 1M-row fit does not
-    allocate a second copy of its training rows (that copy took 5-10 s of first-touch memory here).
+    Returns `(train_rows, x_val)`: the indices of the training rows, for `train(..., rows=train_rows)`, and a copy of
+    the validation rows; `(None, None)` when nothing is held out. Indices, not a copy of the training rows: `train`
+    gathers each batch from the full tensor, so a 1M-row fit does not allocate a second copy of them (that copy took
+    5-10 s of first-touch memory here).
     """
+    n = x.shape[0]
     n_val = round(n * fraction) if n >= 10 else 0
     if fraction <= 0 or n_val == 0:
         return None, None
-    perm = torch.randperm(n, generator=generator, device=generator.device)
-    return perm[n_val:], perm[:n_val]
+    perm = torch.randperm(n, generator=generator, device=generator.device).to(x.device)
+    return perm[n_val:], x.index_select(0, perm[:n_val])
 
 
 def train(
@@ -149,6 +151,8 @@ def train(
     Returns:
         The `History` of the run.
     """
+    if rows is not None and privacy is not None:
+        raise ValueError("DP-SGD samples its batches from every row of x: pass rows=None with privacy")
     if rows is not None:
         rows = rows.to(x.device)
     n = x.shape[0] if rows is None else rows.shape[0]
@@ -169,7 +173,7 @@ def train(
             # index_select, not x[index]: on CPU the advanced-indexing gather of a batch took 3x as long.
             batches = (x.index_select(0, perm[i : i + batch_size]) for i in range(0, stop, batch_size))
         else:  # DP-SGD: Poisson sampling is what the accountant assumes (models/privacy.py)
-            batches = (x[idx.to(x.device)] for idx in privacy.batches(min_rows=min_private_rows))
+            batches = (x.index_select(0, idx.to(x.device)) for idx in privacy.batches(min_rows=min_private_rows))
         for batch in batches:
             total = total + step(batch).detach().float()
             n_steps += 1

@@ -144,8 +144,7 @@ class VAE:
             gen = make_generator(cfg.seed, device)
             private = cfg.epsilon is not None
             self._build(x.shape[1], device)
-            train_rows, val_rows = (None, None) if private else split_validation(x.shape[0], cfg.val_fraction, gen)
-            x_val = None if val_rows is None else x.index_select(0, val_rows.to(device))
+            train_rows, x_val = (None, None) if private else split_validation(x, cfg.val_fraction, gen)
             opt = adam(self.module_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, private=private)
             net, dp = self.module_, None
             if private:  # DP-SGD hook (models/privacy.py)

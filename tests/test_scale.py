@@ -209,3 +209,20 @@ def test_training_batch_shrinks_to_what_free_memory_holds(monkeypatch, caplog):
     assert max(sizes) == 100 and sum(sizes) == 1000
     assert "does not fit" in caplog.text
     assert kept == 50
+
+
+def test_training_on_a_row_subset_refuses_dp_sampling_over_every_row():
+    # Arrange: DP-SGD's Poisson loader draws from all rows of x, so a validation split passed as `rows` would leak.
+    import torch
+
+    from models import training
+
+    x = torch.randn(20, 3)
+    rows, _ = training.split_validation(x, 0.5, torch.Generator().manual_seed(0))
+
+    # Act / Assert
+    with pytest.raises(ValueError, match="rows=None with privacy"):
+        training.train(
+            lambda batch: torch.zeros(()), x, modules={}, epochs=1, batch_size=5,
+            generator=torch.Generator().manual_seed(0), rows=rows, privacy=object(),
+        )  # fmt: skip
