@@ -74,10 +74,11 @@ def require_fitted(model: Any, attribute: str = "n_features_in_") -> None:
 def _all_finite(x: Tensor) -> bool:
     """Whether `x` has no NaN or infinity. A sum is NaN or infinite when any entry is (or when finite entries
     overflow, rare, and then the exact test decides): one reduction instead of a boolean tensor of the input's size
-    (2 s for `isfinite(x).all()` on 1M x 232 floats)."""
+    (2 s for `isfinite(x).all()` on 1M x 232 floats). The sum stays in the input's dtype: `sum(dtype=float64)`
+    converts a float64 copy of the whole input first (27x slower, and 1.9 GB more at 1M x 237)."""
     if not x.is_floating_point():
         return True
-    return bool(torch.isfinite(x.sum(dtype=torch.float64))) or bool(torch.isfinite(x).all())
+    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
 
 
 def check_matrix(x: Tensor, name: str = "x") -> Tensor:

@@ -77,8 +77,8 @@ def _structure(frame: pd.DataFrame) -> tuple[float, pd.Series, float]:
         pytest.param(
             "gan",
             marks=pytest.mark.xfail(
-                reason="not robust yet (issue #4): the category mean shift is 3.4-6.2 against 4.0 over seeds 0-2, with "
-                "the gradient penalty every step or every 4th and with or without reused fake rows",
+                reason="not robust yet (issue #4): the category mean shift is 3.57-4.41 against 4.0 over seeds 0-2 "
+                "(3.4-6.2 before modes were drawn at sampling), correlation 0.83-0.85 against 0.90",
                 strict=False,
             ),
         ),
@@ -203,7 +203,7 @@ def test_gan_saved_before_the_residual_generator_still_loads(small_encoded, tmp_
     assert torch.equal(*same)
 
 
-@pytest.mark.parametrize("name", ["vae", "autoencoder"])
+@pytest.mark.parametrize("name", ["vae", "autoencoder", "gan"])
 def test_model_saved_before_the_packed_decoder_loads_and_samples_the_same(name, small_encoded, tmp_path):
     # Arrange: rewrite a fitted model's checkpoint as the old format (decoder output in feature order, no marker).
     import json
@@ -212,9 +212,11 @@ def test_model_saved_before_the_packed_decoder_loads_and_samples_the_same(name, 
     model = CLASSES[name](type(FAST[name])(epochs=2), spans=encoder.spans_).fit(x)
     model.save(tmp_path / "old")
     state = torch.load(tmp_path / "old" / "state.pt")
-    last = max(
-        (k for k in state if k.startswith("decoder.") and k.endswith(".weight")), key=lambda k: int(k.split(".")[1])
-    )
+    if name == "gan":  # the residual generator's output layer
+        last = "generator.head.weight"
+    else:
+        decoder = (k for k in state if k.startswith("decoder.") and k.endswith(".weight"))
+        last = max(decoder, key=lambda k: int(k.split(".")[1]))
     unpack = model.layout_.unpack_index
     state[last] = state[last][unpack]
     state[last.replace("weight", "bias")] = state[last.replace("weight", "bias")][unpack]
