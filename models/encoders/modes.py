@@ -114,22 +114,31 @@ def fit_modes(matrix: np.ndarray, max_modes: int) -> list[ModeParams]:
     nk = np.repeat((n_obs / k)[:, None], k, axis=1)
     alive = np.ones((d, k), dtype=bool)
     c = cnt[:, :, None]  # (B, d, 1)
+    p = pts[:, :, None]  # (B, d, 1)
+    second = pts**2 + within  # (B, d): each bin's mean square, for the M-step's variances
+    resp = np.empty((len(cnt), d, k))  # reused every iteration: the EM's only (B, d, k) array
 
     for it in range(N_ITER):
         previous = means
-        # E-step. Expected log weight under the Dirichlet posterior (Bishop, PRML eq. 10.66).
+        # E-step. Expected log weight under the Dirichlet posterior (Bishop, PRML eq. 10.66), written in place into
+        # one buffer: on small tables this loop is most of the encoder's fit, and temporaries were half of it.
         log_w = digamma(CONCENTRATION + nk) - digamma(k * CONCENTRATION + n_obs)[:, None]
-        log_prob = -0.5 * ((pts[:, :, None] - means) / stds) ** 2 - np.log(stds)  # (B, d, k)
-        log_prob = log_prob + np.where(alive, log_w, -np.inf)
-        log_prob -= log_prob.max(axis=2, keepdims=True)
-        resp = np.exp(log_prob)
+        offset = np.where(alive, log_w, -np.inf) - np.log(stds)  # (d, k)
+        np.subtract(p, means, out=resp)
+        resp /= stds
+        np.square(resp, out=resp)
+        resp *= -0.5
+        resp += offset  # log weight + log density, up to a constant
+        resp -= resp.max(axis=2, keepdims=True)
+        np.exp(resp, out=resp)
         resp *= c / resp.sum(axis=2, keepdims=True)  # (B, d, k), weighted by the rows in each bin
-        # M-step: the within-bin variance keeps the fit exact up to the binning of the means.
+        # M-step: the within-bin variance keeps the fit exact up to the binning of the means. The variance is the
+        # weighted mean square minus the squared mean (standardised values: no cancellation to fear).
         nk = resp.sum(0)  # (d, k)
         safe = np.maximum(nk, 1e-10)
         means = np.einsum("bdk,bd->dk", resp, pts) / safe
-        var = np.einsum("bdk,bdk->dk", resp, (pts[:, :, None] - means) ** 2 + within[:, :, None]) / safe
-        stds = np.maximum(np.sqrt(var), STD_FLOOR)
+        var = np.einsum("bdk,bd->dk", resp, second) / safe - means**2
+        stds = np.maximum(np.sqrt(np.maximum(var, 0.0)), STD_FLOOR)
         # Converged when no mean moves by more than TOL column stds; then prune once more and stop unless that
         # removed a mode (the survivors then get more iterations). Small tables converge in a few dozen iterations.
         converged = bool(np.all(np.abs(np.where(alive, means - previous, 0.0)) < TOL))
