@@ -9,6 +9,7 @@ SDV is never a synthgate dependency (it pins pandas < 3), so it runs in its own 
 Then, from the repository root:
 
     .venv/bin/python bench/vs_sdv.py --epochs 100 [--sdv-python /work/sdv-venv/bin/python] [--tables penguins wine mixed big]
+        [--repeats 5]   # median seconds of 5 fits each (ours and SDV's): sub-second fits vary by a third here
 
 Every model gets the same tables and the same epoch count, and torch gets the same thread count in both processes
 (`--threads`, default 1: on a shared 2-core machine a second thread mostly spin-waits). Early stopping is off for our
@@ -202,6 +203,13 @@ def main() -> None:
     parser.add_argument(
         "--device", default="cpu", help="ours on cpu or cuda; with cuda SDV's TVAE/CTGAN get the GPU too"
     )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="fit + sample each model this many times (ours and SDV's alike) and report the median seconds: on a "
+        "shared machine one run of a sub-second fit varies by a third",
+    )
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -213,10 +221,14 @@ def main() -> None:
     for table in args.tables:
         frame = load_table(table)
         for model in args.models:
-            if model in SDV:
-                seconds, cpu, synthetic = run_sdv(model, frame, args.epochs, args.sdv_python, args.threads, gpu)
-            else:
-                seconds, cpu, synthetic, _ = run_ours(model, frame, args.epochs, args.device)
+            runs = []
+            for _ in range(max(1, args.repeats)):
+                if model in SDV:
+                    runs.append(run_sdv(model, frame, args.epochs, args.sdv_python, args.threads, gpu))
+                else:
+                    runs.append(run_ours(model, frame, args.epochs, args.device)[:3])
+            seconds, cpu = float(np.median([r[0] for r in runs])), float(np.median([r[1] for r in runs]))
+            synthetic = runs[0][2]  # scored once: the first run, as with a single repeat
             row = {
                 "table": table,
                 "model": model if model in OURS else f"sdv_{model}",
@@ -237,7 +249,10 @@ def main() -> None:
         for peer in ("sdv_tvae", "sdv_ctgan"):
             if peer in cpu:
                 result.loc[part.index, f"cpu_x_vs_{peer[4:]}"] = (cpu[peer] / part["cpu_s"]).round(1).to_numpy()
-    print(f"\nepochs={args.epochs} threads={args.threads} device={args.device} (speed-up = SDV seconds / our seconds)")
+    print(
+        f"\nepochs={args.epochs} threads={args.threads} device={args.device} repeats={args.repeats} "
+        "(speed-up = SDV seconds / our seconds, medians over the repeats)"
+    )
     print(result.to_string(index=False))
     if args.json:
         result.to_json(args.json, orient="records", indent=2)
