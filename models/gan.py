@@ -305,9 +305,10 @@ class GAN:
                 opt_d.expected_batch_size = max(1, opt_d.expected_batch_size // cfg.pac)
 
             def draw(batch: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+                """Real rows, cond vectors and levels for a batch of row indices (b,) into `x`."""
                 b = batch.shape[0] - batch.shape[0] % cfg.pac
                 if not has_cond:
-                    return batch[:b], torch.zeros(b, 0, device=device), None
+                    return x.index_select(0, batch[:b]), torch.zeros(b, 0, device=device), None
                 level, rows = self.cond_.draw_training(b)
                 return x.index_select(0, rows), self.cond_.one_hot(level), level
 
@@ -383,6 +384,7 @@ class GAN:
                 drop_last=True,
                 privacy=dp,
                 min_private_rows=min_rows,
+                indices=True,  # `draw` picks the real rows (by level with the conditional vector)
             )
             if dp is not None:
                 self.critic_ = dp.detach()

@@ -127,6 +127,7 @@ def train(
     rows: Tensor | None = None,
     privacy: PrivateTraining | None = None,
     min_private_rows: int = 1,
+    indices: bool = False,
 ) -> History:
     """Run `epochs` passes of shuffled mini-batches over `x`, with early stopping on `x_val`.
 
@@ -147,6 +148,9 @@ def train(
             slices, and training stops if the accountant ever reports more than the target epsilon.
         min_private_rows: with `privacy`, Poisson batches with fewer rows (e.g. less than one PacGAN pack) are skipped;
             the accountant is still charged for them.
+        indices: pass `step` the batch's row indices into `x` (b,) instead of the gathered rows, for a step that
+            picks its own rows (the gan draws real rows by level): a gather of random rows it would throw away costs
+            more per row as the table outgrows the caches.
 
     Returns:
         The `History` of the run.
@@ -171,9 +175,11 @@ def train(
         n_steps = 0
         if privacy is None:
             # index_select, not x[index]: on CPU the advanced-indexing gather of a batch took 3x as long.
-            batches = (x.index_select(0, perm[i : i + batch_size]) for i in range(0, stop, batch_size))
+            batches = (perm[i : i + batch_size] for i in range(0, stop, batch_size))
         else:  # DP-SGD: Poisson sampling is what the accountant assumes (models/privacy.py)
-            batches = (x.index_select(0, idx.to(x.device)) for idx in privacy.batches(min_rows=min_private_rows))
+            batches = (idx.to(x.device) for idx in privacy.batches(min_rows=min_private_rows))
+        if not indices:
+            batches = (x.index_select(0, idx) for idx in batches)
         for batch in batches:
             total = total + step(batch).detach().float()
             n_steps += 1
