@@ -256,7 +256,7 @@ class Autoencoder:
         gen = generator if generator is not None else make_generator(None, device)
         self.module_.eval()
         z = self.latent_.sample(n, generator=gen).to(device) * self.latent_std_ + self.latent_mean_  # (n, latent)
-        probs = self.layout_.activate(self.layout_.unpack(self.module_.decoder(z).float()))
+        probs = self.layout_.activate(self.module_.decoder(z))
         return self.layout_.draw(probs, gen)
 
     def save(self, directory: Path) -> None:

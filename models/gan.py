@@ -223,7 +223,7 @@ class GAN:
         if cfg.generator not in ("residual", "mlp"):
             raise InvalidInputError(f"generator must be 'residual' or 'mlp', got {cfg.generator!r}")
         make = ResidualGenerator if cfg.generator == "residual" else MLP
-        # The generator emits the layout's packed order (`SpanLayout.activate_packed`): no gathers in its activations.
+        # The generator emits the layout's packed order (`SpanLayout.activate`): no gathers in its activations.
         self.generator_ = make(cfg.noise_dim + c, tuple(cfg.generator_hidden), self.layout_.packed_width).to(device)
         self.critic_ = MLP(
             cfg.pac * (n_features + c),
@@ -247,7 +247,7 @@ class GAN:
         """Raw packed logits (b, packed_width) and activated rows (b, d) in feature order for noise (b, noise_dim)
         and cond vectors (b, n_levels)."""
         logits = self.generator_(torch.cat([noise, cond], 1))  # (b, packed_width)
-        return logits, self.layout_.activate_packed(logits, tau=tau, squash=self.bounded_)
+        return logits, self.layout_.activate(logits, tau=tau, squash=self.bounded_)
 
     def _critic(self, rows: Tensor, cond: Tensor, net: nn.Module | None = None) -> Tensor:
         pac = (self.config or GANConfig()).pac

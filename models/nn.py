@@ -150,7 +150,6 @@ class SpanLayout:
         # Precomputed once so the per-step ops are adds, multiplies and index_select, never boolean-mask indexing:
         # a large finite negative (not -inf) on padding gives softmax 0 there without NaNs in 0 * log p.
         self.soft_pad = torch.where(mask, 0.0, PAD).to(device)  # (n_soft, max_width)
-        self.soft_slots = mask.flatten().nonzero().squeeze(1).to(device)  # (sum of widths,) slots of the flat block
         self.soft_is_mode = torch.tensor([s.role == "mode" for s in self.soft_spans], dtype=torch.bool).to(device)
         self.soft_width = torch.tensor([s.width for s in self.soft_spans], dtype=torch.long).to(device)  # (n_soft,)
         # The packed order [values | flags | softmax block padded to max_width]: a network whose output layer emits
@@ -183,48 +182,24 @@ class SpanLayout:
         feature = self.soft_index.gather(1, choice.T).T  # (n, n_soft) feature index of each chosen slot
         return out.index_fill_(1, self.soft_flat, 0.0).scatter_(1, feature, 1.0)
 
-    def scatter_soft(self, out: Tensor, block: Tensor) -> Tensor:
-        """Write a (n, n_soft, max_width) block into the feature positions of `out` (n, n_features); returns a copy."""
-        values = block.reshape(block.shape[0], -1).index_select(1, self.soft_slots)  # (n, sum of widths)
-        return out.index_copy(1, self.soft_flat, values.to(out.dtype))
-
     # ---------------------------------------------------------------------------------------------- activations
-    def activate(self, logits: Tensor, *, tau: float | None = None, hard: bool = False) -> Tensor:
-        """Apply each span's activation to raw network output (n, n_features).
+    def activate(self, packed: Tensor, *, tau: float | None = None, squash: Tensor | None = None) -> Tensor:
+        """Apply each span's activation to raw network output in the packed order (`packed_width`); returns rows in
+        feature order (n, n_features).
+
+        Every table model's output layer emits the packed order, so the spans are three `split` views of it (whose
+        backward is one `cat`) and the only gather is the final `unpack`. Against activating feature-order output this
+        drops a gather of the softmax block, two scatters back and their backwards (a tenth of a gan step on the
+        30-column bench table).
 
         Args:
             tau: when given, softmax spans use the Gumbel-softmax relaxation at this temperature and missing flags the
                 binary-concrete one (Jang et al. 2017; Maddison et al. 2017), so a GAN generator stays differentiable
                 through discrete columns. Noise comes from the global RNG, which `fit` seeds.
-            hard: with `tau`, return straight-through one-hots (forward hard, backward soft).
+            squash: (n_linear,) bool, value features passed through tanh (the gan's mode offsets).
 
         Activations run in float32 (under CUDA autocast the network's output is bfloat16): softmax and sigmoid are
         where low precision hurts, and the spans are written back into one tensor of one dtype.
-        """
-        logits = logits.float()
-        out = logits
-        if self.sigmoid.numel():
-            flags = logits.index_select(1, self.sigmoid)
-            if tau is not None:
-                u = torch.rand_like(flags).clamp(1e-6, 1 - 1e-6)
-                flags = (flags + torch.log(u) - torch.log1p(-u)) / tau
-            out = out.index_copy(1, self.sigmoid, torch.sigmoid(flags))
-        if self.soft_spans:
-            block = self.soft_logits(logits)
-            block = gumbel_softmax(block, tau, hard=hard) if tau is not None else torch.softmax(block, dim=-1)
-            out = self.scatter_soft(out, block)
-        return out if out is not logits else logits.clone()
-
-    def activate_packed(self, packed: Tensor, *, tau: float | None = None, squash: Tensor | None = None) -> Tensor:
-        """`activate` for a network that emits the packed order (`packed_width`); returns rows in feature order.
-
-        The spans are three `split` views of the output (whose backward is one `cat`), so the only gather is the
-        final `unpack`: against `activate` on feature-order output this drops a gather of the softmax block, two
-        scatters back and their backwards (a tenth of a gan step on the 30-column bench table).
-
-        Args:
-            tau: as in `activate` (Gumbel-softmax / binary-concrete relaxations when given).
-            squash: (n_linear,) bool, value features passed through tanh (the gan's mode offsets).
         """
         n_lin, n_sig = self.linear.numel(), self.sigmoid.numel()
         values, flags, soft = packed.float().split([n_lin, n_sig, packed.shape[1] - n_lin - n_sig], dim=1)
@@ -237,15 +212,18 @@ class SpanLayout:
             flags = torch.sigmoid(flags)
         parts = [values, flags]
         if self.soft_spans:
-            block = soft.reshape(soft.shape[0], *self.soft_pad.shape) + self.soft_pad  # (n, n_soft, w)
+            block = self._padded_block(soft)  # (n, n_soft, w)
             block = gumbel_softmax(block, tau) if tau is not None else torch.softmax(block, dim=-1)
             parts.append(block.flatten(1))
         return self.unpack(torch.cat(parts, dim=1))
 
     def packed_soft_logits(self, packed: Tensor) -> Tensor:
         """(n, n_soft, max_width) softmax-span logits of packed output, padding slots at a large negative value."""
-        n_pre = self.linear.numel() + self.sigmoid.numel()
-        return packed[:, n_pre:].reshape(packed.shape[0], *self.soft_pad.shape) + self.soft_pad
+        return self._padded_block(packed[:, self.linear.numel() + self.sigmoid.numel() :])
+
+    def _padded_block(self, soft: Tensor) -> Tensor:
+        """The softmax part of packed output (n, n_soft * max_width) as a block with padding at a large negative."""
+        return soft.reshape(soft.shape[0], *self.soft_pad.shape) + self.soft_pad
 
     @torch.no_grad()
     def draw(self, probs: Tensor, generator: torch.Generator, *, draw_modes: bool = False) -> Tensor:
@@ -253,7 +231,9 @@ class SpanLayout:
 
         Drawing (rather than taking the argmax) keeps rare categories at their modelled frequency. Mode spans take the
         argmax instead: the mode and its offset come from the same decoder output, and drawing the mode of two
-        correlated columns independently would decorrelate them (TVAE also decodes modes by argmax).
+        correlated columns independently would decorrelate them (TVAE also decodes modes by argmax). With `draw_modes`
+        they are drawn too: the gan's generator was trained against Gumbel-relaxed draws of its modes, so its output
+        means "this distribution over modes", and the argmax would pile every value onto the likeliest one.
 
         Categories are drawn by inverting each span's cumulative probabilities with one uniform per span: an exact
         categorical draw that needs a twentieth of the random numbers and none of the logarithms of the Gumbel-max
@@ -317,18 +297,14 @@ class SpanLayout:
         return loss
 
 
-def gumbel_softmax(logits: Tensor, tau: float, *, hard: bool = False) -> Tensor:
+def gumbel_softmax(logits: Tensor, tau: float) -> Tensor:
     """The Gumbel-softmax relaxation over the last dimension (Jang et al. 2017), from the global RNG.
 
     Same maths as `torch.nn.functional.gumbel_softmax`, but the Gumbel noise is -log(-log(U)) from uniforms: on CPU
     torch's `exponential_` took 1.5 ms for a (500, 12, 8) block against 0.6 ms this way, 6% of a GAN step.
     """
     u = torch.rand_like(logits).clamp_(1e-10, 1.0 - 1e-7)
-    soft = torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=-1)
-    if not hard:
-        return soft
-    index = soft.argmax(dim=-1, keepdim=True)
-    return torch.zeros_like(soft).scatter_(-1, index, 1.0) - soft.detach() + soft  # straight-through
+    return torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=-1)
 
 
 def uniform(shape: Sequence[int], generator: torch.Generator | None, device: torch.device) -> Tensor:

@@ -197,8 +197,7 @@ class VAE:
     @torch.no_grad()
     def _decode(self, z: Tensor, generator: torch.Generator | None) -> Tensor:
         """Decode latent codes; with a generator, draw values, categories and flags, else return the modes."""
-        logits = self.layout_.unpack(self.module_.decoder(z).float())  # (n, d) in feature order
-        probs = self.layout_.activate(logits)
+        probs = self.layout_.activate(self.module_.decoder(z))  # (n, d) in feature order
         if generator is None:
             return self.layout_.harden(probs)
         lin = self.layout_.linear

@@ -1,4 +1,4 @@
-"""The shared network blocks in `models/nn.py`: the CPU dropout, packed activations and drawing from span outputs."""
+"""The shared network blocks in `models/nn.py`: the CPU dropout, activating packed output, drawing from it."""
 
 from __future__ import annotations
 
@@ -30,23 +30,30 @@ def test_dropout_drops_the_asked_share_keeps_the_mean_and_is_identity_in_eval():
         Dropout(1.0)
 
 
-def test_activate_packed_equals_activate_on_the_same_outputs(penguins):
-    # Arrange: random network outputs in packed order, and the same outputs unpacked to feature order.
+def test_activate_applies_each_spans_activation_to_packed_output(penguins):
+    # Arrange: random network outputs in packed order, and the same outputs in feature order.
     encoder = TableEncoder(infer_schema(penguins), normalization="mode").fit(penguins)
     layout = SpanLayout(encoder.spans_, encoder.n_features_)
     packed = torch.randn(64, layout.packed_width, generator=torch.Generator().manual_seed(0))
     squash = torch.zeros(layout.linear.numel(), dtype=torch.bool)
     squash[0] = True
+    raw = layout.unpack(packed)
 
     # Act
-    from_packed = layout.activate_packed(packed, squash=squash)
-    from_features = layout.activate(layout.unpack(packed))
-    first_value = layout.linear[0]
-    from_features[:, first_value] = torch.tanh(from_features[:, first_value])
+    rows = layout.activate(packed, squash=squash)
 
-    # Assert
-    assert from_packed.shape == (64, encoder.n_features_)
-    torch.testing.assert_close(from_packed, from_features)
+    # Assert: span by span, in feature order: softmax over each one-hot group, sigmoid on flags, tanh where squashed.
+    assert rows.shape == (64, encoder.n_features_)
+    for span in encoder.spans_:
+        part, got = raw[:, span.start : span.stop], rows[:, span.start : span.stop]
+        if span.activation == "softmax":
+            torch.testing.assert_close(got, torch.softmax(part, dim=1))
+        elif span.activation == "sigmoid":
+            torch.testing.assert_close(got, torch.sigmoid(part))
+        elif span.start == layout.linear[0]:
+            torch.testing.assert_close(got, torch.tanh(part))
+        else:
+            torch.testing.assert_close(got, part)
 
 
 def test_draw_samples_modes_only_when_asked():
