@@ -165,7 +165,7 @@ class Autoencoder:
             def step(batch: Tensor) -> Tensor:  # (b, d) encoded rows; their packed copy is the target
                 with autocast(device):
                     noise = cfg.latent_noise * torch.randn(batch.shape[0], cfg.latent_dim, device=device)
-                    loss = layout.packed_loss(net(batch, noise).float(), layout.pack(batch)).mean()
+                    loss = layout.packed_loss(net(batch, noise).float(), layout.pack(batch))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -173,7 +173,7 @@ class Autoencoder:
 
             def evaluate(rows: Tensor) -> Tensor:
                 zero = torch.zeros(rows.shape[0], cfg.latent_dim, device=device)
-                return layout.packed_loss(self.module_(rows, zero).float(), layout.pack(rows)).mean()
+                return layout.packed_loss(self.module_(rows, zero).float(), layout.pack(rows))
 
             self.history_: History = train(
                 step,

@@ -270,31 +270,36 @@ class SpanLayout:
         return packed.index_select(1, self.unpack_index)
 
     def packed_loss(self, out: Tensor, target: Tensor, log_sigma: Tensor | None = None) -> Tensor:
-        """Negative log-likelihood of `target` under the decoder output `out`, both packed, summed over spans, per row.
+        """Mean over rows of the negative log-likelihood of `target` under the decoder output `out`, both packed.
 
         Linear features: Gaussian NLL with per-feature `log_sigma` (squared error / 2 when `None`). Softmax spans:
         cross-entropy against the one-hot. Missing flags: binary cross-entropy. This is the reconstruction term of
-        the ELBO (Kingma & Welling 2014, eq. 10) for a factorised decoder.
+        the ELBO (Kingma & Welling 2014, eq. 10) for a factorised decoder, averaged over the batch.
+
+        Each term is reduced to a scalar straight away and the output is cut by one `split` (whose backward is one
+        `cat`): per-row sums and three slices, whose backwards each zero-filled and copied a whole output, took a
+        tenth of a vae step on the 20k x 12 bench table.
 
         Returns:
-            (n,) loss per row.
+            a 0-d tensor.
         """
         n, n_lin, n_sig = out.shape[0], self.linear.numel(), self.sigmoid.numel()
-        loss = torch.zeros(n, device=out.device, dtype=out.dtype)
+        sizes = [n_lin, n_sig, out.shape[1] - n_lin - n_sig]
+        values, flags, soft = out.split(sizes, dim=1)
+        values_t, flags_t, soft_t = target.split(sizes, dim=1)
+        loss = out.new_zeros(())
         if n_lin:
-            err = out[:, :n_lin] - target[:, :n_lin]  # (n, n_linear)
+            err = values - values_t  # (n, n_linear)
             if log_sigma is None:
-                loss = loss + 0.5 * err.pow(2).sum(1)
+                loss = loss + 0.5 * (err * err).sum()
             else:
-                loss = loss + (0.5 * err.pow(2) * torch.exp(-2 * log_sigma) + log_sigma).sum(1)
+                loss = loss + 0.5 * (err * err * torch.exp(-2 * log_sigma)).sum() + n * log_sigma.sum()
         if n_sig:
-            flags, truth = out[:, n_lin : n_lin + n_sig], target[:, n_lin : n_lin + n_sig]
-            loss = loss + F.binary_cross_entropy_with_logits(flags, truth, reduction="none").sum(1)
+            loss = loss + F.binary_cross_entropy_with_logits(flags, flags_t, reduction="sum")
         if self.soft_spans:
-            shape = (n, *self.soft_pad.shape)  # (n, n_soft, w)
-            log_p = torch.log_softmax(out[:, n_lin + n_sig :].reshape(shape) + self.soft_pad, dim=-1)
-            loss = loss - (target[:, n_lin + n_sig :].reshape(shape) * log_p).sum((1, 2))  # one-hot, 0 on padding
-        return loss
+            log_p = torch.log_softmax(self._padded_block(soft), dim=-1)  # (n, n_soft, w)
+            loss = loss - (soft_t.reshape(log_p.shape) * log_p).sum()  # one-hot targets, 0 on padding
+        return loss / n
 
 
 def gumbel_softmax(logits: Tensor, tau: float) -> Tensor:

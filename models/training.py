@@ -246,7 +246,57 @@ def adam(params, *, lr: float, private: bool = False, **kwargs) -> torch.optim.A
 
     Under DP-SGD (`private`) the plain implementation is kept: Opacus's `DPOptimizer` wraps and steps it.
     """
-    return torch.optim.Adam(params, lr=lr, fused=not private, **kwargs)
+    if private:
+        return torch.optim.Adam(params, lr=lr, **kwargs)
+    return FusedAdam(params, lr=lr, fused=True, **kwargs)
+
+
+class FusedAdam(torch.optim.Adam):
+    """`torch.optim.Adam(fused=True)` whose steps after the first call the fused kernel directly.
+
+    `Adam.step` regroups the parameters by device and dtype and re-reads every option on each call: about 140 us of
+    Python around a 50 us kernel for a small network, so 3% of a vae step on penguins and two of those per gan step.
+    The first step (which creates the state) and any unusual one (a closure, a parameter without a gradient, mixed
+    devices or dtypes) go through `Adam.step`; the state is Adam's own, so checkpoints and `state_dict` are unchanged.
+    """
+
+    def step(self, closure=None):
+        lists = getattr(self, "_fused_lists", None)
+        if closure is None and lists is not None:
+            params, exp_avgs, exp_avg_sqs, steps = lists
+            grads = [p.grad for p in params]
+            if all(g is not None for g in grads):
+                group = self.param_groups[0]
+                beta1, beta2 = group["betas"]
+                with torch.no_grad():
+                    torch._foreach_add_(steps, 1)
+                    torch._fused_adam_(
+                        params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],
+                        beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
+                        maximize=False, grad_scale=None, found_inf=None,
+                    )  # fmt: skip
+                return None
+        loss = super().step(closure)
+        self._fused_lists = self._direct_lists()
+        return loss
+
+    def _direct_lists(self) -> tuple[list[Tensor], ...] | None:
+        """The tensors the kernel takes, when one plain group of same-device, same-dtype parameters allows it."""
+        if len(self.param_groups) != 1:
+            return None
+        group = self.param_groups[0]
+        params = group["params"]
+        if group["amsgrad"] or group["maximize"] or isinstance(group["lr"], Tensor) or not params:
+            return None
+        if len({(p.device, p.dtype) for p in params}) != 1 or any(p not in self.state for p in params):
+            return None
+        states = [self.state[p] for p in params]
+        return (
+            list(params),
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [s["step"] for s in states],
+        )
 
 
 @contextlib.contextmanager

@@ -129,9 +129,9 @@ class VAE:
         """
         cfg = self.config or VAEConfig()
         logits, mu, logvar = (net or self.module_)(rows, noise)
-        recon = self.layout_.packed_loss(logits.float(), self.layout_.pack(rows), self._sigma())  # (n,)
-        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)  # Kingma & Welling 2014, appendix B
-        return (recon + cfg.beta * kl.float()).mean()
+        recon = self.layout_.packed_loss(logits.float(), self.layout_.pack(rows), self._sigma())  # mean per row
+        kl = -0.5 * (1 + logvar - mu * mu - logvar.exp()).float().sum() / rows.shape[0]  # Kingma & Welling, app. B
+        return recon + cfg.beta * kl
 
     def fit(
         self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[Progress], None] | None = None
