@@ -25,7 +25,9 @@ SHIFT = {"a": 0.0, "b": 4.0, "c": -4.0}
 
 # Small, fast settings: the point is that the structure is learnt, not the last decimal.
 FAST = {
-    "vae": VAEConfig(epochs=150, patience=None),  # the defaults otherwise
+    # The defaults (300 epochs), no early stop: at 150 epochs (450 steps of 1000 rows) the category shift came out at
+    # 3.3-3.75 against 4.0 over seeds 0-3; at 300 it is 3.68-3.80 on all four.
+    "vae": VAEConfig(patience=None),
     "gan": GANConfig(generator_hidden=(128, 128), critic_hidden=(128, 128), epochs=150, batch_size=250, lr=1e-3),
     "autoencoder": AutoencoderConfig(hidden=(128, 128), latent_dim=8, epochs=150, batch_size=250, patience=None),
 }
@@ -77,8 +79,8 @@ def _structure(frame: pd.DataFrame) -> tuple[float, pd.Series, float]:
         pytest.param(
             "gan",
             marks=pytest.mark.xfail(
-                reason="not robust yet (issue #4): the category mean shift is 3.57-4.41 against 4.0 over seeds 0-2 "
-                "(3.4-6.2 before modes were drawn at sampling), correlation 0.83-0.85 against 0.90",
+                reason="not robust yet (issue #4): over seeds 0-4 the category mean shift is 3.57-4.81 against 4.01 "
+                "(seed 4 misses the 0.5 tolerance), correlation 0.83-0.88 against 0.90",
                 strict=False,
             ),
         ),
