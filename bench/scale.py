@@ -7,7 +7,8 @@ Each (model, rows, columns) runs in a fresh child process, so its peak RSS (`ru_
 `bench.tables.mixed_table` (two thirds continuous with missing values, one third categorical). Columns: fit, sample
 (in rounds of 65,536 rows, as the flow samples) and metric (column shapes + pair trends against fresh real rows,
 `--metric-rows`, default 50k) seconds, peak RSS, and the fit-time growth factor per 10x rows (1 = constant, 10 =
-linear). SDV runs through `bench/sdv_runner.py` in /work/sdv-venv at the same epoch count, only up to
+linear), by wall time and by the process's CPU time (steadier on a shared machine, whose wall times drift by up to a
+third within minutes). SDV runs through `bench/sdv_runner.py` in /work/sdv-venv at the same epoch count, only up to
 `--sdv-max-rows` (CTGAN/TVAE at 1M rows take hours on 2 cores), and is shown as the ratio SDV seconds / ours for the
 same table. `--device cuda` puts ours, and SDV's TVAE/CTGAN, on the GPU.
 """
@@ -47,12 +48,12 @@ def one(model: str, rows: int, columns: int, epochs: int, device: str = "auto", 
     warm_up(str(resolve_device(device)))  # CUDA's context and cuBLAS start-up are paid before the clock, as for SDV
     model_names()  # model modules are imported before the clock, as the SDV runner imports SDV
     schema = infer_schema(frame)  # outside the clock, as the SDV runner detects its metadata before its clock
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     encoder = TableEncoder(schema, normalization="standard" if model == "gmm" else "mode").fit(frame)
     x = encoder.transform(frame)
     options: dict = {} if model == "gmm" else {"epochs": epochs}
     fitted = build_model(model, spans=encoder.spans_, device=device, options=options).fit(x)
-    fit_s = time.perf_counter() - start
+    fit_s, fit_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     start = time.perf_counter()
     gen = make_generator(0, getattr(fitted, "device_", None) or "cpu")
     parts = [  # in rounds, as the flow samples (tasks.sample.BATCH_ROWS): memory bounded by a round, not by `rows`
@@ -67,7 +68,7 @@ def one(model: str, rows: int, columns: int, epochs: int, device: str = "auto", 
     metric_s = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux reports KiB)
     return {
-        "fit_s": fit_s, "sample_s": sample_s, "metric_s": metric_s, "peak_mib": peak,
+        "fit_s": fit_s, "fit_cpu_s": fit_cpu_s, "sample_s": sample_s, "metric_s": metric_s, "peak_mib": peak,
         "shapes": shapes, "trends": trends, "threads": torch.get_num_threads(), "device": str(fitted.device_),
     }  # fmt: skip
 
@@ -116,7 +117,7 @@ def main() -> None:
     from rich.table import Table
 
     table = Table(title=f"scale: mixed_table, {args.epochs} epochs for neural models and SDV, device {args.device}")
-    for col in ("model", "rows", "cols", "fit s", "x per 10x rows", "sample s", "metric s", "peak MiB", "shapes",
+    for col in ("model", "rows", "cols", "fit s", "x per 10x rows", "fit CPU s", "CPU x per 10x", "sample s", "metric s", "peak MiB", "shapes",
                 "trends", *[f"{m} / ours" for m in args.sdv]):  # fmt: skip
         table.add_column(col, justify="right")
     gpu = args.device.startswith("cuda") or (args.device == "auto" and _cuda_available())
@@ -124,6 +125,7 @@ def main() -> None:
     for model in args.models:
         for columns in args.columns:
             previous: float | None = None
+            previous_cpu: float | None = None
             for rows in sorted(args.rows):
                 cmd = [sys.executable, __file__, "--one", model, str(rows), str(columns), str(args.epochs)]
                 cmd += ["--device", args.device, "--metric-rows", str(args.metric_rows)]
@@ -133,7 +135,8 @@ def main() -> None:
                     continue
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 growth = f"{r['fit_s'] / previous:.1f}" if previous else "-"
-                previous = r["fit_s"]
+                cpu_growth = f"{r['fit_cpu_s'] / previous_cpu:.1f}" if previous_cpu else "-"
+                previous, previous_cpu = r["fit_s"], r["fit_cpu_s"]
                 ours = r["fit_s"] + r["sample_s"]
                 peers = []
                 for name in args.sdv:
@@ -150,7 +153,8 @@ def main() -> None:
                     s = peer_seconds[key]
                     peers.append(f"{s / ours:.1f}" if s else "not run")
                 table.add_row(
-                    model, f"{rows:,}", str(columns), f"{r['fit_s']:.1f}", growth, f"{r['sample_s']:.1f}",
+                    model, f"{rows:,}", str(columns), f"{r['fit_s']:.1f}", growth, f"{r['fit_cpu_s']:.1f}", cpu_growth,
+                    f"{r['sample_s']:.1f}",
                     f"{r['metric_s']:.1f}", f"{r['peak_mib']:.0f}", f"{r['shapes']:.3f}", f"{r['trends']:.3f}", *peers,
                 )  # fmt: skip
                 Console(width=200).print(f"done {model} {rows}x{columns}: {r}")
