@@ -24,7 +24,7 @@ def main() -> None:
 
     from bench.sdv_runner import warm_up
     from bench.tables import train_and_fresh
-    from bench.vs_sdv import column_shapes, pair_trends, run_ours, run_sdv
+    from bench.vs_sdv import column_shapes, limit_threads, pair_trends, run_ours, run_sdv
     from models.registry import model_names
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,9 +35,7 @@ def main() -> None:
     parser.add_argument("--sdv-python", default="/work/sdv-venv/bin/python")
     args = parser.parse_args()
 
-    import torch
-
-    torch.set_num_threads(1)  # the SDV runner gets one torch thread too (`run_sdv(..., 1)`)
+    limit_threads(1)  # the SDV runner gets one thread in every pool too (`run_sdv(..., 1)`)
     warm_up("cpu")  # torch's one-off lazy imports before any clock, as the SDV runner does (`bench/vs_sdv.py`)
     model_names()
     frame, fresh = train_and_fresh(args.rows, args.columns, args.rows)  # scored on unseen rows, for SDV and us alike

@@ -34,7 +34,9 @@ def one(model: str, rows: int, columns: int, epochs: int, device: str = "auto", 
     import pandas as pd
     import torch
 
-    torch.set_num_threads(1)  # SDV's peers run with one torch thread too (`run_sdv(..., threads=1)`)
+    from bench.vs_sdv import limit_threads
+
+    limit_threads(1)  # SDV's peers run with one thread in every pool too (`run_sdv(..., threads=1)`)
 
     from bench.sdv_runner import warm_up
     from bench.tables import train_and_fresh

@@ -11,8 +11,9 @@ Then, from the repository root:
     .venv/bin/python bench/vs_sdv.py --epochs 100 [--sdv-python /work/sdv-venv/bin/python] [--tables penguins wine mixed big]
         [--repeats 5]   # median seconds of 5 fits each (ours and SDV's): sub-second fits vary by a third here
 
-Every model gets the same tables and the same epoch count, and torch gets the same thread count in both processes
-(`--threads`, default 1: on a shared 2-core machine a second thread mostly spin-waits). Early stopping is off for our
+Every model gets the same tables and the same epoch count, and every thread pool (torch's, OpenMP, OpenBLAS, MKL) the
+same thread count in both processes (`--threads`, default 1: on a shared 2-core machine a second thread mostly
+spin-waits). Repeats run round robin over the models. Early stopping is off for our
 models so epochs are equal. Times are wall seconds of fit (including preprocessing: our encoder, SDV's RDT) plus
 sample (including decoding); schema inference (ours) and metadata detection (SDV's) run before the clock, and so do
 one-off lazy imports (scipy, torch._dynamo on the first optimizer), in both processes. Tables: penguins, wine, `mixed` (`bench.tables.mixed_table`, 20k rows x 12 columns)
@@ -175,6 +176,24 @@ def run_ours(
     return time.perf_counter() - start, time.process_time() - cpu, synthetic, history and history.epochs_run
 
 
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment for a peer's process with every native thread pool (OpenMP, OpenBLAS, MKL) at `threads`.
+
+    torch's own thread count alone left numpy / scipy / scikit-learn (RDT's mode fits) on both cores: SDV's CPU
+    seconds ran 10% above its wall seconds on the 20k table. Our process gets the same limits (`limit_threads`).
+    """
+    pools = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    return {**os.environ, **dict.fromkeys(pools, str(threads))}
+
+
+def limit_threads(threads: int) -> None:
+    """Cap this process's torch and native thread pools at `threads`, as `thread_env` caps a peer's."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)  # numpy's OpenBLAS (the mode EM's products) and any OpenMP runtime already loaded
+
+
 def run_sdv(
     name: str, frame: pd.DataFrame, epochs: int, sdv_python: str, threads: int, gpu: bool = False
 ) -> tuple[float, float, pd.DataFrame]:
@@ -184,7 +203,7 @@ def run_sdv(
         cmd = [sdv_python, str(Path(__file__).with_name("sdv_runner.py")), "--data", str(data), "--model", name]
         cmd += ["--epochs", str(epochs), "--rows", str(len(frame)), "--out", str(out), "--threads", str(threads)]
         cmd += ["--gpu"] if gpu else []
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=thread_env(threads))
         if proc.returncode:
             raise RuntimeError(f"SDV {name} failed:\n{proc.stderr[-3000:]}")
         timing = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -207,12 +226,12 @@ def main() -> None:
         "--repeats",
         type=int,
         default=1,
-        help="fit + sample each model this many times (ours and SDV's alike) and report the median seconds: on a "
-        "shared machine one run of a sub-second fit varies by a third",
+        help="fit + sample each model this many times (ours and SDV's alike, round robin over the models) and report "
+        "the median seconds: on a shared machine one run of a sub-second fit varies by a third",
     )
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    limit_threads(args.threads)
     warm_up(args.device)  # torch's one-off lazy imports (and CUDA's start-up), paid before the clock as for SDV
     model_names()  # imports every model module (image models too) before the clock, as the runner imports SDV
     gpu = args.device.startswith("cuda")
@@ -220,15 +239,19 @@ def main() -> None:
     rows = []
     for table in args.tables:
         frame = load_table(table)
-        for model in args.models:
-            runs = []
-            for _ in range(max(1, args.repeats)):
+        runs: dict[str, list] = {model: [] for model in args.models}
+        # Round robin over the models, repeat by repeat: a slow minute on this shared machine (its speed drifts by up
+        # to a third) then hits every model's runs alike instead of all of one model's.
+        for _ in range(max(1, args.repeats)):
+            for model in args.models:
                 if model in SDV:
-                    runs.append(run_sdv(model, frame, args.epochs, args.sdv_python, args.threads, gpu))
+                    runs[model].append(run_sdv(model, frame, args.epochs, args.sdv_python, args.threads, gpu))
                 else:
-                    runs.append(run_ours(model, frame, args.epochs, args.device)[:3])
-            seconds, cpu = float(np.median([r[0] for r in runs])), float(np.median([r[1] for r in runs]))
-            synthetic = runs[0][2]  # scored once: the first run, as with a single repeat
+                    runs[model].append(run_ours(model, frame, args.epochs, args.device)[:3])
+        for model in args.models:
+            seconds = float(np.median([r[0] for r in runs[model]]))
+            cpu = float(np.median([r[1] for r in runs[model]]))
+            synthetic = runs[model][0][2]  # scored once: the first run, as with a single repeat
             row = {
                 "table": table,
                 "model": model if model in OURS else f"sdv_{model}",
