@@ -280,6 +280,14 @@ class FusedAdam(torch.optim.Adam):
         self._fused_lists = self._direct_lists()
         return loss
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self._fused_lists = None  # the state tensors were replaced: rebuilt by the next step
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        self._fused_lists = None
+
     def _direct_lists(self) -> tuple[list[Tensor], ...] | None:
         """The tensors the kernel takes, when one plain group of same-device, same-dtype parameters allows it."""
         if len(self.param_groups) != 1:
