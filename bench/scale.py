@@ -119,8 +119,8 @@ def main() -> None:
     from rich.table import Table
 
     table = Table(title=f"scale: mixed_table, {args.epochs} epochs for neural models and SDV, device {args.device}")
-    for col in ("model", "rows", "cols", "fit s", "x per 10x rows", "fit CPU s", "CPU x per 10x", "sample s", "metric s", "peak MiB", "shapes",
-                "trends", *[f"{m} / ours" for m in args.sdv]):  # fmt: skip
+    for col in ("model", "rows", "cols", "fit s", "x per 10x rows", "fit CPU s", "CPU x per 10x", "sample s",
+                "metric s", "peak MiB", "shapes", "trends", *[f"{m} / ours" for m in args.sdv]):  # fmt: skip
         table.add_column(col, justify="right")
     gpu = args.device.startswith("cuda") or (args.device == "auto" and _cuda_available())
     peer_seconds: dict[tuple[str, int, int], float | None] = {}  # each peer runs once per table, not once per model
@@ -156,8 +156,8 @@ def main() -> None:
                     peers.append(f"{s / ours:.1f}" if s else "not run")
                 table.add_row(
                     model, f"{rows:,}", str(columns), f"{r['fit_s']:.1f}", growth, f"{r['fit_cpu_s']:.1f}", cpu_growth,
-                    f"{r['sample_s']:.1f}",
-                    f"{r['metric_s']:.1f}", f"{r['peak_mib']:.0f}", f"{r['shapes']:.3f}", f"{r['trends']:.3f}", *peers,
+                    f"{r['sample_s']:.1f}", f"{r['metric_s']:.1f}", f"{r['peak_mib']:.0f}", f"{r['shapes']:.3f}",
+                    f"{r['trends']:.3f}", *peers,
                 )  # fmt: skip
                 Console(width=200).print(f"done {model} {rows}x{columns}: {r}")
     Console(width=200).print(table)  # wide: piped output would otherwise be cut to 80 columns

@@ -94,11 +94,12 @@ def fit_modes(matrix: np.ndarray, max_modes: int) -> list[ModeParams]:
         raise ValueError(f"fit_modes expects an (n_rows, n_columns) matrix, got shape {x.shape}")
     d = x.shape[1]
     summaries = [_bin_summaries(np.ascontiguousarray(x[:, j]), N_BINS) for j in range(d)]  # d columns, not rows
-    col_mean, col_std = (np.array([s[i] for s in summaries]) for i in (0, 1))  # (d,) each
-    cnt, pts, within = (np.stack([s[i] for s in summaries], axis=1) for i in (2, 3, 4))  # (B, d) each
+    # Columns side by side: col_mean and col_std (d,), the bin counts, means and variances (B, d).
+    col_mean, col_std, cnt, pts, within = (np.stack(part, axis=-1) for part in zip(*summaries, strict=True))
     n_obs = np.maximum(cnt.sum(0), 1.0)  # (d,) observed values per column
     k = max(1, int(max_modes))
-    # The EM itself runs in numpy: its arrays are tiny, and torch's thread pool only adds synchronisation to them.
+    # The EM itself runs in numpy (only its exp goes through torch, below): its arrays are tiny, and torch's thread
+    # pool only adds synchronisation to them.
     # Initialise means at evenly spaced bins (quantiles), equal weights, a shared width.
     init_bins = ((np.arange(k) + 0.5) * N_BINS / k).astype(np.int64)
     means = pts[init_bins].T.copy()  # (d, k)
