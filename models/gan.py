@@ -264,6 +264,45 @@ class GAN:
         norms = grad.reshape(real.shape[0] // cfg.pac, -1).norm(2, dim=1)  # per pack
         return cfg.gp_weight * (norms - 1).pow(2).mean()
 
+    def _penalty_by_hand(self, real: Tensor, fake: Tensor, cond: Tensor, scale: float) -> tuple[Tensor, list[Tensor]]:
+        """`scale` times the gradient penalty and its gradients for the critic's two weight matrices, in closed form.
+
+        For the one-hidden-layer critic f(x) = w2 . (m * lrelu(W1 x + b1)) + b2 (dropout mask m), the input gradient
+        is W1^T (s * m * w2) with s the LeakyReLU slope at each unit, a step function of x whose own derivative is 0.
+        So with S = s * m * w2 per pack, G = S W1 (kept on the rows' columns: the penalty is on the gradient with
+        respect to the interpolated rows, not their cond vectors) and R = dPenalty/dG, zero on the cond columns:
+        dW1 = S^T R, dw2 = sum over packs of (R W1^T) * s * m, and the biases get nothing. Five thin products and a few elementwise ops, where autograd's
+        double backward through the penalty cost about four times as much on CPU (a tenth of a gan step on the 20k x
+        12 bench table). Same random draws in the same order as `_gradient_penalty` (the mixing weights, then the
+        dropout mask), and the same values to float rounding (tested against it).
+
+        Returns:
+            `(penalty, [dW1, dw2])`: the scaled penalty (0-d) and gradients to add to the critic's weight gradients.
+        """
+        cfg = self.config or GANConfig()
+        first, act, *middle, last = self.critic_
+        packs = real.shape[0] // cfg.pac
+        alpha = torch.rand(packs, 1, 1, device=real.device).expand(-1, cfg.pac, 1).reshape(-1, 1)  # (b, 1)
+        mixed = torch.lerp(fake, real, alpha)  # alpha * real + (1 - alpha) * fake
+        x = torch.cat([mixed, cond], 1).reshape(packs, -1)  # (packs, pac * (d + c))
+        w1, w2 = first.weight, last.weight  # (h, D), (1, h)
+        with torch.no_grad():
+            pre = torch.addmm(first.bias, x, w1.t())  # (packs, h)
+            # The dropout layer's mask (drawn as its forward would draw it) times the LeakyReLU's slope at each unit;
+            # leaky_relu_backward does both in one op, where a `where` over a bool mask is 10x slower on CPU.
+            keep = middle[0].mask(pre.shape, pre.device) if middle else torch.ones_like(pre)
+            slope = torch.ops.aten.leaky_relu_backward(keep, pre, act.negative_slope, False)  # (packs, h)
+            s = slope * w2  # (packs, h)
+            # The critic's input gradient per pack, on the rows' columns only: the cond vectors are not interpolated.
+            g = (s @ w1).view(packs, cfg.pac, -1)[..., : real.shape[1]].reshape(packs, -1)  # (packs, pac * d)
+            norms = g.norm(dim=1, keepdim=True)  # (packs, 1)
+            penalty = scale * cfg.gp_weight * (norms - 1).pow(2).mean()
+            r = g * (2 * scale * cfg.gp_weight / packs * (norms - 1) / norms.clamp_min(1e-12))  # (packs, pac * d)
+            r = F.pad(r.view(packs, cfg.pac, -1), (0, cond.shape[1])).view(packs, -1)  # (packs, D), 0 on cond columns
+            grad_w1 = s.t() @ r  # (h, D)
+            grad_w2 = ((r @ w1.t()) * slope).sum(0, keepdim=True)  # (1, h)
+        return penalty, [grad_w1, grad_w2]
+
     def fit(
         self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[Progress], None] | None = None
     ) -> Self:
@@ -313,6 +352,8 @@ class GAN:
                 return x.index_select(0, rows), self.cond_.one_hot(level), level
 
             critic_updates = [0]
+            # The penalty's gradients in closed form for the default one-hidden-layer critic (`_penalty_by_hand`).
+            closed_form = len(tuple(cfg.critic_hidden)) == 1
             logistic = dp is not None and cfg.private_loss == "logistic"
             if cfg.private_loss not in ("wasserstein", "logistic"):
                 raise InvalidInputError(f"private_loss must be 'wasserstein' or 'logistic', got {cfg.private_loss!r}")
@@ -337,12 +378,20 @@ class GAN:
                             loss_d = F.softplus(score_fake).mean() + F.softplus(-score_real).mean()
                         else:
                             loss_d = score_fake.mean() - score_real.mean()
+                        penalty_grads = None
                         if dp is None and critic_updates[0] % cfg.gp_every == 0:
-                            penalty = self._gradient_penalty(real, fake.detach(), cond)
-                            loss_d = loss_d + cfg.gp_every * penalty
+                            if closed_form:
+                                penalty, penalty_grads = self._penalty_by_hand(real, fake.detach(), cond, cfg.gp_every)
+                                loss_d = loss_d + penalty
+                            else:
+                                penalty = self._gradient_penalty(real, fake.detach(), cond)
+                                loss_d = loss_d + cfg.gp_every * penalty
                     critic_updates[0] += 1
                     opt_d.zero_grad(set_to_none=True)
                     loss_d.backward()
+                    if penalty_grads is not None:
+                        self.critic_[0].weight.grad.add_(penalty_grads[0])
+                        self.critic_[-1].weight.grad.add_(penalty_grads[1])
                     opt_d.step()
                     if dp is not None and not logistic:
                         with torch.no_grad():

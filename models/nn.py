@@ -80,8 +80,20 @@ class Dropout(nn.Module):
             return x
         if x.device.type != "cpu":
             return F.dropout(x, self.p, training=True)
-        keep = torch.empty(x.shape, dtype=torch.uint8).random_(0, 256) >= self.threshold
-        return x * (keep * self.scale)
+        return x * self.mask(x.shape, x.device)
+
+    def mask(self, shape: Sequence[int], device: torch.device | str) -> Tensor:
+        """The multiplier a training forward applies: 0 where dropped, 1 / keep probability elsewhere (float32).
+
+        On CPU the same draw as `forward`'s, so code that needs the mask itself (the gan's closed-form gradient
+        penalty) consumes the random stream exactly as a forward would; on CUDA a uniform draw of its own.
+        """
+        if not self.training or self.threshold == 0:
+            return torch.ones(tuple(shape), device=device)
+        if torch.device(device).type != "cpu":
+            return (torch.rand(tuple(shape), device=device) >= self.p) / (1 - self.p)
+        keep = torch.empty(tuple(shape), dtype=torch.uint8).random_(0, 256) >= self.threshold
+        return keep * self.scale
 
 
 class ResidualGenerator(nn.Module):

@@ -280,6 +280,20 @@ class FusedAdam(torch.optim.Adam):
         self._fused_lists = self._direct_lists()
         return loss
 
+    # `Optimizer.__init__` wraps a class's `step` in its profiler and hook dispatcher unless the function is marked
+    # `hooked`: another ~60 us of Python per call here. Our models register no optimizer hooks, so the fast path
+    # goes unwrapped.
+    step.hooked = True
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """`Optimizer.zero_grad`, without its profiler scope and per-group bookkeeping when grads are simply dropped
+        (~40 us a call for a small network)."""
+        if not set_to_none:
+            return super().zero_grad(set_to_none=False)
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
         self._fused_lists = None  # the state tensors were replaced: rebuilt by the next step
