@@ -56,9 +56,15 @@ from schemas.errors import InvalidInputError
 
 @dataclass(frozen=True)
 class GANConfig:
-    noise_dim: int = 128
-    generator_hidden: tuple[int, ...] = (128,)  # one layer of 128 each: 1.7x faster than two of 256 and better
-    critic_hidden: tuple[int, ...] = (128,)  # shapes/pairs at 50 epochs on penguins and wine
+    # Noise 64, a critic of 64 units without dropout, and sampling from averaged weights (`ema_share`). On the 20k x 12
+    # bench table at 50 epochs, seeds 0-2, shapes / pairs went from 0.910-0.938 / 0.864-0.881 (noise 128, critic 128
+    # with dropout 0.5, last weights) to 0.977-0.978 / 0.903-0.904 (seeds 0-1), and a fit took a quarter less time
+    # (1.33x in one process); penguins 0.902-0.926 / 0.667-0.674 -> 0.878-0.895 / 0.656-0.661, wine within seed noise.
+    # The averaging made the difference: alone it took the 20k table to 0.977-0.978 / 0.907-0.910, and the cheaper
+    # networks then cost nothing there (noise 64 alone: 0.977-0.979 / 0.905-0.908).
+    noise_dim: int = 64
+    generator_hidden: tuple[int, ...] = (128,)  # one layer of 128: 1.7x faster than two of 256 and better
+    critic_hidden: tuple[int, ...] = (64,)
     # "residual": CTGAN's residual BatchNorm blocks (`models.nn.ResidualGenerator`); "mlp": a LayerNorm MLP (the
     # generator of checkpoints saved before the option existed).
     generator: str = "residual"
@@ -80,7 +86,13 @@ class GANConfig:
     gp_every: int = 4
     reuse_fake: bool = True  # the generator step reuses the last critic step's fake rows and graph (a forward saved)
     tau: float = 0.2  # Gumbel-softmax temperature during training
-    critic_dropout: float = 0.5
+    # Samples come from an exponential moving average of the generator's weights (Yazici et al. 2019), whose horizon
+    # is this share of all generator steps; 0 samples the last weights. The average is never trained; its BatchNorm
+    # statistics are recomputed once at the end. GAN training oscillates, and the last weights sit wherever the
+    # oscillation left them: on the planted-structure table (seeds 0-4) the category mean shift came out 3.57-4.81
+    # against 4.01 with the last weights, 3.99-4.17 with the average.
+    ema_share: float = 0.1
+    critic_dropout: float = 0.0  # CTGAN's 0.5 lowered the 20k table's shapes / pairs (0.970-0.974 / 0.893-0.898)
     seed: int = 0  # seeds weight init, conditional draws and noise during fit; sampling uses the caller's generator
     # Differential privacy (DP-SGD, models/privacy.py); epsilon None trains without it. With an epsilon
     # only the critic sees real rows and is made private (the generator is post-processing of it); the conditional
@@ -415,12 +427,21 @@ class GAN:
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
+                if ema is not None:
+                    with torch.no_grad():
+                        torch._foreach_lerp_(ema[0], ema[1], ema[2])
                 if dp is not None:
                     dp.module.enable_hooks()
                 else:
                     self.critic_.requires_grad_(True)
                 return loss_d.detach() + loss_g.detach()
 
+            ema = None
+            if cfg.ema_share > 0:
+                steps = cfg.epochs * max(1, x.shape[0] // max(cfg.pac, min(cfg.batch_size, x.shape[0])))
+                horizon = max(1.0, cfg.ema_share * steps)
+                live = [p for p in self.generator_.parameters()]
+                ema = ([p.detach().clone() for p in live], [p.detach() for p in live], 1.0 / horizon)
             self.history_: History = train(
                 step,
                 x,
@@ -438,7 +459,31 @@ class GAN:
             if dp is not None:
                 self.critic_ = dp.detach()
                 self.privacy_ = dp.report()
+            if ema is not None:
+                with torch.no_grad():
+                    for p, avg in zip(ema[1], ema[0], strict=True):
+                        p.copy_(avg)
+                self._recalibrate_norms(cfg.batch_size * 4, device)
         return self
+
+    @torch.no_grad()
+    def _recalibrate_norms(self, n: int, device: torch.device) -> None:
+        """Recompute the generator's BatchNorm statistics for its current (averaged) weights on `n` training draws."""
+        norms = [m for m in self.generator_.modules() if isinstance(m, nn.BatchNorm1d)]
+        if not norms:
+            return
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over this pass
+        cond = torch.zeros(n, self.cond_.n_levels, device=device)
+        if self.cond_.n_levels:
+            cond = self.cond_.one_hot(torch.multinomial(self.cond_.p_train, n, replacement=True))
+        cfg = self.config or GANConfig()
+        self.generator_.train()
+        self.generator_(torch.cat([torch.randn(n, cfg.noise_dim, device=device), cond], 1))
+        self.generator_.eval()
+        for m in norms:
+            m.momentum = 0.1
 
     # ------------------------------------------------------------------------------------------------- sampling
     @torch.no_grad()
