@@ -80,9 +80,10 @@ class AutoencoderModule(nn.Module):
     def __init__(self, n_features: int, config: AutoencoderConfig, n_out: int | None = None):
         super().__init__()
         hidden = tuple(config.hidden)
-        self.encoder = MLP(n_features, hidden, config.latent_dim)
+        narrow = config.epsilon is None  # Opacus computes per-sample gradients for plain nn.Linear only
+        self.encoder = MLP(n_features, hidden, config.latent_dim, narrow=narrow)
         # The decoder emits the layout's packed order (`SpanLayout.packed_width`), so the loss needs no gathers.
-        self.decoder = MLP(config.latent_dim, hidden[::-1], n_out or n_features)
+        self.decoder = MLP(config.latent_dim, hidden[::-1], n_out or n_features, narrow=narrow)
         self.bounded = config.epsilon is not None  # DP: codes in (-2, 2), the DP mixture's clipping bound
 
     def code(self, x: Tensor) -> Tensor:

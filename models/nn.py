@@ -31,6 +31,8 @@ class MLP(nn.Sequential):
         activation: a module class, ReLU by default; the GAN critic passes LeakyReLU without norm.
         norm: put a LayerNorm after each hidden linear layer.
         dropout: dropout after each block (0 disables it).
+        narrow: layers with fewer than `NARROW` inputs are `NarrowInputLinear`s (same weights, a faster CPU
+            backward); off under DP-SGD, whose per-sample gradients Opacus computes for plain `nn.Linear` only.
     """
 
     def __init__(
@@ -42,19 +44,62 @@ class MLP(nn.Sequential):
         activation: type[nn.Module] = nn.ReLU,
         norm: bool = True,
         dropout: float = 0.0,
+        narrow: bool = True,
     ):
+        def linear(d: int, h: int) -> nn.Linear:
+            return NarrowInputLinear(d, h) if narrow and d < NARROW else nn.Linear(d, h)
+
         layers: list[nn.Module] = []
         width = d_in
         for h in hidden:
-            layers.append(nn.Linear(width, h))
+            layers.append(linear(width, h))
             if norm:
                 layers.append(nn.LayerNorm(h))
             layers.append(nn.LeakyReLU(0.2) if activation is nn.LeakyReLU else activation())
             if dropout > 0:
                 layers.append(Dropout(dropout))
             width = h
-        layers.append(nn.Linear(width, d_out))
+        layers.append(linear(width, d_out))
         super().__init__(*layers)
+
+
+NARROW = 16  # inputs below this width get `NarrowInputLinear`; from 16 up both orders of the products cost the same
+
+
+class NarrowInputLinear(nn.Linear):
+    """`nn.Linear` for few input features (a VAE decoder's latent codes), with a faster CPU backward.
+
+    The backward's two products have the narrow input width as their last dimension: grad_input (n, d_in) =
+    grad (n, d_out) @ W and grad_W (d_out, d_in) = grad^T @ x. MKL runs those at 6-8 GFLOP/s on this CPU when d_in
+    is 8, and four to five times faster computed transposed, (W^T @ grad^T)^T and (x^T @ grad)^T, whose last dimension
+    is wide: 607 -> 134 us for a (1000, 8) -> 128 layer, 7% of a vae step on the 20k x 12 bench table. The same
+    parameters and state dict as `nn.Linear`; on other devices it is `nn.Linear`.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu":
+            return F.linear(x, self.weight, self.bias)
+        return _NarrowLinear.apply(x, self.weight, self.bias)
+
+
+class _NarrowLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (weight.t() @ grad.t()).t()  # (n, d_in)
+        if ctx.needs_input_grad[1]:
+            grad_w = (x.t() @ grad).t()  # (d_out, d_in)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum(0)
+        return grad_x, grad_w, grad_b
 
 
 class Dropout(nn.Module):

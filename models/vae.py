@@ -72,9 +72,10 @@ class VAEModule(nn.Module):
     def __init__(self, n_features: int, n_linear: int, config: VAEConfig, n_out: int | None = None):
         super().__init__()
         hidden = tuple(config.hidden)
-        self.encoder = MLP(n_features, hidden, 2 * config.latent_dim, norm=config.norm)
+        narrow = config.epsilon is None  # Opacus computes per-sample gradients for plain nn.Linear only
+        self.encoder = MLP(n_features, hidden, 2 * config.latent_dim, norm=config.norm, narrow=narrow)
         # The decoder emits the layout's packed order (`SpanLayout.packed_width`), so the loss needs no gathers.
-        self.decoder = MLP(config.latent_dim, hidden[::-1], n_out or n_features, norm=config.norm)
+        self.decoder = MLP(config.latent_dim, hidden[::-1], n_out or n_features, norm=config.norm, narrow=narrow)
         self.log_sigma = nn.Parameter(torch.full((n_linear,), math.log(0.1)))
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -9,7 +9,7 @@ import torch
 
 from models.base import make_generator
 from models.encoders.table import Span, TableEncoder
-from models.nn import Dropout, SpanLayout
+from models.nn import MLP, Dropout, NarrowInputLinear, SpanLayout
 from models.training import FusedAdam
 from schemas.table import infer_schema
 
@@ -100,3 +100,28 @@ def test_fused_adam_steps_like_torch_adam_and_survives_a_state_reload():
         assert torch.equal(a, b)
         for key in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(ours.state[a][key], reference.state[b][key])
+
+
+def test_narrow_input_linear_matches_nn_linear_forward_backward_and_state():
+    # Arrange: the same weights in both, the vae decoder's shape (latent 8 -> 128 units).
+    torch.manual_seed(0)
+    narrow, plain = NarrowInputLinear(8, 128), torch.nn.Linear(8, 128)
+    plain.load_state_dict(narrow.state_dict())
+    x = torch.randn(1000, 8, requires_grad=True)
+    x_plain = x.detach().clone().requires_grad_(True)
+    grad = torch.randn(1000, 128)
+
+    # Act
+    out, out_plain = narrow(x), plain(x_plain)
+    out.backward(grad)
+    out_plain.backward(grad)
+
+    # Assert: same output and gradients to float rounding (products summed in another order), same parameters.
+    torch.testing.assert_close(out, out_plain)
+    torch.testing.assert_close(x.grad, x_plain.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(narrow.weight.grad, plain.weight.grad, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(narrow.bias.grad, plain.bias.grad)
+    assert narrow.state_dict().keys() == plain.state_dict().keys()
+    assert isinstance(MLP(8, (16,), 4)[0], NarrowInputLinear)  # under DP-SGD the models pass narrow=False
+    assert type(MLP(8, (16,), 4, narrow=False)[0]) is torch.nn.Linear
+    assert type(MLP(32, (16,), 4)[0]) is torch.nn.Linear
