@@ -50,6 +50,15 @@ mixed:20000x12 (16000 training rows; vae and gmm: this file's defaults, gan: --o
     gan   none  0.891  0.891  0.502 0.004 0.000 0.050   9.7
     gan   3     0.870  0.834  0.497 0.014 0.000 0.043 118.4  (drop 0.022: meets)
 
+  Session 7, one run each: the generator's weights are averaged (`GANConfig.ema_share`), noise 64, no critic
+  dropout. The first pair is the same command with the session 6 settings (`--options '{"gan": {"noise_dim": 128,
+  "critic_dropout": 0.5, "ema_share": 0}}'`), which this busy hour put below session 3's.
+
+    gan   none  0.910  0.900  0.491 0.000 0.000 0.034   7.5  (session 6 settings)
+    gan   3     0.812  0.800  0.491 0.016 0.000 0.027 117.7  (drop 0.099: misses)
+    gan   none  0.937  0.894  0.497 0.000 0.000 0.000   6.8  (session 7 defaults)
+    gan   3     0.933  0.894  0.502 0.000 0.002 0.044 107.8  (drop 0.004: meets)
+
 dataset:penguins (275 training rows): vae 0.791 plain, 0.679 / 0.671 / 0.666 at epsilon 10 / 3 / 1 (drop 0.120:
 misses; MIA AUC 0.590 plain, 0.566 at 3); gmm 0.913 plain, 0.891 / 0.870 / 0.697 (drop 0.043: meets). The singling-out
 risk of a single run rests on few successful guesses and jumps between runs (vae 0.600 at epsilon 3 above, 0 at 10).
