@@ -50,7 +50,7 @@ from models.nn import (
 )
 from models.privacy import default_delta, index_loader, make_private
 from models.registry import register
-from models.training import History, Progress, adam, autocast, seeded, train
+from models.training import History, Progress, WeightAverage, adam, autocast, seeded, train
 from schemas.errors import InvalidInputError
 
 
@@ -276,20 +276,23 @@ class GAN:
         norms = grad.reshape(real.shape[0] // cfg.pac, -1).norm(2, dim=1)  # per pack
         return cfg.gp_weight * (norms - 1).pow(2).mean()
 
-    def _penalty_by_hand(self, real: Tensor, fake: Tensor, cond: Tensor, scale: float) -> tuple[Tensor, list[Tensor]]:
+    def _penalty_by_hand(
+        self, real: Tensor, fake: Tensor, cond: Tensor, scale: float
+    ) -> tuple[Tensor, list[tuple[nn.Parameter, Tensor]]]:
         """`scale` times the gradient penalty and its gradients for the critic's two weight matrices, in closed form.
 
         For the one-hidden-layer critic f(x) = w2 . (m * lrelu(W1 x + b1)) + b2 (dropout mask m), the input gradient
         is W1^T (s * m * w2) with s the LeakyReLU slope at each unit, a step function of x whose own derivative is 0.
         So with S = s * m * w2 per pack, G = S W1 (kept on the rows' columns: the penalty is on the gradient with
         respect to the interpolated rows, not their cond vectors) and R = dPenalty/dG, zero on the cond columns:
-        dW1 = S^T R, dw2 = sum over packs of (R W1^T) * s * m, and the biases get nothing. Five thin products and a few elementwise ops, where autograd's
-        double backward through the penalty cost about four times as much on CPU (a tenth of a gan step on the 20k x
-        12 bench table). Same random draws in the same order as `_gradient_penalty` (the mixing weights, then the
-        dropout mask), and the same values to float rounding (tested against it).
+        dW1 = S^T R, dw2 = sum over packs of (R W1^T) * s * m, and the biases get nothing. Four thin products and a
+        few elementwise ops: autograd's double backward through the penalty took about 4 ms a penalty step on the 20k
+        x 12 bench table, this about 2.5. Same random draws in the same order as `_gradient_penalty` (the mixing
+        weights, then the dropout mask), and the same values to float rounding (tested against it).
 
         Returns:
-            `(penalty, [dW1, dw2])`: the scaled penalty (0-d) and gradients to add to the critic's weight gradients.
+            `(penalty, grads)`: the scaled penalty (0-d) and `(parameter, gradient)` pairs, W1's and w2's, to add to
+            those parameters' gradients.
         """
         cfg = self.config or GANConfig()
         first, act, *middle, last = self.critic_
@@ -313,7 +316,7 @@ class GAN:
             r = F.pad(r.view(packs, cfg.pac, -1), (0, cond.shape[1])).view(packs, -1)  # (packs, D), 0 on cond columns
             grad_w1 = s.t() @ r  # (h, D)
             grad_w2 = ((r @ w1.t()) * slope).sum(0, keepdim=True)  # (1, h)
-        return penalty, [grad_w1, grad_w2]
+        return penalty, [(w1, grad_w1), (w2, grad_w2)]
 
     def fit(
         self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[Progress], None] | None = None
@@ -363,6 +366,10 @@ class GAN:
                 level, rows = self.cond_.draw_training(b)
                 return x.index_select(0, rows), self.cond_.one_hot(level), level
 
+            batch_size = max(cfg.pac, min(cfg.batch_size, x.shape[0] - x.shape[0] % cfg.pac))
+            # Samples come from averaged generator weights over the last `ema_share` of the generator steps.
+            steps = cfg.epochs * max(1, x.shape[0] // batch_size)
+            average = WeightAverage(self.generator_, cfg.ema_share * steps) if cfg.ema_share > 0 else None
             critic_updates = [0]
             # The penalty's gradients in closed form for the default one-hidden-layer critic (`_penalty_by_hand`).
             closed_form = len(tuple(cfg.critic_hidden)) == 1
@@ -401,9 +408,8 @@ class GAN:
                     critic_updates[0] += 1
                     opt_d.zero_grad(set_to_none=True)
                     loss_d.backward()
-                    if penalty_grads is not None:
-                        self.critic_[0].weight.grad.add_(penalty_grads[0])
-                        self.critic_[-1].weight.grad.add_(penalty_grads[1])
+                    for param, grad in penalty_grads or ():
+                        param.grad.add_(grad)
                     opt_d.step()
                     if dp is not None and not logistic:
                         with torch.no_grad():
@@ -427,27 +433,20 @@ class GAN:
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
-                if ema is not None:
-                    with torch.no_grad():
-                        torch._foreach_lerp_(ema[0], ema[1], ema[2])
+                if average is not None:
+                    average.update()
                 if dp is not None:
                     dp.module.enable_hooks()
                 else:
                     self.critic_.requires_grad_(True)
                 return loss_d.detach() + loss_g.detach()
 
-            ema = None
-            if cfg.ema_share > 0:
-                steps = cfg.epochs * max(1, x.shape[0] // max(cfg.pac, min(cfg.batch_size, x.shape[0])))
-                horizon = max(1.0, cfg.ema_share * steps)
-                live = [p for p in self.generator_.parameters()]
-                ema = ([p.detach().clone() for p in live], [p.detach() for p in live], 1.0 / horizon)
             self.history_: History = train(
                 step,
                 x,
                 modules={"generator": self.generator_, "critic": self.critic_},
                 epochs=cfg.epochs,
-                batch_size=max(cfg.pac, min(cfg.batch_size, x.shape[0] - x.shape[0] % cfg.pac)),
+                batch_size=batch_size,
                 generator=gen,
                 progress=progress,
                 name="gan",
@@ -459,10 +458,8 @@ class GAN:
             if dp is not None:
                 self.critic_ = dp.detach()
                 self.privacy_ = dp.report()
-            if ema is not None:
-                with torch.no_grad():
-                    for p, avg in zip(ema[1], ema[0], strict=True):
-                        p.copy_(avg)
+            if average is not None:
+                average.apply()
                 self._recalibrate_norms(cfg.batch_size * 4, device)
         return self
 
@@ -472,6 +469,7 @@ class GAN:
         norms = [m for m in self.generator_.modules() if isinstance(m, nn.BatchNorm1d)]
         if not norms:
             return
+        momenta = [m.momentum for m in norms]
         for m in norms:
             m.reset_running_stats()
             m.momentum = None  # a cumulative average over this pass
@@ -482,8 +480,8 @@ class GAN:
         self.generator_.train()
         self.generator_(torch.cat([torch.randn(n, cfg.noise_dim, device=device), cond], 1))
         self.generator_.eval()
-        for m in norms:
-            m.momentum = 0.1
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
 
     # ------------------------------------------------------------------------------------------------- sampling
     @torch.no_grad()

@@ -321,6 +321,31 @@ class FusedAdam(torch.optim.Adam):
         )
 
 
+class WeightAverage:
+    """An exponential moving average of a module's parameters, kept beside them (Polyak averaging; Yazici et al.
+    2019 for GANs), and copied into the module once training ends.
+
+    Args:
+        module: the network whose parameters are averaged; the average starts from their current values.
+        horizon: the average's time constant in `update` calls (its rate is 1 / horizon), at least 1.
+    """
+
+    def __init__(self, module: nn.Module, horizon: float):
+        self.live = [p.detach() for p in module.parameters()]
+        self.average = [p.clone() for p in self.live]
+        self.rate = 1.0 / max(1.0, horizon)
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Move the average towards the current parameters: one fused lerp for all of them."""
+        torch._foreach_lerp_(self.average, self.live, self.rate)
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Overwrite the module's parameters with the average."""
+        torch._foreach_copy_(self.live, self.average)
+
+
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device):
     """Seed the global RNGs (weight init, dropout, Gumbel noise) for the duration of a fit, then restore them.

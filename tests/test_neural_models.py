@@ -169,11 +169,12 @@ def test_gan_closed_form_penalty_matches_autograds_double_backward(dropout, smal
     reference = 4 * gan._gradient_penalty(real, fake.detach(), cond)
     *expected, bias_grad = torch.autograd.grad(reference, [*weights, gan.critic_[0].bias])
     torch.manual_seed(3)
-    penalty, grads = gan._penalty_by_hand(real, fake.detach(), cond, 4)
+    penalty, pairs = gan._penalty_by_hand(real, fake.detach(), cond, 4)
 
     # Assert: same penalty and same weight gradients, to float rounding; the biases get none from autograd either.
     assert penalty.item() == pytest.approx(reference.item(), rel=1e-5)
-    for got, want in zip(grads, expected, strict=True):
+    assert all(param is weight for (param, _), weight in zip(pairs, weights, strict=True))
+    for (_, got), want in zip(pairs, expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
     assert bias_grad.abs().max() == 0
 
