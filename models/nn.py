@@ -220,6 +220,29 @@ class SpanLayout:
         self.packed_width = len(pack_index)
         self.pack_index, self.pack_weight = pack_index.to(device), pack_mask.float().to(device)
         self.unpack_index = unpack.to(device)  # (n_features,) packed position of each feature
+        # The encoder-side view of a row: each mode one-hot folded into one ordinal feature in [-1, 1] (modes are
+        # sorted by mean, so the ordinal orders them as the values do), every other feature as is.
+        column_of = []  # the folded column each feature lands in
+        for s in spans:
+            first = column_of[-1] + 1 if column_of else 0
+            column_of += [first] * s.width if s.role == "mode" else list(range(first, first + s.width))
+        rank = torch.ones(n_features)  # the weight of each feature in its folded column
+        for s in spans:
+            if s.role == "mode":
+                rank[s.start : s.stop] = torch.linspace(-1, 1, s.width) if s.width > 1 else 0.0
+        self.folded_width = column_of[-1] + 1 if column_of else 0
+        fold = torch.zeros(n_features, self.folded_width)
+        fold[torch.arange(n_features), torch.tensor(column_of, dtype=torch.long)] = rank
+        self.fold_weight = fold.to(device)  # (n_features, folded_width)
+
+    def fold_modes(self, x: Tensor) -> Tensor:
+        """(n, n_features) -> (n, folded_width): each mode one-hot replaced by its ordinal (`fold_weight`).
+
+        An encoder input a third as wide on mode-normalised tables (93 -> 30 features on the 20k x 12 bench table),
+        computed once per fit: the first layer's forward and weight gradient shrink in proportion. A row's value is
+        still fully described (its mode's rank and its offset within the mode); the decoder keeps the one-hots.
+        """
+        return x @ self.fold_weight
 
     # ---------------------------------------------------------------------------------------------- softmax block
     def soft_block(self, x: Tensor) -> Tensor:

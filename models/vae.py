@@ -64,18 +64,22 @@ class VAEConfig:
     epsilon: float | None = None
     delta: float | None = None  # None: 1 / (10 n), see models.privacy.default_delta
     max_grad_norm: float = 1.0  # per-sample clipping bound C
+    # The encoder sees each mode one-hot folded into one ordinal feature (`SpanLayout.fold_modes`): a first layer on
+    # a third of the inputs on mode-normalised tables, and better penguins quality at 50 epochs, seeds 0-2 (shapes /
+    # pairs 0.856-0.876 / 0.703-0.726 against 0.803-0.864 / 0.658-0.700). Checkpoints saved before it load with False.
+    fold_modes: bool = True
 
 
 class VAEModule(nn.Module):
     """Encoder to (mu, logvar), decoder to raw per-feature outputs, and a per-value-feature log sigma."""
 
-    def __init__(self, n_features: int, n_linear: int, config: VAEConfig, n_out: int | None = None):
+    def __init__(self, n_in: int, n_linear: int, config: VAEConfig, n_out: int):
         super().__init__()
         hidden = tuple(config.hidden)
         narrow = config.epsilon is None  # Opacus computes per-sample gradients for plain nn.Linear only
-        self.encoder = MLP(n_features, hidden, 2 * config.latent_dim, norm=config.norm, narrow=narrow)
+        self.encoder = MLP(n_in, hidden, 2 * config.latent_dim, norm=config.norm, narrow=narrow)
         # The decoder emits the layout's packed order (`SpanLayout.packed_width`), so the loss needs no gathers.
-        self.decoder = MLP(config.latent_dim, hidden[::-1], n_out or n_features, norm=config.norm, narrow=narrow)
+        self.decoder = MLP(config.latent_dim, hidden[::-1], n_out, norm=config.norm, narrow=narrow)
         self.log_sigma = nn.Parameter(torch.full((n_linear,), math.log(0.1)))
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -117,21 +121,27 @@ class VAE:
         cfg = self.config or VAEConfig()
         self.device_ = device  # where sampling generators should live (tasks.sample makes them here)
         self.layout_ = SpanLayout(self.spans, n_features, device)
-        self.module_ = VAEModule(n_features, self.layout_.linear.numel(), cfg, self.layout_.packed_width).to(device)
+        n_in = self.layout_.folded_width if cfg.fold_modes else n_features
+        self.module_ = VAEModule(n_in, self.layout_.linear.numel(), cfg, self.layout_.packed_width).to(device)
         self.n_features_in_ = n_features
+
+    def _encoder_input(self, rows: Tensor) -> Tensor:
+        """What the encoder reads of encoded rows (n, n_features): the rows, or their folded view (`fold_modes`)."""
+        cfg = self.config or VAEConfig()
+        return self.layout_.fold_modes(rows) if cfg.fold_modes else rows
 
     def _sigma(self) -> Tensor:
         cfg = self.config or VAEConfig()
         return self.module_.log_sigma.clamp(math.log(cfg.min_sigma), 0.0)  # (n_linear,)
 
-    def _loss(self, rows: Tensor, noise: Tensor, net: nn.Module | None = None) -> Tensor:
+    def _loss(self, inputs: Tensor, rows: Tensor, noise: Tensor, net: nn.Module | None = None) -> Tensor:
         """Negative ELBO per row, averaged: reconstruction NLL + beta * KL(q(z|x) || N(0, I)).
 
-        `rows` are (n, n_features) encoded rows; their packed copy (`SpanLayout.pack`, one gather of a batch) is the
-        decoder's target.
+        `inputs` are the encoder's view of the rows (`_encoder_input`); `rows` are the (n, n_features) encoded rows,
+        whose packed copy (`SpanLayout.pack`, one gather of a batch) is the decoder's target.
         """
         cfg = self.config or VAEConfig()
-        logits, mu, logvar = (net or self.module_)(rows, noise)
+        logits, mu, logvar = (net or self.module_)(inputs, noise)
         recon = self.layout_.packed_loss(logits.float(), self.layout_.pack(rows), self._sigma())  # mean per row
         kl = -0.5 * (1 + logvar - mu * mu - logvar.exp()).float().sum() / rows.shape[0]  # Kingma & Welling, app. B
         return recon + cfg.beta * kl
@@ -163,10 +173,13 @@ class VAE:
                 )
                 opt, net = dp.optimizer, dp.module
             latent = cfg.latent_dim
+            inputs = self._encoder_input(x)  # once per fit, not per batch; (n, encoder width)
 
-            def step(batch: Tensor) -> Tensor:
+            def step(index: Tensor) -> Tensor:
+                batch = x.index_select(0, index)
+                noise = torch.randn(batch.shape[0], latent, device=device)
                 with autocast(device):
-                    loss = self._loss(batch, torch.randn(batch.shape[0], latent, device=device), net)
+                    loss = self._loss(inputs.index_select(0, index), batch, noise, net)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -174,7 +187,7 @@ class VAE:
 
             def evaluate(rows: Tensor) -> Tensor:
                 # The posterior mean stands in for the noise draw: a stable score for early stopping.
-                return self._loss(rows, torch.zeros(rows.shape[0], latent, device=device))
+                return self._loss(self._encoder_input(rows), rows, torch.zeros(rows.shape[0], latent, device=device))
 
             self.history_: History = train(
                 step,
@@ -190,6 +203,7 @@ class VAE:
                 progress=progress,
                 name="vae",
                 privacy=dp,
+                indices=True,
             )
             if dp is not None:
                 self.module_ = dp.detach()
@@ -243,7 +257,7 @@ class VAE:
         device = self.layout_.linear.device
         self.module_.eval()
         rows = torch.stack([torch.as_tensor(row_a), torch.as_tensor(row_b)]).float().to(device)  # (2, d)
-        mu, _ = self.module_.encode(check_matrix(rows, "rows"))
+        mu, _ = self.module_.encode(self._encoder_input(check_matrix(rows, "rows")))
         t = torch.linspace(0, 1, steps, device=device)[:, None]  # (steps, 1)
         z = (1 - t) * mu[0] + t * mu[1]  # (steps, latent)
         return self._decode(z, None)
@@ -264,7 +278,7 @@ class VAE:
     @classmethod
     def load(cls, directory: Path, *, device: torch.device | str = "cpu") -> Self:
         config, state, meta = load_checkpoint(directory, device=device)
-        config = config_from_dict(VAEConfig, config)
+        config = config_from_dict(VAEConfig, {"fold_modes": False, **config})  # saved before the fold: full input
         model = cls(config, spans=spans_from_meta(meta["spans"]), device=device)
         model._build(meta["n_features_in"], resolve_device(device))
         packed = meta.get("packed_output", False)  # saved before the packed layout: converted, same samples

@@ -125,3 +125,29 @@ def test_narrow_input_linear_matches_nn_linear_forward_backward_and_state():
     assert isinstance(MLP(8, (16,), 4)[0], NarrowInputLinear)  # under DP-SGD the models pass narrow=False
     assert type(MLP(8, (16,), 4, narrow=False)[0]) is torch.nn.Linear
     assert type(MLP(32, (16,), 4)[0]) is torch.nn.Linear
+
+
+def test_fold_modes_replaces_each_mode_one_hot_by_its_rank_and_keeps_every_other_feature(penguins):
+    # Arrange: encoded penguins, whose four measurements each get a value, a mode one-hot and a missing flag.
+    encoder = TableEncoder(infer_schema(penguins), normalization="mode").fit(penguins)
+    x = encoder.transform(penguins)
+    layout = SpanLayout(encoder.spans_, encoder.n_features_)
+    mode_spans = [s for s in encoder.spans_ if s.role == "mode"]
+
+    # Act
+    folded = layout.fold_modes(x)
+
+    # Assert: one column per mode span instead of its width, holding the chosen mode's rank in [-1, 1] exactly.
+    assert len(mode_spans) == 4
+    assert folded.shape == (len(penguins), x.shape[1] - sum(s.width - 1 for s in mode_spans))
+    column = 0
+    for span in encoder.spans_:
+        part = x[:, span.start : span.stop]
+        if span.role == "mode":
+            rank = torch.linspace(-1, 1, span.width)[part.argmax(1)]
+            assert torch.equal(folded[:, column], rank)
+            column += 1
+        else:
+            assert torch.equal(folded[:, column : column + span.width], part)
+            column += span.width
+    assert column == layout.folded_width
