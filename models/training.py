@@ -164,9 +164,11 @@ def train(
     history = History()
     best_val, best_state, since_best = math.inf, None, 0
     start = time.perf_counter()
+    # Train mode once, and again only after an evaluation: `Module.train()` walks every submodule through
+    # `__setattr__` (36 us for the vae's network, 1% of a penguins epoch of one step).
+    for m in modules.values():
+        m.train()
     for epoch in range(1, epochs + 1):
-        for m in modules.values():
-            m.train()
         perm = torch.randperm(n, generator=generator, device=generator.device).to(x.device)  # (n,)
         if rows is not None:
             perm = rows[perm]  # positions in `x` of this epoch's shuffled training rows
@@ -194,6 +196,8 @@ def train(
                     chunk = x_val[i : i + batch_size]
                     total_val = total_val + evaluate(chunk).float() * chunk.shape[0]
                 val = float(total_val) / x_val.shape[0]
+            for m in modules.values():
+                m.train()
             history.val_loss.append(val)
             if val < best_val:
                 best_val, since_best, history.best_epoch = val, 0, epoch
