@@ -74,16 +74,19 @@ class AutoencoderConfig:
     dp_latent_share: float = 0.2  # share of epsilon and delta for the DP-EM latent mixture
     dp_components: int = 5  # latent mixture components when private (no BIC search on private codes)
     dp_em_iter: int = 10  # DP-EM iterations when private
+    # The encoder reads each mode one-hot folded into one ordinal feature (`SpanLayout.fold_modes`), as the VAE's
+    # does. Checkpoints saved before it load with False.
+    fold_modes: bool = True
 
 
 class AutoencoderModule(nn.Module):
-    def __init__(self, n_features: int, config: AutoencoderConfig, n_out: int | None = None):
+    def __init__(self, n_in: int, config: AutoencoderConfig, n_out: int):
         super().__init__()
         hidden = tuple(config.hidden)
         narrow = config.epsilon is None  # Opacus computes per-sample gradients for plain nn.Linear only
-        self.encoder = MLP(n_features, hidden, config.latent_dim, narrow=narrow)
+        self.encoder = MLP(n_in, hidden, config.latent_dim, narrow=narrow)
         # The decoder emits the layout's packed order (`SpanLayout.packed_width`), so the loss needs no gathers.
-        self.decoder = MLP(config.latent_dim, hidden[::-1], n_out or n_features, narrow=narrow)
+        self.decoder = MLP(config.latent_dim, hidden[::-1], n_out, narrow=narrow)
         self.bounded = config.epsilon is not None  # DP: codes in (-2, 2), the DP mixture's clipping bound
 
     def code(self, x: Tensor) -> Tensor:
@@ -124,7 +127,13 @@ class Autoencoder:
         cfg = self.config or AutoencoderConfig()
         self.device_ = device  # where sampling generators should live (tasks.sample makes them here)
         self.layout_ = SpanLayout(self.spans, n_features, device)
-        self.module_ = AutoencoderModule(n_features, cfg, self.layout_.packed_width).to(device)
+        n_in = self.layout_.folded_width if cfg.fold_modes else n_features
+        self.module_ = AutoencoderModule(n_in, cfg, self.layout_.packed_width).to(device)
+
+    def _encoder_input(self, rows: Tensor) -> Tensor:
+        """What the encoder reads of encoded rows (n, n_features): the rows, or their folded view (`fold_modes`)."""
+        cfg = self.config or AutoencoderConfig()
+        return self.layout_.fold_modes(rows) if cfg.fold_modes else rows
 
     def _gmm_config(self) -> GMMConfig:
         cfg = self.config or AutoencoderConfig()
@@ -162,11 +171,13 @@ class Autoencoder:
                 opt, net = dp.optimizer, dp.module
 
             layout = self.layout_
+            inputs = self._encoder_input(x)  # once per fit, not per batch; (n, encoder width)
 
-            def step(batch: Tensor) -> Tensor:  # (b, d) encoded rows; their packed copy is the target
+            def step(index: Tensor) -> Tensor:  # (b,) rows of x; their packed copy is the target
+                batch = x.index_select(0, index)
                 with autocast(device):
                     noise = cfg.latent_noise * torch.randn(batch.shape[0], cfg.latent_dim, device=device)
-                    loss = layout.packed_loss(net(batch, noise).float(), layout.pack(batch))
+                    loss = layout.packed_loss(net(inputs.index_select(0, index), noise).float(), layout.pack(batch))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -174,7 +185,7 @@ class Autoencoder:
 
             def evaluate(rows: Tensor) -> Tensor:
                 zero = torch.zeros(rows.shape[0], cfg.latent_dim, device=device)
-                return layout.packed_loss(self.module_(rows, zero).float(), layout.pack(rows))
+                return layout.packed_loss(self.module_(self._encoder_input(rows), zero).float(), layout.pack(rows))
 
             self.history_: History = train(
                 step,
@@ -190,6 +201,7 @@ class Autoencoder:
                 progress=progress,
                 name="autoencoder",
                 privacy=dp,
+                indices=True,
             )
             if dp is not None:
                 self.module_ = dp.detach()
@@ -213,7 +225,8 @@ class Autoencoder:
     def _codes(self, x: Tensor, chunk_rows: int = 65_536) -> Tensor:
         """Latent codes of rows (n, d) in chunks: one pass over a million rows at once allocates gigabytes of
         activations (first-touch memory made the 1M-row fit grow 11.7x over 100k)."""
-        return torch.cat([self.module_.code(x[i : i + chunk_rows]).float() for i in range(0, x.shape[0], chunk_rows)])
+        chunks = (self._encoder_input(x[i : i + chunk_rows]) for i in range(0, x.shape[0], chunk_rows))
+        return torch.cat([self.module_.code(chunk).float() for chunk in chunks])
 
     def _fit_private_latent(self, codes: Tensor, delta: float, sgd: dict[str, Any], device: torch.device) -> None:
         """DP-EM mixture on the bounded codes with the latent share of the budget; no standardisation."""
@@ -288,7 +301,10 @@ class Autoencoder:
     def load(cls, directory: Path, *, device: torch.device | str = "cpu") -> Self:
         directory = Path(directory)
         config, state, meta = load_checkpoint(directory, device=device)
-        model = cls(config_from_dict(AutoencoderConfig, config), spans=spans_from_meta(meta["spans"]), device=device)
+        config = config_from_dict(
+            AutoencoderConfig, {"fold_modes": False, **config}
+        )  # saved before the fold: full input
+        model = cls(config, spans=spans_from_meta(meta["spans"]), device=device)
         model._build(meta["n_features_in"], resolve_device(device))
         model.latent_mean_ = state.pop("latent_mean")
         model.latent_std_ = state.pop("latent_std")
