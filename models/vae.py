@@ -86,10 +86,12 @@ class VAEModule(nn.Module):
         mu, logvar = self.encoder(x).chunk(2, dim=1)  # (n, latent) each
         return mu, logvar.clamp(-10, 10)
 
-    def forward(self, x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Decoder output (n, d) for the sampled codes, and the posterior's mu, logvar and std (n, latent) each."""
         mu, logvar = self.encode(x)
-        z = mu + torch.exp(0.5 * logvar) * noise  # reparameterisation trick (Kingma & Welling 2014, sec. 2.4)
-        return self.decoder(z), mu, logvar  # (n, d), (n, latent), (n, latent)
+        std = torch.exp(0.5 * logvar)
+        z = torch.addcmul(mu, std, noise)  # reparameterisation trick (Kingma & Welling 2014, sec. 2.4)
+        return self.decoder(z), mu, logvar, std
 
 
 @register("vae")
@@ -141,10 +143,12 @@ class VAE:
         whose packed copy (`SpanLayout.pack`, one gather of a batch) is the decoder's target.
         """
         cfg = self.config or VAEConfig()
-        logits, mu, logvar = (net or self.module_)(inputs, noise)
+        logits, mu, logvar, std = (net or self.module_)(inputs, noise)
         recon = self.layout_.packed_loss(logits.float(), self.layout_.pack(rows), self._sigma())  # mean per row
-        kl = -0.5 * (1 + logvar - mu * mu - logvar.exp()).float().sum() / rows.shape[0]  # Kingma & Welling, app. B
-        return recon + cfg.beta * kl
+        # KL(N(mu, std^2) || N(0, I)) = 0.5 * sum(mu^2 + std^2 - logvar - 1) per row (Kingma & Welling, app. B), from
+        # the forward's std: four tensor ops where exp(logvar) and the constant inside the sum took eight.
+        kl_sum = torch.addcmul(mu * mu, std, std).sub_(logvar).float().sum()
+        return recon + (0.5 * cfg.beta / rows.shape[0]) * kl_sum - 0.5 * cfg.beta * cfg.latent_dim
 
     def fit(
         self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[Progress], None] | None = None
