@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -267,13 +268,13 @@ class FusedAdam(torch.optim.Adam):
     def step(self, closure=None):
         lists = getattr(self, "_fused_lists", None)
         if closure is None and lists is not None:
-            params, exp_avgs, exp_avg_sqs, steps = lists
+            params, exp_avgs, exp_avg_sqs, steps, counter = lists
             grads = [p.grad for p in params]
             if all(g is not None for g in grads):
                 group = self.param_groups[0]
                 beta1, beta2 = group["betas"]
                 with torch.no_grad():
-                    torch._foreach_add_(steps, 1)
+                    counter.add_(1)  # every parameter's step count: they are views of this one tensor
                     torch._fused_adam_(
                         params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],
                         beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
@@ -306,8 +307,13 @@ class FusedAdam(torch.optim.Adam):
         super().add_param_group(param_group)
         self._fused_lists = None
 
-    def _direct_lists(self) -> tuple[list[Tensor], ...] | None:
-        """The tensors the kernel takes, when one plain group of same-device, same-dtype parameters allows it."""
+    def _direct_lists(self) -> tuple[Any, ...] | None:
+        """The tensors the kernel takes, when one plain group of same-device, same-dtype parameters allows it.
+
+        The per-parameter step counts become views of one tensor, so a step counts them all with one `add_`:
+        `_foreach_add_` on a CPU list of 0-d tensors took 43 us for the vae's nine (a scalar `add_` 7 us). They stay
+        separate 0-d tensors in the state (and its `state_dict`) as Adam keeps them.
+        """
         if len(self.param_groups) != 1:
             return None
         group = self.param_groups[0]
@@ -317,11 +323,17 @@ class FusedAdam(torch.optim.Adam):
         if len({(p.device, p.dtype) for p in params}) != 1 or any(p not in self.state for p in params):
             return None
         states = [self.state[p] for p in params]
+        if len({(s["step"].device, s["step"].dtype, s["step"].item()) for s in states}) != 1:
+            return None  # the counts differ (a state loaded from elsewhere): no shared counter
+        counter = torch.stack([s["step"] for s in states])  # (n_params,)
+        for i, s in enumerate(states):
+            s["step"] = counter[i]
         return (
             list(params),
             [s["exp_avg"] for s in states],
             [s["exp_avg_sq"] for s in states],
             [s["step"] for s in states],
+            counter,
         )
 
 
