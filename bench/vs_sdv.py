@@ -13,7 +13,8 @@ Then, from the repository root:
 
 Every model gets the same tables and the same epoch count, and every thread pool (torch's, OpenMP, OpenBLAS, MKL) the
 same thread count in both processes (`--threads`, default 1: on a shared 2-core machine a second thread mostly
-spin-waits). Repeats run round robin over the models. Early stopping is off for our
+spin-waits; `--threads 2` gives both processes both cores, as an unconfigured install gets here, and process CPU
+seconds then count the spinning too). Repeats run round robin over the models. Early stopping is off for our
 models so epochs are equal. Times are wall seconds of fit (including preprocessing: our encoder, SDV's RDT) plus
 sample (including decoding); schema inference (ours) and metadata detection (SDV's) run before the clock, and so do
 one-off lazy imports (scipy, torch._dynamo on the first optimizer), in both processes. Tables: penguins, wine, `mixed` (`bench.tables.mixed_table`, 20k rows x 12 columns)
