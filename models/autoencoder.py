@@ -301,9 +301,8 @@ class Autoencoder:
     def load(cls, directory: Path, *, device: torch.device | str = "cpu") -> Self:
         directory = Path(directory)
         config, state, meta = load_checkpoint(directory, device=device)
-        config = config_from_dict(
-            AutoencoderConfig, {"fold_modes": False, **config}
-        )  # saved before the fold: full input
+        # A checkpoint saved before `fold_modes` existed has an encoder on the full input.
+        config = config_from_dict(AutoencoderConfig, {"fold_modes": False, **config})
         model = cls(config, spans=spans_from_meta(meta["spans"]), device=device)
         model._build(meta["n_features_in"], resolve_device(device))
         model.latent_mean_ = state.pop("latent_mean")

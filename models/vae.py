@@ -282,7 +282,8 @@ class VAE:
     @classmethod
     def load(cls, directory: Path, *, device: torch.device | str = "cpu") -> Self:
         config, state, meta = load_checkpoint(directory, device=device)
-        config = config_from_dict(VAEConfig, {"fold_modes": False, **config})  # saved before the fold: full input
+        # A checkpoint saved before `fold_modes` existed has an encoder on the full input.
+        config = config_from_dict(VAEConfig, {"fold_modes": False, **config})
         model = cls(config, spans=spans_from_meta(meta["spans"]), device=device)
         model._build(meta["n_features_in"], resolve_device(device))
         packed = meta.get("packed_output", False)  # saved before the packed layout: converted, same samples
