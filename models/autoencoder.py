@@ -127,13 +127,8 @@ class Autoencoder:
         cfg = self.config or AutoencoderConfig()
         self.device_ = device  # where sampling generators should live (tasks.sample makes them here)
         self.layout_ = SpanLayout(self.spans, n_features, device)
-        n_in = self.layout_.folded_width if cfg.fold_modes else n_features
+        n_in = self.layout_.encoder_width(cfg.fold_modes)
         self.module_ = AutoencoderModule(n_in, cfg, self.layout_.packed_width).to(device)
-
-    def _encoder_input(self, rows: Tensor) -> Tensor:
-        """What the encoder reads of encoded rows (n, n_features): the rows, or their folded view (`fold_modes`)."""
-        cfg = self.config or AutoencoderConfig()
-        return self.layout_.fold_modes(rows) if cfg.fold_modes else rows
 
     def _gmm_config(self) -> GMMConfig:
         cfg = self.config or AutoencoderConfig()
@@ -171,7 +166,7 @@ class Autoencoder:
                 opt, net = dp.optimizer, dp.module
 
             layout = self.layout_
-            inputs = self._encoder_input(x)  # once per fit, not per batch; (n, encoder width)
+            inputs = layout.encoder_input(x, cfg.fold_modes)  # once per fit, not per batch; (n, encoder width)
 
             def step(index: Tensor) -> Tensor:  # (b,) rows of x; their packed copy is the target
                 batch = x.index_select(0, index)
@@ -185,7 +180,9 @@ class Autoencoder:
 
             def evaluate(rows: Tensor) -> Tensor:
                 zero = torch.zeros(rows.shape[0], cfg.latent_dim, device=device)
-                return layout.packed_loss(self.module_(self._encoder_input(rows), zero).float(), layout.pack(rows))
+                return layout.packed_loss(
+                    self.module_(layout.encoder_input(rows, cfg.fold_modes), zero).float(), layout.pack(rows)
+                )
 
             self.history_: History = train(
                 step,
@@ -225,7 +222,8 @@ class Autoencoder:
     def _codes(self, x: Tensor, chunk_rows: int = 65_536) -> Tensor:
         """Latent codes of rows (n, d) in chunks: one pass over a million rows at once allocates gigabytes of
         activations (first-touch memory made the 1M-row fit grow 11.7x over 100k)."""
-        chunks = (self._encoder_input(x[i : i + chunk_rows]) for i in range(0, x.shape[0], chunk_rows))
+        fold = (self.config or AutoencoderConfig()).fold_modes
+        chunks = (self.layout_.encoder_input(x[i : i + chunk_rows], fold) for i in range(0, x.shape[0], chunk_rows))
         return torch.cat([self.module_.code(chunk).float() for chunk in chunks])
 
     def _fit_private_latent(self, codes: Tensor, delta: float, sgd: dict[str, Any], device: torch.device) -> None:

@@ -222,15 +222,18 @@ class SpanLayout:
         self.unpack_index = unpack.to(device)  # (n_features,) packed position of each feature
         # The encoder-side view of a row: each mode one-hot folded into one ordinal feature in [-1, 1] (modes are
         # sorted by mean, so the ordinal orders them as the values do), every other feature as is.
-        column_of = []  # the folded column each feature lands in
-        for s in spans:
-            first = column_of[-1] + 1 if column_of else 0
-            column_of += [first] * s.width if s.role == "mode" else list(range(first, first + s.width))
+        column_of: list[int] = []  # the folded column each feature lands in
         rank = torch.ones(n_features)  # the weight of each feature in its folded column
+        first = 0  # the next free folded column
         for s in spans:
             if s.role == "mode":
+                column_of += [first] * s.width
                 rank[s.start : s.stop] = torch.linspace(-1, 1, s.width) if s.width > 1 else 0.0
-        self.folded_width = column_of[-1] + 1 if column_of else 0
+                first += 1
+            else:
+                column_of += range(first, first + s.width)
+                first += s.width
+        self.folded_width = first
         fold = torch.zeros(n_features, self.folded_width)
         fold[torch.arange(n_features), torch.tensor(column_of, dtype=torch.long)] = rank
         self.fold_weight = fold.to(device)  # (n_features, folded_width)
@@ -243,6 +246,17 @@ class SpanLayout:
         still fully described (its mode's rank and its offset within the mode); the decoder keeps the one-hots.
         """
         return x @ self.fold_weight
+
+    def encoder_width(self, fold: bool) -> int:
+        """How many features an encoder reads: `folded_width` with `fold`, else every encoded feature."""
+        return self.folded_width if fold else self.n_features
+
+    def encoder_input(self, x: Tensor, fold: bool) -> Tensor:
+        """What an encoder reads of encoded rows (n, n_features): their folded view with `fold`, else the rows.
+
+        `fold` is the model's `fold_modes` option: checkpoints saved before the fold existed load with it off.
+        """
+        return self.fold_modes(x) if fold else x
 
     # ---------------------------------------------------------------------------------------------- softmax block
     def soft_block(self, x: Tensor) -> Tensor:

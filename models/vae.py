@@ -123,14 +123,9 @@ class VAE:
         cfg = self.config or VAEConfig()
         self.device_ = device  # where sampling generators should live (tasks.sample makes them here)
         self.layout_ = SpanLayout(self.spans, n_features, device)
-        n_in = self.layout_.folded_width if cfg.fold_modes else n_features
+        n_in = self.layout_.encoder_width(cfg.fold_modes)
         self.module_ = VAEModule(n_in, self.layout_.linear.numel(), cfg, self.layout_.packed_width).to(device)
         self.n_features_in_ = n_features
-
-    def _encoder_input(self, rows: Tensor) -> Tensor:
-        """What the encoder reads of encoded rows (n, n_features): the rows, or their folded view (`fold_modes`)."""
-        cfg = self.config or VAEConfig()
-        return self.layout_.fold_modes(rows) if cfg.fold_modes else rows
 
     def _sigma(self) -> Tensor:
         cfg = self.config or VAEConfig()
@@ -139,7 +134,7 @@ class VAE:
     def _loss(self, inputs: Tensor, rows: Tensor, noise: Tensor, net: nn.Module | None = None) -> Tensor:
         """Negative ELBO per row, averaged: reconstruction NLL + beta * KL(q(z|x) || N(0, I)).
 
-        `inputs` are the encoder's view of the rows (`_encoder_input`); `rows` are the (n, n_features) encoded rows,
+        `inputs` are the encoder's view of the rows (`SpanLayout.encoder_input`); `rows` are the (n, n_features) encoded rows,
         whose packed copy (`SpanLayout.pack`, one gather of a batch) is the decoder's target.
         """
         cfg = self.config or VAEConfig()
@@ -177,7 +172,7 @@ class VAE:
                 )
                 opt, net = dp.optimizer, dp.module
             latent = cfg.latent_dim
-            inputs = self._encoder_input(x)  # once per fit, not per batch; (n, encoder width)
+            inputs = self.layout_.encoder_input(x, cfg.fold_modes)  # once per fit, not per batch; (n, encoder width)
 
             def step(index: Tensor) -> Tensor:
                 batch = x.index_select(0, index)
@@ -191,7 +186,11 @@ class VAE:
 
             def evaluate(rows: Tensor) -> Tensor:
                 # The posterior mean stands in for the noise draw: a stable score for early stopping.
-                return self._loss(self._encoder_input(rows), rows, torch.zeros(rows.shape[0], latent, device=device))
+                return self._loss(
+                    self.layout_.encoder_input(rows, cfg.fold_modes),
+                    rows,
+                    torch.zeros(rows.shape[0], latent, device=device),
+                )
 
             self.history_: History = train(
                 step,
@@ -261,7 +260,8 @@ class VAE:
         device = self.layout_.linear.device
         self.module_.eval()
         rows = torch.stack([torch.as_tensor(row_a), torch.as_tensor(row_b)]).float().to(device)  # (2, d)
-        mu, _ = self.module_.encode(self._encoder_input(check_matrix(rows, "rows")))
+        fold = (self.config or VAEConfig()).fold_modes
+        mu, _ = self.module_.encode(self.layout_.encoder_input(check_matrix(rows, "rows"), fold))
         t = torch.linspace(0, 1, steps, device=device)[:, None]  # (steps, 1)
         z = (1 - t) * mu[0] + t * mu[1]  # (steps, latent)
         return self._decode(z, None)
