@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Self
 import torch
 from torch import Tensor, nn
 
+from models.backprop import mlp_backward, mlp_forward, supports_hand_backprop
 from models.base import (
     check_matrix,
     config_from_dict,
@@ -168,13 +169,19 @@ class Autoencoder:
             layout = self.layout_
             inputs = layout.encoder_input(x, cfg.fold_modes)  # once per fit, not per batch; (n, encoder width)
 
+            # Gradients by hand on CPU (`models.backprop`); autograd under DP-SGD and on CUDA (autocast).
+            by_hand = device.type == "cpu" and not private and all(map(supports_hand_backprop, self.module_.children()))
+
             def step(index: Tensor) -> Tensor:  # (b,) rows of x; their packed copy is the target
                 batch = x.index_select(0, index)
-                with autocast(device):
-                    noise = cfg.latent_noise * torch.randn(batch.shape[0], cfg.latent_dim, device=device)
-                    loss = layout.packed_loss(net(inputs.index_select(0, index), noise).float(), layout.pack(batch))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
+                noise = cfg.latent_noise * torch.randn(batch.shape[0], cfg.latent_dim, device=device)
+                if by_hand:
+                    loss = self._loss_and_gradients(inputs.index_select(0, index), layout.pack(batch), noise)
+                else:
+                    with autocast(device):
+                        loss = layout.packed_loss(net(inputs.index_select(0, index), noise).float(), layout.pack(batch))
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
                 opt.step()
                 return loss
 
@@ -217,6 +224,21 @@ class Autoencoder:
             )
         self.n_features_in_ = x.shape[1]
         return self
+
+    def _loss_and_gradients(self, inputs: Tensor, target: Tensor, noise: Tensor) -> Tensor:
+        """The reconstruction loss of a batch, with every parameter's `.grad` set by hand (`models.backprop`).
+
+        `target` is the packed batch (`SpanLayout.pack`), `noise` the latent noise. The same loss and gradients as
+        `packed_loss(module_(inputs, noise), target).backward()` to float rounding, in about half the tensor ops.
+        """
+        module = self.module_
+        with torch.no_grad():
+            code, encoder_saved = mlp_forward(module.encoder, inputs)
+            out, decoder_saved = mlp_forward(module.decoder, code + noise)
+            loss, d_out, _ = self.layout_.packed_loss_grad(out, target)
+            d_code = mlp_backward(module.decoder, decoder_saved, d_out, input_grad=True)
+            mlp_backward(module.encoder, encoder_saved, d_code, input_grad=False)
+        return loss
 
     @torch.no_grad()
     def _codes(self, x: Tensor, chunk_rows: int = 65_536) -> Tensor:

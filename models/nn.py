@@ -395,6 +395,44 @@ class SpanLayout:
             loss = loss - (soft_t.reshape(log_p.shape) * log_p).sum()  # one-hot targets, 0 on padding
         return loss / n
 
+    @torch.no_grad()
+    def packed_loss_grad(
+        self, out: Tensor, target: Tensor, log_sigma: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """`packed_loss` and its gradients without autograd, for hand-written training steps (`models.backprop`).
+
+        Each term's gradient with respect to its output is the activated output minus the target: (value - target) /
+        sigma^2 for values, sigmoid - target for flags, softmax - one-hot for spans (0 on the padding slots, where
+        both are 0); all over the n rows of the mean.
+
+        Returns:
+            `(loss, d_out, d_log_sigma)`: the 0-d loss, (n, packed_width) d loss / d out, and (n_linear,)
+            d loss / d log_sigma (None without `log_sigma`).
+        """
+        n, n_lin, n_sig = out.shape[0], self.linear.numel(), self.sigmoid.numel()
+        sizes = [n_lin, n_sig, out.shape[1] - n_lin - n_sig]
+        values, flags, soft = out.split(sizes, dim=1)
+        values_t, flags_t, soft_t = target.split(sizes, dim=1)
+        loss, grads, d_log_sigma = out.new_zeros(()), [], None
+        if n_lin:
+            err = values - values_t  # (n, n_linear)
+            scaled = err if log_sigma is None else err * torch.exp(-2 * log_sigma)  # err / sigma^2
+            squares = (err * scaled).sum(0)  # (n_linear,) sums of err^2 / sigma^2
+            loss = 0.5 * squares.sum()
+            if log_sigma is not None:
+                loss = loss + n * log_sigma.sum()
+                d_log_sigma = squares.mul_(-1.0 / n).add_(1.0)  # 1 - mean of err^2 / sigma^2
+            grads.append(scaled)
+        if n_sig:
+            loss = loss + F.binary_cross_entropy_with_logits(flags, flags_t, reduction="sum")
+            grads.append(torch.sigmoid(flags).sub_(flags_t))
+        if self.soft_spans:
+            log_p = torch.log_softmax(self._padded_block(soft), dim=-1)  # (n, n_soft, w)
+            one_hot = soft_t.reshape(log_p.shape)
+            loss = loss - torch.dot(one_hot.reshape(-1), log_p.view(-1))
+            grads.append(log_p.exp().sub_(one_hot).view(n, -1))
+        return loss / n, torch.cat(grads, dim=1).div_(n), d_log_sigma
+
 
 def gumbel_softmax(logits: Tensor, tau: float) -> Tensor:
     """The Gumbel-softmax relaxation over the last dimension (Jang et al. 2017), from the global RNG.

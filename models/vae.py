@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Self
 import torch
 from torch import Tensor, nn
 
+from models.backprop import clamp_backward, mlp_backward, mlp_forward, supports_hand_backprop
 from models.base import (
     check_matrix,
     config_from_dict,
@@ -145,6 +146,36 @@ class VAE:
         kl_sum = torch.addcmul(mu * mu, std, std).sub_(logvar).float().sum()
         return recon + (0.5 * cfg.beta / rows.shape[0]) * kl_sum - 0.5 * cfg.beta * cfg.latent_dim
 
+    def _loss_and_gradients(self, inputs: Tensor, target: Tensor, noise: Tensor) -> Tensor:
+        """`_loss` of a batch, with every parameter's `.grad` set by hand instead of by autograd (`models.backprop`).
+
+        `target` is the packed batch (`SpanLayout.pack`). The same loss and gradients as `_loss(...).backward()` to
+        float rounding, in about half the tensor ops (a penguins epoch 1.4x faster on this CPU, see
+        `models.backprop`); a clamp's bounds themselves pass no gradient here, a measure-zero difference.
+        """
+        cfg = self.config or VAEConfig()
+        module, n = self.module_, inputs.shape[0]
+        with torch.no_grad():
+            encoded, encoder_saved = mlp_forward(module.encoder, inputs)
+            mu, logvar = encoded.chunk(2, dim=1)
+            clamped = logvar.clamp(-10, 10)
+            std = clamped.mul(0.5).exp_()
+            z = torch.addcmul(mu, std, noise)
+            out, decoder_saved = mlp_forward(module.decoder, z)
+            recon, d_out, d_log_sigma = self.layout_.packed_loss_grad(out, target, self._sigma())
+            c = cfg.beta / n  # the KL term's weight per row
+            kl_sum = torch.addcmul(mu * mu, std, std).sub_(clamped).sum()
+            loss = recon + 0.5 * c * kl_sum - 0.5 * cfg.beta * cfg.latent_dim
+            d_z = mlp_backward(module.decoder, decoder_saved, d_out, input_grad=True)
+            # z = mu + std * noise, std = exp(logvar / 2), and the KL term 0.5 c (mu^2 + std^2 - logvar) per value.
+            d_mu = torch.add(d_z, mu, alpha=c)
+            d_std = torch.addcmul(std * c, d_z, noise)
+            d_logvar = torch.addcmul(torch.full_like(std, -0.5 * c), d_std, std, value=0.5)
+            d_encoded = torch.cat([d_mu, clamp_backward(d_logvar, logvar, -10.0, 10.0)], dim=1)
+            mlp_backward(module.encoder, encoder_saved, d_encoded, input_grad=False)
+            module.log_sigma.grad = clamp_backward(d_log_sigma, module.log_sigma, math.log(cfg.min_sigma), 0.0)
+        return loss
+
     def fit(
         self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[Progress], None] | None = None
     ) -> Self:
@@ -174,13 +205,19 @@ class VAE:
             latent = cfg.latent_dim
             inputs = self.layout_.encoder_input(x, cfg.fold_modes)  # once per fit, not per batch; (n, encoder width)
 
+            # Gradients by hand on CPU (`models.backprop`); autograd under DP-SGD and on CUDA (autocast).
+            by_hand = device.type == "cpu" and not private and all(map(supports_hand_backprop, self.module_.children()))
+
             def step(index: Tensor) -> Tensor:
                 batch = x.index_select(0, index)
                 noise = torch.randn(batch.shape[0], latent, device=device)
-                with autocast(device):
-                    loss = self._loss(inputs.index_select(0, index), batch, noise, net)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if by_hand:
+                    loss = self._loss_and_gradients(inputs.index_select(0, index), self.layout_.pack(batch), noise)
+                else:
+                    with autocast(device):
+                        loss = self._loss(inputs.index_select(0, index), batch, noise, net)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
                 opt.step()
                 return loss
 

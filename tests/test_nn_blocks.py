@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from models.backprop import mlp_backward, mlp_forward, supports_hand_backprop
 from models.base import make_generator
 from models.encoders.table import Span, TableEncoder
 from models.nn import MLP, Dropout, NarrowInputLinear, SpanLayout
@@ -151,3 +152,62 @@ def test_fold_modes_replaces_each_mode_one_hot_by_its_rank_and_keeps_every_other
             assert torch.equal(folded[:, column : column + span.width], part)
             column += span.width
     assert column == layout.folded_width
+
+
+@pytest.mark.parametrize("with_sigma", [True, False])
+def test_packed_loss_grad_gives_the_loss_and_the_gradients_autograd_computes(with_sigma, penguins):
+    # Arrange: penguins' layout has all three kinds of span (values, missing flags, one-hot groups).
+    encoder = TableEncoder(infer_schema(penguins), normalization="mode").fit(penguins)
+    layout = SpanLayout(encoder.spans_, encoder.n_features_)
+    assert layout.linear.numel() and layout.sigmoid.numel() and layout.soft_spans
+    gen = torch.Generator().manual_seed(0)
+    out = torch.randn(50, layout.packed_width, generator=gen).requires_grad_()
+    target = layout.pack(encoder.transform(penguins)[:50])
+    log_sigma = (0.3 * torch.randn(layout.linear.numel(), generator=gen)).requires_grad_() if with_sigma else None
+    loss = layout.packed_loss(out, target, log_sigma)
+    loss.backward()
+
+    # Act
+    by_hand, d_out, d_log_sigma = layout.packed_loss_grad(
+        out.detach(), target, None if log_sigma is None else log_sigma.detach()
+    )
+
+    # Assert
+    torch.testing.assert_close(by_hand, loss.detach())
+    torch.testing.assert_close(d_out, out.grad)
+    if with_sigma:
+        torch.testing.assert_close(d_log_sigma, log_sigma.grad)
+    else:
+        assert d_log_sigma is None
+
+
+@pytest.mark.parametrize(("d_in", "norm"), [(8, False), (30, False), (30, True)])  # narrow and plain first layers
+def test_mlp_backward_sets_the_contiguous_gradients_autograd_computes(d_in, norm):
+    # Arrange: a two-hidden-layer ReLU network and the gradient of a weighted sum of its output.
+    torch.manual_seed(0)
+    network = MLP(d_in, (64, 32), 20, norm=norm)
+    x = torch.randn(40, d_in).requires_grad_()
+    weights = torch.randn(40, 20)
+    expected_out = network(x)
+    (expected_out * weights).sum().backward()
+    expected = [p.grad.clone() for p in network.parameters()]
+    network.zero_grad(set_to_none=True)
+
+    # Act
+    out, saved = mlp_forward(network, x.detach())
+    d_x = mlp_backward(network, saved, weights, input_grad=True)
+
+    # Assert: the same output and gradients, contiguous (the fused Adam kernel misreads a transposed gradient).
+    torch.testing.assert_close(out, expected_out.detach())
+    torch.testing.assert_close(d_x, x.grad)
+    for p, grad in zip(network.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, grad)
+        assert p.grad.is_contiguous()
+    assert mlp_backward(network, saved, weights, input_grad=False) is None
+
+
+def test_hand_backprop_is_only_offered_for_linear_layer_norm_and_relu_layers():
+    assert supports_hand_backprop(MLP(8, (16, 16), 4, norm=False))
+    assert supports_hand_backprop(MLP(8, (16,), 4, norm=True))
+    assert not supports_hand_backprop(MLP(8, (16,), 4, norm=False, activation=torch.nn.LeakyReLU))
+    assert not supports_hand_backprop(MLP(8, (16,), 4, norm=False, dropout=0.5))
