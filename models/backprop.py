@@ -8,9 +8,10 @@ directly needs about half the ops: a penguins vae epoch took 3.46 -> 2.44 ms, an
 96 -> 81 ms, with the same gradients to float rounding (tested against autograd).
 
 Only networks of `nn.Linear` (`NarrowInputLinear` included), `nn.LayerNorm` (through aten's own forward and backward
-kernels) and `nn.ReLU` layers qualify (`supports_hand_backprop`). Dropout and DP-SGD (Opacus hooks autograd to get
-per-sample gradients) keep autograd, and so does CUDA, whose steps run under bfloat16 autocast and pay no comparable
-dispatch cost per op.
+kernels), `nn.ReLU` and `nn.LeakyReLU` layers qualify (`supports_hand_backprop`), and the gan's `ResidualGenerator`
+(`residual_forward` / `residual_backward`, BatchNorm in training mode through aten's kernels). Dropout and DP-SGD
+(Opacus hooks autograd to get per-sample gradients) keep autograd, and so does CUDA, whose steps run under bfloat16
+autocast and pay no comparable dispatch cost per op.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from models.nn import NARROW
+from models.nn import NARROW, ResidualGenerator
 
 _relu_backward = torch.ops.aten.threshold_backward  # what autograd runs for ReLU: grad where the output is > 0
 
@@ -34,11 +35,18 @@ def clamp_backward(grad: Tensor, x: Tensor, low: float, high: float) -> Tensor:
     return torch.ops.aten.hardtanh_backward(grad, x, low, high)
 
 
-def supports_hand_backprop(network: nn.Sequential) -> bool:
-    """True when `network` is made of `nn.Linear`, `nn.LayerNorm` and `nn.ReLU` layers only (the `MLP`s of the vae
-    and the autoencoder), in any order and depth."""
+def supports_hand_backprop(network: nn.Module) -> bool:
+    """True when `network` is an `nn.Sequential` of `nn.Linear`, `nn.LayerNorm`, `nn.ReLU` and `nn.LeakyReLU` layers
+    only (the `MLP`s of the vae, the autoencoder and the gan's critic), in any order and depth, or a
+    `ResidualGenerator`."""
+    if isinstance(network, ResidualGenerator):
+        return all(
+            isinstance(b[1], nn.BatchNorm1d) and b[1].affine and b[1].momentum is not None for b in network.blocks
+        )
+    if not isinstance(network, nn.Sequential):
+        return False
     layers = list(network)
-    allowed = all(isinstance(m, nn.Linear | nn.LayerNorm) or type(m) is nn.ReLU for m in layers)
+    allowed = all(isinstance(m, nn.Linear | nn.LayerNorm) or type(m) in (nn.ReLU, nn.LeakyReLU) for m in layers)
     return bool(layers) and allowed and all(m.elementwise_affine for m in layers if isinstance(m, nn.LayerNorm))
 
 
@@ -59,6 +67,9 @@ def mlp_forward(network: nn.Sequential, x: Tensor) -> tuple[Tensor, list[Any]]:
             out, mean, rstd = torch.native_layer_norm(x, layer.normalized_shape, layer.weight, layer.bias, layer.eps)
             saved.append((x, mean, rstd))
             x = out
+        elif isinstance(layer, nn.LeakyReLU):
+            x = torch.nn.functional.leaky_relu_(x, layer.negative_slope)  # in place, as the ReLU below
+            saved.append(x)
         else:
             x = x.relu_()  # in place: the previous layer's output is not among the saved tensors
             saved.append(x)
@@ -66,7 +77,9 @@ def mlp_forward(network: nn.Sequential, x: Tensor) -> tuple[Tensor, list[Any]]:
 
 
 @torch.no_grad()
-def mlp_backward(network: nn.Sequential, saved: list[Any], grad: Tensor, *, input_grad: bool) -> Tensor | None:
+def mlp_backward(
+    network: nn.Sequential, saved: list[Any], grad: Tensor, *, input_grad: bool, param_grads: bool = True
+) -> Tensor | None:
     """Set `.grad` of every parameter of `network` from `grad`, the loss's gradient with respect to its output.
 
     The gradients are set, not accumulated, as after `zero_grad(set_to_none=True)` and one `backward()`, and they are
@@ -77,6 +90,8 @@ def mlp_backward(network: nn.Sequential, saved: list[Any], grad: Tensor, *, inpu
         saved: what `mlp_forward` returned beside the output.
         grad: (n, d_out) gradient of the loss with respect to the output.
         input_grad: also return the gradient with respect to the network's input (skipped for an encoder's input).
+        param_grads: False leaves every `.grad` alone and only carries the gradient to the input: the gan's
+            generator step, which trains the generator through a critic it does not update.
 
     Returns:
         (n, d_in) gradient with respect to the input, or None.
@@ -89,16 +104,79 @@ def mlp_backward(network: nn.Sequential, saved: list[Any], grad: Tensor, *, inpu
             # A narrow input (a latent code) makes products whose last dimension is narrow, which MKL runs 4-5x
             # slower here (see `NarrowInputLinear`): compute them transposed.
             narrow = layer.in_features < NARROW
-            layer.weight.grad = (kept.t() @ grad).t().contiguous() if narrow else grad.t() @ kept  # (d_out, d_in)
-            if layer.bias is not None:
-                layer.bias.grad = grad.sum(0)
+            if param_grads:
+                layer.weight.grad = _weight_grad(grad, kept, narrow)
+                if layer.bias is not None:
+                    layer.bias.grad = grad.sum(0)
             if not last:
                 grad = (layer.weight.t() @ grad.t()).t() if narrow else grad @ layer.weight
         elif isinstance(layer, nn.LayerNorm):
             x, mean, rstd = kept
-            grad, layer.weight.grad, layer.bias.grad = torch.ops.aten.native_layer_norm_backward(
-                grad, x, layer.normalized_shape, mean, rstd, layer.weight, layer.bias, [not last, True, True]
+            grad, d_weight, d_bias = torch.ops.aten.native_layer_norm_backward(
+                grad,
+                x,
+                layer.normalized_shape,
+                mean,
+                rstd,
+                layer.weight,
+                layer.bias,
+                [not last, param_grads, param_grads],
             )
+            if param_grads:
+                layer.weight.grad, layer.bias.grad = d_weight, d_bias
+        elif isinstance(layer, nn.LeakyReLU):
+            grad = torch.ops.aten.leaky_relu_backward(grad, kept, layer.negative_slope, True)  # kept is the output
         else:
             grad = _relu_backward(grad, kept, 0)
     return None if not input_grad else grad
+
+
+def _weight_grad(grad: Tensor, x: Tensor, narrow: bool) -> Tensor:
+    """A linear layer's contiguous (d_out, d_in) weight gradient from its output gradient and its input."""
+    return (x.t() @ grad).t().contiguous() if narrow else grad.t() @ x
+
+
+@torch.no_grad()
+def residual_forward(network: ResidualGenerator, x: Tensor) -> tuple[Tensor, list[Any]]:
+    """A training-mode forward of a `ResidualGenerator` without a graph, as `network(x)` runs it.
+
+    Each block's BatchNorm normalises with the batch's statistics and updates its running ones (and its batch count)
+    as `nn.BatchNorm1d` does, so the module's state after a hand-written step is the one autograd's would leave.
+
+    Returns:
+        `(output, saved)`: the output and, per block then for the head, what `residual_backward` needs.
+    """
+    saved: list[Any] = []
+    for linear, norm, _ in network.blocks:
+        h = torch.addmm(linear.bias, x, linear.weight.t())  # (n, h)
+        a, mean, invstd = torch.native_batch_norm(
+            h, norm.weight, norm.bias, norm.running_mean, norm.running_var, True, norm.momentum, norm.eps
+        )
+        norm.num_batches_tracked.add_(1)
+        a = a.relu_()
+        saved.append((x, h, mean, invstd, a))
+        x = torch.cat([a, x], dim=1)  # (n, width so far + h)
+    saved.append(x)
+    return torch.addmm(network.head.bias, x, network.head.weight.t()), saved
+
+
+@torch.no_grad()
+def residual_backward(network: ResidualGenerator, saved: list[Any], grad: Tensor) -> None:
+    """Set `.grad` of every parameter of `network` from `grad` (n, d_out), the loss's gradient with respect to its
+    output; `saved` is what `residual_forward` returned. The gradient with respect to the input is not computed (it
+    is noise and a conditional vector)."""
+    head = network.head
+    x = saved[-1]
+    head.weight.grad, head.bias.grad = grad.t() @ x, grad.sum(0)
+    grad_x = grad @ head.weight  # (n, width of the head's input)
+    for i in reversed(range(len(network.blocks))):
+        linear, norm, _ = network.blocks[i]
+        x, h, mean, invstd, a = saved[i]
+        d_a, grad_x = grad_x.split([a.shape[1], x.shape[1]], dim=1)  # the block's output, then its input passed on
+        d_a = _relu_backward(d_a, a, 0)
+        d_h, norm.weight.grad, norm.bias.grad = torch.ops.aten.native_batch_norm_backward(
+            d_a, h, norm.weight, norm.running_mean, norm.running_var, mean, invstd, True, norm.eps, [True, True, True]
+        )
+        linear.weight.grad, linear.bias.grad = d_h.t() @ x, d_h.sum(0)
+        if i:  # the first block's input is the noise and the conditional vector
+            grad_x = grad_x + d_h @ linear.weight

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.backprop import mlp_backward, mlp_forward, residual_backward, residual_forward, supports_hand_backprop
 from models.base import (
     check_matrix,
     config_from_dict,
@@ -181,6 +182,21 @@ class Conditioner:
         chosen = block.gather(1, span[:, None, None].expand(-1, 1, block.shape[2])).squeeze(1)  # (b, w)
         return F.cross_entropy(chosen.float(), self.level_in_span[level])
 
+    @torch.no_grad()
+    def condition_loss_by_hand(self, logits: Tensor, level: Tensor, layout: SpanLayout, d_logits: Tensor) -> Tensor:
+        """`condition_loss` without autograd: returns the loss and adds its gradient with respect to `logits` into
+        `d_logits` (b, packed_width), in place. Cross-entropy's gradient is softmax minus the one-hot, over b rows,
+        on the conditioned span's slots only (0 on its padding, whose probability is 0)."""
+        b, offset = logits.shape[0], layout.linear.numel() + layout.sigmoid.numel()
+        block = layout.packed_soft_logits(logits)  # (b, n_soft, w)
+        index = self.soft_row[self.span_of[level]][:, None, None].expand(-1, 1, block.shape[2])  # (b, 1, w)
+        log_p = torch.log_softmax(block.gather(1, index).squeeze(1), dim=1)  # (b, w)
+        target = self.level_in_span[level][:, None]  # (b, 1)
+        loss = -log_p.gather(1, target).mean()
+        d_chosen = log_p.exp_().scatter_add_(1, target, log_p.new_full(target.shape, -1.0)).div_(b)  # (b, w)
+        d_logits[:, offset:].view(block.shape).scatter_add_(1, index, d_chosen[:, None, :])
+        return loss
+
     def from_conditions(self, cond: Tensor) -> tuple[Tensor, Tensor]:
         """Levels fixed by user conditions (n, d), NaN = free: per row the first fully given categorical span.
 
@@ -318,6 +334,61 @@ class GAN:
             grad_w2 = ((r @ w1.t()) * slope).sum(0, keepdim=True)  # (1, h)
         return penalty, [(w1, grad_w1), (w2, grad_w2)]
 
+    @torch.no_grad()
+    def _generate_by_hand(self, noise: Tensor, cond: Tensor) -> tuple[Tensor, Tensor, tuple[Any, list[Tensor]]]:
+        """`_generate` at the training temperature without a graph: raw packed logits (b, packed_width), activated rows
+        (b, d), and what `_generator_loss_and_gradients` needs for the backward. The same random draws in the same
+        order."""
+        cfg = self.config or GANConfig()
+        forward = residual_forward if isinstance(self.generator_, ResidualGenerator) else mlp_forward
+        logits, saved = forward(self.generator_, torch.cat([noise, cond], 1))
+        parts = self.layout_.activate_parts(logits, tau=cfg.tau, squash=self.bounded_)
+        return logits, self.layout_.unpack(torch.cat(parts, dim=1)), (saved, parts)
+
+    @torch.no_grad()
+    def _critic_loss_and_gradients(self, real: Tensor, fake: Tensor, cond: Tensor, *, penalty: bool) -> Tensor:
+        """The critic's loss D(fake) - D(real) on a batch (plus the lazily scaled gradient penalty when `penalty`),
+        with every critic `.grad` set by hand (`models.backprop`): the loss and gradients of the autograd step, in
+        about half the tensor ops. Fake and real packs go through one forward, as there."""
+        cfg = self.config or GANConfig()
+        packs = real.shape[0] // cfg.pac
+        rows = torch.cat([torch.cat([fake, real]), torch.cat([cond, cond])], 1).reshape(2 * packs, -1)
+        scores, saved = mlp_forward(self.critic_, rows)  # (2 packs, 1): fake packs first
+        loss = scores[:packs].mean() - scores[packs:].mean()
+        d_scores = scores.new_full(scores.shape, 1.0 / packs)
+        d_scores[packs:] = -1.0 / packs
+        mlp_backward(self.critic_, saved, d_scores, input_grad=False)
+        if penalty:
+            value, grads = self._penalty_by_hand(real, fake, cond, cfg.gp_every)
+            loss = loss + value
+            for param, grad in grads:
+                param.grad.add_(grad)
+        return loss
+
+    @torch.no_grad()
+    def _generator_loss_and_gradients(
+        self, logits: Tensor, fake: Tensor, cond: Tensor, level: Tensor | None, saved: tuple[Any, list[Tensor]]
+    ) -> Tensor:
+        """The generator's loss -D(fake) (plus the condition loss) for rows `_generate_by_hand` made, with every
+        generator `.grad` set by hand; the critic's gradients are left alone (it is not updated by this step)."""
+        cfg = self.config or GANConfig()
+        packs = fake.shape[0] // cfg.pac
+        score, critic_saved = mlp_forward(self.critic_, torch.cat([fake, cond], 1).reshape(packs, -1))
+        loss = -score.mean()
+        d_rows = mlp_backward(
+            self.critic_, critic_saved, score.new_full(score.shape, -1.0 / packs), input_grad=True, param_grads=False
+        )
+        d_fake = d_rows.view(fake.shape[0], -1)[:, : fake.shape[1]]  # the rows' columns, not the cond vectors'
+        generator_saved, parts = saved
+        d_logits = self.layout_.activate_backward(parts, d_fake, tau=cfg.tau, squash=self.bounded_)
+        if level is not None:
+            loss = loss + self.cond_.condition_loss_by_hand(logits, level, self.layout_, d_logits)
+        if isinstance(self.generator_, ResidualGenerator):
+            residual_backward(self.generator_, generator_saved, d_logits)
+        else:
+            mlp_backward(self.generator_, generator_saved, d_logits, input_grad=False)
+        return loss
+
     def fit(
         self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[Progress], None] | None = None
     ) -> Self:
@@ -376,6 +447,32 @@ class GAN:
             logistic = dp is not None and cfg.private_loss == "logistic"
             if cfg.private_loss not in ("wasserstein", "logistic"):
                 raise InvalidInputError(f"private_loss must be 'wasserstein' or 'logistic', got {cfg.private_loss!r}")
+
+            # Gradients by hand on CPU (`models.backprop`) for the default networks; autograd under DP-SGD, for
+            # other critics and on CUDA (autocast).
+            by_hand = (
+                device.type == "cpu"
+                and dp is None
+                and cfg.reuse_fake
+                and closed_form
+                and all(map(supports_hand_backprop, (self.generator_, self.critic_)))
+            )
+
+            def step_by_hand(batch: Tensor) -> Tensor:
+                """`step` with hand-written gradients: the same draws in the same order, the same updates."""
+                for _ in range(cfg.critic_steps):
+                    real, cond, level = draw(batch)
+                    noise = torch.randn(real.shape[0], cfg.noise_dim, device=device)
+                    logits, fake, saved = self._generate_by_hand(noise, cond)
+                    penalty = critic_updates[0] % cfg.gp_every == 0
+                    loss_d = self._critic_loss_and_gradients(real, fake, cond, penalty=penalty)
+                    critic_updates[0] += 1
+                    opt_d.step()
+                loss_g = self._generator_loss_and_gradients(logits, fake, cond, level, saved)
+                opt_g.step()
+                if average is not None:
+                    average.update()
+                return loss_d + loss_g
 
             def step(batch: Tensor) -> Tensor:
                 # Critic: maximise D(real) - D(fake) under the gradient penalty (WGAN-GP, Gulrajani et al. 2017).
@@ -442,7 +539,7 @@ class GAN:
                 return loss_d.detach() + loss_g.detach()
 
             self.history_: History = train(
-                step,
+                step_by_hand if by_hand else step,
                 x,
                 modules={"generator": self.generator_, "critic": self.critic_},
                 epochs=cfg.epochs,

@@ -7,10 +7,10 @@ import copy
 import pytest
 import torch
 
-from models.backprop import mlp_backward, mlp_forward, supports_hand_backprop
+from models.backprop import mlp_backward, mlp_forward, residual_backward, residual_forward, supports_hand_backprop
 from models.base import make_generator
 from models.encoders.table import Span, TableEncoder
-from models.nn import MLP, Dropout, NarrowInputLinear, SpanLayout
+from models.nn import MLP, Dropout, NarrowInputLinear, ResidualGenerator, SpanLayout
 from models.training import FusedAdam
 from schemas.table import infer_schema
 
@@ -181,11 +181,14 @@ def test_packed_loss_grad_gives_the_loss_and_the_gradients_autograd_computes(wit
         assert d_log_sigma is None
 
 
-@pytest.mark.parametrize(("d_in", "norm"), [(8, False), (30, False), (30, True)])  # narrow and plain first layers
-def test_mlp_backward_sets_the_contiguous_gradients_autograd_computes(d_in, norm):
-    # Arrange: a two-hidden-layer ReLU network and the gradient of a weighted sum of its output.
+@pytest.mark.parametrize(
+    ("d_in", "norm", "activation"),
+    [(8, False, torch.nn.ReLU), (30, False, torch.nn.ReLU), (30, True, torch.nn.ReLU), (30, False, torch.nn.LeakyReLU)],
+)  # narrow and plain first layers; the gan critic's LeakyReLU
+def test_mlp_backward_sets_the_contiguous_gradients_autograd_computes(d_in, norm, activation):
+    # Arrange: a two-hidden-layer network and the gradient of a weighted sum of its output.
     torch.manual_seed(0)
-    network = MLP(d_in, (64, 32), 20, norm=norm)
+    network = MLP(d_in, (64, 32), 20, norm=norm, activation=activation)
     x = torch.randn(40, d_in).requires_grad_()
     weights = torch.randn(40, 20)
     expected_out = network(x)
@@ -204,10 +207,63 @@ def test_mlp_backward_sets_the_contiguous_gradients_autograd_computes(d_in, norm
         torch.testing.assert_close(p.grad, grad)
         assert p.grad.is_contiguous()
     assert mlp_backward(network, saved, weights, input_grad=False) is None
+    # Only the input's gradient (the gan's generator step through its critic): every `.grad` is left as it was.
+    network.zero_grad(set_to_none=True)
+    torch.testing.assert_close(mlp_backward(network, saved, weights, input_grad=True, param_grads=False), x.grad)
+    assert all(p.grad is None for p in network.parameters())
 
 
-def test_hand_backprop_is_only_offered_for_linear_layer_norm_and_relu_layers():
+def test_residual_backward_sets_the_gradients_and_batch_norm_state_autograd_would():
+    # Arrange: the gan's generator (two residual BatchNorm blocks) in training mode, twice with the same weights.
+    torch.manual_seed(0)
+    network = ResidualGenerator(12, (32, 16), 20).train()
+    twin = copy.deepcopy(network)
+    x = torch.randn(40, 12)
+    weights = torch.randn(40, 20)
+    expected_out = twin(x)
+    (expected_out * weights).sum().backward()
+
+    # Act
+    out, saved = residual_forward(network, x)
+    residual_backward(network, saved, weights)
+
+    # Assert: same output, gradients, and BatchNorm running statistics and batch counts.
+    torch.testing.assert_close(out, expected_out.detach())
+    for (name, p), q in zip(network.named_parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+        assert p.grad.is_contiguous()
+    for (name, a), b in zip(network.state_dict().items(), twin.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+@pytest.mark.parametrize("tau", [None, 0.2])  # sampling's activations, the gan's training relaxations
+def test_activate_backward_gives_the_gradient_autograd_computes(tau, penguins):
+    # Arrange: packed output of a table with values (half squashed by tanh), flags and softmax spans.
+    encoder = TableEncoder(infer_schema(penguins), normalization="mode").fit(penguins)
+    layout = SpanLayout(encoder.spans_, encoder.n_features_)
+    assert layout.linear.numel() and layout.sigmoid.numel() and layout.soft_spans
+    gen = torch.Generator().manual_seed(0)
+    packed = torch.randn(30, layout.packed_width, generator=gen).requires_grad_()
+    squash = torch.arange(layout.linear.numel()) % 2 == 0
+    d_rows = torch.randn(30, layout.n_features, generator=gen)
+    torch.manual_seed(1)  # the relaxations' noise: the same draws for both
+    expected_rows = layout.activate(packed, tau=tau, squash=squash)
+    (expected_rows * d_rows).sum().backward()
+
+    # Act
+    torch.manual_seed(1)
+    parts = layout.activate_parts(packed.detach(), tau=tau, squash=squash)
+    d_packed = layout.activate_backward(parts, d_rows, tau=tau, squash=squash)
+
+    # Assert: the same rows, and the same gradient (0 on the padding slots).
+    torch.testing.assert_close(layout.unpack(torch.cat(parts, dim=1)), expected_rows.detach())
+    torch.testing.assert_close(d_packed, packed.grad)
+
+
+def test_hand_backprop_is_only_offered_for_the_layers_it_implements():
     assert supports_hand_backprop(MLP(8, (16, 16), 4, norm=False))
     assert supports_hand_backprop(MLP(8, (16,), 4, norm=True))
-    assert not supports_hand_backprop(MLP(8, (16,), 4, norm=False, activation=torch.nn.LeakyReLU))
+    assert supports_hand_backprop(MLP(8, (16,), 4, norm=False, activation=torch.nn.LeakyReLU))
+    assert supports_hand_backprop(ResidualGenerator(8, (16,), 4))
     assert not supports_hand_backprop(MLP(8, (16,), 4, norm=False, dropout=0.5))
+    assert not supports_hand_backprop(MLP(8, (16,), 4, activation=torch.nn.Tanh))
