@@ -154,12 +154,20 @@ def test_fold_modes_replaces_each_mode_one_hot_by_its_rank_and_keeps_every_other
     assert column == layout.folded_width
 
 
-@pytest.mark.parametrize("with_sigma", [True, False])
-def test_packed_loss_grad_gives_the_loss_and_the_gradients_autograd_computes(with_sigma, penguins):
-    # Arrange: penguins' layout has all three kinds of span (values, missing flags, one-hot groups).
+@pytest.fixture(scope="module")
+def penguins_layout(penguins) -> tuple[TableEncoder, SpanLayout]:
+    """The mode-normalised penguins encoder and its layout, which has all three kinds of span (values, missing flags,
+    one-hot groups)."""
     encoder = TableEncoder(infer_schema(penguins), normalization="mode").fit(penguins)
     layout = SpanLayout(encoder.spans_, encoder.n_features_)
     assert layout.linear.numel() and layout.sigmoid.numel() and layout.soft_spans
+    return encoder, layout
+
+
+@pytest.mark.parametrize("with_sigma", [True, False])
+def test_packed_loss_grad_gives_the_loss_and_the_gradients_autograd_computes(with_sigma, penguins, penguins_layout):
+    # Arrange
+    encoder, layout = penguins_layout
     gen = torch.Generator().manual_seed(0)
     out = torch.randn(50, layout.packed_width, generator=gen).requires_grad_()
     target = layout.pack(encoder.transform(penguins)[:50])
@@ -237,11 +245,9 @@ def test_residual_backward_sets_the_gradients_and_batch_norm_state_autograd_woul
 
 
 @pytest.mark.parametrize("tau", [None, 0.2])  # sampling's activations, the gan's training relaxations
-def test_activate_backward_gives_the_gradient_autograd_computes(tau, penguins):
-    # Arrange: packed output of a table with values (half squashed by tanh), flags and softmax spans.
-    encoder = TableEncoder(infer_schema(penguins), normalization="mode").fit(penguins)
-    layout = SpanLayout(encoder.spans_, encoder.n_features_)
-    assert layout.linear.numel() and layout.sigmoid.numel() and layout.soft_spans
+def test_activate_backward_gives_the_gradient_autograd_computes(tau, penguins_layout):
+    # Arrange: packed output with values (half squashed by tanh), flags and softmax spans.
+    _, layout = penguins_layout
     gen = torch.Generator().manual_seed(0)
     packed = torch.randn(30, layout.packed_width, generator=gen).requires_grad_()
     squash = torch.arange(layout.linear.numel()) % 2 == 0
