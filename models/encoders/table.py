@@ -346,6 +346,6 @@ def _restore_numeric(values: np.ndarray, missing: np.ndarray, col: ColumnSchema)
         arr = pd.array(np.round(values).astype("int64"), dtype=dtype)
         arr[missing] = pd.NA
         return pd.Series(arr)
-    series = pd.Series(values.astype("float64"))
-    series[missing] = np.nan
-    return series.astype(dtype)
+    values = values.astype("float64")
+    values[missing] = np.nan  # in numpy: a masked `Series.__setitem__` took 0.66 ms a penguins column
+    return pd.Series(values).astype(dtype)
