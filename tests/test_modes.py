@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import models.encoders.modes as modes
 from models.encoders.modes import decode_modes, encode_modes, fit_modes
 from models.encoders.table import TableEncoder
 from schemas.table import infer_schema
@@ -75,3 +76,28 @@ def test_mode_encoder_round_trips_a_bimodal_column():
     span = encoder.span_of("v", "mode")
     assert span.width >= 2
     np.testing.assert_allclose(decoded["v"].to_numpy(), frame["v"].to_numpy(), atol=1e-6)
+
+
+def test_merging_equal_bins_leaves_the_fit_unchanged(penguins, monkeypatch):
+    # Arrange: penguins' numbers, 344 rows of 55-164 distinct values a column, one bin a row, some missing.
+    matrix = penguins.select_dtypes("number").to_numpy(dtype=float)
+    summaries = [modes._bin_summaries(np.ascontiguousarray(column), modes.N_BINS) for column in matrix.T]
+    cnt, pts, within = (np.stack(part, axis=-1) for part in list(zip(*summaries, strict=True))[2:])
+
+    # Act
+    merged = modes._distinct_bins(cnt, pts, within)
+    fitted = fit_modes(matrix, 10)
+    monkeypatch.setattr(modes, "_distinct_bins", lambda c, p, w: (c[c.sum(1) > 0], p[c.sum(1) > 0], w[c.sum(1) > 0]))
+    unmerged = fit_modes(matrix, 10)  # every non-empty bin on its own
+
+    # Assert: fewer bins, with the counts and the moments the EM reads (sums of c, c m, c (m^2 + v)) per column kept;
+    # and the same modes as the unmerged EM (a std on the floor of a three-valued column moves at float rounding).
+    assert merged[0].shape[0] < (cnt.sum(1) > 0).sum()
+    for before, after in ((cnt, merged[0]), (cnt * pts, merged[0] * merged[1])):
+        np.testing.assert_allclose(after.sum(0), before.sum(0), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(
+        (merged[0] * (merged[1] ** 2 + merged[2])).sum(0), (cnt * (pts**2 + within)).sum(0), rtol=1e-12
+    )
+    for got, want in zip(fitted, unmerged, strict=True):
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-9)

@@ -62,6 +62,34 @@ def _bin_summaries(values: np.ndarray, n_bins: int) -> tuple[np.ndarray, ...]:
     return mean, std, cnt, bin_mean, bin_var
 
 
+def _distinct_bins(cnt: np.ndarray, pts: np.ndarray, within: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Merge each column's bins that hold the same values and drop its empty bins; columns padded with empty bins.
+
+    Every EM sum runs over bins of count x a function of the bin's mean and within-bin variance, so bins equal in
+    both merge into one with their summed count and the fit is unchanged. A small table of repeated values shrinks
+    the EM's arrays by half or more: penguins' 344 rows fill 344 one-row bins, which hold 55-164 distinct values a
+    column. A large table's bins are all distinct and stay as they are.
+
+    Args:
+        cnt, pts, within: (B, d) bin counts, means and variances, as `_bin_summaries` gives them side by side.
+
+    Returns:
+        `(cnt, pts, within)`, each (B', d) with B' the most distinct values of any column; padding bins count 0.
+    """
+    columns = []
+    for c, m, v in zip(cnt.T, pts.T, within.T, strict=True):  # d columns, not rows
+        observed = c > 0
+        c, m, v = c[observed], m[observed], v[observed]
+        first = np.ones(len(c), dtype=bool)  # bins are in value order: equal bins are neighbours
+        first[1:] = (m[1:] != m[:-1]) | (v[1:] != v[:-1])
+        columns.append((np.bincount(np.cumsum(first) - 1, weights=c, minlength=int(first.sum())), m[first], v[first]))
+    merged = np.zeros((3, max((len(m) for _, m, _ in columns), default=0), len(columns)))
+    for j, part in enumerate(columns):
+        for row, values in zip(merged, part, strict=True):
+            row[: len(values), j] = values
+    return merged[0], merged[1], merged[2]
+
+
 def _merge_overlapping(w: list[float], m: list[float], s: list[float]) -> ModeParams:
     """Merge neighbouring modes closer than one sigma, by matching the pair's weight, mean and variance."""
     modes = sorted(zip(w, m, s, strict=True), key=lambda t: t[1])
@@ -103,9 +131,8 @@ def fit_modes(matrix: np.ndarray, max_modes: int) -> list[ModeParams]:
     # Initialise means at evenly spaced bins (quantiles), equal weights, a shared width.
     init_bins = ((np.arange(k) + 0.5) * N_BINS / k).astype(np.int64)
     means = pts[init_bins].T.copy()  # (d, k)
-    # With fewer rows than bins most bins are empty in every column; they weigh nothing, so drop them from the EM.
-    used = cnt.sum(1) > 0
-    cnt, pts, within = cnt[used], pts[used], within[used]
+    # Empty bins weigh nothing and equal bins weigh as one (`_distinct_bins`): on small tables the EM's arrays shrink.
+    cnt, pts, within = _distinct_bins(cnt, pts, within)
     stds = np.full((d, k), 1.0 / k)
     nk = np.repeat((n_obs / k)[:, None], k, axis=1)
     alive = np.ones((d, k), dtype=bool)
