@@ -101,15 +101,7 @@ def mlp_backward(
         layer, kept = layers[i], saved[i]
         last = i == 0 and not input_grad  # nothing below needs the gradient with respect to this layer's input
         if isinstance(layer, nn.Linear):
-            # A narrow input (a latent code) makes products whose last dimension is narrow, which MKL runs 4-5x
-            # slower here (see `NarrowInputLinear`): compute them transposed.
-            narrow = layer.in_features < NARROW
-            if param_grads:
-                layer.weight.grad = _weight_grad(grad, kept, narrow)
-                if layer.bias is not None:
-                    layer.bias.grad = grad.sum(0)
-            if not last:
-                grad = (layer.weight.t() @ grad.t()).t() if narrow else grad @ layer.weight
+            grad = _linear_backward(layer, kept, grad, param_grads=param_grads, input_grad=not last)
         elif isinstance(layer, nn.LayerNorm):
             x, mean, rstd = kept
             grad, d_weight, d_bias = torch.ops.aten.native_layer_norm_backward(
@@ -131,9 +123,20 @@ def mlp_backward(
     return None if not input_grad else grad
 
 
-def _weight_grad(grad: Tensor, x: Tensor, narrow: bool) -> Tensor:
-    """A linear layer's contiguous (d_out, d_in) weight gradient from its output gradient and its input."""
-    return (x.t() @ grad).t().contiguous() if narrow else grad.t() @ x
+def _linear_backward(layer: nn.Linear, x: Tensor, grad: Tensor, *, param_grads: bool, input_grad: bool) -> Tensor:
+    """Set a linear layer's contiguous weight and bias gradients (with `param_grads`) from its input `x` (n, d_in)
+    and output gradient `grad` (n, d_out); return the input's gradient (n, d_in), or `grad` itself without
+    `input_grad` (nothing below needs it)."""
+    # A narrow input (a latent code) makes products whose last dimension is narrow, which MKL runs 4-5x slower here
+    # (see `NarrowInputLinear`): compute them transposed.
+    narrow = layer.in_features < NARROW
+    if param_grads:
+        layer.weight.grad = (x.t() @ grad).t().contiguous() if narrow else grad.t() @ x  # (d_out, d_in)
+        if layer.bias is not None:
+            layer.bias.grad = grad.sum(0)
+    if not input_grad:
+        return grad
+    return (layer.weight.t() @ grad.t()).t() if narrow else grad @ layer.weight
 
 
 @torch.no_grad()
@@ -165,10 +168,7 @@ def residual_backward(network: ResidualGenerator, saved: list[Any], grad: Tensor
     """Set `.grad` of every parameter of `network` from `grad` (n, d_out), the loss's gradient with respect to its
     output; `saved` is what `residual_forward` returned. The gradient with respect to the input is not computed (it
     is noise and a conditional vector)."""
-    head = network.head
-    x = saved[-1]
-    head.weight.grad, head.bias.grad = grad.t() @ x, grad.sum(0)
-    grad_x = grad @ head.weight  # (n, width of the head's input)
+    grad_x = _linear_backward(network.head, saved[-1], grad, param_grads=True, input_grad=True)  # (n, head width)
     for i in reversed(range(len(network.blocks))):
         linear, norm, _ = network.blocks[i]
         x, h, mean, invstd, a = saved[i]
@@ -177,6 +177,7 @@ def residual_backward(network: ResidualGenerator, saved: list[Any], grad: Tensor
         d_h, norm.weight.grad, norm.bias.grad = torch.ops.aten.native_batch_norm_backward(
             d_a, h, norm.weight, norm.running_mean, norm.running_var, mean, invstd, True, norm.eps, [True, True, True]
         )
-        linear.weight.grad, linear.bias.grad = d_h.t() @ x, d_h.sum(0)
-        if i:  # the first block's input is the noise and the conditional vector
-            grad_x = grad_x + d_h @ linear.weight
+        # The first block's input is the noise and the conditional vector: no gradient to carry below it.
+        d_x = _linear_backward(linear, x, d_h, param_grads=True, input_grad=i > 0)
+        if i:
+            grad_x = grad_x + d_x

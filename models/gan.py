@@ -174,12 +174,18 @@ class Conditioner:
     def one_hot(self, level: Tensor) -> Tensor:
         return F.one_hot(level, self.n_levels).float()  # (b, n_levels)
 
+    def _conditioned_logits(self, logits: Tensor, level: Tensor, layout: SpanLayout) -> tuple[Tensor, Tensor]:
+        """Each row's logits (b, w) for its conditioned span, from raw packed output, and where they sit in the softmax
+        block (`packed_soft_logits`): (b, 1, w) indices along its span dimension."""
+        block = layout.packed_soft_logits(logits)  # (b, n_soft, w)
+        span = self.soft_row[self.span_of[level]]  # (b,) the conditioned span's row in the block
+        index = span[:, None, None].expand(-1, 1, block.shape[2])  # (b, 1, w)
+        return block.gather(1, index).squeeze(1), index
+
     def condition_loss(self, logits: Tensor, level: Tensor, layout: SpanLayout) -> Tensor:
         """Cross-entropy of the generator's raw packed output for each row's conditioned span (Xu et al. 2019,
         sec. 4.3)."""
-        block = layout.packed_soft_logits(logits)  # (b, n_soft, w)
-        span = self.soft_row[self.span_of[level]]  # (b,) the conditioned span's row in the block
-        chosen = block.gather(1, span[:, None, None].expand(-1, 1, block.shape[2])).squeeze(1)  # (b, w)
+        chosen, _ = self._conditioned_logits(logits, level, layout)  # (b, w)
         return F.cross_entropy(chosen.float(), self.level_in_span[level])
 
     @torch.no_grad()
@@ -188,13 +194,12 @@ class Conditioner:
         `d_logits` (b, packed_width), in place. Cross-entropy's gradient is softmax minus the one-hot, over b rows,
         on the conditioned span's slots only (0 on its padding, whose probability is 0)."""
         b, offset = logits.shape[0], layout.linear.numel() + layout.sigmoid.numel()
-        block = layout.packed_soft_logits(logits)  # (b, n_soft, w)
-        index = self.soft_row[self.span_of[level]][:, None, None].expand(-1, 1, block.shape[2])  # (b, 1, w)
-        log_p = torch.log_softmax(block.gather(1, index).squeeze(1), dim=1)  # (b, w)
+        chosen, index = self._conditioned_logits(logits, level, layout)
+        log_p = torch.log_softmax(chosen, dim=1)  # (b, w)
         target = self.level_in_span[level][:, None]  # (b, 1)
         loss = -log_p.gather(1, target).mean()
         d_chosen = log_p.exp_().scatter_add_(1, target, log_p.new_full(target.shape, -1.0)).div_(b)  # (b, w)
-        d_logits[:, offset:].view(block.shape).scatter_add_(1, index, d_chosen[:, None, :])
+        d_logits[:, offset:].view(b, *layout.soft_pad.shape).scatter_add_(1, index, d_chosen[:, None, :])
         return loss
 
     def from_conditions(self, cond: Tensor) -> tuple[Tensor, Tensor]:
@@ -277,10 +282,13 @@ class GAN:
         logits = self.generator_(torch.cat([noise, cond], 1))  # (b, packed_width)
         return logits, self.layout_.activate(logits, tau=tau, squash=self.bounded_)
 
-    def _critic(self, rows: Tensor, cond: Tensor, net: nn.Module | None = None) -> Tensor:
+    def _packs(self, rows: Tensor, cond: Tensor) -> Tensor:
+        """The critic's input: rows (b, d) with their cond vectors (b, c), `pac` rows a pack, (b / pac, pac * (d + c))."""
         pac = (self.config or GANConfig()).pac
-        packed = torch.cat([rows, cond], 1).reshape(rows.shape[0] // pac, -1)  # (b / pac, pac * (d + c))
-        return (net or self.critic_)(packed)  # (b / pac, 1)
+        return torch.cat([rows, cond], 1).reshape(rows.shape[0] // pac, -1)
+
+    def _critic(self, rows: Tensor, cond: Tensor, net: nn.Module | None = None) -> Tensor:
+        return (net or self.critic_)(self._packs(rows, cond))  # (b / pac, 1)
 
     def _gradient_penalty(self, real: Tensor, fake: Tensor, cond: Tensor) -> Tensor:
         """lambda * (||grad D(x_hat)|| - 1)^2 on random interpolates of packed rows (Gulrajani et al. 2017, eq. 3)."""
@@ -315,7 +323,7 @@ class GAN:
         packs = real.shape[0] // cfg.pac
         alpha = torch.rand(packs, 1, 1, device=real.device).expand(-1, cfg.pac, 1).reshape(-1, 1)  # (b, 1)
         mixed = torch.lerp(fake, real, alpha)  # alpha * real + (1 - alpha) * fake
-        x = torch.cat([mixed, cond], 1).reshape(packs, -1)  # (packs, pac * (d + c))
+        x = self._packs(mixed, cond)  # (packs, pac * (d + c))
         w1, w2 = first.weight, last.weight  # (h, D), (1, h)
         with torch.no_grad():
             pre = torch.addmm(first.bias, x, w1.t())  # (packs, h)
@@ -352,7 +360,7 @@ class GAN:
         about half the tensor ops. Fake and real packs go through one forward, as there."""
         cfg = self.config or GANConfig()
         packs = real.shape[0] // cfg.pac
-        rows = torch.cat([torch.cat([fake, real]), torch.cat([cond, cond])], 1).reshape(2 * packs, -1)
+        rows = self._packs(torch.cat([fake, real]), torch.cat([cond, cond]))
         scores, saved = mlp_forward(self.critic_, rows)  # (2 packs, 1): fake packs first
         loss = scores[:packs].mean() - scores[packs:].mean()
         d_scores = scores.new_full(scores.shape, 1.0 / packs)
@@ -373,7 +381,7 @@ class GAN:
         generator `.grad` set by hand; the critic's gradients are left alone (it is not updated by this step)."""
         cfg = self.config or GANConfig()
         packs = fake.shape[0] // cfg.pac
-        score, critic_saved = mlp_forward(self.critic_, torch.cat([fake, cond], 1).reshape(packs, -1))
+        score, critic_saved = mlp_forward(self.critic_, self._packs(fake, cond))
         loss = -score.mean()
         d_rows = mlp_backward(
             self.critic_, critic_saved, score.new_full(score.shape, -1.0 / packs), input_grad=True, param_grads=False
