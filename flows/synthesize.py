@@ -182,12 +182,13 @@ def synthesize_table(
         raise InvalidInputError(f"model {request.model!r} is not available; choose one of {model_names()}")
     if auto and request.epsilon is not None:
         raise InvalidInputError("--model auto cannot be combined with --epsilon: name one model to spend the budget on")
-    normalization = "standard" if auto else normalization_for(request.model)
     with _timed(timings, "encode"):
-        if prepared.private is not None:  # DP: encoder state from public bounds or DP estimates (issue #7)
+        if auto:  # each candidate encodes the rows the way its family asks (tasks/select.py)
+            encoder, encoded = None, None
+        elif prepared.private is not None:  # DP: encoder state from public bounds or DP estimates (issue #7)
             encoder, encoded = prepared.private.encoder, prepared.private.encoded
         else:
-            encoder, encoded = encode_training_task(train, schema, normalization=normalization)
+            encoder, encoded = encode_training_task(train, schema, normalization=normalization_for(request.model))
     # Model cache (tasks/cache.py): same data + schema + training fields -> reuse the stored model and encoder.
     root, key = cache_root(cache_dir), model_key(digest, schema, request, version=VERSION)
     use_cache = use_cache and not auto  # auto keeps no single model to key on

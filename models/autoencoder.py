@@ -117,6 +117,7 @@ class Autoencoder:
 
     config_class: ClassVar[type] = AutoencoderConfig
     supports_conditions: ClassVar[bool] = False  # the latent GMM has no handle on a column; the task layer filters
+    normalization: ClassVar[str] = "mode"  # the encoder the flow fits for it (see `GenerativeModel`)
 
     def __init__(self, config: AutoencoderConfig | None = None, *, spans: list[Span] | None = None, device: Any = None):
         self.config = config

@@ -22,7 +22,12 @@ FORMAT_VERSION = 1
 
 @runtime_checkable
 class GenerativeModel(Protocol):
-    """What the pipeline needs from a model; see `models.registry` for the implementations."""
+    """What the pipeline needs from a model; see `models.registry` for the implementations.
+
+    A class may set `normalization` ("standard" or "mode") to say how `TableEncoder` should encode continuous columns
+    for it; the flow reads it through `tasks.select.normalization_for`. The neural families ask for "mode": per-mode
+    offsets plus a mode one-hot, which their output heads fit far better than one z-score of a multi-modal column.
+    """
 
     def fit(self, x: Tensor, *, conditions: Tensor | None = None) -> Self: ...
 

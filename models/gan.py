@@ -238,6 +238,7 @@ class GAN:
 
     config_class: ClassVar[type] = GANConfig
     supports_conditions: ClassVar[bool] = True  # natively on categorical spans through the conditional vector
+    normalization: ClassVar[str] = "mode"  # the encoder the flow fits for it (see `GenerativeModel`)
 
     def __init__(self, config: GANConfig | None = None, *, spans: list[Span] | None = None, device: Any = None):
         self.config = config

@@ -112,6 +112,7 @@ class VAE:
 
     config_class: ClassVar[type] = VAEConfig
     supports_conditions: ClassVar[bool] = False  # prior sampling cannot pin a column; the task layer filters
+    normalization: ClassVar[str] = "mode"  # the encoder the flow fits for it (see `GenerativeModel`)
 
     def __init__(self, config: VAEConfig | None = None, *, spans: list[Span] | None = None, device: Any = None):
         self.config = config

@@ -334,3 +334,23 @@ def test_gan_hand_written_gradients_train_the_weights_autograd_would(small_encod
             cancelled = key in ("blocks.0.0.bias", "blocks.0.1.running_mean")
             torch.testing.assert_close(value, states[1][key], rtol=1e-4, atol=1e-3 if cancelled else 1e-5)
     assert by_hand.history_.loss == pytest.approx(by_autograd.history_.loss, rel=1e-4)
+
+
+def test_the_flow_encodes_continuous_columns_by_mode_for_the_neural_families(penguins):
+    # Arrange: `auto`'s candidate path and the single-model flow both ask `normalization_for`
+    from tasks.select import evaluate_candidate, normalization_for
+
+    schema = infer_schema(penguins)
+    train, holdout = penguins.iloc[:250], penguins.iloc[250:]
+
+    # Act
+    candidates = {
+        name: evaluate_candidate(name, train, holdout, schema, device="cpu", options={"epochs": 2})
+        for name in ["gmm", "vae"]
+    }
+
+    # Assert: mode one-hots in the neural encoder only; the gmm keeps its z-scores
+    assert {name: normalization_for(name) for name in CLASSES} == dict.fromkeys(CLASSES, "mode")
+    assert not any(span.role == "mode" for span in candidates["gmm"].encoder.spans_)
+    assert any(span.role == "mode" for span in candidates["vae"].encoder.spans_)
+    assert candidates["vae"].score is not None
