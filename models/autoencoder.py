@@ -35,7 +35,15 @@ from models.base import (
 )
 from models.encoders.table import Span
 from models.gmm import GaussianMixture, GMMConfig
-from models.nn import MLP, SpanLayout, as_conditions, packed_decoder_state, spans_from_meta, spans_to_meta
+from models.nn import (
+    MLP,
+    SpanLayout,
+    TrainingRows,
+    as_conditions,
+    packed_decoder_state,
+    spans_from_meta,
+    spans_to_meta,
+)
 from models.privacy import default_delta, index_loader, make_private
 from models.registry import register
 from models.training import History, Progress, adam, autocast, seeded, split_validation, train
@@ -168,19 +176,19 @@ class Autoencoder:
                 opt, net = dp.optimizer, dp.module
 
             layout = self.layout_
-            inputs = layout.encoder_input(x, cfg.fold_modes)  # once per fit, not per batch; (n, encoder width)
+            training_rows = TrainingRows(layout, x, cfg.fold_modes)
 
             # Gradients by hand on CPU (`models.backprop`); autograd under DP-SGD and on CUDA (autocast).
             by_hand = device.type == "cpu" and not private and all(map(supports_hand_backprop, self.module_.children()))
 
-            def step(index: Tensor) -> Tensor:  # (b,) rows of x; their packed copy is the target
-                batch = x.index_select(0, index)
+            def step(index: Tensor | None) -> Tensor:  # (b,) rows of x, or None for all; the packed rows are the target
+                inputs, batch, packed = training_rows.take(index)
                 noise = cfg.latent_noise * torch.randn(batch.shape[0], cfg.latent_dim, device=device)
                 if by_hand:
-                    loss = self._loss_and_gradients(inputs.index_select(0, index), layout.pack(batch), noise)
+                    loss = self._loss_and_gradients(inputs, packed, noise)
                 else:
                     with autocast(device):
-                        loss = layout.packed_loss(net(inputs.index_select(0, index), noise).float(), layout.pack(batch))
+                        loss = layout.packed_loss(net(inputs, noise).float(), packed)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                 opt.step()

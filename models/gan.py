@@ -438,9 +438,12 @@ class GAN:
                 # A row is in exactly one pack and gradients are clipped per pack: average over packs, not rows.
                 opt_d.expected_batch_size = max(1, opt_d.expected_batch_size // cfg.pac)
 
-            def draw(batch: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-                """Real rows, cond vectors and levels for a batch of row indices (b,) into `x`."""
-                b = batch.shape[0] - batch.shape[0] % cfg.pac
+            def draw(batch: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+                """Real rows, cond vectors and levels for a batch of row indices (b,) into `x`, or None for all rows
+                (then the rows are shuffled here, so that a pack's last rows are not always the same)."""
+                if batch is None and not has_cond:
+                    batch = torch.randperm(x.shape[0], generator=gen, device=gen.device).to(device)
+                b = (x.shape[0] if batch is None else batch.shape[0]) // cfg.pac * cfg.pac
                 if not has_cond:
                     return x.index_select(0, batch[:b]), torch.zeros(b, 0, device=device), None
                 level, rows = self.cond_.draw_training(b)
@@ -467,7 +470,7 @@ class GAN:
                 and all(map(supports_hand_backprop, (self.generator_, self.critic_)))
             )
 
-            def step_by_hand(batch: Tensor) -> Tensor:
+            def step_by_hand(batch: Tensor | None) -> Tensor:
                 """`step` with hand-written gradients: the same draws in the same order, the same updates."""
                 for _ in range(cfg.critic_steps):
                     real, cond, level = draw(batch)
@@ -483,7 +486,7 @@ class GAN:
                     average.update()
                 return loss_d + loss_g
 
-            def step(batch: Tensor) -> Tensor:
+            def step(batch: Tensor | None) -> Tensor:
                 # Critic: maximise D(real) - D(fake) under the gradient penalty (WGAN-GP, Gulrajani et al. 2017).
                 for _ in range(cfg.critic_steps):
                     real, cond, level = draw(batch)

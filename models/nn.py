@@ -468,6 +468,30 @@ class SpanLayout:
         return loss / n, torch.cat(grads, dim=1).div_(n), d_log_sigma
 
 
+class TrainingRows:
+    """A fit's encoded rows in the three forms an encoder-decoder step reads: the encoder's input, the encoded rows and
+    their packed copy (the decoder's target), all on the device.
+
+    The encoder's input (`SpanLayout.encoder_input`) is made once per fit. A batch of row indices gathers all three;
+    the whole table (`index` None, see `models.training.train`'s `indices`) gathers nothing, and its packed copy is
+    made on first use and kept: a small table's epoch is one step on it.
+    """
+
+    def __init__(self, layout: SpanLayout, x: Tensor, fold_modes: bool):
+        self.layout, self.x = layout, x
+        self.inputs = layout.encoder_input(x, fold_modes)  # (n, encoder width)
+        self._whole: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def take(self, index: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """`(encoder input, rows, packed rows)` of the batch `index` (b,), or of every row when `index` is None."""
+        if index is None:
+            if self._whole is None:
+                self._whole = (self.inputs, self.x, self.layout.pack(self.x))
+            return self._whole
+        rows = self.x.index_select(0, index)  # index_select: 3x faster than x[index] on CPU
+        return self.inputs.index_select(0, index), rows, self.layout.pack(rows)
+
+
 def gumbel_softmax(logits: Tensor, tau: float) -> Tensor:
     """The Gumbel-softmax relaxation over the last dimension (Jang et al. 2017), from the global RNG.
 

@@ -31,6 +31,7 @@ from models.encoders.table import Span
 from models.nn import (
     MLP,
     SpanLayout,
+    TrainingRows,
     as_conditions,
     normal,
     packed_decoder_state,
@@ -204,19 +205,19 @@ class VAE:
                 )
                 opt, net = dp.optimizer, dp.module
             latent = cfg.latent_dim
-            inputs = self.layout_.encoder_input(x, cfg.fold_modes)  # once per fit, not per batch; (n, encoder width)
+            training_rows = TrainingRows(self.layout_, x, cfg.fold_modes)
 
             # Gradients by hand on CPU (`models.backprop`); autograd under DP-SGD and on CUDA (autocast).
             by_hand = device.type == "cpu" and not private and all(map(supports_hand_backprop, self.module_.children()))
 
-            def step(index: Tensor) -> Tensor:
-                batch = x.index_select(0, index)
+            def step(index: Tensor | None) -> Tensor:  # (b,) rows of x, or None for all of them
+                inputs, batch, packed = training_rows.take(index)
                 noise = torch.randn(batch.shape[0], latent, device=device)
                 if by_hand:
-                    loss = self._loss_and_gradients(inputs.index_select(0, index), self.layout_.pack(batch), noise)
+                    loss = self._loss_and_gradients(inputs, packed, noise)
                 else:
                     with autocast(device):
-                        loss = self._loss(inputs.index_select(0, index), batch, noise, net)
+                        loss = self._loss(inputs, batch, noise, net)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                 opt.step()

@@ -10,7 +10,7 @@ import torch
 from models.backprop import mlp_backward, mlp_forward, residual_backward, residual_forward, supports_hand_backprop
 from models.base import make_generator
 from models.encoders.table import Span, TableEncoder
-from models.nn import MLP, Dropout, NarrowInputLinear, ResidualGenerator, SpanLayout
+from models.nn import MLP, Dropout, NarrowInputLinear, ResidualGenerator, SpanLayout, TrainingRows
 from models.training import FusedAdam
 from schemas.table import infer_schema
 
@@ -273,3 +273,21 @@ def test_hand_backprop_is_only_offered_for_the_layers_it_implements():
     assert supports_hand_backprop(ResidualGenerator(8, (16,), 4))
     assert not supports_hand_backprop(MLP(8, (16,), 4, norm=False, dropout=0.5))
     assert not supports_hand_backprop(MLP(8, (16,), 4, activation=torch.nn.Tanh))
+
+
+def test_training_rows_gather_a_batch_and_give_every_row_unchanged_without_an_index(penguins, penguins_layout):
+    # Arrange
+    encoder, layout = penguins_layout
+    x = encoder.transform(penguins)
+    rows = TrainingRows(layout, x, fold_modes=True)
+    index = torch.tensor([5, 0, 17])
+
+    # Act
+    inputs, batch, packed = rows.take(index)
+    all_inputs, all_rows, all_packed = rows.take(None)
+
+    # Assert: the batch is those rows in every form; None is the whole table as stored, its packed copy made once
+    assert torch.equal(batch, x[index]) and torch.equal(packed, layout.pack(x[index]))
+    assert torch.equal(inputs, layout.encoder_input(x, True)[index])
+    assert all_rows is x and torch.equal(all_packed, layout.pack(x)) and all_inputs.shape[0] == x.shape[0]
+    assert rows.take(None)[2] is all_packed

@@ -226,3 +226,35 @@ def test_training_on_a_row_subset_refuses_dp_sampling_over_every_row():
             lambda batch: torch.zeros(()), x, modules={}, epochs=1, batch_size=5,
             generator=torch.Generator().manual_seed(0), rows=rows, privacy=object(),
         )  # fmt: skip
+
+
+def test_one_batch_of_every_row_reaches_the_step_as_none_and_any_other_batch_as_indices():
+    # Arrange: a step that records what it is given; `indices` steps gather their own rows
+    import torch
+
+    from models import training
+
+    x = torch.randn(30, 3)
+    rows, _ = training.split_validation(x, 0.2, torch.Generator().manual_seed(0))
+
+    def batches_seen(**kwargs) -> list:
+        seen: list = []
+
+        def step(batch):
+            seen.append(batch)
+            return torch.zeros(())
+
+        training.train(step, x, modules={}, epochs=2, generator=torch.Generator().manual_seed(0), **kwargs)
+        return seen
+
+    # Act
+    whole = batches_seen(batch_size=30, indices=True)
+    split = batches_seen(batch_size=20, indices=True)
+    subset = batches_seen(batch_size=30, indices=True, rows=rows)
+    gathered = batches_seen(batch_size=30)
+
+    # Assert: None only when one batch is every row of x; otherwise shuffled indices (or rows) covering each row once
+    assert whole == [None, None]
+    assert [len(b) for b in split] == [20, 10, 20, 10] and sorted(torch.cat(split[:2]).tolist()) == list(range(30))
+    assert all(sorted(b.tolist()) == sorted(rows.tolist()) for b in subset)
+    assert [tuple(b.shape) for b in gathered] == [(30, 3), (30, 3)]
