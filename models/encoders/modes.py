@@ -146,15 +146,19 @@ def fit_modes(matrix: np.ndarray, max_modes: int) -> list[ModeParams]:
     cnt_t = np.ascontiguousarray(cnt.T)[:, None, :]  # (d, 1, B)
     resp = np.empty((d, k, len(cnt)))  # the EM's one (d, k, B) array, reused every iteration
     resp_t = torch.from_numpy(resp)  # the same memory: torch's vectorised float64 exp is 2.5x numpy's here
+    coefficients = np.empty((d, k, 3))  # each mode's quadratic in a bin's mean, rewritten every iteration
 
     for it in range(N_ITER):
         previous = means
-        # E-step: log weight + log density of every bin under every mode, up to a constant. The log weight is its
-        # expectation under the Dirichlet posterior (Bishop, PRML eq. 10.66).
-        log_w = digamma(CONCENTRATION + nk) - digamma(k * CONCENTRATION + n_obs)[:, None]
+        # E-step: log weight + log density of every bin under every mode, up to a constant per column (which the
+        # normalisation over modes removes). The log weight is its expectation under the Dirichlet posterior (Bishop,
+        # PRML eq. 10.66), less the column's digamma(k * CONCENTRATION + n), a constant.
+        log_w = digamma(CONCENTRATION + nk)
         precision = stds**-2.0
-        constant = np.where(alive, log_w, -np.inf) - np.log(stds) - 0.5 * means**2 * precision
-        np.matmul(np.stack([-0.5 * precision, means * precision, constant], axis=2), powers, out=resp)
+        coefficients[:, :, 0] = -0.5 * precision
+        np.multiply(means, precision, out=coefficients[:, :, 1])
+        coefficients[:, :, 2] = np.where(alive, log_w, -np.inf) - np.log(stds) - 0.5 * means * coefficients[:, :, 1]
+        np.matmul(coefficients, powers, out=resp)
         resp -= resp.max(axis=1, keepdims=True)
         # exp(-50) is nothing next to the best mode's 1, and far-away bins would otherwise make subnormal numbers,
         # which took the exp three times as long.
@@ -170,7 +174,7 @@ def fit_modes(matrix: np.ndarray, max_modes: int) -> list[ModeParams]:
         stds = np.maximum(np.sqrt(np.maximum(var, 0.0)), STD_FLOOR)
         # Converged when no mean moves by more than TOL column stds; then prune once more and stop unless that
         # removed a mode (the survivors then get more iterations). Small tables converge in a few dozen iterations.
-        converged = bool(np.all(np.abs(np.where(alive, means - previous, 0.0)) < TOL))
+        converged = bool(np.max(np.abs(means - previous), where=alive, initial=0.0) < TOL)
         if (it + 1) % PRUNE_EVERY == 0 or converged:
             weights = nk / n_obs[:, None]
             heaviest = np.eye(k, dtype=bool)[weights.argmax(1)]
