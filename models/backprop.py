@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from models.nn import NARROW, ResidualGenerator
 
@@ -62,7 +63,7 @@ def mlp_forward(network: nn.Sequential, x: Tensor) -> tuple[Tensor, list[Any]]:
     for layer in network:
         if isinstance(layer, nn.Linear):
             saved.append(x)
-            x = torch.addmm(layer.bias, x, layer.weight.t()) if layer.bias is not None else x @ layer.weight.t()
+            x = F.linear(x, layer.weight, layer.bias)  # addmm with the transpose taken in C++, not another Python op
         elif isinstance(layer, nn.LayerNorm):
             out, mean, rstd = torch.native_layer_norm(x, layer.normalized_shape, layer.weight, layer.bias, layer.eps)
             saved.append((x, mean, rstd))
@@ -151,7 +152,7 @@ def residual_forward(network: ResidualGenerator, x: Tensor) -> tuple[Tensor, lis
     """
     saved: list[Any] = []
     for linear, norm, _ in network.blocks:
-        h = torch.addmm(linear.bias, x, linear.weight.t())  # (n, h)
+        h = F.linear(x, linear.weight, linear.bias)  # (n, h)
         a, mean, invstd = torch.native_batch_norm(
             h, norm.weight, norm.bias, norm.running_mean, norm.running_var, True, norm.momentum, norm.eps
         )
@@ -160,7 +161,7 @@ def residual_forward(network: ResidualGenerator, x: Tensor) -> tuple[Tensor, lis
         saved.append((x, h, mean, invstd, a))
         x = torch.cat([a, x], dim=1)  # (n, width so far + h)
     saved.append(x)
-    return torch.addmm(network.head.bias, x, network.head.weight.t()), saved
+    return F.linear(x, network.head.weight, network.head.bias), saved
 
 
 @torch.no_grad()
