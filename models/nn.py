@@ -468,9 +468,11 @@ class SpanLayout:
             summed = cross_entropy.neg_() if summed is None else summed.sub_(cross_entropy)
             # exp(log p), 0 on the padding. The vectorised exp takes a slow path on the padding's -1e9 (on penguins'
             # block, 39% padding, it cost 3x a clamped block: 174 -> 54 us of a 2.4 ms step); clamped at -80 (exp is
-            # still a normal float there), the padding zeroed after.
-            block = d_soft.view(log_p.shape)
-            torch.exp(log_p.clamp_(min=-80.0), out=block).mul_(self.soft_keep).sub_(one_hot)
+            # still a normal float there), the padding zeroed after. In place, then copied into the gradient: an exp
+            # into the gradient's strided columns took 243 us against 149 us contiguous (1000 x 96 values), the
+            # copy 24 us.
+            probs = log_p.clamp_(min=-80.0).exp_().mul_(self.soft_keep).sub_(one_hot)
+            d_soft.view(log_p.shape).copy_(probs)
         if summed is not None:
             loss = summed.div_(n) if loss is None else loss.add_(summed, alpha=1.0 / n)
         return (out.new_zeros(()) if loss is None else loss), grad.div_(n), d_log_sigma
