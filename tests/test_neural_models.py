@@ -356,3 +356,26 @@ def test_the_flow_encodes_continuous_columns_by_mode_for_the_neural_families(pen
     assert not any(span.role == "mode" for span in candidates["gmm"].encoder.spans_)
     assert any(span.role == "mode" for span in candidates["vae"].encoder.spans_)
     assert candidates["vae"].score is not None
+
+
+def test_gan_on_a_whole_table_batch_without_categories_trains_on_shuffled_packs(monkeypatch):
+    # Arrange: 200 numeric rows are one batch of whole packs (pac 10), so `train` hands the step None; with no
+    # categorical column the gan then reads the rows itself, in a fresh order each epoch.
+    import models.gan as gan_module
+
+    frame = planted_table(n=200)[["x1", "x2"]]
+    encoder = TableEncoder(infer_schema(frame), normalization="mode").fit(frame)
+    x = encoder.transform(frame)
+    orders = []
+    real_randperm = torch.randperm
+    monkeypatch.setattr(
+        gan_module.torch, "randperm", lambda *a, **k: orders.append(real_randperm(*a, **k)) or orders[-1]
+    )
+
+    # Act
+    model = GAN(GANConfig(epochs=3), spans=encoder.spans_).fit(x)
+
+    # Assert: every epoch drew a full permutation of its own; the losses are finite
+    assert len(orders) == 3 and all(sorted(o.tolist()) == list(range(200)) for o in orders)
+    assert not torch.equal(orders[0], orders[1])
+    assert all(np.isfinite(model.history_.loss))
