@@ -134,19 +134,19 @@ class VAE:
         cfg = self.config or VAEConfig()
         return self.module_.log_sigma.clamp(math.log(cfg.min_sigma), 0.0)  # (n_linear,)
 
-    def _loss(self, inputs: Tensor, rows: Tensor, noise: Tensor, net: nn.Module | None = None) -> Tensor:
+    def _loss(self, inputs: Tensor, target: Tensor, noise: Tensor, net: nn.Module | None = None) -> Tensor:
         """Negative ELBO per row, averaged: reconstruction NLL + beta * KL(q(z|x) || N(0, I)).
 
-        `inputs` are the encoder's view of the rows (`SpanLayout.encoder_input`); `rows` are the (n, n_features) encoded rows,
-        whose packed copy (`SpanLayout.pack`, one gather of a batch) is the decoder's target.
+        `inputs` are the encoder's view of the rows (`SpanLayout.encoder_input`); `target` is their packed copy
+        (`SpanLayout.pack`), the decoder's target.
         """
         cfg = self.config or VAEConfig()
         logits, mu, logvar, std = (net or self.module_)(inputs, noise)
-        recon = self.layout_.packed_loss(logits.float(), self.layout_.pack(rows), self._sigma())  # mean per row
+        recon = self.layout_.packed_loss(logits.float(), target, self._sigma())  # mean per row
         # KL(N(mu, std^2) || N(0, I)) = 0.5 * sum(mu^2 + std^2 - logvar - 1) per row (Kingma & Welling, app. B), from
         # the forward's std: four tensor ops where exp(logvar) and the constant inside the sum took eight.
         kl_sum = torch.addcmul(mu * mu, std, std).sub_(logvar).float().sum()
-        return recon + (0.5 * cfg.beta / rows.shape[0]) * kl_sum - 0.5 * cfg.beta * cfg.latent_dim
+        return recon + (0.5 * cfg.beta / target.shape[0]) * kl_sum - 0.5 * cfg.beta * cfg.latent_dim
 
     def _loss_and_gradients(self, inputs: Tensor, target: Tensor, noise: Tensor) -> Tensor:
         """`_loss` of a batch, with every parameter's `.grad` set by hand instead of by autograd (`models.backprop`).
@@ -217,7 +217,7 @@ class VAE:
                     loss = self._loss_and_gradients(inputs, packed, noise)
                 else:
                     with autocast(device):
-                        loss = self._loss(inputs, batch, noise, net)
+                        loss = self._loss(inputs, packed, noise, net)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                 opt.step()
@@ -227,7 +227,7 @@ class VAE:
                 # The posterior mean stands in for the noise draw: a stable score for early stopping.
                 return self._loss(
                     self.layout_.encoder_input(rows, cfg.fold_modes),
-                    rows,
+                    self.layout_.pack(rows),
                     torch.zeros(rows.shape[0], latent, device=device),
                 )
 
