@@ -46,7 +46,7 @@ from bench.sdv_runner import warm_up
 from bench.tables import mixed_table
 from models.base import make_generator
 from models.encoders.table import TableEncoder
-from models.registry import build_model, model_names
+from models.registry import build_model, model_names, normalization_for
 from schemas.table import infer_schema
 
 SDV_PYTHON = os.environ.get("SDV_PYTHON", "/work/sdv-venv/bin/python")
@@ -166,7 +166,7 @@ def run_ours(
     """
     schema = infer_schema(frame)  # outside the clock: the SDV runner detects its metadata before its clock starts
     start, cpu = time.perf_counter(), time.process_time()
-    encoder = TableEncoder(schema, normalization="standard" if name == "gmm" else "mode").fit(frame)
+    encoder = TableEncoder(schema, normalization=normalization_for(name)).fit(frame)  # as the flow encodes for it
     x = encoder.transform(frame)
     options: dict = {"n_components": None} if name == "gmm" else {"epochs": epochs}
     if name in ("vae", "autoencoder") and not early_stopping:

@@ -125,7 +125,11 @@ class Autoencoder:
 
     config_class: ClassVar[type] = AutoencoderConfig
     supports_conditions: ClassVar[bool] = False  # the latent GMM has no handle on a column; the task layer filters
-    normalization: ClassVar[str] = "mode"  # the encoder the flow fits for it (see `GenerativeModel`)
+    # The encoder the flow fits for it (see `GenerativeModel`): z-scores, unlike the vae and the gan. At 50 epochs,
+    # seeds 0-2, shapes / pairs with z-scores against modes: penguins 0.959 / 0.901 against 0.951 / 0.880, wine
+    # 0.914 / 0.940 against 0.905 / 0.936, the 20k x 12 bench table 0.976 / 0.961 against 0.931 / 0.907; through the
+    # flow at its defaults the holdout detection AUC of breast cancer 0.60-0.63 against 0.85-0.86 (5 tables, 2 seeds).
+    normalization: ClassVar[str] = "standard"
 
     def __init__(self, config: AutoencoderConfig | None = None, *, spans: list[Span] | None = None, device: Any = None):
         self.config = config

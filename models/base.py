@@ -25,8 +25,9 @@ class GenerativeModel(Protocol):
     """What the pipeline needs from a model; see `models.registry` for the implementations.
 
     A class may set `normalization` ("standard" or "mode") to say how `TableEncoder` should encode continuous columns
-    for it; the flow reads it through `tasks.select.normalization_for`. The neural families ask for "mode": per-mode
-    offsets plus a mode one-hot, which their output heads fit far better than one z-score of a multi-modal column.
+    for it; the flow reads it through `models.registry.normalization_for`. The vae and the gan ask for "mode": per-mode
+    offsets plus a mode one-hot, which their output heads fit better than one z-score of a multi-modal column. The
+    gmm and the autoencoder keep z-scores, which measured better for them.
     """
 
     def fit(self, x: Tensor, *, conditions: Tensor | None = None) -> Self: ...

@@ -46,6 +46,13 @@ def model_names() -> list[str]:
     return sorted(MODELS)
 
 
+def normalization_for(name: str) -> str:
+    """How `TableEncoder` encodes continuous columns for model `name`: its class's `normalization` ("mode" for the
+    vae and the gan), else "standard" (see `GenerativeModel`)."""
+    _load_builtin_models()
+    return getattr(MODELS[name][0], "normalization", "standard")
+
+
 def build_model(
     name: str,
     *,

@@ -39,8 +39,8 @@ from schemas.table import TableSchema
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "SYNTHGATE_CACHE"
-KEY_VERSION = 2  # bump when the entry layout, what the key covers or how a request trains changes (2: neural
-# families encode continuous columns by mode, so entries fitted on z-scores retrain)
+KEY_VERSION = 2  # bump when the entry layout, what the key covers or how a request trains changes (2: the vae and
+# the gan encode continuous columns by mode, so their entries fitted on z-scores retrain)
 # The request fields that change the fitted model. Sampling-only fields (rows, conditions, balance, output, report,
 # thresholds) are left out on purpose: a new row count or a stricter gate reuses the model. The device is left out
 # too: a model fitted on a GPU loads onto the CPU and back (tensors are saved on the CPU).

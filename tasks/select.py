@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from models.base import GenerativeModel
 from models.encoders.table import TableEncoder
-from models.registry import MODELS, model_names
+from models.registry import MODELS, model_names, normalization_for
 from schemas.errors import InvalidInputError
 from schemas.metadata import CandidateScore
 from schemas.table import TableSchema
@@ -49,12 +49,6 @@ class Candidate:
         return CandidateScore(
             model=self.name, score=self.score, fit_seconds=round(self.fit_seconds, 3), error=self.error
         )
-
-
-def normalization_for(name: str) -> str:
-    """The continuous-column normalisation a model family asks for (mode-specific for the neural ones)."""
-    model_names()  # fills the registry
-    return getattr(MODELS[name][0], "normalization", "standard")
 
 
 def options_for(name: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -338,7 +338,7 @@ def test_gan_hand_written_gradients_train_the_weights_autograd_would(small_encod
     assert by_hand.history_.loss == pytest.approx(by_autograd.history_.loss, rel=1e-4)
 
 
-def test_the_flow_encodes_continuous_columns_by_mode_for_the_neural_families(penguins):
+def test_the_flow_encodes_continuous_columns_by_mode_for_the_vae_and_the_gan(penguins):
     # Arrange: `auto`'s candidate path and the single-model flow both ask `normalization_for`
     from tasks.select import evaluate_candidate, normalization_for
 
@@ -351,8 +351,12 @@ def test_the_flow_encodes_continuous_columns_by_mode_for_the_neural_families(pen
         for name in ["gmm", "vae"]
     }
 
-    # Assert: mode one-hots in the neural encoder only; the gmm keeps its z-scores
-    assert {name: normalization_for(name) for name in CLASSES} == dict.fromkeys(CLASSES, "mode")
+    # Assert: mode one-hots in the vae's encoder; the gmm (and the autoencoder) keep z-scores
+    assert {name: normalization_for(name) for name in CLASSES} == {
+        "vae": "mode",
+        "gan": "mode",
+        "autoencoder": "standard",
+    }
     assert not any(span.role == "mode" for span in candidates["gmm"].encoder.spans_)
     assert any(span.role == "mode" for span in candidates["vae"].encoder.spans_)
     assert candidates["vae"].score is not None
