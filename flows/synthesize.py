@@ -19,7 +19,7 @@ import pandas as pd
 from prefect import flow, unmapped
 
 from models.encoders.table import TableEncoder
-from models.registry import model_names
+from models.registry import model_names, normalization_for
 from schemas.errors import GateRefusedError, InvalidInputError
 from schemas.gates import GateResult
 from schemas.metadata import CandidateScore, OutputMetadata
@@ -43,7 +43,7 @@ from tasks.scan import (
     scan_source_task,
     stream_input,
 )
-from tasks.select import candidate_names, evaluate_candidate_task, normalization_for, pick_best
+from tasks.select import candidate_names, evaluate_candidate_task, pick_best
 from tasks.split import split_holdout_task
 from tasks.sql import commit_staged_task, discard_staged, split_table_name, stage_table_task
 from tasks.train import FitResult, fit_model_task

@@ -340,7 +340,8 @@ def test_gan_hand_written_gradients_train_the_weights_autograd_would(small_encod
 
 def test_the_flow_encodes_continuous_columns_by_mode_for_the_vae_and_the_gan(penguins):
     # Arrange: `auto`'s candidate path and the single-model flow both ask `normalization_for`
-    from tasks.select import evaluate_candidate, normalization_for
+    from models.registry import normalization_for
+    from tasks.select import evaluate_candidate
 
     schema = infer_schema(penguins)
     train, holdout = penguins.iloc[:250], penguins.iloc[250:]
