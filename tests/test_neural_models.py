@@ -154,6 +154,48 @@ def small_encoded(penguins):
     return encoder, encoder.transform(frame)
 
 
+def test_moment_matching_by_hand_equals_autograd(small_encoded):
+    # Arrange: real encoded penguins and a perturbed batch of another size as the fakes
+    from models.gan import moment_matching_by_hand, moment_matching_loss
+
+    _, x = small_encoded
+    real = x[:200]
+    fake = (
+        x[100:260] + 0.3 * torch.randn(160, x.shape[1], generator=torch.Generator().manual_seed(0))
+    ).requires_grad_()
+
+    # Act
+    loss = moment_matching_loss(fake, real)
+    (expected,) = torch.autograd.grad(2.5 * loss, fake)
+    d_fake = torch.ones_like(real[:160])  # the critic's gradient already there: the matching adds to it
+    by_hand = moment_matching_by_hand(fake.detach(), real, 2.5, d_fake)
+
+    # Assert: same loss and gradient; a batch matched against itself has neither
+    assert by_hand.item() == pytest.approx(2.5 * loss.item(), rel=1e-5)
+    torch.testing.assert_close(d_fake - 1, expected, rtol=1e-4, atol=1e-6)
+    assert moment_matching_loss(real, real).item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_moment_matching_reads_real_rows_only_without_dp(small_encoded, monkeypatch):
+    # Arrange: count the matching's calls on both generator paths
+    import models.gan as gan_module
+
+    calls = []
+    for name in ("moment_matching_loss", "moment_matching_by_hand"):
+        real = getattr(gan_module, name)
+        monkeypatch.setattr(gan_module, name, lambda *args, real=real: calls.append(1) or real(*args))
+    encoder, x = small_encoded
+
+    # Act
+    GAN(GANConfig(epochs=2, batch_size=100), spans=encoder.spans_).fit(x)
+    plain = len(calls)
+    GAN(GANConfig(epochs=2, batch_size=100, epsilon=10.0), spans=encoder.spans_).fit(x)
+
+    # Assert: one matching a generator step without DP-SGD; none with it (the generator may not see real rows)
+    assert plain == 2 * (x.shape[0] // 100)
+    assert len(calls) == plain
+
+
 @pytest.mark.parametrize("dropout", [0.5, 0.0])
 def test_gan_closed_form_penalty_matches_autograds_double_backward(dropout, small_encoded):
     # Arrange: a critic over real encoded penguins (with their cond vectors) and generator output as the fakes.
@@ -317,7 +359,7 @@ def test_gan_hand_written_gradients_train_the_weights_autograd_would(small_encod
     encoder, x = small_encoded
     # The critic at the generator's rate: Adam turns a float-rounding difference in a near-zero gradient into a step
     # of up to lr, and the default critic's 4x rate made two of 30,720 weights differ by 7e-5 after three epochs.
-    config = GANConfig(epochs=3, batch_size=100, critic_lr=None)
+    config = GANConfig(epochs=3, batch_size=100, lr=5e-4, critic_lr=None)
 
     # Act: the default CPU fit, then the same fit through autograd.
     by_hand = GAN(config, spans=encoder.spans_).fit(x)
