@@ -146,13 +146,19 @@ def moment_matching_loss(fake: Tensor, real: Tensor) -> Tensor:
 
 @torch.no_grad()
 def moment_matching_by_hand(fake: Tensor, real: Tensor, weight: float, d_fake: Tensor) -> Tensor:
-    """`weight * moment_matching_loss(fake, real)` without autograd; adds its gradient with respect to `fake` into
-    `d_fake` (b, d) in place. With X the centred fake rows and G = C_f - C_r (symmetric), the covariance term's
-    gradient is 4 X G / b (the centring adds nothing: X's rows sum to zero), the mean term's 2 (m_f - m_r) / b."""
+    """`weight * moment_matching_loss(fake, real)` without autograd, for batches of equal size b; adds its gradient
+    with respect to `fake` into `d_fake` (b, d) in place.
+
+    With F and R the centred fake and real rows, G = C_f - C_r = (F^T F - R^T R) / b is the symmetric part of
+    (F - R)^T (F + R) / b (the cross terms F^T R - R^T F are antisymmetric): one (d, b) x (b, d) product where two
+    were, a quarter of the matching's time on the 20k x 12 bench table (666 -> 494 us). The covariance term's gradient
+    is 4 F G / b (the centring adds nothing: F's rows sum to zero), the mean term's 2 (m_f - m_r) / b.
+    """
     b = fake.shape[0]
     mean_f, mean_r = fake.mean(0), real.mean(0)
     centred_f, centred_r = fake - mean_f, real - mean_r
-    gap = torch.addmm(centred_f.t() @ centred_f, centred_r.t(), centred_r, beta=1 / b, alpha=-1 / real.shape[0])
+    product = (centred_f - centred_r).t() @ (centred_f + centred_r)  # (d, d)
+    gap = (product + product.t()).mul_(0.5 / b)  # C_f - C_r (an in-place add would read what it writes)
     mean_gap = mean_f - mean_r  # (d,)
     d_fake.addmm_(centred_f, gap, alpha=4 * weight / b).add_(mean_gap, alpha=2 * weight / b)
     return weight * (mean_gap.dot(mean_gap) + gap.pow(2).sum())

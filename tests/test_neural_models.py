@@ -155,11 +155,11 @@ def small_encoded(penguins):
 
 
 def test_moment_matching_by_hand_equals_autograd(small_encoded):
-    # Arrange: real encoded penguins and a perturbed batch of another size as the fakes
+    # Arrange: real encoded penguins and a perturbed batch of other rows as the fakes
     from models.gan import moment_matching_by_hand, moment_matching_loss
 
     _, x = small_encoded
-    real = x[:200]
+    real = x[:160]
     fake = (
         x[100:260] + 0.3 * torch.randn(160, x.shape[1], generator=torch.Generator().manual_seed(0))
     ).requires_grad_()
