@@ -78,7 +78,7 @@ def _structure(frame: pd.DataFrame) -> tuple[float, pd.Series, float]:
     "name",
     [
         "vae",
-        "gan",  # seeds 0-4 of its config: shift 3.75-4.09 against 4.01, correlation 0.843-0.856 against 0.905
+        "gan",  # seeds 0-2 of its config: shift 3.82-3.90 against 4.01, correlation 0.802-0.819 against 0.905
         "autoencoder",
     ],
 )
