@@ -154,26 +154,39 @@ def small_encoded(penguins):
     return encoder, encoder.transform(frame)
 
 
-def test_moment_matching_by_hand_equals_autograd(small_encoded):
-    # Arrange: real encoded penguins and a perturbed batch of other rows as the fakes
+@pytest.mark.parametrize("projected", [False, True])
+def test_moment_matching_by_hand_equals_autograd(small_encoded, projected):
+    # Arrange: real encoded penguins and a perturbed batch of other rows as the fakes; wide rows are matched through a
+    # random projection (here to 16 directions)
     from models.gan import moment_matching_by_hand, moment_matching_loss
 
     _, x = small_encoded
+    draw = torch.Generator().manual_seed(0)
     real = x[:160]
-    fake = (
-        x[100:260] + 0.3 * torch.randn(160, x.shape[1], generator=torch.Generator().manual_seed(0))
-    ).requires_grad_()
+    fake = (x[100:260] + 0.3 * torch.randn(160, x.shape[1], generator=draw)).requires_grad_()
+    projection = torch.randn(x.shape[1], 16, generator=draw) / 4 if projected else None
 
     # Act
-    loss = moment_matching_loss(fake, real)
+    loss = moment_matching_loss(fake, real, projection)
     (expected,) = torch.autograd.grad(2.5 * loss, fake)
     d_fake = torch.ones_like(real[:160])  # the critic's gradient already there: the matching adds to it
-    by_hand = moment_matching_by_hand(fake.detach(), real, 2.5, d_fake)
+    by_hand = moment_matching_by_hand(fake.detach(), real, 2.5, d_fake, projection)
 
     # Assert: same loss and gradient; a batch matched against itself has neither
     assert by_hand.item() == pytest.approx(2.5 * loss.item(), rel=1e-5)
     torch.testing.assert_close(d_fake - 1, expected, rtol=1e-4, atol=1e-6)
-    assert moment_matching_loss(real, real).item() == pytest.approx(0.0, abs=1e-10)
+    assert moment_matching_loss(real, real, projection).item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_wide_rows_are_matched_through_a_fresh_projection_each_call():
+    from models.gan import MOMENT_SKETCH, moment_projection
+
+    narrow = moment_projection(MOMENT_SKETCH, torch.device("cpu"))
+    first, second = (moment_projection(MOMENT_SKETCH + 1, torch.device("cpu")) for _ in range(2))
+
+    assert narrow is None
+    assert first.shape == (MOMENT_SKETCH + 1, MOMENT_SKETCH) and not torch.equal(first, second)
+    assert (first * first).sum(1).mean().item() == pytest.approx(1.0, abs=0.05)  # E[P P^T] = I: unit row norms
 
 
 def test_moment_matching_reads_real_rows_only_without_dp(small_encoded, monkeypatch):
@@ -348,11 +361,16 @@ def test_hand_written_gradients_train_the_weights_autograd_would(name, small_enc
     assert by_hand.history_.loss == pytest.approx(by_autograd.history_.loss, rel=1e-5)
 
 
-def test_gan_hand_written_gradients_train_the_weights_autograd_would(small_encoded, monkeypatch):
+@pytest.mark.parametrize("sketch", [None, 32])
+def test_gan_hand_written_gradients_train_the_weights_autograd_would(small_encoded, monkeypatch, sketch):
     # Arrange: count the hand-written generator backward passes, to know which path each fit took; the default
-    # networks (residual generator, one-hidden-layer critic) and lazy penalty steps among the three epochs.
+    # networks (residual generator, one-hidden-layer critic) and lazy penalty steps among the three epochs. With a
+    # sketch narrower than penguins' 57 features, the moment matching goes through random projections (drawn in the
+    # same order on both paths).
     import models.gan as gan_module
 
+    if sketch:
+        monkeypatch.setattr(gan_module, "MOMENT_SKETCH", sketch)
     calls = []
     real = gan_module.residual_backward
     monkeypatch.setattr(gan_module, "residual_backward", lambda *args: calls.append(1) or real(*args))
