@@ -179,13 +179,13 @@ def test_moment_matching_by_hand_equals_autograd(small_encoded, projected):
 
 
 def test_wide_rows_are_matched_through_a_fresh_projection_each_call():
-    from models.gan import MOMENT_SKETCH, moment_projection
+    from models.gan import MOMENT_EXACT_WIDTH, MOMENT_SKETCH, moment_projection
 
-    narrow = moment_projection(MOMENT_SKETCH, torch.device("cpu"))
-    first, second = (moment_projection(MOMENT_SKETCH + 1, torch.device("cpu")) for _ in range(2))
+    narrow = moment_projection(MOMENT_EXACT_WIDTH, torch.device("cpu"))
+    first, second = (moment_projection(MOMENT_EXACT_WIDTH + 1, torch.device("cpu")) for _ in range(2))
 
     assert narrow is None
-    assert first.shape == (MOMENT_SKETCH + 1, MOMENT_SKETCH) and not torch.equal(first, second)
+    assert first.shape == (MOMENT_EXACT_WIDTH + 1, MOMENT_SKETCH) and not torch.equal(first, second)
     assert (first * first).sum(1).mean().item() == pytest.approx(1.0, abs=0.05)  # E[P P^T] = I: unit row norms
 
 
@@ -370,6 +370,7 @@ def test_gan_hand_written_gradients_train_the_weights_autograd_would(small_encod
     import models.gan as gan_module
 
     if sketch:
+        monkeypatch.setattr(gan_module, "MOMENT_EXACT_WIDTH", sketch)
         monkeypatch.setattr(gan_module, "MOMENT_SKETCH", sketch)
     calls = []
     real = gan_module.residual_backward
