@@ -198,11 +198,12 @@ class Autoencoder:
                 opt.step()
                 return loss
 
-            def evaluate(rows: Tensor) -> Tensor:
-                zero = torch.zeros(rows.shape[0], cfg.latent_dim, device=device)
-                return layout.packed_loss(
-                    self.module_(layout.encoder_input(rows, cfg.fold_modes), zero).float(), layout.pack(rows)
-                )
+            validation = None if x_val is None else TrainingRows(layout, x_val, cfg.fold_modes)
+
+            def evaluate(part: slice) -> Tensor:  # rows x_val[part]; their encoder input and target made once a fit
+                inputs, _, packed = validation.take(None)
+                zero = torch.zeros(part.stop - part.start, cfg.latent_dim, device=device)
+                return layout.packed_loss(self.module_(inputs[part], zero).float(), packed[part])
 
             self.history_: History = train(
                 step,

@@ -479,8 +479,8 @@ class SpanLayout:
 
 
 class TrainingRows:
-    """A fit's encoded rows in the three forms an encoder-decoder step reads: the encoder's input, the encoded rows and
-    their packed copy (the decoder's target), all on the device.
+    """A fit's encoded rows (its training rows, or its validation rows) in the three forms an encoder-decoder step
+    reads: the encoder's input, the encoded rows and their packed copy (the decoder's target), all on the device.
 
     The encoder's input (`SpanLayout.encoder_input`) is made once per fit. A batch of row indices gathers all three;
     the whole table (`index` None, see `models.training.train`'s `indices`) gathers nothing, and its packed copy is

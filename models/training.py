@@ -1,7 +1,7 @@
 """The one training loop the neural table models share.
 
 Every model supplies a `step(batch) -> loss` that runs its own forward, backward and optimiser updates (the GAN does a
-critic and a generator update per step), and optionally an `evaluate(rows) -> loss` for early stopping. The loop owns
+critic and a generator update per step), and optionally an `evaluate(part) -> loss` for early stopping. The loop owns
 everything else, so speed and reporting are fixed in one place:
 
 - the data is moved to the device once; batches are slices of a shuffled index tensor on the same device, so no
@@ -118,7 +118,7 @@ def train(
     epochs: int,
     batch_size: int,
     generator: torch.Generator,
-    evaluate: Callable[[Tensor], Tensor] | None = None,
+    evaluate: Callable[[slice], Tensor] | None = None,
     x_val: Tensor | None = None,
     patience: int | None = None,
     progress: Callable[[Progress], None] | None = None,
@@ -139,8 +139,9 @@ def train(
         epochs: the most epochs to run.
         batch_size: rows per step; capped at n.
         generator: shuffles the batches; on `x`'s device.
-        evaluate: mean validation loss of rows (m, d), called on chunks of `x_val` of `batch_size` rows; with
-            `x_val`, enables best-epoch restore and early stopping.
+        evaluate: mean validation loss of the rows `x_val[part]`, called with slices of `batch_size` rows; with
+            `x_val`, enables best-epoch restore and early stopping. A slice, not the rows: the caller keeps what it
+            derives from `x_val` (an encoder's input, a packed target) across epochs instead of rebuilding it.
         patience: stop after this many epochs without a better validation loss (None: never stop early).
         progress: called after every epoch with a `Progress`.
         drop_last: skip a final short batch (PacGAN needs batches that are a multiple of its pack size).
@@ -201,8 +202,8 @@ def train(
             with torch.no_grad():  # in training-batch chunks: one pass over 100k rows at once was 2x slower per row
                 total_val = torch.zeros((), device=x_val.device)
                 for i in range(0, x_val.shape[0], batch_size):
-                    chunk = x_val[i : i + batch_size]
-                    total_val = total_val + evaluate(chunk).float() * chunk.shape[0]
+                    part = slice(i, min(i + batch_size, x_val.shape[0]))
+                    total_val = total_val + evaluate(part).float() * (part.stop - part.start)
                 val = float(total_val) / x_val.shape[0]
             for m in modules.values():
                 m.train()

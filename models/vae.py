@@ -223,13 +223,13 @@ class VAE:
                 opt.step()
                 return loss
 
-            def evaluate(rows: Tensor) -> Tensor:
+            validation = None if x_val is None else TrainingRows(self.layout_, x_val, cfg.fold_modes)
+
+            def evaluate(part: slice) -> Tensor:  # rows x_val[part]; their encoder input and target made once a fit
+                inputs, _, packed = validation.take(None)
                 # The posterior mean stands in for the noise draw: a stable score for early stopping.
-                return self._loss(
-                    self.layout_.encoder_input(rows, cfg.fold_modes),
-                    self.layout_.pack(rows),
-                    torch.zeros(rows.shape[0], latent, device=device),
-                )
+                zero = torch.zeros(part.stop - part.start, latent, device=device)
+                return self._loss(inputs[part], packed[part], zero)
 
             self.history_: History = train(
                 step,
