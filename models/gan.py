@@ -477,7 +477,7 @@ class GAN:
         )
         d_fake = d_rows.view(fake.shape[0], -1)[:, : fake.shape[1]]  # the rows' columns, not the cond vectors'
         if real is not None:
-            d_fake = d_fake.contiguous()  # a copy: the view's strides skip the cond columns
+            d_fake = d_fake.contiguous()  # the matching adds into it: a copy when cond columns are skipped
             projection = moment_projection(fake.shape[1], fake.device)
             loss = loss + moment_matching_by_hand(fake, real, cfg.moment_weight, d_fake, projection)
         generator_saved, parts = saved
