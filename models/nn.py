@@ -389,6 +389,27 @@ class SpanLayout:
         """(n, n_features) in feature order -> (n, packed_width) in packed order, zeros on the padding slots."""
         return x.index_select(1, self.pack_index) * self.pack_weight  # index_select: 3x faster than x[:, index]
 
+    def marginal_output(self, mean: Tensor, floor: float = 1e-4) -> Tensor:
+        """The raw packed output (packed_width,) whose activation is the column marginals: a network emitting it for
+        every row models the columns as independent.
+
+        Args:
+            mean: (n_features,) mean of the encoded rows in feature order: the values' means, the flags' and every
+                one-hot slot's frequencies.
+            floor: the least frequency, so an absent level or a flag that never fires gets a finite logit.
+
+        Returns:
+            values at their mean, flags at the logit of their frequency, softmax slots at the log of theirs (any
+            constant per span gives the same softmax), 0 on the padding slots.
+        """
+        packed = self.pack(mean[None])[0]
+        n_lin, n_sig = self.linear.numel(), self.sigmoid.numel()
+        out = packed.clone()
+        flags = packed[n_lin : n_lin + n_sig].clamp(floor, 1 - floor)
+        out[n_lin : n_lin + n_sig] = torch.log(flags) - torch.log1p(-flags)
+        out[n_lin + n_sig :] = packed[n_lin + n_sig :].clamp(min=floor).log() * self.soft_keep.flatten()
+        return out
+
     def unpack(self, packed: Tensor) -> Tensor:
         """(n, packed_width) in packed order -> (n, n_features) in feature order (padding slots dropped)."""
         return packed.index_select(1, self.unpack_index)

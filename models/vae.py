@@ -52,7 +52,11 @@ class VAEConfig:
     hidden: tuple[int, ...] = (128,)  # one hidden layer each way: as good as two of 256 on our tables, far cheaper
     norm: bool = False  # LayerNorm after hidden layers (its CPU backward costs as much as the matmuls here)
     epochs: int = 300
-    batch_size: int = 1000  # twice TVAE's 500: half the steps per epoch on large tables, the whole table on small ones
+    # Four times TVAE's 500: a quarter of the steps per epoch on large tables, the whole table on small ones. Batches
+    # of 2000 train 1.13-1.19x faster than 1000 on the 20k x 12 bench table (the products run at a larger size and
+    # the fixed cost per step is paid half as often); with `marginal_start` they lose no quality (50 epochs, seeds
+    # 0-4, shapes / pairs 0.937 / 0.903; 1000-row batches without it, seeds 0-2: 0.937 / 0.902).
+    batch_size: int = 2000
     lr: float = 5e-3  # high for Adam, but a small net at 1 step per epoch on small tables needs it
     weight_decay: float = 1e-5
     beta: float = 1.0  # weight of the KL term: the true ELBO. TVAE's 0.5 (loss_factor=2) leaves prior holes that
@@ -70,6 +74,19 @@ class VAEConfig:
     # a third of the inputs on mode-normalised tables, and better penguins quality at 50 epochs, seeds 0-2 (shapes /
     # pairs 0.856-0.876 / 0.703-0.726 against 0.803-0.864 / 0.658-0.700). Checkpoints saved before it load with False.
     fold_modes: bool = True
+    # The decoder starts as the model of independent columns (`marginal_start`): its output biases at the training
+    # rows' marginals (`SpanLayout.marginal_output`) and its output weights at `START_WEIGHT_SCALE` of their default
+    # draw, so training begins from the right column shapes and spends its steps on the dependencies. 50 epochs,
+    # seeds 0-2, shapes / pairs: penguins 0.860 / 0.702 -> 0.888 / 0.767, wine 0.833 / 0.901 -> 0.848 / 0.907, the
+    # 20k x 12 table at 2000-row batches 0.927 / 0.882 -> 0.937 / 0.903 (seeds 0-4). Off under DP-SGD: the marginals
+    # would be read from private rows without noise.
+    marginal_start: bool = True
+
+
+# The decoder's output weights at the start of a `marginal_start` fit, as a share of their default draw: small, so
+# every row's first output is near the marginals. 0.1, 0.2 and 0.3 score alike (the 20k table at 2000-row batches,
+# seeds 0-4: 0.937 / 0.903 at 0.2, 0.936 / 0.901 at 0.3; penguins and wine within seed noise of each other).
+START_WEIGHT_SCALE = 0.2
 
 
 class VAEModule(nn.Module):
@@ -190,6 +207,8 @@ class VAE:
             private = cfg.epsilon is not None
             self._build(x.shape[1], device)
             train_rows, x_val = (None, None) if private else split_validation(x, cfg.val_fraction, gen)
+            if cfg.marginal_start and not private:
+                self._start_at_marginals(x, x_val)
             opt = adam(self.module_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, private=private)
             net, dp = self.module_, None
             if private:  # DP-SGD hook (models/privacy.py)
@@ -251,6 +270,19 @@ class VAE:
                 self.module_ = dp.detach()
                 self.privacy_ = dp.report()
         return self
+
+    @torch.no_grad()
+    def _start_at_marginals(self, x: Tensor, x_val: Tensor | None) -> None:
+        """Set the decoder's output layer to emit the training rows' marginals for any code (see `marginal_start`).
+
+        The training rows' mean is the whole table's sum less the validation rows', so no copy of the training rows
+        is made.
+        """
+        total = x.sum(0) - (0 if x_val is None else x_val.sum(0))
+        mean = total / (x.shape[0] - (0 if x_val is None else x_val.shape[0]))  # (n_features,)
+        head = self.module_.decoder[-1]
+        head.bias.copy_(self.layout_.marginal_output(mean))
+        head.weight.mul_(START_WEIGHT_SCALE)
 
     # ------------------------------------------------------------------------------------------------- sampling
     @torch.no_grad()

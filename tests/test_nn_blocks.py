@@ -291,3 +291,17 @@ def test_training_rows_gather_a_batch_and_give_every_row_unchanged_without_an_in
     assert torch.equal(inputs, layout.encoder_input(x, True)[index])
     assert all_rows is x and torch.equal(all_packed, layout.pack(x)) and all_inputs.shape[0] == x.shape[0]
     assert rows.take(None)[2] is all_packed
+
+
+def test_marginal_output_activates_to_the_column_marginals(penguins, penguins_layout):
+    # Arrange: the encoded penguins (values, missing flags, levels and modes)
+    encoder, layout = penguins_layout
+    mean = encoder.transform(penguins).mean(0)
+
+    # Act: the same raw output for every row, activated as a decoder's would be
+    rows = layout.activate(layout.marginal_output(mean).expand(4, -1))
+
+    # Assert: every row is the marginals: the values' means, the flags' rates, each level's and mode's share (a mode
+    # that holds no row, as one of bill_length_mm's, comes back at the 1e-4 floor)
+    assert (mean[layout.soft_flat] == 0).any()
+    torch.testing.assert_close(rows, mean.expand(4, -1), rtol=0, atol=2e-4)

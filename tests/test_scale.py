@@ -253,8 +253,9 @@ def test_one_batch_of_every_row_reaches_the_step_as_none_and_any_other_batch_as_
     subset = batches_seen(batch_size=30, indices=True, rows=rows)
     gathered = batches_seen(batch_size=30)
 
-    # Assert: None only when one batch is every row of x; otherwise shuffled indices (or rows) covering each row once
+    # Assert: None only when one batch is every row of x; otherwise shuffled indices (or rows) covering each row once,
+    # cut into equal batches (30 rows at most 20 a batch: two of 15, not 20 and 10)
     assert whole == [None, None]
-    assert [len(b) for b in split] == [20, 10, 20, 10] and sorted(torch.cat(split[:2]).tolist()) == list(range(30))
+    assert [len(b) for b in split] == [15, 15, 15, 15] and sorted(torch.cat(split[:2]).tolist()) == list(range(30))
     assert all(sorted(b.tolist()) == sorted(rows.tolist()) for b in subset)
     assert [tuple(b.shape) for b in gathered] == [(30, 3), (30, 3)]
