@@ -176,12 +176,16 @@ def train(
     for m in modules.values():
         m.train()
     whole = indices and rows is None and privacy is None and batch_size >= n
-    # Without `drop_last` an epoch's rows are cut into equal batches (sizes differ by at most a row), not full
-    # batches and a remainder: 2250 rows in batches of 2000 made steps of 2000 and 250, and the small one's noisy
-    # gradient counted as much as the large one's (the vae's planted category shift at 300 epochs, seeds 0-3:
-    # 3.58-3.66 against 3.68-3.76 in two steps of 1125).
-    n_batches = -(-n // batch_size)
-    bounds = [round(i * n / n_batches) for i in range(n_batches + 1)]
+    # Where each epoch's shuffled rows are cut into batches. With `drop_last`, full batches and the remainder left
+    # out. Without it, equal batches (sizes differ by at most a row), not full batches and a remainder: 2250 rows in
+    # batches of 2000 made steps of 2000 and 250, and the small one's noisy gradient counted as much as the large
+    # one's (the vae's planted category shift at 300 epochs, seeds 0-3: 3.58-3.66 against 3.68-3.76 in two steps of
+    # 1125).
+    if drop_last and n >= batch_size:
+        bounds = list(range(0, n - n % batch_size + 1, batch_size))
+    else:
+        n_batches = -(-n // batch_size)
+        bounds = [round(i * n / n_batches) for i in range(n_batches + 1)]
     for epoch in range(1, epochs + 1):
         if whole:  # one batch of every row, as stored (see `indices`)
             batches: Iterable[Tensor | None] = (None,)
@@ -189,15 +193,12 @@ def train(
             perm = torch.randperm(n, generator=generator, device=generator.device).to(x.device)  # (n,)
             if rows is not None:
                 perm = rows[perm]  # positions in `x` of this epoch's shuffled training rows
-            stop = n - n % batch_size if drop_last and n >= batch_size else n
-            if privacy is None and drop_last:
-                # index_select, not x[index]: on CPU the advanced-indexing gather of a batch took 3x as long.
-                batches = (perm[i : i + batch_size] for i in range(0, stop, batch_size))
-            elif privacy is None:
+            if privacy is None:
                 batches = (perm[a:b] for a, b in itertools.pairwise(bounds))
             else:  # DP-SGD: Poisson sampling is what the accountant assumes (models/privacy.py)
                 batches = (idx.to(x.device) for idx in privacy.batches(min_rows=min_private_rows))
             if not indices:
+                # index_select, not x[index]: on CPU the advanced-indexing gather of a batch took 3x as long.
                 batches = (x.index_select(0, idx) for idx in batches)
         total = torch.zeros((), device=x.device)
         n_steps = 0
