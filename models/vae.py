@@ -278,8 +278,10 @@ class VAE:
         The training rows' mean is the whole table's sum less the validation rows', so no copy of the training rows
         is made.
         """
-        total = x.sum(0) - (0 if x_val is None else x_val.sum(0))
-        mean = total / (x.shape[0] - (0 if x_val is None else x_val.shape[0]))  # (n_features,)
+        total, n = x.sum(0), x.shape[0]  # (n_features,)
+        if x_val is not None:
+            total, n = total - x_val.sum(0), n - x_val.shape[0]
+        mean = total / n
         head = self.module_.decoder[-1]
         head.bias.copy_(self.layout_.marginal_output(mean))
         head.weight.mul_(START_WEIGHT_SCALE)
