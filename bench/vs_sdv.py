@@ -249,6 +249,8 @@ def main() -> None:
                     runs[model].append(run_sdv(model, frame, args.epochs, args.sdv_python, args.threads, gpu))
                 else:
                     runs[model].append(run_ours(model, frame, args.epochs, args.device)[:3])
+                # Each run's seconds as it ends: a long peer cut by a time limit leaves the others' figures behind.
+                print(f"# {table} {model}: {runs[model][-1][0]:.2f} s", file=sys.stderr, flush=True)
         for model in args.models:
             seconds = float(np.median([r[0] for r in runs[model]]))
             cpu = float(np.median([r[1] for r in runs[model]]))
