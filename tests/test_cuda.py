@@ -15,7 +15,7 @@ from models.base import make_generator
 from models.encoders.table import TableEncoder
 from models.registry import build_model
 from schemas.table import infer_schema
-from tests.test_neural_models import FAST, _structure, planted_table
+from tests.test_neural_models import FAST, _structure, encode_for_each_model, planted_table
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -25,8 +25,9 @@ TABLE_MODELS = ["gmm", "vae", "gan", "autoencoder"]
 @pytest.fixture(scope="module")
 def planted():
     frame = planted_table()
-    encoder = TableEncoder(infer_schema(frame), normalization="mode").fit(frame)
-    return frame, encoder, encoder.transform(frame)
+    encoded = encode_for_each_model(frame)
+    encoder = TableEncoder(infer_schema(frame), normalization="standard").fit(frame)  # the gmm's
+    return frame, {**encoded, "gmm": (encoder, encoder.transform(frame))}
 
 
 def _options(name: str) -> dict:
@@ -36,7 +37,8 @@ def _options(name: str) -> dict:
 @pytest.mark.parametrize("name", TABLE_MODELS)
 def test_model_trains_on_cuda_and_recovers_the_planted_structure(name, planted, tmp_path):
     # Arrange
-    frame, encoder, x = planted
+    frame, encoded = planted
+    encoder, x = encoded[name]
     real_corr, real_freq, real_shift = _structure(frame)
 
     # Act

@@ -101,3 +101,45 @@ def test_merging_equal_bins_leaves_the_fit_unchanged(penguins, monkeypatch):
     for got, want in zip(fitted, unmerged, strict=True):
         for a, b in zip(got, want, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-9)
+
+
+def test_merging_by_bic_leaves_one_mode_per_planted_gaussian_and_keeps_real_modes():
+    # Arrange: three Gaussians (std 1 at -4, 0 and 4, weights 0.1 / 0.6 / 0.3), the EM's ten modes tile them; a
+    # five-valued integer column and a well separated bimodal column beside it.
+    rng = np.random.default_rng(0)
+    n = 2500
+    centre = rng.choice([-4.0, 0.0, 4.0], size=n, p=[0.1, 0.6, 0.3])
+    three = centre + rng.normal(0, 1, n)
+    steps = rng.integers(0, 5, n).astype(float)
+    bimodal = np.concatenate([rng.normal(-5, 1, n // 2), rng.normal(5, 0.5, n - n // 2)])
+    matrix = np.stack([three, steps, bimodal], axis=1)
+
+    # Act
+    em = fit_modes(matrix, 10)
+    merged = fit_modes(matrix, 10, merge=True)
+
+    # Assert: the EM over-splits the three Gaussians; merged, one mode each, at their centres, weights and widths
+    assert len(em[0][0]) > 3
+    weights, means, stds = merged[0]
+    np.testing.assert_allclose(means, [-4, 0, 4], atol=0.2)
+    np.testing.assert_allclose(weights, [0.1, 0.6, 0.3], atol=0.03)
+    np.testing.assert_allclose(stds, [1, 1, 1], atol=0.15)
+    assert sorted(round(m) for m in merged[1][1]) == [0, 1, 2, 3, 4]  # five spikes: each merge would lose far more
+    assert len(merged[2][1]) == 2 and sorted(round(m) for m in merged[2][1]) == [-5, 5]
+
+
+def test_the_gan_s_encoder_merges_modes_and_the_vae_s_does_not():
+    # Arrange
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"v": rng.normal(0, 1, 3000).round(3)})
+    schema = infer_schema(frame)
+
+    # Act
+    widths = {
+        norm: TableEncoder(schema, normalization=norm).fit(frame).span_of("v", "mode").width
+        for norm in ("mode", "mode_bic")
+    }
+
+    # Assert: one Gaussian is one mode once merged; the EM alone tiles it
+    assert widths["mode_bic"] == 1
+    assert widths["mode"] > 1

@@ -107,12 +107,13 @@ def _merge_overlapping(w: list[float], m: list[float], s: list[float]) -> ModePa
     return ws, ms, ss
 
 
-def fit_modes(matrix: np.ndarray, max_modes: int) -> list[ModeParams]:
+def fit_modes(matrix: np.ndarray, max_modes: int, *, merge: bool = False) -> list[ModeParams]:
     """Fit a 1-D Gaussian mixture to every column of `matrix` in one batched EM.
 
     Args:
         matrix: (n_rows, n_columns) float values, NaN where missing.
         max_modes: the most modes any column may keep.
+        merge: then merge each column's neighbouring modes while that lowers the mixture's BIC (`_merge_by_bic`).
 
     Returns:
         Per column, `(weights, means, stds)` of the kept modes, sorted by mean. Deterministic.
@@ -188,11 +189,92 @@ def fit_modes(matrix: np.ndarray, max_modes: int) -> list[ModeParams]:
     out: list[ModeParams] = []
     for j in range(d):  # d short lists of at most k numbers: not a per-row loop
         keep = alive[j]
-        w = (weights[j][keep] / weights[j][keep].sum()).tolist()
-        m = (means[j][keep] * col_std[j] + col_mean[j]).tolist()
-        s = (stds[j][keep] * col_std[j]).tolist()
-        out.append(_merge_overlapping(w, m, s))
+        w, m, s = weights[j][keep] / weights[j][keep].sum(), means[j][keep], stds[j][keep]
+        if merge:
+            w, m, s = _merge_by_bic(w, m, s, cnt[:, j], pts[:, j], within[:, j])
+        out.append(_merge_overlapping(w.tolist(), (m * col_std[j] + col_mean[j]).tolist(), (s * col_std[j]).tolist()))
     return out
+
+
+def _merge_by_bic(
+    w: np.ndarray, m: np.ndarray, s: np.ndarray, cnt: np.ndarray, pts: np.ndarray, within: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge neighbouring modes, one pair at a time, while each merge lowers the mixture's BIC.
+
+    The EM starts from `max_modes` modes and its weak Dirichlet prior rarely empties one within its iterations: a
+    column drawn from three Gaussians kept all ten modes, six of them tiling the middle Gaussian at a fifth of its
+    width. Such modes overlap, so a model that picks a row's mode for each column on its own (the gan draws it)
+    scatters values between neighbours and loses the columns' correlation (0.79-0.82 against 0.905 on the planted
+    table of `tests/test_neural_models`). Each round merges the neighbouring pair whose moment-matched merge loses the
+    least log-likelihood over the column's bins and keeps the result while what it lost is under BIC's price of the
+    three parameters it frees, 1.5 log n; a merge that costs more is judged again after a few EM iterations have let
+    the other modes take back the rows they now explain better (only then: EM rounds are most of this step's time). Pieces of one Gaussian then
+    merge and real modes stay (merging two modes some sigmas apart loses hundreds of nats).
+
+    Args:
+        w, m, s: (k,) the EM's weights (summing to 1), means and stds, in standardised units.
+        cnt, pts, within: (B,) the column's bin counts, means and within-bin variances (padding bins count 0).
+
+    Returns:
+        `(w, m, s)` of the kept modes, sorted by mean.
+    """
+    order = np.argsort(m)
+    w, m, s = w[order], m[order], s[order]
+    observed = cnt > 0
+    bins = cnt[observed], pts[observed, None], within[observed, None]
+    price = 1.5 * math.log(max(bins[0].sum(), 2.0))
+    loglik = _bin_loglik(w, m, s, *bins)
+    while len(w) > 1:
+        dens = _bin_density(w, m, s, *bins[1:])
+        total = dens.sum(1, keepdims=True)
+        w2 = w[:-1] + w[1:]  # every neighbouring pair's merged mode, moment matched
+        m2 = (w[:-1] * m[:-1] + w[1:] * m[1:]) / w2
+        s2 = np.sqrt(
+            np.maximum(
+                (w[:-1] * (s[:-1] ** 2 + m[:-1] ** 2) + w[1:] * (s[1:] ** 2 + m[1:] ** 2)) / w2 - m2**2, STD_FLOOR**2
+            )
+        )
+        merged = total - dens[:, :-1] - dens[:, 1:] + _bin_density(w2, m2, s2, *bins[1:])  # (B, k - 1)
+        merged_loglik = bins[0] @ np.log(np.maximum(merged, 1e-300))
+        i = int(np.argmax(merged_loglik))
+        candidate = tuple(np.concatenate([a[:i], b[i : i + 1], a[i + 2 :]]) for a, b in ((w, w2), (m, m2), (s, s2)))
+        candidate_loglik = float(merged_loglik[i])
+        if loglik - candidate_loglik >= price:  # too dear as it stands: let the modes settle, then judge again
+            candidate = _em_on_bins(*candidate, *bins)
+            candidate_loglik = _bin_loglik(*candidate, *bins)
+            if loglik - candidate_loglik >= price:
+                break
+        (w, m, s), loglik = candidate, candidate_loglik
+    return w, m, s
+
+
+def _bin_density(w: np.ndarray, m: np.ndarray, s: np.ndarray, pts: np.ndarray, within: np.ndarray) -> np.ndarray:
+    """(B, k) weighted density of each bin's mean under each mode, the bin's own spread added to the mode's."""
+    var = s**2 + within
+    return w * np.exp(-0.5 * (pts - m) ** 2 / var) / np.sqrt(2 * math.pi * var)
+
+
+def _bin_loglik(
+    w: np.ndarray, m: np.ndarray, s: np.ndarray, cnt: np.ndarray, pts: np.ndarray, within: np.ndarray
+) -> float:
+    """The mixture's log-likelihood of a column summarised by its bins (each bin's rows at its mean)."""
+    return float(cnt @ np.log(np.maximum(_bin_density(w, m, s, pts, within).sum(1), 1e-300)))
+
+
+def _em_on_bins(
+    w: np.ndarray, m: np.ndarray, s: np.ndarray, cnt: np.ndarray, pts: np.ndarray, within: np.ndarray, iters: int = 5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A few plain EM iterations of one column's modes on its bins: after a merge the other modes take back the rows
+    they now explain better. Returns `(w, m, s)` sorted by mean."""
+    for _ in range(iters):
+        resp = _bin_density(w, m, s, pts, within)
+        resp *= cnt[:, None] / np.maximum(resp.sum(1, keepdims=True), 1e-300)
+        nk = np.maximum(resp.sum(0), 1e-10)
+        m = (resp * pts).sum(0) / nk
+        s = np.sqrt(np.maximum((resp * (pts**2 + within)).sum(0) / nk - m**2, STD_FLOOR**2))
+        w = nk / nk.sum()
+    order = np.argsort(m)
+    return w[order], m[order], s[order]
 
 
 def encode_modes(

@@ -28,7 +28,7 @@ from schemas.table import ColumnKind, ColumnSchema, TableSchema
 
 Activation = Literal["linear", "softmax", "sigmoid"]
 Role = Literal["value", "mode", "category", "missing"]
-Normalization = Literal["standard", "mode"]
+Normalization = Literal["standard", "mode", "mode_bic"]
 
 MISSING = "__missing__"
 
@@ -100,7 +100,11 @@ class TableEncoder:
     Args:
         schema: the table's schema; it decides each column's transform and the dtypes restored on decode.
         normalization: "standard" (z-score) or "mode" (mode-specific normalisation as in CTGAN/TVAE: a value becomes
-            its offset within its most likely Gaussian mode, scaled by 4 sigma, plus a one-hot of that mode).
+            its offset within its most likely Gaussian mode, scaled by 4 sigma, plus a one-hot of that mode), or
+            "mode_bic": the same after merging neighbouring modes while the mixture's BIC falls. The EM leaves a
+            Gaussian column tiled by overlapping modes; a model that draws each column's mode on its own (the gan)
+            then scatters values between them and loses correlations, while one that decodes the likeliest mode
+            (the vae) reads the fine tiling as extra detail.
         max_modes: the most modes a continuous column may get under "mode" normalisation.
 
     Attributes:
@@ -135,14 +139,16 @@ class TableEncoder:
                 std = float(finite.std()) if finite.size else 1.0
                 state.std = std if std > 1e-12 else 1.0
             states.append(state)
-        if self.normalization == "mode":
+        if self.normalization in ("mode", "mode_bic"):
             from models.encoders.modes import fit_modes
 
             numeric = [s for s in states if s.kind not in ("categorical", "boolean")]
             cols = {c.name: c for c in self.schema.modelled}
             if numeric:
                 matrix = np.stack([_numeric_values(frame[s.name], cols[s.name]) for s in numeric], axis=1)
-                for state, (w, m, sd) in zip(numeric, fit_modes(matrix, self.max_modes), strict=True):
+                for state, (w, m, sd) in zip(
+                    numeric, fit_modes(matrix, self.max_modes, merge=self.normalization == "mode_bic"), strict=True
+                ):
                     state.mode_weights, state.mode_means, state.mode_stds = w, m, sd
         self._set_states(states)
         return self
