@@ -333,8 +333,8 @@ class GAN:
     supports_conditions: ClassVar[bool] = True  # natively on categorical spans through the conditional vector
     # The encoder the flow fits for it (see `GenerativeModel`): modes merged while BIC falls, because the gan draws
     # each column's mode on its own. With the EM's overlapping modes, seeds 0-2 at the defaults: planted-table
-    # correlation 0.787-0.820 against 0.905, the 20k x 12 bench table at 50 epochs 0.968 / 0.935; merged 0.833-0.869
-    # and 0.978 / 0.950 (see `models.encoders.modes._merge_by_bic`).
+    # correlation 0.787-0.820 against 0.905, the 20k x 12 bench table at 50 epochs 0.968 / 0.935; merged 0.825-0.869
+    # and 0.978-0.979 / 0.948-0.950 (see `models.encoders.modes._merge_by_bic`, and `pac` for the rest of the gap).
     normalization: ClassVar[str] = "mode_bic"
 
     def __init__(self, config: GANConfig | None = None, *, spans: list[Span] | None = None, device: Any = None):

@@ -10,7 +10,9 @@ columns in one sort and one scatter), and a 1-D EM runs batched over every colum
 `(n_bins, n_columns, n_modes)` tensor per iteration, whatever the row count. The weights use the variational update of
 a Dirichlet prior with a small concentration (Bishop, PRML 10.2; sklearn's `BayesianGaussianMixture`), which starves
 superfluous modes; modes under `MIN_WEIGHT` are pruned and modes that overlap within one sigma are merged by moment
-matching, so a unimodal column ends with one or two modes and a bimodal one with two.
+matching. The prior starves slowly: within the EM's iterations a Gaussian column often stays tiled by several
+overlapping modes (ten for a column of three Gaussians). `fit_modes(merge=True)` then merges neighbouring modes while
+the mixture's BIC falls, which leaves one mode per Gaussian (`_merge_by_bic`).
 """
 
 from __future__ import annotations
@@ -208,8 +210,9 @@ def _merge_by_bic(
     table of `tests/test_neural_models`). Each round merges the neighbouring pair whose moment-matched merge loses the
     least log-likelihood over the column's bins and keeps the result while what it lost is under BIC's price of the
     three parameters it frees, 1.5 log n; a merge that costs more is judged again after a few EM iterations have let
-    the other modes take back the rows they now explain better (only then: EM rounds are most of this step's time). Pieces of one Gaussian then
-    merge and real modes stay (merging two modes some sigmas apart loses hundreds of nats).
+    the other modes take back the rows they now explain better (only then: EM rounds are most of this step's time).
+    Pieces of one Gaussian then merge and real modes stay (merging two modes some sigmas apart loses hundreds of
+    nats).
 
     Args:
         w, m, s: (k,) the EM's weights (summing to 1), means and stds, in standardised units.

@@ -105,7 +105,7 @@ class TableEncoder:
             Gaussian column tiled by overlapping modes; a model that draws each column's mode on its own (the gan)
             then scatters values between them and loses correlations, while one that decodes the likeliest mode
             (the vae) reads the fine tiling as extra detail.
-        max_modes: the most modes a continuous column may get under "mode" normalisation.
+        max_modes: the most modes a continuous column may get under "mode" or "mode_bic" normalisation.
 
     Attributes:
         columns_: the fitted `ColumnState` per modelled column.
