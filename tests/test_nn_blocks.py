@@ -305,3 +305,23 @@ def test_marginal_output_activates_to_the_column_marginals(penguins, penguins_la
     # that holds no row, as one of bill_length_mm's, comes back at the 1e-4 floor)
     assert (mean[layout.soft_flat] == 0).any()
     torch.testing.assert_close(rows, mean.expand(4, -1), rtol=0, atol=2e-4)
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_last_pads_large_narrow_blocks_to_the_same_result(log):
+    # Arrange: a block big enough to be padded (5 wide, under SOFTMAX_MIN_WIDTH), one too small to be, one wide
+    from models.nn import SOFTMAX_MIN_WIDTH, SOFTMAX_PAD_MIN_VALUES, softmax_last
+
+    gen = torch.Generator().manual_seed(0)
+    blocks = [
+        torch.randn(SOFTMAX_PAD_MIN_VALUES // 15 + 1, 3, 5, generator=gen) * 4,
+        torch.randn(10, 3, 5, generator=gen),
+        torch.randn(10, 3, SOFTMAX_MIN_WIDTH + 1, generator=gen),
+    ]
+    reference = torch.log_softmax if log else torch.softmax
+
+    # Act / Assert: the same values and shape as PyTorch's own, whichever path a block takes
+    for block in blocks:
+        got = softmax_last(block, log=log)
+        assert got.shape == block.shape
+        torch.testing.assert_close(got, reference(block, dim=-1))
