@@ -57,10 +57,8 @@ def encode_for_each_model(frame: pd.DataFrame) -> dict[str, tuple[TableEncoder, 
     """Per model, the encoder the flow fits for it (`normalization_for`) and the frame's rows through it."""
     schema = infer_schema(frame)
     encoders = {norm: TableEncoder(schema, normalization=norm).fit(frame) for norm in map(normalization_for, CLASSES)}
-    return {
-        name: (encoders[normalization_for(name)], encoders[normalization_for(name)].transform(frame))
-        for name in CLASSES
-    }
+    encoded = {norm: (encoder, encoder.transform(frame)) for norm, encoder in encoders.items()}
+    return {name: encoded[normalization_for(name)] for name in CLASSES}
 
 
 @pytest.fixture(scope="module")
