@@ -226,10 +226,10 @@ def _merge_by_bic(
     observed = cnt > 0
     bins = cnt[observed], pts[observed, None], within[observed, None]
     price = 1.5 * math.log(max(bins[0].sum(), 2.0))
-    loglik = _bin_loglik(w, m, s, *bins)
     while len(w) > 1:
         dens = _bin_density(w, m, s, *bins[1:])
         total = dens.sum(1, keepdims=True)
+        loglik = float(bins[0] @ np.log(np.maximum(total[:, 0], 1e-300)))  # the current modes', as `_bin_loglik`
         w2 = w[:-1] + w[1:]  # every neighbouring pair's merged mode, moment matched
         m2 = (w[:-1] * m[:-1] + w[1:] * m[1:]) / w2
         s2 = np.sqrt(
@@ -247,7 +247,7 @@ def _merge_by_bic(
             candidate_loglik = _bin_loglik(*candidate, *bins)
             if loglik - candidate_loglik >= price:
                 break
-        (w, m, s), loglik = candidate, candidate_loglik
+        w, m, s = candidate
     return w, m, s
 
 
