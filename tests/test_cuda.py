@@ -25,9 +25,7 @@ TABLE_MODELS = ["gmm", "vae", "gan", "autoencoder"]
 @pytest.fixture(scope="module")
 def planted():
     frame = planted_table()
-    encoded = encode_for_each_model(frame)
-    encoder = TableEncoder(infer_schema(frame), normalization="standard").fit(frame)  # the gmm's
-    return frame, {**encoded, "gmm": (encoder, encoder.transform(frame))}
+    return frame, encode_for_each_model(frame, tuple(TABLE_MODELS))
 
 
 def _options(name: str) -> dict:

@@ -53,12 +53,14 @@ def planted_table(n: int = 2500, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"cat": cat, "x1": x1.round(2), "x2": x2.round(2)})
 
 
-def encode_for_each_model(frame: pd.DataFrame) -> dict[str, tuple[TableEncoder, torch.Tensor]]:
+def encode_for_each_model(
+    frame: pd.DataFrame, names: tuple[str, ...] = tuple(CLASSES)
+) -> dict[str, tuple[TableEncoder, torch.Tensor]]:
     """Per model, the encoder the flow fits for it (`normalization_for`) and the frame's rows through it."""
     schema = infer_schema(frame)
-    encoders = {norm: TableEncoder(schema, normalization=norm).fit(frame) for norm in map(normalization_for, CLASSES)}
+    encoders = {norm: TableEncoder(schema, normalization=norm).fit(frame) for norm in map(normalization_for, names)}
     encoded = {norm: (encoder, encoder.transform(frame)) for norm, encoder in encoders.items()}
-    return {name: encoded[normalization_for(name)] for name in CLASSES}
+    return {name: encoded[normalization_for(name)] for name in names}
 
 
 @pytest.fixture(scope="module")
