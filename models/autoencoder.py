@@ -186,8 +186,8 @@ class Autoencoder:
             by_hand = device.type == "cpu" and not private and all(map(supports_hand_backprop, self.module_.children()))
 
             def step(index: Tensor | None) -> Tensor:  # (b,) rows of x, or None for all; the packed rows are the target
-                inputs, batch, packed = training_rows.take(index)
-                noise = cfg.latent_noise * torch.randn(batch.shape[0], cfg.latent_dim, device=device)
+                inputs, packed = training_rows.take(index)
+                noise = cfg.latent_noise * torch.randn(packed.shape[0], cfg.latent_dim, device=device)
                 if by_hand:
                     loss = self._loss_and_gradients(inputs, packed, noise)
                 else:
@@ -201,7 +201,7 @@ class Autoencoder:
             validation = None if x_val is None else TrainingRows(layout, x_val, cfg.fold_modes)
 
             def evaluate(part: slice) -> Tensor:  # rows x_val[part]; their encoder input and target made once a fit
-                inputs, _, packed = validation.take(None)
+                inputs, packed = validation.take(None)
                 zero = torch.zeros(part.stop - part.start, cfg.latent_dim, device=device)
                 return layout.packed_loss(self.module_(inputs[part], zero).float(), packed[part])
 

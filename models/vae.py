@@ -230,8 +230,8 @@ class VAE:
             by_hand = device.type == "cpu" and not private and all(map(supports_hand_backprop, self.module_.children()))
 
             def step(index: Tensor | None) -> Tensor:  # (b,) rows of x, or None for all of them
-                inputs, batch, packed = training_rows.take(index)
-                noise = torch.randn(batch.shape[0], latent, device=device)
+                inputs, packed = training_rows.take(index)
+                noise = torch.randn(packed.shape[0], latent, device=device)
                 if by_hand:
                     loss = self._loss_and_gradients(inputs, packed, noise)
                 else:
@@ -245,7 +245,7 @@ class VAE:
             validation = None if x_val is None else TrainingRows(self.layout_, x_val, cfg.fold_modes)
 
             def evaluate(part: slice) -> Tensor:  # rows x_val[part]; their encoder input and target made once a fit
-                inputs, _, packed = validation.take(None)
+                inputs, packed = validation.take(None)
                 # The posterior mean stands in for the noise draw: a stable score for early stopping.
                 zero = torch.zeros(part.stop - part.start, latent, device=device)
                 return self._loss(inputs[part], packed[part], zero)

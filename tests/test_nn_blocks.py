@@ -194,9 +194,10 @@ def test_packed_loss_grad_gives_the_loss_and_the_gradients_autograd_computes(wit
     [(8, False, torch.nn.ReLU), (30, False, torch.nn.ReLU), (30, True, torch.nn.ReLU), (30, False, torch.nn.LeakyReLU)],
 )  # narrow and plain first layers; the gan critic's LeakyReLU
 def test_mlp_backward_sets_the_contiguous_gradients_autograd_computes(d_in, norm, activation):
-    # Arrange: a two-hidden-layer network and the gradient of a weighted sum of its output.
+    # Arrange: a two-hidden-layer network and the gradient of a weighted sum of its output. Its first layer widens
+    # to 128 units, whose weight gradient is computed transposed; its second narrows to 32, computed as is.
     torch.manual_seed(0)
-    network = MLP(d_in, (64, 32), 20, norm=norm, activation=activation)
+    network = MLP(d_in, (128, 32), 20, norm=norm, activation=activation)
     x = torch.randn(40, d_in).requires_grad_()
     weights = torch.randn(40, 20)
     expected_out = network(x)
@@ -283,14 +284,14 @@ def test_training_rows_gather_a_batch_and_give_every_row_unchanged_without_an_in
     index = torch.tensor([5, 0, 17])
 
     # Act
-    inputs, batch, packed = rows.take(index)
-    all_inputs, all_rows, all_packed = rows.take(None)
+    inputs, packed = rows.take(index)
+    all_inputs, all_packed = rows.take(None)
 
-    # Assert: the batch is those rows in every form; None is the whole table as stored, its packed copy made once
-    assert torch.equal(batch, x[index]) and torch.equal(packed, layout.pack(x[index]))
+    # Assert: the batch is those rows in both forms; None is the whole table, packed once
+    assert torch.equal(packed, layout.pack(x[index]))
     assert torch.equal(inputs, layout.encoder_input(x, True)[index])
-    assert all_rows is x and torch.equal(all_packed, layout.pack(x)) and all_inputs.shape[0] == x.shape[0]
-    assert rows.take(None)[2] is all_packed
+    assert torch.equal(all_packed, layout.pack(x)) and torch.equal(all_inputs, layout.encoder_input(x, True))
+    assert rows.take(None)[1] is all_packed
 
 
 def test_marginal_output_activates_to_the_column_marginals(penguins, penguins_layout):
