@@ -14,7 +14,8 @@ Then, from the repository root:
 Every model gets the same tables and the same epoch count, and every thread pool (torch's, OpenMP, OpenBLAS, MKL) the
 same thread count in both processes (`--threads`, default 1: on a shared 2-core machine a second thread mostly
 spin-waits; `--threads 2` gives both processes both cores, as an unconfigured install gets here, and process CPU
-seconds then count the spinning too). Repeats run round robin over the models. Early stopping is off for our
+seconds then count the spinning too), and both processes are pinned to that many cores, so SDV's joblib worker
+processes (its preprocessing) cannot take a core a thread limit denies (`pin_to_cores`). Repeats run round robin over the models. Early stopping is off for our
 models so epochs are equal. Times are wall seconds of fit (including preprocessing: our encoder, SDV's RDT) plus
 sample (including decoding); schema inference (ours) and metadata detection (SDV's) run before the clock, and so do
 one-off lazy imports (scipy, torch._dynamo on the first optimizer), in both processes. Tables: penguins, wine, `mixed` (`bench.tables.mixed_table`, 20k rows x 12 columns)
@@ -42,7 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models.encoders.modes  # noqa: F401  (scipy's import, loaded lazily by the encoder, stays out of the timings)
-from bench.sdv_runner import WARM_UP_ROWS, warm_up
+from bench.sdv_runner import WARM_UP_ROWS, pin_to_cores, warm_up
 from bench.tables import mixed_table
 from models.base import make_generator
 from models.encoders.table import TableEncoder
@@ -188,9 +189,12 @@ def thread_env(threads: int) -> dict[str, str]:
 
 
 def limit_threads(threads: int) -> None:
-    """Cap this process's torch and native thread pools at `threads`, as `thread_env` caps a peer's."""
+    """Cap this process's torch and native thread pools at `threads`, as `thread_env` caps a peer's, and pin it (and
+    so the SDV runners it starts) to `threads` cores: SDV's preprocessing runs joblib worker processes, which no
+    thread limit reaches (`pin_to_cores`)."""
     from threadpoolctl import threadpool_limits
 
+    pin_to_cores(threads)
     torch.set_num_threads(threads)
     threadpool_limits(threads)  # numpy's OpenBLAS (the mode EM's products) and any OpenMP runtime already loaded
 
