@@ -46,6 +46,8 @@ def pin_to_cores(threads: int) -> None:
     CPU and 119% of a core over its life; pinned to one core its workers collapse to one in-process pass, 33.7 s
     wall and 33.9 s CPU. Our models run on one core with the same pinning (`bench/vs_sdv.py`).
     """
+    if not hasattr(os, "sched_setaffinity"):  # Linux only; elsewhere the thread limits are all there is
+        return
     allowed = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, allowed[: max(1, threads)])
 
