@@ -34,6 +34,7 @@ STD_FLOOR = 1e-3  # relative to the column's std: a mode on one repeated value m
 SCALE = 4.0  # offsets are divided by 4 sigma so they land in about [-1, 1] (CTGAN)
 
 ModeParams = tuple[list[float], list[float], list[float]]
+Scalars = float | np.ndarray  # one mode's parameter, or one per neighbouring pair
 
 
 def _bin_summaries(values: np.ndarray, n_bins: int) -> tuple[np.ndarray, ...]:
@@ -92,6 +93,16 @@ def _distinct_bins(cnt: np.ndarray, pts: np.ndarray, within: np.ndarray) -> tupl
     return merged[0], merged[1], merged[2]
 
 
+def _moment_match(
+    wa: Scalars, ma: Scalars, sa: Scalars, wb: Scalars, mb: Scalars, sb: Scalars, var_floor: float = 0.0
+) -> tuple[Scalars, Scalars, Scalars]:
+    """The one Gaussian with two modes' total weight, mean and variance: `(w, m, s)`, each a float or, given arrays
+    (every neighbouring pair at once), an array; the variance is kept at `var_floor` or above."""
+    w = wa + wb
+    m = (wa * ma + wb * mb) / w
+    return w, m, np.sqrt(np.maximum((wa * (sa**2 + ma**2) + wb * (sb**2 + mb**2)) / w - m**2, var_floor))
+
+
 def _merge_overlapping(w: list[float], m: list[float], s: list[float]) -> ModeParams:
     """Merge neighbouring modes closer than one sigma, by matching the pair's weight, mean and variance."""
     modes = sorted(zip(w, m, s, strict=True), key=lambda t: t[1])
@@ -99,10 +110,7 @@ def _merge_overlapping(w: list[float], m: list[float], s: list[float]) -> ModePa
     for wi, mi, si in modes[1:]:
         wp, mp, sp = merged[-1]
         if mi - mp < max(si, sp):
-            wt = wp + wi
-            mt = (wp * mp + wi * mi) / wt
-            vt = (wp * (sp**2 + mp**2) + wi * (si**2 + mi**2)) / wt - mt**2
-            merged[-1] = (wt, mt, math.sqrt(max(vt, 0.0)))
+            merged[-1] = tuple(map(float, _moment_match(wp, mp, sp, wi, mi, si)))
         else:
             merged.append((wi, mi, si))
     ws, ms, ss = (list(t) for t in zip(*merged, strict=True))
@@ -230,13 +238,8 @@ def _merge_by_bic(
         dens = _bin_density(w, m, s, *bins[1:])
         total = dens.sum(1, keepdims=True)
         loglik = float(bins[0] @ np.log(np.maximum(total[:, 0], 1e-300)))  # the current modes', as `_bin_loglik`
-        w2 = w[:-1] + w[1:]  # every neighbouring pair's merged mode, moment matched
-        m2 = (w[:-1] * m[:-1] + w[1:] * m[1:]) / w2
-        s2 = np.sqrt(
-            np.maximum(
-                (w[:-1] * (s[:-1] ** 2 + m[:-1] ** 2) + w[1:] * (s[1:] ** 2 + m[1:] ** 2)) / w2 - m2**2, STD_FLOOR**2
-            )
-        )
+        # every neighbouring pair's merged mode
+        w2, m2, s2 = _moment_match(w[:-1], m[:-1], s[:-1], w[1:], m[1:], s[1:], STD_FLOOR**2)
         merged = total - dens[:, :-1] - dens[:, 1:] + _bin_density(w2, m2, s2, *bins[1:])  # (B, k - 1)
         merged_loglik = bins[0] @ np.log(np.maximum(merged, 1e-300))
         i = int(np.argmax(merged_loglik))
