@@ -16,8 +16,8 @@ same thread count in both processes (`--threads`, default 1: on a shared 2-core 
 spin-waits; `--threads 2` gives both processes both cores, as an unconfigured install gets here, and process CPU
 seconds then count the spinning too), and both processes are pinned to that many cores, so SDV's joblib worker
 processes (its preprocessing) cannot take a core a thread limit denies (`pin_to_cores`). Repeats run round robin
-over the models. Early stopping is off for our models so epochs are equal. Times are wall seconds of fit (including preprocessing: our encoder, SDV's RDT) plus
-sample (including decoding); schema inference (ours) and metadata detection (SDV's) run before the clock, and so do
+over the models. Early stopping is off for our models so epochs are equal. Times are wall seconds of fit (including
+preprocessing: our encoder, SDV's RDT) plus sample (including decoding); schema inference (ours) and metadata detection (SDV's) run before the clock, and so do
 one-off lazy imports (scipy, torch._dynamo on the first optimizer), in both processes. Tables: penguins, wine, `mixed` (`bench.tables.mixed_table`, 20k rows x 12 columns)
 and `big` (20k rows x 8 columns, skewed and bimodal numbers, a rare level). Scores are computed here, the same way for everyone, against the training table:
 column shapes = mean of 1 - KS (numbers) or 1 - TV (categories) per column; pair trends = mean over column pairs of
