@@ -27,16 +27,16 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import models.autoencoder
-import models.gan
-import models.vae
-from models.base import make_generator
-from models.nn import NarrowInputLinear
-from models.registry import build_model
+import synthgate.models.autoencoder as autoencoder_module
+import synthgate.models.gan as gan_module
+import synthgate.models.vae as vae_module
+from synthgate.models.base import make_generator
+from synthgate.models.nn import NarrowInputLinear
+from synthgate.models.registry import build_model
 from tests.test_cuda import _options
 from tests.test_neural_models import _structure, encode_for_each_model, planted_table
 
-MODULES = {"vae": models.vae, "gan": models.gan, "autoencoder": models.autoencoder}
+MODULES = {"vae": vae_module, "gan": gan_module, "autoencoder": autoencoder_module}
 
 
 def bfloat16_autocast(device: torch.device) -> contextlib.AbstractContextManager:

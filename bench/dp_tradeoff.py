@@ -73,15 +73,15 @@ import warnings
 
 import torch
 
-from models.registry import build_model
-from schemas.table import infer_schema
-from tasks.dp_preprocess import DP_DEFAULTS, prepare_training
-from tasks.fidelity import column_shapes, pair_trends
-from tasks.ingest import read_table
-from tasks.privacy import mia_auc, privacy_distances
-from tasks.protect import training_frame
-from tasks.risk import measure_risks
-from tasks.split import split_holdout
+from synthgate.models.registry import build_model
+from synthgate.schemas.table import infer_schema
+from synthgate.tasks.dp_preprocess import DP_DEFAULTS, prepare_training
+from synthgate.tasks.fidelity import column_shapes, pair_trends
+from synthgate.tasks.ingest import read_table
+from synthgate.tasks.privacy import mia_auc, privacy_distances
+from synthgate.tasks.protect import training_frame
+from synthgate.tasks.risk import measure_risks
+from synthgate.tasks.split import split_holdout
 
 MODELS = ("vae", "gan", "gmm")
 
@@ -109,7 +109,7 @@ def run(
                 train, schema, model=name, epsilon=eps, delta=None, rare_k=None, public_schema=True, seed=seed
             )
             if prepared.private is None:
-                from tasks.preprocess import encode_training
+                from synthgate.tasks.preprocess import encode_training
 
                 encoder, x = encode_training(prepared.train, prepared.schema)
             else:

@@ -38,7 +38,17 @@ def main() -> None:
         mixed_table(args.rows, args.columns).to_parquet(source, index=False)
     output.unlink(missing_ok=True)
 
-    cmd = [sys.executable, "-m", "flows.cli", "run", "--input", str(source), "--output", str(output), "--no-cache"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "synthgate.flows.cli",
+        "run",
+        "--input",
+        str(source),
+        "--output",
+        str(output),
+        "--no-cache",
+    ]
     cmd += args.extra
     print("$", " ".join(cmd), flush=True)
     start = time.perf_counter()
@@ -50,7 +60,7 @@ def main() -> None:
     if not output.exists():
         print("nothing published")
         return
-    from tasks.publish import read_metadata
+    from synthgate.tasks.publish import read_metadata
 
     meta = read_metadata(output)
     print(f"verdict {meta.verdict}, model {meta.model}, {meta.n_rows_output:,} rows written")

@@ -25,7 +25,7 @@ def main() -> None:
     from bench.sdv_runner import warm_up
     from bench.tables import train_and_fresh
     from bench.vs_sdv import column_shapes, limit_threads, pair_trends, run_ours, run_sdv
-    from models.registry import model_names
+    from synthgate.models.registry import model_names
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=20_000)

@@ -18,9 +18,9 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.tables import mixed_table
-from models.encoders import TableEncoder
-from models.gmm import GaussianMixture
-from schemas.table import infer_schema
+from synthgate.models.encoders import TableEncoder
+from synthgate.models.gmm import GaussianMixture
+from synthgate.schemas.table import infer_schema
 
 
 def main() -> None:

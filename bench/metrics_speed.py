@@ -16,9 +16,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from schemas.table import infer_schema
-from tasks.gates import evaluate_gates_timed
-from tasks.split import split_holdout
+from synthgate.schemas.table import infer_schema
+from synthgate.tasks.gates import evaluate_gates_timed
+from synthgate.tasks.split import split_holdout
 
 
 def make_table(n: int, seed: int) -> pd.DataFrame:

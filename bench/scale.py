@@ -41,10 +41,10 @@ def one(model: str, rows: int, columns: int, epochs: int, device: str = "auto", 
     from bench.sdv_runner import warm_up
     from bench.tables import train_and_fresh
     from bench.vs_sdv import column_shapes, pair_trends
-    from models.base import make_generator, resolve_device
-    from models.encoders import TableEncoder
-    from models.registry import build_model, model_names
-    from schemas.table import infer_schema
+    from synthgate.models.base import make_generator, resolve_device
+    from synthgate.models.encoders import TableEncoder
+    from synthgate.models.registry import build_model, model_names
+    from synthgate.schemas.table import infer_schema
 
     frame, fresh = train_and_fresh(rows, columns, min(rows, metric_rows))
     warm_up(str(resolve_device(device)))  # CUDA's context and cuBLAS start-up are paid before the clock, as for SDV

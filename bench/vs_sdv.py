@@ -42,13 +42,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import models.encoders.modes  # noqa: F401  (scipy's import, loaded lazily by the encoder, stays out of the timings)
+import synthgate.models.encoders.modes  # noqa: F401  (scipy's import, loaded lazily by the encoder, stays out of the timings)
 from bench.sdv_runner import WARM_UP_ROWS, pin_to_cores, warm_up
 from bench.tables import mixed_table
-from models.base import make_generator
-from models.encoders.table import TableEncoder
-from models.registry import build_model, model_names, normalization_for
-from schemas.table import infer_schema
+from synthgate.models.base import make_generator
+from synthgate.models.encoders.table import TableEncoder
+from synthgate.models.registry import build_model, model_names, normalization_for
+from synthgate.schemas.table import infer_schema
 
 SDV_PYTHON = os.environ.get("SDV_PYTHON", "/work/sdv-venv/bin/python")
 OURS = ["gmm", "vae", "gan", "autoencoder"]

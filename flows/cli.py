@@ -20,7 +20,7 @@ from rich.console import Console
 # Quiet, offline-friendly Prefect defaults; a user's own environment wins. Set before Prefect is imported.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "models,tasks,flows")
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "synthgate")
 
 EXIT_OK, EXIT_BUG, EXIT_BAD_INPUT, EXIT_REFUSED = 0, 1, 2, 3
 
@@ -39,7 +39,7 @@ out = Console()
 
 def exit_code_for(exc: BaseException) -> int:
     """The one mapping from error classes to exit codes."""
-    from schemas.errors import GateRefusedError, InvalidInputError
+    from synthgate.schemas.errors import GateRefusedError, InvalidInputError
 
     if isinstance(exc, GateRefusedError):
         return EXIT_REFUSED
@@ -51,7 +51,7 @@ def exit_code_for(exc: BaseException) -> int:
 def _parse_conditions(values: list[str] | None) -> dict[str, Any] | None:
     import yaml
 
-    from schemas.errors import InvalidInputError
+    from synthgate.schemas.errors import InvalidInputError
 
     if not values:
         return None
@@ -143,7 +143,7 @@ def run(
     batch_rows: Annotated[int, typer.Option(help="Streaming: rows per input batch.")] = 262_144,
 ) -> None:
     """Synthesise one table: ingest, validate, train, sample, check fidelity and privacy, publish Parquet + report."""
-    from schemas.request import RunRequest
+    from synthgate.schemas.request import RunRequest
 
     try:
         overrides: dict[str, Any] = {
@@ -189,8 +189,8 @@ def _pii_overrides(items: list[str], schema: Path | None) -> Path:
 
     import yaml
 
-    from schemas.errors import InvalidInputError
-    from schemas.table import _read_yaml
+    from synthgate.schemas.errors import InvalidInputError
+    from synthgate.schemas.table import _read_yaml
 
     data = _read_yaml(schema) if schema is not None else {}
     columns = data.get("columns", [])
@@ -213,7 +213,7 @@ def _pii_overrides(items: list[str], schema: Path | None) -> Path:
 
 def _preflight(request: Any) -> None:
     """Cheap checks before the Prefect server starts: a missing file should not cost ten seconds."""
-    from tasks.ingest import file_format, is_sql_url
+    from synthgate.tasks.ingest import file_format, is_sql_url
 
     _check_prefect_api()
     source = request.input
@@ -222,15 +222,15 @@ def _preflight(request: Any) -> None:
 
 
 def _check_prefect_api() -> None:
-    from flows.deploy import check_prefect_api
+    from synthgate.flows.deploy import check_prefect_api
 
     check_prefect_api()
 
 
 def _run_flow(request: Any, **options: Any) -> None:
-    from flows.synthesize import synthesize_table
-    from schemas.errors import GateRefusedError
-    from tasks.report import summary_table
+    from synthgate.flows.synthesize import synthesize_table
+    from synthgate.schemas.errors import GateRefusedError
+    from synthgate.tasks.report import summary_table
 
     try:
         result = synthesize_table(request, **options)
@@ -267,9 +267,9 @@ def schema_infer(
     ] = None,
 ) -> None:
     """Infer a table's schema (kinds, dtypes, bounds, categories, PII flags) and print or write it as YAML."""
-    from schemas.table import infer_schema
-    from tasks.ingest import read_table
-    from tasks.publish import write_text_atomic
+    from synthgate.schemas.table import infer_schema
+    from synthgate.tasks.ingest import read_table
+    from synthgate.tasks.publish import write_text_atomic
 
     try:
         frame = read_table(input, table=table)
@@ -292,8 +292,8 @@ def report_command(
     ] = None,
 ) -> None:
     """Print a published file's run summary (model, seed, data hash, metrics, verdicts) and optionally its report."""
-    from tasks.publish import read_metadata
-    from tasks.report import regenerate_report, summary_table
+    from synthgate.tasks.publish import read_metadata
+    from synthgate.tasks.report import regenerate_report, summary_table
 
     try:
         meta = read_metadata(parquet)
@@ -324,7 +324,7 @@ def many_command(
     """Synthesise many tables in parallel; one summary at the end. Exit code: the worst table's (0 all published)."""
     from rich.table import Table
 
-    from flows.many import load_manifest, run_many
+    from synthgate.flows.many import load_manifest, run_many
 
     try:
         load_manifest(manifest)
@@ -368,7 +368,7 @@ def setup_command(
     ] = 1,
 ) -> None:
     """Create (or update) the `gpu` tag concurrency limit on the Prefect server at PREFECT_API_URL."""
-    from flows.deploy import ensure_gpu_limit
+    from synthgate.flows.deploy import ensure_gpu_limit
 
     try:
         _check_prefect_api()
@@ -380,9 +380,9 @@ def setup_command(
 
 def _register_optional_commands() -> None:
     try:
-        from flows.images import images_command
+        from synthgate.flows.images import images_command
     except ModuleNotFoundError as exc:
-        if exc.name != "flows.images":
+        if exc.name != "synthgate.flows.images":
             raise
         return
     app.command("images")(images_command)

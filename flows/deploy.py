@@ -16,9 +16,9 @@ from typing import Any
 
 from prefect import flow
 
-from flows.synthesize import RunResult, synthesize_table
-from schemas.errors import InvalidInputError
-from schemas.request import RunRequest
+from synthgate.flows.synthesize import RunResult, synthesize_table
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.request import RunRequest
 
 logger = logging.getLogger(__name__)
 

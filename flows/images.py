@@ -17,18 +17,18 @@ from typing import Annotated, Any
 import typer
 from prefect import flow
 
-from schemas.errors import GateRefusedError, InvalidInputError
-from schemas.gates import GateResult
-from schemas.image import ImageRunRequest
-from schemas.metadata import OutputMetadata
-from tasks.images.augment import plan_counts, sample_images_task
-from tasks.images.fidelity import check_fidelity_task
-from tasks.images.ingest import ingest_images_task
-from tasks.images.privacy import check_privacy_task
-from tasks.images.publish import publish_images_task
-from tasks.images.report import build_report, vae_interpolations, write_report_task
-from tasks.images.train import fit_image_model_task
-from tasks.images.validate import split_images_task, validate_images_task
+from synthgate.schemas.errors import GateRefusedError, InvalidInputError
+from synthgate.schemas.gates import GateResult
+from synthgate.schemas.image import ImageRunRequest
+from synthgate.schemas.metadata import OutputMetadata
+from synthgate.tasks.images.augment import plan_counts, sample_images_task
+from synthgate.tasks.images.fidelity import check_fidelity_task
+from synthgate.tasks.images.ingest import ingest_images_task
+from synthgate.tasks.images.privacy import check_privacy_task
+from synthgate.tasks.images.publish import publish_images_task
+from synthgate.tasks.images.report import build_report, vae_interpolations, write_report_task
+from synthgate.tasks.images.train import fit_image_model_task
+from synthgate.tasks.images.validate import split_images_task, validate_images_task
 
 log = logging.getLogger(__name__)
 

@@ -39,10 +39,10 @@ from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flows.synthesize import synthesize_table
-from schemas.errors import GateRefusedError, InvalidInputError
-from schemas.request import RunRequest
-from tasks.ingest import _redact, is_sql_url
+from synthgate.flows.synthesize import synthesize_table
+from synthgate.schemas.errors import GateRefusedError, InvalidInputError
+from synthgate.schemas.request import RunRequest
+from synthgate.tasks.ingest import _redact, is_sql_url
 
 logger = logging.getLogger(__name__)
 

@@ -18,24 +18,24 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow, unmapped
 
-from models.encoders.table import TableEncoder
-from models.registry import model_names, normalization_for
-from schemas.errors import GateRefusedError, InvalidInputError
-from schemas.gates import GateResult
-from schemas.metadata import CandidateScore, OutputMetadata
-from schemas.request import RunRequest
-from schemas.table import TableSchema
-from tasks.cache import cache_root, load_cached_task, model_key, save_cached_task
-from tasks.dp_preprocess import prepare_training_task
-from tasks.gates import evaluate_gates_task
-from tasks.ingest import data_hash, read_table_task
-from tasks.preprocess import encode_training_task, resolve_schema_task
-from tasks.protect import complete_output_task
-from tasks.publish import StagedParquet, write_parquet_task
-from tasks.report import create_run_artifacts, facts_from_metadata, write_report
-from tasks.risk import measure_risks_task
-from tasks.sample import sample_rows_task, stream_output_task
-from tasks.scan import (
+from synthgate.models.encoders.table import TableEncoder
+from synthgate.models.registry import model_names, normalization_for
+from synthgate.schemas.errors import GateRefusedError, InvalidInputError
+from synthgate.schemas.gates import GateResult
+from synthgate.schemas.metadata import CandidateScore, OutputMetadata
+from synthgate.schemas.request import RunRequest
+from synthgate.schemas.table import TableSchema
+from synthgate.tasks.cache import cache_root, load_cached_task, model_key, save_cached_task
+from synthgate.tasks.dp_preprocess import prepare_training_task
+from synthgate.tasks.gates import evaluate_gates_task
+from synthgate.tasks.ingest import data_hash, read_table_task
+from synthgate.tasks.preprocess import encode_training_task, resolve_schema_task
+from synthgate.tasks.protect import complete_output_task
+from synthgate.tasks.publish import StagedParquet, write_parquet_task
+from synthgate.tasks.report import create_run_artifacts, facts_from_metadata, write_report
+from synthgate.tasks.risk import measure_risks_task
+from synthgate.tasks.sample import sample_rows_task, stream_output_task
+from synthgate.tasks.scan import (
     BATCH_ROWS,
     MAX_TRAIN_ROWS,
     profile_source_task,
@@ -43,15 +43,15 @@ from tasks.scan import (
     scan_source_task,
     stream_input,
 )
-from tasks.select import candidate_names, evaluate_candidate_task, pick_best
-from tasks.split import split_holdout_task
-from tasks.sql import commit_staged_task, discard_staged, split_table_name, stage_table_task
-from tasks.train import FitResult, fit_model_task
-from tasks.validate import valid_row_share_task, validate_table_task
+from synthgate.tasks.select import candidate_names, evaluate_candidate_task, pick_best
+from synthgate.tasks.split import split_holdout_task
+from synthgate.tasks.sql import commit_staged_task, discard_staged, split_table_name, stage_table_task
+from synthgate.tasks.train import FitResult, fit_model_task
+from synthgate.tasks.validate import valid_row_share_task, validate_table_task
 
 logger = logging.getLogger(__name__)
 VERSION = "0.1.0"
-OUR_LOGGERS = ("models", "tasks", "flows")
+OUR_LOGGERS = ("synthgate",)
 # Issue #9: past these sizes a run streams its input (two batched passes) and its output (row groups).
 STREAM_OUTPUT_ROWS = 2_000_000
 STREAM_INPUT_BYTES = 1 << 30

@@ -22,8 +22,8 @@ from typing import Any, ClassVar, Self
 import torch
 from torch import Tensor, nn
 
-from models.backprop import mlp_backward, mlp_forward, supports_hand_backprop
-from models.base import (
+from synthgate.models.backprop import mlp_backward, mlp_forward, supports_hand_backprop
+from synthgate.models.base import (
     check_matrix,
     config_from_dict,
     load_checkpoint,
@@ -33,9 +33,9 @@ from models.base import (
     save_checkpoint,
     to_device,
 )
-from models.encoders.table import Span
-from models.gmm import GaussianMixture, GMMConfig
-from models.nn import (
+from synthgate.models.encoders.table import Span
+from synthgate.models.gmm import GaussianMixture, GMMConfig
+from synthgate.models.nn import (
     MLP,
     SpanLayout,
     TrainingRows,
@@ -44,10 +44,10 @@ from models.nn import (
     spans_from_meta,
     spans_to_meta,
 )
-from models.privacy import default_delta, index_loader, make_private
-from models.registry import register
-from models.training import History, Progress, adam, autocast, seeded, split_validation, train
-from schemas.errors import InvalidInputError
+from synthgate.models.privacy import default_delta, index_loader, make_private
+from synthgate.models.registry import register
+from synthgate.models.training import History, Progress, adam, autocast, seeded, split_validation, train
+from synthgate.schemas.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ class Autoencoder:
 
     def _fit_private_latent(self, codes: Tensor, delta: float, sgd: dict[str, Any], device: torch.device) -> None:
         """DP-EM mixture on the bounded codes with the latent share of the budget; no standardisation."""
-        from models.gmm_dp import DPGaussianMixture, DPGMMConfig
+        from synthgate.models.gmm_dp import DPGaussianMixture, DPGMMConfig
 
         cfg = self.config
         share = cfg.dp_latent_share
@@ -345,7 +345,7 @@ class Autoencoder:
         model.module_.load_state_dict(packed_decoder_state(state, model.layout_, "decoder", packed=packed))
         model.module_.eval()
         if model.config.epsilon is not None:
-            from models.gmm_dp import DPGaussianMixture
+            from synthgate.models.gmm_dp import DPGaussianMixture
 
             model.latent_ = DPGaussianMixture.load(directory / "latent_gmm", device=device)
             model.privacy_ = meta.get("privacy")

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from models.nn import NARROW, ResidualGenerator
+from synthgate.models.nn import NARROW, ResidualGenerator
 
 WIDE_UNITS = 128  # see `_linear_backward`
 _relu_backward = torch.ops.aten.threshold_backward  # what autograd runs for ReLU: grad where the output is > 0

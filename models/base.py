@@ -15,7 +15,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 import torch
 from torch import Tensor
 
-from schemas.errors import InvalidInputError, NotFittedError
+from synthgate.schemas.errors import InvalidInputError, NotFittedError
 
 FORMAT_VERSION = 1
 

@@ -28,8 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.backprop import mlp_backward, mlp_forward, residual_backward, residual_forward, supports_hand_backprop
-from models.base import (
+from synthgate.models.backprop import (
+    mlp_backward,
+    mlp_forward,
+    residual_backward,
+    residual_forward,
+    supports_hand_backprop,
+)
+from synthgate.models.base import (
     check_matrix,
     config_from_dict,
     load_checkpoint,
@@ -39,8 +45,8 @@ from models.base import (
     save_checkpoint,
     to_device,
 )
-from models.encoders.table import Span
-from models.nn import (
+from synthgate.models.encoders.table import Span
+from synthgate.models.nn import (
     MLP,
     ResidualGenerator,
     SpanLayout,
@@ -51,10 +57,10 @@ from models.nn import (
     spans_to_meta,
     uniform,
 )
-from models.privacy import default_delta, index_loader, make_private
-from models.registry import register
-from models.training import History, Progress, WeightAverage, adam, autocast, seeded, train
-from schemas.errors import InvalidInputError
+from synthgate.models.privacy import default_delta, index_loader, make_private
+from synthgate.models.registry import register
+from synthgate.models.training import History, Progress, WeightAverage, adam, autocast, seeded, train
+from synthgate.schemas.errors import InvalidInputError
 
 
 @dataclass(frozen=True)

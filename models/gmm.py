@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Self
 import torch
 from torch import Tensor
 
-from models.base import (
+from synthgate.models.base import (
     check_matrix,
     config_from_dict,
     load_checkpoint,
@@ -48,9 +48,9 @@ from models.base import (
     save_checkpoint,
     to_device,
 )
-from models.encoders.table import Span
-from models.registry import register
-from schemas.errors import InvalidInputError
+from synthgate.models.encoders.table import Span
+from synthgate.models.registry import register
+from synthgate.schemas.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 

@@ -37,11 +37,11 @@ from typing import Any, ClassVar, Self
 import torch
 from torch import Tensor
 
-from models.base import check_matrix, config_from_dict, make_generator, resolve_device
-from models.gmm import GaussianMixture, GMMConfig, _Layout, _precision_cholesky, _Prepared
-from models.privacy import check_budget, default_delta, gaussian_epsilon, gaussian_sigma
-from models.registry import register
-from schemas.errors import InvalidInputError
+from synthgate.models.base import check_matrix, config_from_dict, make_generator, resolve_device
+from synthgate.models.gmm import GaussianMixture, GMMConfig, _Layout, _precision_cholesky, _Prepared
+from synthgate.models.privacy import check_budget, default_delta, gaussian_epsilon, gaussian_sigma
+from synthgate.models.registry import register
+from synthgate.schemas.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 

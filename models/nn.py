@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.encoders.table import Span
+from synthgate.models.encoders.table import Span
 
 PAD = -1e9  # logit on the padding slots of the softmax block: exp() is 0, and 0 * PAD stays finite
 
@@ -601,7 +601,7 @@ def as_conditions(conditions: Tensor | None, n: int, n_features: int, device: to
     Raises:
         InvalidInputError: the shape does not match the model's features or the number of rows asked for.
     """
-    from schemas.errors import InvalidInputError
+    from synthgate.schemas.errors import InvalidInputError
 
     if conditions is None:
         return None

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from schemas.errors import InvalidInputError
+from synthgate.schemas.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from models.base import GenerativeModel
-from models.encoders.table import Span
-from schemas.errors import InvalidInputError
+from synthgate.models.base import GenerativeModel
+from synthgate.models.encoders.table import Span
+from synthgate.schemas.errors import InvalidInputError
 
 # name -> (model class, config dataclass); filled below, one line per model.
 MODELS: dict[str, tuple[type, type]] = {}
@@ -31,9 +31,15 @@ def register(name: str) -> Callable[[type], type]:
 
 def _load_builtin_models() -> None:
     # Imported for their @register side effect; kept in one function so the list of families is in one place.
-    import models.gmm  # noqa: F401
+    import synthgate.models.gmm  # noqa: F401
 
-    for optional in ("models.gmm_dp", "models.vae", "models.gan", "models.autoencoder", "models.image"):
+    for optional in (
+        "synthgate.models.gmm_dp",
+        "synthgate.models.vae",
+        "synthgate.models.gan",
+        "synthgate.models.autoencoder",
+        "synthgate.models.image",
+    ):
         try:
             __import__(optional)
         except ModuleNotFoundError as exc:  # a family still being written is simply not offered

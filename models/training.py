@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from models.privacy import PrivateTraining
+from synthgate.models.privacy import PrivateTraining
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any, ClassVar, Self
 import torch
 from torch import Tensor, nn
 
-from models.backprop import clamp_backward, mlp_backward, mlp_forward, supports_hand_backprop
-from models.base import (
+from synthgate.models.backprop import clamp_backward, mlp_backward, mlp_forward, supports_hand_backprop
+from synthgate.models.base import (
     check_matrix,
     config_from_dict,
     load_checkpoint,
@@ -27,8 +27,8 @@ from models.base import (
     save_checkpoint,
     to_device,
 )
-from models.encoders.table import Span
-from models.nn import (
+from synthgate.models.encoders.table import Span
+from synthgate.models.nn import (
     MLP,
     SpanLayout,
     TrainingRows,
@@ -38,10 +38,10 @@ from models.nn import (
     spans_from_meta,
     spans_to_meta,
 )
-from models.privacy import default_delta, index_loader, make_private
-from models.registry import register
-from models.training import History, Progress, adam, autocast, seeded, split_validation, train
-from schemas.errors import InvalidInputError
+from synthgate.models.privacy import default_delta, index_loader, make_private
+from synthgate.models.registry import register
+from synthgate.models.training import History, Progress, adam, autocast, seeded, split_validation, train
+from synthgate.schemas.errors import InvalidInputError
 
 
 @dataclass(frozen=True)

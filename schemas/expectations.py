@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from schemas.table import ColumnKind, ColumnSchema, TableSchema
+from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema
 
 if TYPE_CHECKING:
     import great_expectations as gx

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.gates import GateResult
+from synthgate.schemas.gates import GateResult
 
 METADATA_KEY = b"synthgate"
 

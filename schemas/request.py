@@ -8,8 +8,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from schemas.errors import InvalidInputError
-from schemas.gates import GateThresholds
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.gates import GateThresholds
 
 MODEL_NAMES = ("gmm", "vae", "gan", "autoencoder", "auto")
 

@@ -16,8 +16,8 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas.errors import InvalidInputError
-from schemas.pii import PIIKind, detect_pii
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.pii import PIIKind, detect_pii
 
 
 class ColumnKind(StrEnum):

@@ -30,11 +30,11 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.base import GenerativeModel, resolve_device
-from models.encoders.table import TableEncoder
-from models.registry import load_model
-from schemas.request import RunRequest
-from schemas.table import TableSchema
+from synthgate.models.base import GenerativeModel, resolve_device
+from synthgate.models.encoders.table import TableEncoder
+from synthgate.models.registry import load_model
+from synthgate.schemas.request import RunRequest
+from synthgate.schemas.table import TableSchema
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from schemas.table import ColumnKind, ColumnSchema, TableSchema
+from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema
 
 logger = logging.getLogger(__name__)
 

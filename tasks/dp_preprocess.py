@@ -32,11 +32,11 @@ from prefect.cache_policies import NO_CACHE
 from scipy.stats import norm
 from torch import Tensor
 
-import models.gmm_dp  # noqa: F401  (registers "gmm_dp", the model `--model gmm --epsilon` trains)
-from models.encoders.table import MISSING, ColumnState, TableEncoder, _numeric_values
-from models.privacy import gaussian_sigma
-from schemas.table import ColumnKind, ColumnSchema, TableSchema
-from tasks.protect import RARE_LABEL, training_frame
+import synthgate.models.gmm_dp  # noqa: F401  (registers "gmm_dp", the model `--model gmm --epsilon` trains)
+from synthgate.models.encoders.table import MISSING, ColumnState, TableEncoder, _numeric_values
+from synthgate.models.privacy import gaussian_sigma
+from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema
+from synthgate.tasks.protect import RARE_LABEL, training_frame
 
 logger = logging.getLogger(__name__)
 
@@ -271,9 +271,9 @@ def prepare_training(
     Raises:
         InvalidInputError: `hash` without a key, or `epsilon` with a model that has no DP path.
     """
-    from models.privacy import check_budget, default_delta
-    from schemas.errors import InvalidInputError
-    from tasks.protect import DEFAULT_RARE_K, check_pii_actions, suppress_rare_categories
+    from synthgate.models.privacy import check_budget, default_delta
+    from synthgate.schemas.errors import InvalidInputError
+    from synthgate.tasks.protect import DEFAULT_RARE_K, check_pii_actions, suppress_rare_categories
 
     check_pii_actions(schema)
     if epsilon is not None and model not in PRIVATE_MODELS:

@@ -23,8 +23,8 @@ from sklearn.metrics import f1_score, r2_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from schemas.table import ColumnSchema, TableSchema
-from tasks.distance import NUMERIC_KINDS, category_labels, numeric_values
+from synthgate.schemas.table import ColumnSchema, TableSchema
+from synthgate.tasks.distance import NUMERIC_KINDS, category_labels, numeric_values
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.errors import InvalidInputError
-from schemas.gates import GateResult, GateThresholds, MetricResult
-from schemas.table import TableSchema
-from tasks import fidelity, privacy
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.gates import GateResult, GateThresholds, MetricResult
+from synthgate.schemas.table import TableSchema
+from synthgate.tasks import fidelity, privacy
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.errors import InvalidInputError
-from tasks.retry import retry_on_transient
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.tasks.retry import retry_on_transient
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import ValidationError
 from torch import Tensor
 
-from models.encoders.table import Normalization, TableEncoder
-from schemas.errors import InvalidInputError
-from schemas.table import TableSchema, _read_yaml, infer_schema
-from tasks.protect import training_frame
+from synthgate.models.encoders.table import Normalization, TableEncoder
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.table import TableSchema, _read_yaml, infer_schema
+from synthgate.tasks.protect import training_frame
 
 logger = logging.getLogger(__name__)
 

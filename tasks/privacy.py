@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from schemas.table import TableSchema
-from tasks.distance import NUMERIC_KINDS, GowerEncoder, category_labels, embed, nearest, numeric_values
-from tasks.fidelity import Score
+from synthgate.schemas.table import TableSchema
+from synthgate.tasks.distance import NUMERIC_KINDS, GowerEncoder, category_labels, embed, nearest, numeric_values
+from synthgate.tasks.fidelity import Score
 
 logger = logging.getLogger(__name__)
 

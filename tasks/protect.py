@@ -30,9 +30,9 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.errors import InvalidInputError
-from schemas.pii import PIIKind
-from schemas.table import ColumnKind, ColumnSchema, TableSchema
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.pii import PIIKind
+from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema
 
 HASH_KEY_ENV = "SYNTHGATE_HASH_KEY"
 # Categories with fewer training rows than this are merged into the rare bucket (k-anonymity-style threshold on each

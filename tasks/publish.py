@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.errors import InvalidInputError
-from schemas.metadata import METADATA_KEY, OutputMetadata
-from tasks.retry import retry_on_transient
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.metadata import METADATA_KEY, OutputMetadata
+from synthgate.tasks.retry import retry_on_transient
 
 logger = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from rich.table import Table
 
-from schemas.gates import GateResult, MetricResult
-from schemas.metadata import CandidateScore, OutputMetadata
-from schemas.table import ColumnSchema, TableSchema
-from tasks.distance import NUMERIC_KINDS, category_labels, numeric_values
-from tasks.publish import atomic_path
+from synthgate.schemas.gates import GateResult, MetricResult
+from synthgate.schemas.metadata import CandidateScore, OutputMetadata
+from synthgate.schemas.table import ColumnSchema, TableSchema
+from synthgate.tasks.distance import NUMERIC_KINDS, category_labels, numeric_values
+from synthgate.tasks.publish import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -556,9 +556,9 @@ def regenerate_report(parquet_path: str | Path, html_path: str | Path) -> Path:
     re-read from the run's input (`request["input"]`) and cut to the modelled columns. When the input can no longer
     be read (moved, or not accessible from here) the report is drawn from the synthetic rows alone and says so.
     """
-    from schemas.errors import InvalidInputError
-    from tasks.ingest import read_table
-    from tasks.publish import read_metadata
+    from synthgate.schemas.errors import InvalidInputError
+    from synthgate.tasks.ingest import read_table
+    from synthgate.tasks.publish import read_metadata
 
     meta = read_metadata(parquet_path)
     schema = TableSchema.model_validate(meta.schema_)

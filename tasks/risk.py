@@ -36,9 +36,9 @@ import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.gates import MetricResult
-from schemas.table import ColumnKind, TableSchema
-from tasks.distance import category_labels, numeric_values
+from synthgate.schemas.gates import MetricResult
+from synthgate.schemas.table import ColumnKind, TableSchema
+from synthgate.tasks.distance import category_labels, numeric_values
 
 logger = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.base import GenerativeModel, make_generator
-from models.encoders.table import MISSING, TableEncoder
-from schemas.errors import InvalidInputError
-from schemas.table import ColumnKind, TableSchema, is_missing
-from tasks.protect import complete_output
-from tasks.publish import StagedParquet
+from synthgate.models.base import GenerativeModel, make_generator
+from synthgate.models.encoders.table import MISSING, TableEncoder
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.table import ColumnKind, TableSchema, is_missing
+from synthgate.tasks.protect import complete_output
+from synthgate.tasks.publish import StagedParquet
 
 logger = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.errors import InvalidInputError
-from schemas.table import ColumnProfile, TableSchema, profile_schema
-from tasks.ingest import FILE_FORMATS, _parse_date_columns, _redact, file_format, is_sql_url, read_table
-from tasks.validate import BatchValidator
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.table import ColumnProfile, TableSchema, profile_schema
+from synthgate.tasks.ingest import FILE_FORMATS, _parse_date_columns, _redact, file_format, is_sql_url, read_table
+from synthgate.tasks.validate import BatchValidator
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +260,7 @@ def resolve_profiled_schema(inferred: TableSchema, schema_path: Path | None) -> 
     """`tasks.preprocess.resolve_schema` for a profiled schema: a user file is a full contract or overrides."""
     from pydantic import ValidationError
 
-    from schemas.table import _read_yaml
+    from synthgate.schemas.table import _read_yaml
 
     if schema_path is None:
         return inferred

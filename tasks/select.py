@@ -16,16 +16,16 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.base import GenerativeModel
-from models.encoders.table import TableEncoder
-from models.registry import MODELS, model_names, normalization_for
-from schemas.errors import InvalidInputError
-from schemas.metadata import CandidateScore
-from schemas.table import TableSchema
-from tasks.fidelity import column_shapes, pair_trends
-from tasks.preprocess import encode_training
-from tasks.sample import sample_rows
-from tasks.train import fit_model
+from synthgate.models.base import GenerativeModel
+from synthgate.models.encoders.table import TableEncoder
+from synthgate.models.registry import MODELS, model_names, normalization_for
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.metadata import CandidateScore
+from synthgate.schemas.table import TableSchema
+from synthgate.tasks.fidelity import column_shapes, pair_trends
+from synthgate.tasks.preprocess import encode_training
+from synthgate.tasks.sample import sample_rows
+from synthgate.tasks.train import fit_model
 
 logger = logging.getLogger(__name__)
 

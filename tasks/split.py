@@ -7,7 +7,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.errors import InvalidInputError
+from synthgate.schemas.errors import InvalidInputError
 
 MIN_TRAIN_ROWS = 10
 

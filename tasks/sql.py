@@ -25,9 +25,9 @@ import sqlalchemy as sa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.errors import InvalidInputError
-from tasks.ingest import _redact, is_sql_url
-from tasks.retry import retry_on_transient
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.tasks.ingest import _redact, is_sql_url
+from synthgate.tasks.retry import retry_on_transient
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from torch import Tensor
 
-from models.base import GenerativeModel, resolve_device
-from models.encoders.table import Span
-from models.registry import MODELS, build_model, model_names
+from synthgate.models.base import GenerativeModel, resolve_device
+from synthgate.models.encoders.table import Span
+from synthgate.models.registry import MODELS, build_model, model_names
 
 logger = logging.getLogger(__name__)
 

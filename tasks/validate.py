@@ -11,9 +11,9 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.errors import ValidationFailedError, ValidationFailure
-from schemas.expectations import FIXES, build_suite
-from schemas.table import ColumnKind, TableSchema
+from synthgate.schemas.errors import ValidationFailedError, ValidationFailure
+from synthgate.schemas.expectations import FIXES, build_suite
+from synthgate.schemas.table import ColumnKind, TableSchema
 
 logger = logging.getLogger(__name__)
 

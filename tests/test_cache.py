@@ -12,15 +12,15 @@ import pytest
 import sqlalchemy as sa
 import torch
 
-from models.base import make_generator
-from models.encoders import TableEncoder
-from models.gmm import GaussianMixture, GMMConfig
-from schemas.errors import InvalidInputError
-from schemas.request import RunRequest
-from schemas.table import infer_schema
-from tasks.cache import cache_root, load_cached, model_key, save_cached
-from tasks.ingest import data_hash
-from tasks.retry import is_transient
+from synthgate.models.base import make_generator
+from synthgate.models.encoders import TableEncoder
+from synthgate.models.gmm import GaussianMixture, GMMConfig
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.request import RunRequest
+from synthgate.schemas.table import infer_schema
+from synthgate.tasks.cache import cache_root, load_cached, model_key, save_cached
+from synthgate.tasks.ingest import data_hash
+from synthgate.tasks.retry import is_transient
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_only_transient_errors_are_retried():
 
 def test_second_identical_run_reuses_the_model(prefect_harness, small, tmp_path):
     """The flow: a miss trains and stores; the same request again skips training; a new seed retrains."""
-    from flows.synthesize import synthesize_table
+    from synthgate.flows.synthesize import synthesize_table
 
     # Arrange
     source = tmp_path / "penguins.csv"

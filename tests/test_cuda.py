@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-import models.image  # noqa: F401  (registers the image models)
-from models.base import make_generator
-from models.encoders.table import TableEncoder
-from models.registry import build_model
-from schemas.table import infer_schema
+import synthgate.models.image  # noqa: F401  (registers the image models)
+from synthgate.models.base import make_generator
+from synthgate.models.encoders.table import TableEncoder
+from synthgate.models.registry import build_model
+from synthgate.schemas.table import infer_schema
 from tests.test_neural_models import FAST, _structure, encode_for_each_model, planted_table
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -63,7 +63,7 @@ def test_a_bad_cron_string_is_caught():
 
 def test_flow_parameters_build_valid_requests(tmp_path):
     """The simple typed parameters map onto RunRequest (no flow run: that is the server integration test's job)."""
-    from flows.deploy import _request
+    from synthgate.flows.deploy import _request
 
     request = _request(input="dataset:penguins", output=tmp_path / "x.parquet", thresholds={"detection_auc_max": 0.7})
     assert request.thresholds.detection_auc_max == 0.7

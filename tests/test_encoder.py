@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.encoders import TableEncoder
-from schemas.errors import InvalidInputError, NotFittedError
-from schemas.table import infer_schema
+from synthgate.models.encoders import TableEncoder
+from synthgate.schemas.errors import InvalidInputError, NotFittedError
+from synthgate.schemas.table import infer_schema
 
 
 def test_penguins_round_trip_preserves_values_and_dtypes(penguins):

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from schemas.table import infer_schema
-from tasks import fidelity
-from tasks.split import split_holdout
+from synthgate.schemas.table import infer_schema
+from synthgate.tasks import fidelity
+from synthgate.tasks.split import split_holdout
 
 
 def independent_marginals(frame: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, app
-from flows.synthesize import synthesize_table
-from schemas.errors import GateRefusedError
-from schemas.gates import GateThresholds
-from schemas.request import RunRequest
-from schemas.table import infer_schema
-from tasks.publish import read_metadata
+from synthgate.flows.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, app
+from synthgate.flows.synthesize import synthesize_table
+from synthgate.schemas.errors import GateRefusedError
+from synthgate.schemas.gates import GateThresholds
+from synthgate.schemas.request import RunRequest
+from synthgate.schemas.table import infer_schema
+from synthgate.tasks.publish import read_metadata
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 runner = CliRunner()

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from models.encoders.table import TableEncoder
-from models.gmm import GaussianMixture, GMMConfig
-from schemas.errors import InvalidInputError
-from schemas.gates import GateResult, GateThresholds
-from schemas.table import ColumnKind, TableSchema, infer_schema
-from tasks.gates import evaluate_gates
-from tasks.split import split_holdout
+from synthgate.models.encoders.table import TableEncoder
+from synthgate.models.gmm import GaussianMixture, GMMConfig
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.gates import GateResult, GateThresholds
+from synthgate.schemas.table import ColumnKind, TableSchema, infer_schema
+from synthgate.tasks.gates import evaluate_gates
+from synthgate.tasks.split import split_holdout
 
 TARGETS = {"penguins": "species", "wine": "target"}
 PRIVACY_CHECKS = {"exact_match_ratio", "dcr_share_excess", "dcr_ratio", "nndr_ratio", "mia_auc"}

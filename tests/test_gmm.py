@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
-from models.encoders import TableEncoder
-from models.gmm import GaussianMixture, GMMConfig
-from schemas.errors import NotFittedError
-from schemas.table import infer_schema
+from synthgate.models.encoders import TableEncoder
+from synthgate.models.gmm import GaussianMixture, GMMConfig
+from synthgate.schemas.errors import NotFittedError
+from synthgate.schemas.table import infer_schema
 
 
 def _two_component_data(n: int = 4000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -6,12 +6,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import flows.images
-from flows.images import images_command, synthesize_images
-from schemas.errors import GateRefusedError
-from schemas.gates import GateResult, MetricResult
-from schemas.image import ImageGateThresholds, ImageRunRequest
-from tasks.images.publish import read_images_parquet
+import synthgate.flows.images as images_flow
+from synthgate.flows.images import images_command, synthesize_images
+from synthgate.schemas.errors import GateRefusedError
+from synthgate.schemas.gates import GateResult, MetricResult
+from synthgate.schemas.image import ImageGateThresholds, ImageRunRequest
+from synthgate.tasks.images.publish import read_images_parquet
 
 
 @pytest.mark.slow
@@ -76,7 +76,7 @@ def test_gate_refusal_exits_3(monkeypatch, tmp_path):
     def refuse(request):
         raise GateRefusedError(refused, str(tmp_path / "o.html"))
 
-    monkeypatch.setattr(flows.images, "synthesize_images", refuse)
+    monkeypatch.setattr(images_flow, "synthesize_images", refuse)
     app = typer.Typer()
     app.command()(images_command)
 

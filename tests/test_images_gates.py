@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from schemas.image import ImageGateThresholds
-from tasks.images.augment import plan_counts
-from tasks.images.fidelity import check_fidelity, precision_recall
-from tasks.images.ingest import ingest_images
-from tasks.images.privacy import check_privacy
-from tasks.images.validate import ImageData, split_images, validate_images
+from synthgate.schemas.image import ImageGateThresholds
+from synthgate.tasks.images.augment import plan_counts
+from synthgate.tasks.images.fidelity import check_fidelity, precision_recall
+from synthgate.tasks.images.ingest import ingest_images
+from synthgate.tasks.images.privacy import check_privacy
+from synthgate.tasks.images.validate import ImageData, split_images, validate_images
 
 
 @pytest.fixture(scope="module")

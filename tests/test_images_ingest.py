@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from schemas.errors import InvalidInputError, ValidationFailedError
-from tasks.images.ingest import ingest_images
-from tasks.images.publish import encode_png
-from tasks.images.validate import split_images, validate_images
+from synthgate.schemas.errors import InvalidInputError, ValidationFailedError
+from synthgate.tasks.images.ingest import ingest_images
+from synthgate.tasks.images.publish import encode_png
+from synthgate.tasks.images.validate import split_images, validate_images
 
 
 def _write_png(path: Path, size: tuple[int, int] = (12, 10), mode: str = "L", value: int = 128) -> None:

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-import models.image  # noqa: F401  (registers the image models)
-from models.image.classifier import predict_features, train_classifier
-from models.registry import MODELS, build_model
-from schemas.errors import InvalidInputError, NotFittedError
-from tasks.images.ingest import ingest_images
-from tasks.images.validate import split_images, validate_images
+import synthgate.models.image  # noqa: F401  (registers the image models)
+from synthgate.models.image.classifier import predict_features, train_classifier
+from synthgate.models.registry import MODELS, build_model
+from synthgate.schemas.errors import InvalidInputError, NotFittedError
+from synthgate.tasks.images.ingest import ingest_images
+from synthgate.tasks.images.validate import split_images, validate_images
 
 IMAGE_MODELS = ["image_vae", "image_gan", "image_autoencoder", "image_augment"]
 

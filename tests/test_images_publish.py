@@ -8,11 +8,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from schemas.errors import GateRefusedError
-from schemas.gates import GateResult, MetricResult
-from schemas.metadata import METADATA_KEY
-from tasks.images.publish import publish_images, read_images_parquet
-from tasks.images.report import build_report
+from synthgate.schemas.errors import GateRefusedError
+from synthgate.schemas.gates import GateResult, MetricResult
+from synthgate.schemas.metadata import METADATA_KEY
+from synthgate.tasks.images.publish import publish_images, read_images_parquet
+from synthgate.tasks.images.report import build_report
 
 PASSED = GateResult(metrics=[MetricResult.judge("class_accuracy", "fidelity", 0.95, 0.8, "min")])
 REFUSED = GateResult(metrics=[MetricResult.judge("class_accuracy", "fidelity", 0.40, 0.8, "min")])

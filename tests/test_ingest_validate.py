@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from schemas.errors import InvalidInputError, ValidationFailedError
-from schemas.table import infer_schema
-from tasks.ingest import data_hash, read_table
-from tasks.validate import valid_row_share, validate_table
+from synthgate.schemas.errors import InvalidInputError, ValidationFailedError
+from synthgate.schemas.table import infer_schema
+from synthgate.tasks.ingest import data_hash, read_table
+from synthgate.tasks.validate import valid_row_share, validate_table
 
 
 def test_csv_parquet_and_sqlite_give_the_same_table(penguins, tmp_path):

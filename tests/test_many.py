@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from flows.many import load_manifest
-from schemas.errors import InvalidInputError
-from tasks.sql import write_table
+from synthgate.flows.many import load_manifest
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.tasks.sql import write_table
 
 
 def _manifest(path, data) -> str:
@@ -63,8 +63,8 @@ def test_many_publishes_the_good_tables_despite_a_bad_one(prefect_harness, tmp_p
     from prefect.artifacts import Artifact
     from typer.testing import CliRunner
 
-    from flows.cli import app
-    from flows.many import SUMMARY_KEY
+    from synthgate.flows.cli import app
+    from synthgate.flows.many import SUMMARY_KEY
 
     # Arrange
     small = penguins.dropna().reset_index(drop=True)

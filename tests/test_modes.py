@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import models.encoders.modes as modes
-from models.encoders.modes import decode_modes, encode_modes, fit_modes
-from models.encoders.table import TableEncoder
-from schemas.table import infer_schema
+import synthgate.models.encoders.modes as modes
+from synthgate.models.encoders.modes import decode_modes, encode_modes, fit_modes
+from synthgate.models.encoders.table import TableEncoder
+from synthgate.schemas.table import infer_schema
 
 
 def test_fit_modes_finds_two_modes_and_handles_missing():

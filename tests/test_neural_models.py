@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 import torch
 
-from models.autoencoder import Autoencoder, AutoencoderConfig
-from models.base import make_generator
-from models.encoders.table import TableEncoder
-from models.gan import GAN, GANConfig
-from models.registry import MODELS, build_model, model_names, normalization_for
-from models.vae import VAE, VAEConfig
-from schemas.errors import NotFittedError
-from schemas.table import infer_schema
+from synthgate.models.autoencoder import Autoencoder, AutoencoderConfig
+from synthgate.models.base import make_generator
+from synthgate.models.encoders.table import TableEncoder
+from synthgate.models.gan import GAN, GANConfig
+from synthgate.models.registry import MODELS, build_model, model_names, normalization_for
+from synthgate.models.vae import VAE, VAEConfig
+from synthgate.schemas.errors import NotFittedError
+from synthgate.schemas.table import infer_schema
 
 SHIFT = {"a": 0.0, "b": 4.0, "c": -4.0}
 
@@ -170,7 +170,7 @@ def small_encoded(penguins):
 def test_moment_matching_by_hand_equals_autograd(small_encoded, projected):
     # Arrange: real encoded penguins and a perturbed batch of other rows as the fakes; wide rows are matched through a
     # random projection (here to 16 directions)
-    from models.gan import moment_matching_by_hand, moment_matching_loss
+    from synthgate.models.gan import moment_matching_by_hand, moment_matching_loss
 
     _, x = small_encoded
     draw = torch.Generator().manual_seed(0)
@@ -191,7 +191,7 @@ def test_moment_matching_by_hand_equals_autograd(small_encoded, projected):
 
 
 def test_wide_rows_are_matched_through_a_fresh_projection_each_call():
-    from models.gan import MOMENT_EXACT_WIDTH, MOMENT_SKETCH, moment_projection
+    from synthgate.models.gan import MOMENT_EXACT_WIDTH, MOMENT_SKETCH, moment_projection
 
     narrow = moment_projection(MOMENT_EXACT_WIDTH, torch.device("cpu"))
     first, second = (moment_projection(MOMENT_EXACT_WIDTH + 1, torch.device("cpu")) for _ in range(2))
@@ -203,7 +203,7 @@ def test_wide_rows_are_matched_through_a_fresh_projection_each_call():
 
 def test_moment_matching_reads_real_rows_only_without_dp(small_encoded, monkeypatch):
     # Arrange: count the matching's calls on both generator paths
-    import models.gan as gan_module
+    import synthgate.models.gan as gan_module
 
     calls = []
     for name in ("moment_matching_loss", "moment_matching_by_hand"):
@@ -353,7 +353,7 @@ def test_model_saved_before_the_packed_decoder_loads_and_samples_the_same(name, 
 @pytest.mark.parametrize("name", ["vae", "autoencoder"])
 def test_hand_written_gradients_train_the_weights_autograd_would(name, small_encoded, monkeypatch):
     # Arrange: count the hand-written backward passes, to know which path each fit took.
-    module = importlib.import_module(f"models.{name}")
+    module = importlib.import_module(f"synthgate.models.{name}")
     calls = []
     real = module.mlp_backward
     monkeypatch.setattr(module, "mlp_backward", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
@@ -379,7 +379,7 @@ def test_gan_hand_written_gradients_train_the_weights_autograd_would(small_encod
     # networks (residual generator, one-hidden-layer critic) and lazy penalty steps among the three epochs. With a
     # sketch narrower than penguins' 57 features, the moment matching goes through random projections (drawn in the
     # same order on both paths).
-    import models.gan as gan_module
+    import synthgate.models.gan as gan_module
 
     if sketch:
         monkeypatch.setattr(gan_module, "MOMENT_EXACT_WIDTH", sketch)
@@ -413,7 +413,7 @@ def test_gan_hand_written_gradients_train_the_weights_autograd_would(small_encod
 
 def test_the_flow_encodes_continuous_columns_by_mode_for_the_vae_and_the_gan(penguins):
     # Arrange: `auto`'s candidate path and the single-model flow both ask `normalization_for`
-    from tasks.select import evaluate_candidate
+    from synthgate.tasks.select import evaluate_candidate
 
     schema = infer_schema(penguins)
     train, holdout = penguins.iloc[:250], penguins.iloc[250:]
@@ -438,7 +438,7 @@ def test_the_flow_encodes_continuous_columns_by_mode_for_the_vae_and_the_gan(pen
 def test_gan_on_a_whole_table_batch_without_categories_trains_on_shuffled_packs(monkeypatch):
     # Arrange: 200 numeric rows are one batch of whole packs (pac 5), so `train` hands the step None; with no
     # categorical column the gan then reads the rows itself, in a fresh order each epoch.
-    import models.gan as gan_module
+    import synthgate.models.gan as gan_module
 
     frame = planted_table(n=200)[["x1", "x2"]]
     encoder = TableEncoder(infer_schema(frame), normalization="mode").fit(frame)

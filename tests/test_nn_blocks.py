@@ -7,12 +7,18 @@ import copy
 import pytest
 import torch
 
-from models.backprop import mlp_backward, mlp_forward, residual_backward, residual_forward, supports_hand_backprop
-from models.base import make_generator
-from models.encoders.table import Span, TableEncoder
-from models.nn import MLP, Dropout, NarrowInputLinear, ResidualGenerator, SpanLayout, TrainingRows
-from models.training import FusedAdam
-from schemas.table import infer_schema
+from synthgate.models.backprop import (
+    mlp_backward,
+    mlp_forward,
+    residual_backward,
+    residual_forward,
+    supports_hand_backprop,
+)
+from synthgate.models.base import make_generator
+from synthgate.models.encoders.table import Span, TableEncoder
+from synthgate.models.nn import MLP, Dropout, NarrowInputLinear, ResidualGenerator, SpanLayout, TrainingRows
+from synthgate.models.training import FusedAdam
+from synthgate.schemas.table import infer_schema
 
 
 def test_dropout_drops_the_asked_share_keeps_the_mean_and_is_identity_in_eval():
@@ -311,7 +317,7 @@ def test_marginal_output_activates_to_the_column_marginals(penguins, penguins_la
 @pytest.mark.parametrize("log", [False, True])
 def test_softmax_last_pads_large_narrow_blocks_to_the_same_result(log):
     # Arrange: a block big enough to be padded (5 wide, under SOFTMAX_MIN_WIDTH), one too small to be, one wide
-    from models.nn import SOFTMAX_MIN_WIDTH, SOFTMAX_PAD_MIN_VALUES, softmax_last
+    from synthgate.models.nn import SOFTMAX_MIN_WIDTH, SOFTMAX_PAD_MIN_VALUES, softmax_last
 
     gen = torch.Generator().manual_seed(0)
     blocks = [

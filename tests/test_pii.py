@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from faker import Faker
 
-from schemas.errors import InvalidInputError
-from schemas.request import RunRequest
-from schemas.table import infer_schema
-from tasks.protect import RARE_LABEL, complete_output, pseudonymize, suppress_rare_categories
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.request import RunRequest
+from synthgate.schemas.table import infer_schema
+from synthgate.tasks.protect import RARE_LABEL, complete_output, pseudonymize, suppress_rare_categories
 
 PII_COLUMNS = ("email", "full_name", "phone", "ssn")
 
@@ -35,7 +35,7 @@ def _cells(frame: pd.DataFrame) -> set[str]:
 @pytest.mark.slow
 def test_flow_publishes_no_real_pii_and_no_unique_category(prefect_harness, people, tmp_path, monkeypatch):
     # Arrange
-    from flows.synthesize import synthesize_table
+    from synthgate.flows.synthesize import synthesize_table
 
     monkeypatch.setenv("SYNTHGATE_HASH_KEY", "test-secret")
     source = tmp_path / "people.csv"
@@ -66,7 +66,7 @@ def test_flow_publishes_no_real_pii_and_no_unique_category(prefect_harness, peop
 
 
 def _no_gates() -> dict:
-    from schemas.gates import GateThresholds
+    from synthgate.schemas.gates import GateThresholds
 
     return dict.fromkeys(GateThresholds.model_fields)
 

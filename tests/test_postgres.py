@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from schemas.errors import InvalidInputError
-from tasks.ingest import read_table
-from tasks.sql import STAGE_PREFIX, commit_staged, discard_staged, stage_table, write_table
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.tasks.ingest import read_table
+from synthgate.tasks.sql import STAGE_PREFIX, commit_staged, discard_staged, stage_table, write_table
 
 PG_URL = os.environ.get("SYNTHGATE_TEST_POSTGRES_URL")
 

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from schemas.table import infer_schema
-from tasks import privacy
-from tasks.distance import GowerEncoder, embed, nearest, pairwise
+from synthgate.schemas.table import infer_schema
+from synthgate.tasks import privacy
+from synthgate.tasks.distance import GowerEncoder, embed, nearest, pairwise
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from models.privacy import default_delta, index_loader, make_private, rdp_epsilon
-from schemas.errors import InvalidInputError
-from schemas.table import infer_schema
-from tasks.dp_preprocess import prepare_training
-from tasks.split import split_holdout
-from tasks.validate import valid_row_share
+from synthgate.models.privacy import default_delta, index_loader, make_private, rdp_epsilon
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.table import infer_schema
+from synthgate.tasks.dp_preprocess import prepare_training
+from synthgate.tasks.split import split_holdout
+from synthgate.tasks.validate import valid_row_share
 
 warnings.filterwarnings("ignore", category=UserWarning)
 
@@ -57,7 +57,7 @@ def test_a_model_without_a_private_path_refuses_epsilon_with_a_clear_message(pen
 
 def test_dp_autoencoder_spends_within_budget_and_round_trips(penguins, tmp_path):
     # Arrange: DP-SGD on the networks (80% of the budget), then DP-EM on the bounded codes (20%).
-    from models.registry import build_model, load_model
+    from synthgate.models.registry import build_model, load_model
 
     frame = penguins.dropna().reset_index(drop=True)
     train, _ = split_holdout(frame, fraction=0.2, seed=0)
@@ -85,7 +85,7 @@ def test_dp_autoencoder_spends_within_budget_and_round_trips(penguins, tmp_path)
 
 def test_dp_gmm_at_epsilon_one_is_schema_valid_and_within_budget(penguins):
     # Arrange: DP bounds from 10% of the budget, DP-EM with the rest (the flow builds prepared.model_name("gmm")).
-    from models.registry import build_model
+    from synthgate.models.registry import build_model
 
     frame = penguins.dropna().reset_index(drop=True)
     train, _ = split_holdout(frame, fraction=0.2, seed=0)
@@ -110,7 +110,7 @@ def test_dp_gmm_at_epsilon_one_is_schema_valid_and_within_budget(penguins):
 
 def test_dp_gmm_recovers_well_separated_means_at_epsilon_ten():
     # Arrange: 20k rows from two tight 2-D clusters at (-1, -1) and (1, 1); the DP init is random, not k-means++.
-    from models.gmm_dp import DPGaussianMixture, DPGMMConfig
+    from synthgate.models.gmm_dp import DPGaussianMixture, DPGMMConfig
 
     gen = torch.Generator().manual_seed(0)
     centers = torch.tensor([[-1.0, -1.0], [1.0, 1.0]])
@@ -129,8 +129,8 @@ def test_dp_gmm_recovers_well_separated_means_at_epsilon_ten():
 
 def test_dp_gmm_refuses_a_bic_search_and_round_trips(tmp_path):
     # Arrange
-    from models.gmm_dp import DPGaussianMixture, DPGMMConfig
-    from models.registry import load_model
+    from synthgate.models.gmm_dp import DPGaussianMixture, DPGMMConfig
+    from synthgate.models.registry import load_model
 
     x = torch.randn(2_000, 3, generator=torch.Generator().manual_seed(0))
     model = DPGaussianMixture(DPGMMConfig(n_components=2, epsilon=3.0), device="cpu").fit(x)
@@ -149,7 +149,7 @@ def test_dp_gmm_refuses_a_bic_search_and_round_trips(tmp_path):
 
 def test_dp_vae_at_epsilon_one_is_schema_valid(penguins):
     # Arrange
-    from models.vae import VAE, VAEConfig
+    from synthgate.models.vae import VAE, VAEConfig
 
     frame = penguins.dropna().reset_index(drop=True)
     train, _ = split_holdout(frame, fraction=0.2, seed=0)
@@ -191,9 +191,9 @@ def test_dp_lowers_membership_inference_on_an_overfitting_prone_table(penguins):
     # rows, without code noise: it samples near-copies of its training rows, the case DP is for. Measured: MIA AUC
     # 0.737 plain; 0.546 / 0.504 with DP at epsilon 1 (seeds 0 / 1). A VAE's prior draws fall between training codes,
     # so even an overfitted one scored only 0.52-0.57 here: too close to 0.5 to show a difference on 54 holdout rows.
-    from models.autoencoder import Autoencoder, AutoencoderConfig
-    from tasks.preprocess import encode_training
-    from tasks.privacy import mia_auc, privacy_distances
+    from synthgate.models.autoencoder import Autoencoder, AutoencoderConfig
+    from synthgate.tasks.preprocess import encode_training
+    from synthgate.tasks.privacy import mia_auc, privacy_distances
 
     frame = penguins.dropna().reset_index(drop=True)
     schema = infer_schema(frame)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from models.privacy import rdp_epsilon
-from models.registry import build_model, load_model
-from schemas.image import ImageGateThresholds, ImageRunRequest
+from synthgate.models.privacy import rdp_epsilon
+from synthgate.models.registry import build_model, load_model
+from synthgate.schemas.image import ImageGateThresholds, ImageRunRequest
 
 warnings.filterwarnings("ignore", category=UserWarning)
 
@@ -72,8 +72,8 @@ def test_augment_refuses_epsilon(tmp_path):
 @pytest.mark.slow
 def test_dp_flow_records_epsilon_in_the_metadata(prefect_harness, tmp_path):
     # Arrange: one DP epoch cannot pass the quality gates, so they are information only here.
-    from flows.images import synthesize_images
-    from tasks.images.publish import read_images_parquet
+    from synthgate.flows.images import synthesize_images
+    from synthgate.tasks.images.publish import read_images_parquet
 
     out = tmp_path / "digits.parquet"
     off = ImageGateThresholds(

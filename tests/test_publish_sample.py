@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from models.encoders import TableEncoder
-from models.gmm import GaussianMixture
-from schemas.errors import InvalidInputError
-from schemas.gates import GateResult, MetricResult
-from schemas.metadata import OutputMetadata
-from schemas.table import infer_schema
-from tasks.publish import read_metadata, write_parquet
-from tasks.sample import sample_rows
+from synthgate.models.encoders import TableEncoder
+from synthgate.models.gmm import GaussianMixture
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.gates import GateResult, MetricResult
+from synthgate.schemas.metadata import OutputMetadata
+from synthgate.schemas.table import infer_schema
+from synthgate.tasks.publish import read_metadata, write_parquet
+from synthgate.tasks.sample import sample_rows
 
 
 def _metadata(frame: pd.DataFrame) -> OutputMetadata:

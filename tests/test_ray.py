@@ -9,8 +9,8 @@ ray = pytest.importorskip("ray", reason="prefect-ray is not installed (pip insta
 
 
 def test_gpu_options_follow_the_cluster(monkeypatch):
-    from flows.many import ray_gpu_options
-    from schemas.errors import InvalidInputError
+    from synthgate.flows.many import ray_gpu_options
+    from synthgate.schemas.errors import InvalidInputError
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
     assert ray_gpu_options(None) == {}  # no GPU: ask for none, never hang
@@ -25,7 +25,7 @@ def test_gpu_options_follow_the_cluster(monkeypatch):
 
 @pytest.mark.slow
 def test_many_on_a_local_ray(prefect_harness, tmp_path, penguins, monkeypatch):
-    from flows.many import run_many
+    from synthgate.flows.many import run_many
 
     # Arrange
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # no ~/.ray/auth_token for a throwaway cluster

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from schemas.gates import GateResult
-from schemas.metadata import CandidateScore, OutputMetadata
-from schemas.table import infer_schema
-from tasks import report
-from tasks.gates import evaluate_gates
-from tasks.split import split_holdout
+from synthgate.schemas.gates import GateResult
+from synthgate.schemas.metadata import CandidateScore, OutputMetadata
+from synthgate.schemas.table import infer_schema
+from synthgate.tasks import report
+from synthgate.tasks.gates import evaluate_gates
+from synthgate.tasks.split import split_holdout
 
 SECTIONS = ("verdict", "metrics", "distributions", "correlations", "privacy", "facts", "notes")
 
@@ -177,7 +177,7 @@ def test_summary_table_names_verdict_and_metrics(refused_run):
 
 def test_regenerate_report_from_parquet(refused_run, penguins, tmp_path):
     # Arrange
-    from tasks.publish import write_parquet
+    from synthgate.tasks.publish import write_parquet
 
     schema, _, synthetic, gates, _ = refused_run
     source = tmp_path / "penguins.csv"

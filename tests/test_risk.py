@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.table import infer_schema
-from tasks.risk import measure_risks, risk_from_counts, wilson
-from tasks.split import split_holdout
+from synthgate.schemas.table import infer_schema
+from synthgate.tasks.risk import measure_risks, risk_from_counts, wilson
+from synthgate.tasks.split import split_holdout
 
 
 def test_wilson_interval_contains_rate_and_stays_in_unit_interval():

@@ -16,17 +16,17 @@ import pytest
 import sqlalchemy as sa
 
 from bench.tables import mixed_table
-from models.encoders import TableEncoder
-from models.gmm import GaussianMixture, GMMConfig
-from schemas.errors import ValidationFailedError
-from schemas.gates import GateResult, MetricResult
-from schemas.metadata import OutputMetadata
-from schemas.table import infer_schema
-from tasks.ingest import data_hash, read_table
-from tasks.publish import StagedParquet, read_metadata, write_parquet
-from tasks.sample import sample_rows, stream_output
-from tasks.scan import UniformSample, profile_source, scan_source
-from tasks.validate import validate_table
+from synthgate.models.encoders import TableEncoder
+from synthgate.models.gmm import GaussianMixture, GMMConfig
+from synthgate.schemas.errors import ValidationFailedError
+from synthgate.schemas.gates import GateResult, MetricResult
+from synthgate.schemas.metadata import OutputMetadata
+from synthgate.schemas.table import infer_schema
+from synthgate.tasks.ingest import data_hash, read_table
+from synthgate.tasks.publish import StagedParquet, read_metadata, write_parquet
+from synthgate.tasks.sample import sample_rows, stream_output
+from synthgate.tasks.scan import UniformSample, profile_source, scan_source
+from synthgate.tasks.validate import validate_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,7 +121,7 @@ def test_row_group_output_equals_one_shot_output(tmp_path):
     encoder = TableEncoder(schema).fit(frame)
     model = GaussianMixture(GMMConfig(n_components=2), spans=encoder.spans_).fit(encoder.transform(frame))
     n = 150_000  # three rounds of the sampler's 65,536 rows: batches must be those rounds to share the random stream
-    from tasks.protect import complete_output
+    from synthgate.tasks.protect import complete_output
 
     one_shot = complete_output(sample_rows(model, encoder, n, seed=9), schema, seed=9)
     write_parquet(one_shot, tmp_path / "one.parquet", _metadata(one_shot))
@@ -152,11 +152,11 @@ import sys, tracemalloc
 sys.path.insert(0, {root!r})
 import numpy as np, pandas as pd, torch
 torch.set_num_threads(1)
-from models.encoders import TableEncoder
-from models.gmm import GaussianMixture, GMMConfig
-from schemas.table import infer_schema
-from tasks.publish import StagedParquet
-from tasks.sample import stream_output
+from synthgate.models.encoders import TableEncoder
+from synthgate.models.gmm import GaussianMixture, GMMConfig
+from synthgate.schemas.table import infer_schema
+from synthgate.tasks.publish import StagedParquet
+from synthgate.tasks.sample import stream_output
 rng = np.random.default_rng(0)
 frame = pd.DataFrame({{"a": rng.normal(size=2000).round(2), "b": rng.choice(["x", "y", "z"], 2000)}})
 schema = infer_schema(frame)
@@ -189,7 +189,7 @@ def test_training_batch_shrinks_to_what_free_memory_holds(monkeypatch, caplog):
 
     import torch
 
-    from models import training
+    from synthgate.models import training
 
     room = 100 * 10 * training.BYTES_PER_VALUE / training.MEMORY_SHARE
     monkeypatch.setattr(training, "free_memory_bytes", lambda device: room)
@@ -201,7 +201,7 @@ def test_training_batch_shrinks_to_what_free_memory_holds(monkeypatch, caplog):
         return torch.zeros(())
 
     # Act
-    with caplog.at_level(logging.WARNING, logger="models.training"):
+    with caplog.at_level(logging.WARNING, logger="synthgate.models.training"):
         training.train(step, x, modules={}, epochs=1, batch_size=500, generator=torch.Generator().manual_seed(0))
     kept = training.memory_batch_size(50, 10, torch.device("cpu"))
 
@@ -215,7 +215,7 @@ def test_training_on_a_row_subset_refuses_dp_sampling_over_every_row():
     # Arrange: DP-SGD's Poisson loader draws from all rows of x, so a validation split passed as `rows` would leak.
     import torch
 
-    from models import training
+    from synthgate.models import training
 
     x = torch.randn(20, 3)
     rows, _ = training.split_validation(x, 0.5, torch.Generator().manual_seed(0))
@@ -232,7 +232,7 @@ def test_one_batch_of_every_row_reaches_the_step_as_none_and_any_other_batch_as_
     # Arrange: a step that records what it is given; `indices` steps gather their own rows
     import torch
 
-    from models import training
+    from synthgate.models import training
 
     x = torch.randn(30, 3)
     rows, _ = training.split_validation(x, 0.2, torch.Generator().manual_seed(0))

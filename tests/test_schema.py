@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from faker import Faker
 
-from schemas.errors import InvalidInputError
-from schemas.pii import PIIKind
-from schemas.request import RunRequest
-from schemas.table import ColumnKind, TableSchema, infer_schema
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.pii import PIIKind
+from synthgate.schemas.request import RunRequest
+from synthgate.schemas.table import ColumnKind, TableSchema, infer_schema
 
 
 def test_penguins_kinds_nullability_and_bounds(penguins):

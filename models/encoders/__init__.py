@@ -1,5 +1,5 @@
 """Reversible encoders from tables (and images) to the float tensors models train on."""
 
-from models.encoders.table import Span, TableEncoder
+from synthgate.models.encoders.table import Span, TableEncoder
 
 __all__ = ["Span", "TableEncoder"]

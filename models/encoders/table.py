@@ -23,8 +23,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from schemas.errors import InvalidInputError, NotFittedError
-from schemas.table import ColumnKind, ColumnSchema, TableSchema
+from synthgate.schemas.errors import InvalidInputError, NotFittedError
+from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema
 
 Activation = Literal["linear", "softmax", "sigmoid"]
 Role = Literal["value", "mode", "category", "missing"]
@@ -140,7 +140,7 @@ class TableEncoder:
                 state.std = std if std > 1e-12 else 1.0
             states.append(state)
         if self.normalization in ("mode", "mode_bic"):
-            from models.encoders.modes import fit_modes
+            from synthgate.models.encoders.modes import fit_modes
 
             numeric = [s for s in states if s.kind not in ("categorical", "boolean")]
             cols = {c.name: c for c in self.schema.modelled}
@@ -206,7 +206,7 @@ class TableEncoder:
                     block[rows, own[0].start + part] = 1.0
                     continue
                 if state.mode_means:
-                    from models.encoders.modes import encode_modes
+                    from synthgate.models.encoders.modes import encode_modes
 
                     scaled, mode = encode_modes(part, state.mode_weights, state.mode_means, state.mode_stds)
                     block[:, own[0].start] = scaled
@@ -246,7 +246,7 @@ class TableEncoder:
             value_span = next(spans)
             raw = arr[:, value_span.start].astype(np.float64)
             if state.mode_means:
-                from models.encoders.modes import decode_modes
+                from synthgate.models.encoders.modes import decode_modes
 
                 mode_span = next(spans)
                 mode = arr[:, mode_span.start : mode_span.stop].argmax(axis=1)

@@ -1,3 +1,3 @@
 """Convolutional generative models for images; importing this package registers them in `models.registry`."""
 
-from models.image import augment, autoencoder, gan, vae  # noqa: F401  (imported for their @register side effect)
+from synthgate.models.image import augment, autoencoder, gan, vae  # noqa: F401  (imported for their @register side effect)

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.image.common import ImageModel, ProgressCallback
-from models.registry import register
+from synthgate.models.image.common import ImageModel, ProgressCallback
+from synthgate.models.registry import register
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.gmm import GaussianMixture, GMMConfig
-from models.image.common import ImageModel, ProgressCallback
-from models.image.nets import ConvDecoder, ConvEncoder
-from models.registry import register
+from synthgate.models.gmm import GaussianMixture, GMMConfig
+from synthgate.models.image.common import ImageModel, ProgressCallback
+from synthgate.models.image.nets import ConvDecoder, ConvEncoder
+from synthgate.models.registry import register
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class ImageAutoencoder(ImageModel):
         opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=cfg.lr)
         dp, delta = None, None
         if self.private:
-            from models.privacy import default_delta
+            from synthgate.models.privacy import default_delta
 
             delta = cfg.delta or default_delta(len(x))
             sgd_eps = (1 - cfg.dp_mixture_share) * cfg.epsilon
@@ -125,7 +125,7 @@ class ImageAutoencoder(ImageModel):
 
         Every class gets a fit, even one with no images (noise only), so nothing branches on the class counts.
         """
-        from models.gmm_dp import DPGaussianMixture, DPGMMConfig
+        from synthgate.models.gmm_dp import DPGaussianMixture, DPGMMConfig
 
         cfg = self.config
         self.latent_mean_ = torch.zeros(cfg.latent_dim)
@@ -183,7 +183,7 @@ class ImageAutoencoder(ImageModel):
         present = set(json.loads((Path(directory) / "mixtures.json").read_text())["classes"])
         mixture_cls = GaussianMixture
         if model.private:
-            from models.gmm_dp import DPGaussianMixture as mixture_cls
+            from synthgate.models.gmm_dp import DPGaussianMixture as mixture_cls
         model.mixtures_ = [
             mixture_cls.load(Path(directory) / f"mixture_{k}") if k in present else None
             for k in range(model.n_classes_)

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import make_generator, resolve_device
-from models.image.common import check_images, check_labels
-from models.image.nets import ConvEncoder
+from synthgate.models.base import make_generator, resolve_device
+from synthgate.models.image.common import check_images, check_labels
+from synthgate.models.image.nets import ConvEncoder
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Self
 import torch
 from torch import Tensor, nn
 
-from models.base import (
+from synthgate.models.base import (
     config_from_dict,
     load_checkpoint,
     make_generator,
@@ -26,9 +26,9 @@ from models.base import (
     resolve_device,
     save_checkpoint,
 )
-from models.privacy import PrivateTraining
-from models.training import memory_batch_size
-from schemas.errors import InvalidInputError
+from synthgate.models.privacy import PrivateTraining
+from synthgate.models.training import memory_batch_size
+from synthgate.schemas.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ class ImageModel:
         per-sample gradients (Opacus hooks sit on the layers). `epsilon` and `delta` default to the config's (a model
         that spends part of its budget elsewhere passes its DP-SGD share).
         """
-        from models.privacy import default_delta, index_loader, make_private
+        from synthgate.models.privacy import default_delta, index_loader, make_private
 
         cfg = self.config
         if delta is None:

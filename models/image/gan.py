@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.image.common import ImageModel, ProgressCallback
-from models.image.nets import ConvDecoder, ConvEncoder, one_hot
-from models.registry import register
+from synthgate.models.image.common import ImageModel, ProgressCallback
+from synthgate.models.image.nets import ConvDecoder, ConvEncoder, one_hot
+from synthgate.models.registry import register
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import require_fitted
-from models.image.common import ImageModel, ProgressCallback, check_images, check_labels
-from models.image.nets import ConvDecoder, ConvEncoder, one_hot
-from models.registry import register
+from synthgate.models.base import require_fitted
+from synthgate.models.image.common import ImageModel, ProgressCallback, check_images, check_labels
+from synthgate.models.image.nets import ConvDecoder, ConvEncoder, one_hot
+from synthgate.models.registry import register
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ from prefect.cache_policies import (
     NO_CACHE,  # inputs are image arrays and models: hashing them costs, and caching is keyed on content hashes later
 )
 
-from models.base import make_generator
-from models.image.common import ImageModel
-from schemas.errors import InvalidInputError
-from schemas.image import ImageSchema
-from tasks.images.validate import ImageData
+from synthgate.models.base import make_generator
+from synthgate.models.image.common import ImageModel
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.image import ImageSchema
+from synthgate.tasks.images.validate import ImageData
 
 log = logging.getLogger(__name__)
 

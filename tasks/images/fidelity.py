@@ -19,10 +19,10 @@ from prefect.cache_policies import (
 )
 from scipy import linalg
 
-from models.image.classifier import ImageClassifier, predict_features, train_classifier
-from schemas.gates import MetricResult
-from schemas.image import ImageGateThresholds
-from tasks.images.validate import ImageData
+from synthgate.models.image.classifier import ImageClassifier, predict_features, train_classifier
+from synthgate.schemas.gates import MetricResult
+from synthgate.schemas.image import ImageGateThresholds
+from synthgate.tasks.images.validate import ImageData
 
 log = logging.getLogger(__name__)
 

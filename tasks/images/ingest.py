@@ -19,7 +19,7 @@ from prefect.cache_policies import (
     NO_CACHE,  # inputs are image arrays and models: hashing them costs, and caching is keyed on content hashes later
 )
 
-from schemas.errors import InvalidInputError
+from synthgate.schemas.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
 

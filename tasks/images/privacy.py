@@ -17,9 +17,9 @@ from prefect.cache_policies import (
     NO_CACHE,  # inputs are image arrays and models: hashing them costs, and caching is keyed on content hashes later
 )
 
-from schemas.gates import MetricResult
-from schemas.image import ImageGateThresholds
-from tasks.images.validate import ImageData
+from synthgate.schemas.gates import MetricResult
+from synthgate.schemas.image import ImageGateThresholds
+from synthgate.tasks.images.validate import ImageData
 
 log = logging.getLogger(__name__)
 

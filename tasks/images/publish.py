@@ -25,9 +25,9 @@ from prefect.cache_policies import (
     NO_CACHE,  # inputs are image arrays and models: hashing them costs, and caching is keyed on content hashes later
 )
 
-from schemas.errors import GateRefusedError, InvalidInputError
-from schemas.gates import GateResult
-from schemas.metadata import METADATA_KEY
+from synthgate.schemas.errors import GateRefusedError, InvalidInputError
+from synthgate.schemas.gates import GateResult
+from synthgate.schemas.metadata import METADATA_KEY
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def publish_images(
 
 def read_images_parquet(path: Path) -> tuple[np.ndarray, list[str], dict[str, Any]]:
     """Read a published file back: (n, C, H, W) float images in [0, 1], class names, and the run metadata."""
-    from tasks.images.ingest import decode_image
+    from synthgate.tasks.images.ingest import decode_image
 
     path = Path(path)
     if not path.exists():

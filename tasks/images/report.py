@@ -20,8 +20,8 @@ from prefect.cache_policies import (
     NO_CACHE,  # inputs are image arrays and models: hashing them costs, and caching is keyed on content hashes later
 )
 
-from schemas.gates import GateResult
-from tasks.images.publish import to_uint8
+from synthgate.schemas.gates import GateResult
+from synthgate.tasks.images.publish import to_uint8
 
 TILE_MIN_PX = 48  # smallest displayed tile side; upscaling factor is an integer so pixels stay square
 PER_ROW = 8

@@ -13,11 +13,11 @@ from prefect.cache_policies import (
     NO_CACHE,  # inputs are image arrays and models: hashing them costs, and caching is keyed on content hashes later
 )
 
-import models.image  # noqa: F401  (registers the image models)
-from models.image.common import EpochProgress, ImageModel
-from models.registry import build_model
-from schemas.errors import InvalidInputError
-from tasks.images.validate import ImageData
+import synthgate.models.image  # noqa: F401  (registers the image models)
+from synthgate.models.image.common import EpochProgress, ImageModel
+from synthgate.models.registry import build_model
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.tasks.images.validate import ImageData
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def fit_image_model(
         )
     opts = {"seed": seed, "n_classes": train.schema.n_classes, **(options or {})}
     if epsilon is not None:
-        from models.privacy import check_budget, default_delta
+        from synthgate.models.privacy import check_budget, default_delta
 
         delta = delta if delta is not None else default_delta(len(train))
         check_budget(epsilon, delta, len(train))

@@ -17,9 +17,9 @@ from prefect.cache_policies import (
     NO_CACHE,  # inputs are image arrays and models: hashing them costs, and caching is keyed on content hashes later
 )
 
-from schemas.errors import InvalidInputError, ValidationFailedError, ValidationFailure
-from schemas.image import ImageSchema
-from tasks.images.ingest import RawImages
+from synthgate.schemas.errors import InvalidInputError, ValidationFailedError, ValidationFailure
+from synthgate.schemas.image import ImageSchema
+from synthgate.tasks.images.ingest import RawImages
 
 
 @dataclass
