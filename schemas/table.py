@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from synthgate.schemas.constraints import Constraint, check_constraints, discover_constraints
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.pii import PIIKind, detect_pii
 
@@ -101,6 +102,9 @@ class TableSchema(BaseModel):
     name: str = "table"
     columns: list[ColumnSchema]
     n_rows: int | None = Field(default=None, description="rows observed when the schema was inferred")
+    constraints: list[Constraint] = Field(
+        default_factory=list, description="rules between columns (schemas.constraints)"
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> TableSchema:
@@ -108,6 +112,7 @@ class TableSchema(BaseModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate column names in schema: {dupes}")
+        check_constraints(self.constraints, names)
         return self
 
     @property
@@ -306,7 +311,7 @@ def infer_schema(frame: pd.DataFrame, *, name: str = "table") -> TableSchema:
     if bad:
         raise InvalidInputError(f"table {name!r}: column names must be strings, got {bad[:5]}; rename them first")
     columns = [infer_column(col, frame[col]) for col in frame.columns]
-    return TableSchema(name=name, columns=columns, n_rows=len(frame))
+    return TableSchema(name=name, columns=columns, n_rows=len(frame), constraints=discover_constraints(frame, columns))
 
 
 def is_missing(value: Any) -> bool:
