@@ -279,12 +279,12 @@ def violations(frame: pd.DataFrame, rule: Inequality | FixedCombination, kinds: 
         return both & ~ok
     if rule.mapping is None:
         return np.zeros(len(frame), dtype=bool)
-    x, y = frame[rule.determinant], frame[rule.dependent]
-    both = (x.notna() & y.notna()).to_numpy()
-    expected = pd.Series([rule.mapping.get(value_key(v)) if pd.notna(v) else None for v in x], index=frame.index)
-    known = expected.notna().to_numpy()
-    same = np.array([value_key(e) == value_key(v) for e, v in zip(expected, y, strict=True)], dtype=bool)
-    return both & known & ~same
+    x, y = frame[rule.determinant].astype(object), frame[rule.dependent].astype(object)
+    lookup = {v: rule.mapping.get(value_key(v)) for v in pd.unique(x.dropna())}  # one key per distinct value
+    expected = x.map(lookup)
+    known = (x.notna() & y.notna() & expected.notna()).to_numpy()
+    same = (y == expected).to_numpy(dtype=bool, na_value=False)
+    return known & ~same
 
 
 def rows_holding(

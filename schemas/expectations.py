@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from synthgate.schemas.constraints import FixedCombination, Inequality, value_key
 from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema
 
 if TYPE_CHECKING:
@@ -24,6 +25,12 @@ FIXES = {
     "expect_column_values_to_be_between": "correct or remove those rows, or widen minimum/maximum in the schema",
     "expect_column_values_to_be_in_set": "correct those values, or add them to the column's `categories` in the schema",
     "expect_column_values_to_be_unique": "remove duplicate rows, or change the column's kind from identifier",
+    "expect_column_pair_values_a_to_be_greater_than_b": (
+        "correct those rows, or delete the inequality from the schema's `constraints` if it need not hold"
+    ),
+    "expect_column_pair_values_to_be_in_set": (
+        "correct those rows, or add the combination to the rule's `mapping` (or delete the rule) in the schema"
+    ),
 }
 
 
@@ -83,4 +90,52 @@ def build_suite(schema: TableSchema, *, columns: list[str] | None = None) -> gx.
     ]
     for col in cols:
         expectations.extend(column_expectations(col))
+    names = {c.name for c in cols}
+    for rule in schema.constraints:
+        if all(c in names for c in rule.columns):
+            expectations.extend(constraint_expectations(rule, schema))
     return gx.ExpectationSuite(name=f"{schema.name}_schema", expectations=expectations)
+
+
+def constraint_expectations(rule: Inequality | FixedCombination, schema: TableSchema) -> list[Any]:
+    """The row-level check of one rule between columns; rows with a null side are not judged (the rule leaves them open).
+
+    Text dates are compared as text: discovery keeps a date rule only when that agrees with comparing the times.
+    """
+    import great_expectations.expectations as gxe
+
+    meta = {"rule": str(rule)}
+    if isinstance(rule, Inequality):
+        return [
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=rule.high,
+                column_B=rule.low,
+                or_equal=not rule.strict,
+                ignore_row_if="either_value_is_missing",
+                meta=meta,
+            )
+        ]
+    if rule.mapping is None:  # a hand-added rule without its combinations: learned at training, not checkable here
+        return []
+    pairs = _allowed_pairs(rule, schema)
+    return [
+        gxe.ExpectColumnPairValuesToBeInSet(
+            column_A=rule.determinant,
+            column_B=rule.dependent,
+            value_pairs_set=pairs,
+            ignore_row_if="either_value_is_missing",
+            meta=meta,
+        )
+    ]
+
+
+def _allowed_pairs(rule: FixedCombination, schema: TableSchema) -> list[tuple[Any, Any]]:
+    """The mapping's pairs, with keys turned back into the column's values; a determining category the mapping does
+    not name (the rare-category bucket, a level added by hand) may go with any dependent category."""
+    x_col, y_col = schema.column(rule.determinant), schema.column(rule.dependent)
+    x_values = {value_key(v): v for v in x_col.categories or []}
+    mapping = rule.mapping or {}
+    pairs = [(x_values.get(k, k), v) for k, v in mapping.items()]
+    free = [v for k, v in x_values.items() if k not in mapping]
+    pairs += [(x, y) for x in free for y in y_col.categories or []]
+    return pairs

@@ -291,6 +291,9 @@ def prepare_training(
         return PreparedTraining(train, schema, None, suppressed, notes, model=model)
     delta = delta if delta is not None else default_delta(len(train))
     check_budget(epsilon, delta, len(train))
+    if schema.constraints and not public_schema:  # found on the private rows and not budgeted: not published
+        notes.append(f"privacy: {len(schema.constraints)} rule(s) between columns found on the private rows not used")
+        schema = schema.model_copy(update={"constraints": []})
     private = private_encode(train, schema, epsilon=epsilon, delta=delta, public_schema=public_schema, seed=seed)
     notes += [
         *private.notes,

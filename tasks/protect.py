@@ -30,6 +30,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from synthgate.schemas.constraints import suppress_in_rules
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.pii import PIIKind
 from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema
@@ -71,6 +72,7 @@ def suppress_rare_categories(
     out = train.copy()
     columns: list[ColumnSchema] = []
     suppressed: dict[str, list[Any]] = {}
+    replacements: dict[str, Any] = {}
     for col in schema.columns:
         if col.kind != ColumnKind.CATEGORICAL or col.name not in out.columns or not col.is_modelled:
             columns.append(col)
@@ -97,9 +99,10 @@ def suppress_rare_categories(
         if stringy and not pd.api.types.is_object_dtype(series) and not pd.api.types.is_string_dtype(series):
             series = series.astype(object)
         out[col.name] = series.mask(mask, replacement)
-        suppressed[col.name] = rare
+        suppressed[col.name], replacements[col.name] = rare, replacement
         columns.append(col.model_copy(update={"categories": categories}))
-    return out, schema.model_copy(update={"columns": columns}), suppressed
+    rules = suppress_in_rules(schema.constraints, suppressed, replacements)  # no rare value stays in a rule either
+    return out, schema.model_copy(update={"columns": columns, "constraints": rules}), suppressed
 
 
 # -------------------------------------------------------------------------------------------------------- PII

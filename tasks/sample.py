@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from synthgate.models.base import GenerativeModel, make_generator
 from synthgate.models.encoders.table import MISSING, TableEncoder
+from synthgate.schemas.constraints import rows_holding
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.table import ColumnKind, TableSchema, is_missing
 from synthgate.tasks.protect import complete_output
@@ -34,10 +35,13 @@ MAX_ROUNDS = 50
 def encode_conditions(encoder: TableEncoder, conditions: dict[str, Any]) -> torch.Tensor:
     """An (n_features,) vector with the conditioned categories one-hot and NaN everywhere else."""
     vector = torch.full((encoder.n_features_,), float("nan"))
+    reshaped = encoder.constraints_.reshaped if encoder.constraints_ is not None else set()
     for name, value in conditions.items():
         col = encoder.schema.column(name)
         if col.kind not in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
             continue  # numeric conditions are met by filtering/setting after decoding
+        if name in reshaped:
+            continue  # modelled jointly with another column (a fixed combination): met by filtering
         state = next(s for s in encoder.columns_ if s.name == name)
         level = MISSING if is_missing(value) else value
         if level not in state.levels:
@@ -95,6 +99,7 @@ def sample_table(
     )
     parts: list[pd.DataFrame] = []
     have, drawn = 0, 0
+    kinds = {c.name: c.kind.value for c in encoder.schema.columns}
     for _ in range(MAX_ROUNDS):
         want = n - have
         # Draw more than needed when filtering: the observed acceptance rate sizes the next round.
@@ -107,13 +112,16 @@ def sample_table(
             frame = frame[_satisfies(frame, categorical)]
         for name, value in numeric.items():  # a continuous value cannot be hit by chance: it is set
             frame[name] = pd.Series([value] * len(frame), index=frame.index).astype(frame[name].dtype)
+        if encoder.schema.constraints:  # the encoder holds the rules by construction; this catches what it cannot
+            frame = frame[rows_holding(frame, encoder.schema.constraints, kinds)]
         parts.append(frame.iloc[:want])
         have += min(len(frame), want)
         if have >= n:
             break
     else:
         raise InvalidInputError(
-            f"conditions {conditions} are too rare for this model: {have} of {drawn} drawn rows matched "
+            f"conditions {conditions} and the schema's {len(encoder.schema.constraints)} rule(s) between columns are "
+            f"too rare for this model: {have} of {drawn} drawn rows matched "
             f"({have / max(drawn, 1):.3%}); relax the conditions or use a model that conditions natively (gmm, gan)"
         )
     return pd.concat(parts, ignore_index=True)

@@ -60,6 +60,9 @@ def _failure(result: Any) -> ValidationFailure:
     out = result.result or {}
     rule = f"{config.type}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
     column = config.kwargs.get("column")
+    if (config.meta or {}).get("rule"):  # a rule between columns: name it as the schema writes it, not its pair list
+        rule = f"{config.meta['rule']} ({config.type})"
+        column = f"{config.kwargs['column_A']}, {config.kwargs['column_B']}"
     if out.get("unexpected_count") is not None:
         return ValidationFailure(
             column=column,
