@@ -172,7 +172,13 @@ class TableSchema(BaseModel):
                 by_name[name] = ColumnSchema.model_validate(merged)
             except ValidationError as exc:
                 raise InvalidInputError(f"schema override for column {name!r} is invalid:\n{exc}") from exc
-        return self.model_copy(update={"columns": [by_name[c.name] for c in self.columns]})
+        update: dict[str, Any] = {"columns": [by_name[c.name] for c in self.columns]}
+        if "constraints" in data:  # the user's list of rules between columns replaces the inferred one
+            update["constraints"] = data["constraints"] or []
+        try:
+            return TableSchema.model_validate({**self.model_dump(), **update})
+        except ValidationError as exc:
+            raise InvalidInputError(f"schema overrides are invalid:\n{exc}") from exc
 
 
 def _read_yaml(path: str | Path | dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from torch import Tensor
 
 from synthgate.models.encoders.table import Normalization, TableEncoder
+from synthgate.schemas.constraints import discover_constraints
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.table import TableSchema, _read_yaml, infer_schema
 from synthgate.tasks.protect import training_frame
@@ -28,7 +29,10 @@ def resolve_schema(frame: pd.DataFrame, *, name: str, schema_path: Path | None =
     try:
         contract = TableSchema.model_validate(data)
     except ValidationError:
-        return inferred.with_overrides(data)
+        schema = inferred.with_overrides(data)
+        if "constraints" not in data:  # overridden kinds (text -> datetime) may reveal rules: look again
+            schema = schema.model_copy(update={"constraints": discover_constraints(frame, schema.columns)})
+        return schema
     logger.info("schema: using %s as the contract", schema_path)
     return contract
 
