@@ -49,7 +49,6 @@ from synthgate.models.base import (
     to_device,
 )
 from synthgate.models.encoders.table import Span
-from synthgate.models.registry import register
 from synthgate.schemas.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -199,7 +198,6 @@ def _group_onehot(x: Tensor, layout: _Layout) -> list[Tensor]:
     return out
 
 
-@register("gmm")
 class GaussianMixture:
     """Mixed-type Gaussian mixture fitted with EM.
 

@@ -40,7 +40,6 @@ from torch import Tensor
 from synthgate.models.base import check_matrix, config_from_dict, make_generator, resolve_device
 from synthgate.models.gmm import GaussianMixture, GMMConfig, _Layout, _precision_cholesky, _Prepared
 from synthgate.models.privacy import check_budget, default_delta, gaussian_epsilon, gaussian_sigma
-from synthgate.models.registry import register
 from synthgate.schemas.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -61,7 +60,6 @@ class DPGMMConfig(GMMConfig):
     init_var: float = 0.25  # initial covariances init_var * I: narrow enough that components separate in few steps
 
 
-@register("gmm_dp")
 class DPGaussianMixture(GaussianMixture):
     """A `GaussianMixture` fitted by DP-EM; sampling, conditioning and scoring are the parent's (post-processing).
 

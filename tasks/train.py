@@ -14,7 +14,7 @@ from torch import Tensor
 
 from synthgate.models.base import GenerativeModel, resolve_device
 from synthgate.models.encoders.table import Span
-from synthgate.models.registry import MODELS, build_model, model_names
+from synthgate.models.registry import build_model, config_class
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def fit_model(
     """Build and fit model `model`; plain Python, so tests call it without Prefect."""
     torch_device = resolve_device(device)
     options = dict(options or {})
-    if model in model_names() and "seed" in MODELS[model][1].__dataclass_fields__:
+    if "seed" in config_class(model).__dataclass_fields__:
         options.setdefault("seed", seed)
     torch.manual_seed(seed)  # weight initialisation of neural models
     instance = build_model(model, spans=spans, device=torch_device, options=options)

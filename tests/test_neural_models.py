@@ -18,7 +18,7 @@ from synthgate.models.autoencoder import Autoencoder, AutoencoderConfig
 from synthgate.models.base import make_generator
 from synthgate.models.encoders.table import TableEncoder
 from synthgate.models.gan import GAN, GANConfig
-from synthgate.models.registry import MODELS, build_model, model_names, normalization_for
+from synthgate.models.registry import MODELS, build_model, config_class, normalization_for
 from synthgate.models.vae import VAE, VAEConfig
 from synthgate.schemas.errors import NotFittedError
 from synthgate.schemas.table import infer_schema
@@ -248,11 +248,11 @@ def test_gan_closed_form_penalty_matches_autograds_double_backward(dropout, smal
     assert bias_grad.abs().max() == 0
 
 
-@pytest.mark.parametrize("name", [n for n in model_names() if not n.startswith("image_")])  # table models
+@pytest.mark.parametrize("name", [n for n in MODELS if not n.startswith("image_")])  # table models
 def test_contract(name, small_encoded, tmp_path):
     # Arrange
     encoder, x = small_encoded
-    options = {"epochs": 2} if "epochs" in MODELS[name][1].__dataclass_fields__ else {"n_components": 2}
+    options = {"epochs": 2} if "epochs" in config_class(name).__dataclass_fields__ else {"n_components": 2}
     model = build_model(name, spans=encoder.spans_, device="cpu", options=options)
 
     # Act / Assert: sample before fit refuses.
