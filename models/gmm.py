@@ -228,9 +228,7 @@ class GaussianMixture:
         self.n_features_in_: int | None = None
 
     # -------------------------------------------------------------------------------------------------- fitting
-    def fit(
-        self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[dict], None] | None = None
-    ) -> Self:
+    def fit(self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[..., None] | None = None) -> Self:
         """Fit by EM; with `n_components=None` pick the component count by BIC on (a subsample of) `x`."""
         cfg = self.config
         device = resolve_device(self.device)
@@ -257,8 +255,6 @@ class GaussianMixture:
                     break
                 bics[k] = self._bic(params, sub.shape[0], layout)
                 logger.info("gmm: k=%d BIC=%.1f (%d EM iterations)", k, bics[k], params["n_iter"])
-                if progress:
-                    progress({"stage": "bic", "k": k, "bic": bics[k]})
                 if best is None or bics[k] < min(v for kk, v in bics.items() if kk != k):
                     best, worse_in_a_row = params, 0
                 else:

@@ -72,9 +72,7 @@ class DPGaussianMixture(GaussianMixture):
     def __init__(self, config: DPGMMConfig | None = None, *, spans: Any = None, device: Any = None):
         super().__init__(config or DPGMMConfig(), spans=spans, device=device)
 
-    def fit(
-        self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[dict], None] | None = None
-    ) -> Self:
+    def fit(self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[..., None] | None = None) -> Self:
         """Run `max_iter` DP-EM iterations with `n_components` components, spending at most (epsilon, delta)."""
         cfg = self.config
         if cfg.n_components is None:
@@ -101,11 +99,9 @@ class DPGaussianMixture(GaussianMixture):
         z_total = gaussian_sigma(cfg.epsilon, delta)
         z = z_total * math.sqrt(_BLOCKS * cfg.max_iter)
         params = self._random_params(cfg.n_components, d_c, data.widths, device, gen)
-        for it in range(1, cfg.max_iter + 1):
+        for _ in range(cfg.max_iter):
             _, log_resp = self._e_step(data, params)
             params = self._noisy_m_step(data, log_resp.exp(), params, z, radius, gen)
-            if progress:
-                progress({"stage": "dp-em", "iteration": it, "n_iter": cfg.max_iter})
         spent = gaussian_epsilon(z / math.sqrt(_BLOCKS * cfg.max_iter), delta)
         params.update(lower_bound=float("nan"), converged=True, n_iter=cfg.max_iter)
         self._set_params(params, layout, d)

@@ -8,6 +8,7 @@ effect fails one of the three checks.
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -170,7 +171,7 @@ def small_encoded(penguins):
 def test_moment_matching_by_hand_equals_autograd(small_encoded, projected):
     # Arrange: real encoded penguins and a perturbed batch of other rows as the fakes; wide rows are matched through a
     # random projection (here to 16 directions)
-    from synthgate.models.gan import moment_matching_by_hand, moment_matching_loss
+    from synthgate.models.moments import moment_matching_by_hand, moment_matching_loss
 
     _, x = small_encoded
     draw = torch.Generator().manual_seed(0)
@@ -191,7 +192,7 @@ def test_moment_matching_by_hand_equals_autograd(small_encoded, projected):
 
 
 def test_wide_rows_are_matched_through_a_fresh_projection_each_call():
-    from synthgate.models.gan import MOMENT_EXACT_WIDTH, MOMENT_SKETCH, moment_projection
+    from synthgate.models.moments import MOMENT_EXACT_WIDTH, MOMENT_SKETCH, moment_projection
 
     narrow = moment_projection(MOMENT_EXACT_WIDTH, torch.device("cpu"))
     first, second = (moment_projection(MOMENT_EXACT_WIDTH + 1, torch.device("cpu")) for _ in range(2))
@@ -360,11 +361,10 @@ def test_hand_written_gradients_train_the_weights_autograd_would(name, small_enc
     encoder, x = small_encoded
     config = type(FAST[name])(epochs=3)
 
-    # Act: the default CPU fit, then the same fit through autograd.
+    # Act: the default CPU fit, then the same fit through autograd (the `hand_backprop` switch off).
     by_hand = CLASSES[name](config, spans=encoder.spans_).fit(x)
     hand_calls = len(calls)
-    monkeypatch.setattr(module, "supports_hand_backprop", lambda network: False)
-    by_autograd = CLASSES[name](config, spans=encoder.spans_).fit(x)
+    by_autograd = CLASSES[name](replace(config, hand_backprop=False), spans=encoder.spans_).fit(x)
 
     # Assert: the first fit took the hand-written path and the second did not; both trained the same weights.
     assert hand_calls > 0 and len(calls) == hand_calls
@@ -382,8 +382,10 @@ def test_gan_hand_written_gradients_train_the_weights_autograd_would(small_encod
     import synthgate.models.gan as gan_module
 
     if sketch:
-        monkeypatch.setattr(gan_module, "MOMENT_EXACT_WIDTH", sketch)
-        monkeypatch.setattr(gan_module, "MOMENT_SKETCH", sketch)
+        import synthgate.models.moments as moments_module
+
+        monkeypatch.setattr(moments_module, "MOMENT_EXACT_WIDTH", sketch)
+        monkeypatch.setattr(moments_module, "MOMENT_SKETCH", sketch)
     calls = []
     real = gan_module.residual_backward
     monkeypatch.setattr(gan_module, "residual_backward", lambda *args: calls.append(1) or real(*args))
@@ -392,11 +394,10 @@ def test_gan_hand_written_gradients_train_the_weights_autograd_would(small_encod
     # of up to lr, and the default critic's 4x rate made two of 30,720 weights differ by 7e-5 after three epochs.
     config = GANConfig(epochs=3, batch_size=100, lr=5e-4, critic_lr=None)
 
-    # Act: the default CPU fit, then the same fit through autograd.
+    # Act: the default CPU fit, then the same fit through autograd (the `hand_backprop` switch off).
     by_hand = GAN(config, spans=encoder.spans_).fit(x)
     hand_calls = len(calls)
-    monkeypatch.setattr(gan_module, "supports_hand_backprop", lambda network: False)
-    by_autograd = GAN(config, spans=encoder.spans_).fit(x)
+    by_autograd = GAN(replace(config, hand_backprop=False), spans=encoder.spans_).fit(x)
 
     # Assert: the first fit took the hand-written path (one generator backward a step) and the second did not; both
     # trained the same generator (BatchNorm statistics included) and critic. The generator's first bias feeds a
