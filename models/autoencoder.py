@@ -24,7 +24,8 @@ from torch import Tensor, nn
 from synthgate.models.backprop import mlp_backward, mlp_forward
 from synthgate.models.base import make_generator, require_fitted
 from synthgate.models.gmm import GaussianMixture, GMMConfig
-from synthgate.models.nn import MLP, TrainingRows, as_conditions, packed_decoder_state
+from synthgate.models.layout import TrainingRows, packed_decoder_state
+from synthgate.models.nn import MLP, as_conditions
 from synthgate.models.privacy import default_delta
 from synthgate.models.table_model import PrivateDefaults, TableModel
 from synthgate.models.training import autocast, split_validation

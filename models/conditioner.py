@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from synthgate.models.nn import SpanLayout
+from synthgate.models.layout import SpanLayout
 
 
 class Conditioner:

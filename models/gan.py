@@ -6,13 +6,12 @@ What makes a GAN work on tables, all from CTGAN:
 - training-by-sampling: the level is drawn with probability proportional to log(1 + frequency), and a real row with
   that level is picked for the critic, so rare categories are seen often enough to be learnt;
 - Gumbel-softmax outputs for one-hot groups (Jang et al. 2017), so gradients pass through discrete columns;
-- PacGAN packing (Lin et al. 2018): the critic judges `pac` rows at once, which discourages mode collapse (5 here,
-  against CTGAN's 10: see `GANConfig.pac`);
+- PacGAN packing (Lin et al. 2018): the critic judges `pac` rows at once, which discourages mode collapse;
 - the WGAN-GP loss (Gulrajani et al. 2017): a critic with a gradient penalty instead of weight clipping.
 
 Departures from CTGAN: the generator's loss also matches the batch's feature means and covariances to the real
-batch's (`moment_matching_loss`; off under DP-SGD), which teaches it the columns' correlations in tens of steps (the
-critic alone had not taught wine's after 300); training-by-sampling vectorised on the device (one gather per batch,
+batch's (`models.moments`; off under DP-SGD), which teaches it the columns' correlations in tens of steps;
+training-by-sampling vectorised on the device (one gather per batch,
 no per-row numpy); draws at sampling time that come from the caller's generator.
 """
 
@@ -27,11 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from synthgate.models.backprop import mlp_backward, mlp_forward, residual_backward, residual_forward
 from synthgate.models.base import make_generator, require_fitted
 from synthgate.models.conditioner import Conditioner
-from synthgate.models.moments import moment_matching_by_hand, moment_matching_loss, moment_projection
-from synthgate.models.nn import MLP, ResidualGenerator, as_conditions, normal, packed_decoder_state, uniform
+from synthgate.models.gan_backprop import GANGradients
+from synthgate.models.layout import packed_decoder_state
+from synthgate.models.moments import moment_matching_loss, moment_projection
+from synthgate.models.nn import MLP, ResidualGenerator, as_conditions, normal, uniform
 from synthgate.models.optim import WeightAverage
 from synthgate.models.table_model import PrivateDefaults, TableModel
 from synthgate.models.training import autocast
@@ -40,84 +40,43 @@ from synthgate.schemas.errors import InvalidInputError
 
 @dataclass(frozen=True)
 class GANConfig(PrivateDefaults):
-    # Noise 64, a critic of 64 units without dropout, and sampling from averaged weights (`ema_share`). On the 20k x 12
-    # bench table at 50 epochs, seeds 0-2, shapes / pairs went from 0.910-0.938 / 0.864-0.881 (noise 128, critic 128
-    # with dropout 0.5, last weights) to 0.977-0.978 / 0.903-0.904 (seeds 0-1), and a fit took a quarter less time
-    # (1.33x in one process); penguins 0.902-0.926 / 0.667-0.674 -> 0.878-0.895 / 0.656-0.661, wine within seed noise.
-    # The averaging made the difference: alone it took the 20k table to 0.977-0.978 / 0.907-0.910, and the cheaper
-    # networks then cost nothing there (noise 64 alone: 0.977-0.979 / 0.905-0.908).
-    noise_dim: int = 64
-    generator_hidden: tuple[int, ...] = (128,)  # one layer of 128: 1.7x faster than two of 256 and better
+    noise_dim: int = 64  # small networks and averaged weights: docs/decisions.md#gan-small-networks
+    generator_hidden: tuple[int, ...] = (128,)
     critic_hidden: tuple[int, ...] = (64,)
-    # "residual": CTGAN's residual BatchNorm blocks (`models.nn.ResidualGenerator`); "mlp": a LayerNorm MLP (the
-    # generator of checkpoints saved before the option existed).
+    # "residual": CTGAN's BatchNorm blocks (docs/decisions.md#gan-residual-generator); "mlp": a LayerNorm MLP.
     generator: str = "residual"
     epochs: int = 300
-    # Twice CTGAN's 500; must be a multiple of pac. The gan's cost is mostly per step, not per row: on the 20k x 12
-    # bench table a fit at 1000 rows a batch took 1.33x less time than at 500 (4 epochs, median of 6 alternating),
-    # and scored higher at 50 epochs (seeds 0-2, shapes / pairs 0.955 / 0.922 -> 0.967 / 0.935); mixed_table(5000,
-    # 30) at 30 epochs, seeds 0-1: 8.08 -> 4.62 s, 0.970 / 0.926 -> 0.967 / 0.919. Tables under 500 rows (penguins,
-    # wine) train as before, on one batch of every whole pack.
-    batch_size: int = 1000
-    # Rows the critic judges together (PacGAN). CTGAN's 10 left the critic, 64 units wide, too little of each row to
-    # see how its columns go together: on the planted table (defaults, merged modes, seeds 0-2) the correlation came
-    # out 0.825-0.869 against 0.905 at 10, 0.877-0.893 at 5 and 0.896-0.903 at 1. One row a pack lost column shapes
-    # on small tables (50 epochs, seeds 0-2: penguins 0.944 -> 0.917, wine 0.895 -> 0.848); at 5 they held
-    # (penguins 0.944 / 0.832 -> 0.936 / 0.828, wine 0.895 / 0.907 -> 0.897 / 0.913, the 20k x 12 table 0.979 /
-    # 0.948 -> 0.976 / 0.948, seeds 0-1) at the same speed.
-    pac: int = 5
-    # The generator's rate. With the moment matching below its gradient has a steady part, and a fast generator
-    # learns the columns' correlations in few steps. At 50 epochs, seeds 0-2, shapes / pairs with the matching, at
-    # 5e-4 / 1e-3 / 2e-3 / 4e-3: wine 0.903 / 0.818, 0.900 / 0.844, 0.889 / 0.895, 0.899 / 0.909; penguins at 2e-3 /
-    # 4e-3 0.958 / 0.776, 0.955 / 0.823; the 20k x 12 bench table at 5e-4 / 2e-3 / 4e-3 0.969 / 0.932, 0.961 / 0.928,
-    # 0.955 / 0.922. At the default 300 epochs, 4e-3: wine 0.898 / 0.936, penguins 0.959 / 0.881. (Without the
-    # matching, 5e-4 was best: a faster generator cost wine 0.1-0.2 of shapes.)
-    lr: float = 4e-3
-    # The critic's own rate (the two time-scale rule, Heusel et al. 2017). Without moment matching a critic at 4x the
-    # generator's 5e-4 had lifted penguins 0.886 / 0.658 -> 0.932 / 0.688 and wine 0.812 / 0.805 -> 0.841 / 0.808
-    # (50 epochs, seeds 0-2). With the matching and the generator at 4e-3, a critic at 8e-3 measured the same as at
-    # 2e-3 (wine 0.901 / 0.909, penguins 0.959 / 0.817). None: the generator's `lr`.
-    critic_lr: float | None = 2e-3
-    # Weight of the moment-matching term in the generator's loss (`moment_matching_loss`): the squared distance
-    # between the fake and the real batch's feature means and covariances, on the encoded rows the critic sees
-    # (generative moment matching, Li et al. 2015; McGAN, Mroueh et al. 2017, matches the same two moments of critic
-    # features). A one-hidden-layer critic that sees a batch of 17 packs learns correlations between columns slowly:
-    # at 50 epochs (one step an epoch on wine) the synthetic correlations of wine's 78 number pairs regressed on the
-    # real ones with slope -0.04, and 0.004 at 300 epochs; CTGAN scores the same there. The matching gives the
-    # generator that signal directly: slope 0.71 at 50 epochs, shapes / pairs 0.841 / 0.808 -> 0.899 / 0.909 (seeds
-    # 0-2, with the rate above). Weight 3 measured no better. Off under DP-SGD: it reads real rows, which only the
-    # private critic may touch. 0 turns it off.
+    batch_size: int = 1000  # a multiple of pac; twice CTGAN's: docs/decisions.md#gan-batch-size
+    pac: int = 5  # rows the critic judges together (PacGAN), half CTGAN's: docs/decisions.md#gan-pac
+    lr: float = 4e-3  # the generator's; fast with moment matching: docs/decisions.md#gan-learning-rates
+    critic_lr: float | None = 2e-3  # the critic's own rate (two time-scale rule); None: `lr`
+    # Weight of the feature mean and covariance matching in the generator's loss (`models.moments`); 0 turns it off,
+    # and DP-SGD does: docs/decisions.md#gan-moment-matching.
     moment_weight: float = 1.0
     betas: tuple[float, float] = (0.5, 0.9)  # WGAN-GP's Adam settings (Gulrajani et al. 2017, Algorithm 1)
     weight_decay: float = 1e-6
     critic_steps: int = 1  # critic updates per generator update; CTGAN uses 1 despite WGAN-GP's 5
     gp_weight: float = 10.0  # lambda of the gradient penalty
-    # Lazy regularisation (Karras et al. 2020, StyleGAN2 sec. 3.1): the penalty's double backward on every k-th critic
-    # step only, weighted by k so its average pull is unchanged.
-    # Measured on the 20k x 12 bench table at 50 epochs, two seeds, one thread: 39.0 s CPU (shapes 0.824, pairs 0.725)
-    # with neither, 28.4 s with `reuse_fake`, 23.5 s (0.833, 0.736) with both; wine and penguins within seed noise.
+    # The penalty on every k-th critic step, weighted by k (StyleGAN2's lazy regularisation), and the generator step
+    # reusing the critic step's fake rows: docs/decisions.md#gan-lazy-penalty.
     gp_every: int = 4
-    reuse_fake: bool = True  # the generator step reuses the last critic step's fake rows and graph (a forward saved)
+    reuse_fake: bool = True
     tau: float = 0.2  # Gumbel-softmax temperature during training
-    # Samples come from an exponential moving average of the generator's weights (Yazici et al. 2019), whose horizon
-    # is this share of all generator steps; 0 samples the last weights. The average is never trained; its BatchNorm
-    # statistics are recomputed once at the end. GAN training oscillates, and the last weights sit wherever the
-    # oscillation left them: on the planted-structure table (seeds 0-4) the category mean shift came out 3.57-4.81
-    # against 4.01 with the last weights, 3.99-4.17 with the average.
+    # Samples come from a moving average of the generator's weights over this share of its steps (0: the last
+    # weights): docs/decisions.md#gan-weight-average.
     ema_share: float = 0.1
-    critic_dropout: float = 0.0  # CTGAN's 0.5 lowered the 20k table's shapes / pairs (0.970-0.974 / 0.893-0.898)
+    critic_dropout: float = 0.0  # CTGAN's 0.5 scored lower: docs/decisions.md#gan-small-networks
     seed: int = 0  # seeds weight init, conditional draws and noise during fit; sampling uses the caller's generator
-    # Differential privacy (DP-SGD, models/privacy.py); epsilon None trains without it. With an epsilon
-    # only the critic sees real rows and is made private (the generator is post-processing of it); the conditional
-    # vector and training-by-sampling are off (their level counts are private) and weight clipping replaces the
-    # gradient penalty, whose double backward on real rows Opacus cannot clip (DPGAN, Xie et al. 2018).
+    # Differential privacy (DP-SGD, models/privacy.py); epsilon None trains without it. Only the critic sees real rows
+    # and is made private; the conditional vector and training-by-sampling are off (their level counts are private).
     epsilon: float | None = None
     delta: float | None = None  # None: 1 / (10 n), see models.privacy.default_delta
     max_grad_norm: float = 1.0  # per-sample clipping bound C
-    weight_clip: float = 0.01  # with epsilon: critic weights clamped to [-c, c] after each step (WGAN, Arjovsky 2017)
-    # With epsilon: "wasserstein" (weight clipping keeps the critic Lipschitz) or "logistic": the non-saturating GAN
-    # loss (Goodfellow et al. 2014), which needs no Lipschitz critic, so no clipping that starves it.
+    # With epsilon the gradient penalty (a double backward Opacus cannot clip) is replaced: "wasserstein" clamps the
+    # critic's weights to [-weight_clip, weight_clip] (DPGAN, Xie et al. 2018); "logistic" is the non-saturating GAN
+    # loss (Goodfellow et al. 2014), which needs no Lipschitz critic.
     private_loss: str = "wasserstein"
+    weight_clip: float = 0.01
     hand_backprop: bool = True  # CPU steps with the hand-written gradients (`models.backprop`); False: autograd
 
     # Used instead of the defaults when `epsilon` is set (`PrivateDefaults`): docs/decisions.md#dp-defaults.
@@ -135,7 +94,7 @@ class GANConfig(PrivateDefaults):
 _NO_CATEGORIES = SimpleNamespace(spans=[], soft_spans=[])
 
 
-class GAN(TableModel):
+class GAN(GANGradients, TableModel):
     """Conditional WGAN-GP over the `TableEncoder` layout (CTGAN-style).
 
     Args:
@@ -208,114 +167,6 @@ class GAN(TableModel):
         (grad,) = torch.autograd.grad(self._critic(mixed, cond).sum(), mixed, create_graph=True)
         norms = grad.reshape(real.shape[0] // cfg.pac, -1).norm(2, dim=1)  # per pack
         return cfg.gp_weight * (norms - 1).pow(2).mean()
-
-    def _penalty_by_hand(
-        self, real: Tensor, fake: Tensor, cond: Tensor, scale: float
-    ) -> tuple[Tensor, list[tuple[nn.Parameter, Tensor]]]:
-        """`scale` times the gradient penalty and its gradients for the critic's two weight matrices, in closed form.
-
-        For the one-hidden-layer critic f(x) = w2 . (m * lrelu(W1 x + b1)) + b2 (dropout mask m), the input gradient
-        is W1^T (s * m * w2) with s the LeakyReLU slope at each unit, a step function of x whose own derivative is 0.
-        So with S = s * m * w2 per pack, G = S W1 (kept on the rows' columns: the penalty is on the gradient with
-        respect to the interpolated rows, not their cond vectors) and R = dPenalty/dG, zero on the cond columns:
-        dW1 = S^T R, dw2 = sum over packs of (R W1^T) * s * m, and the biases get nothing. Four thin products and a
-        few elementwise ops: autograd's double backward through the penalty took about 4 ms a penalty step on the 20k
-        x 12 bench table, this about 2.5. Same random draws in the same order as `_gradient_penalty` (the mixing
-        weights, then the dropout mask), and the same values to float rounding (tested against it).
-
-        Returns:
-            `(penalty, grads)`: the scaled penalty (0-d) and `(parameter, gradient)` pairs, W1's and w2's, to add to
-            those parameters' gradients.
-        """
-        cfg = self.cfg
-        first, act, *middle, last = self.critic_
-        packs = real.shape[0] // cfg.pac
-        alpha = torch.rand(packs, 1, 1, device=real.device).expand(-1, cfg.pac, 1).reshape(-1, 1)  # (b, 1)
-        mixed = torch.lerp(fake, real, alpha)  # alpha * real + (1 - alpha) * fake
-        x = self._packs(mixed, cond)  # (packs, pac * (d + c))
-        w1, w2 = first.weight, last.weight  # (h, D), (1, h)
-        with torch.no_grad():
-            pre = torch.addmm(first.bias, x, w1.t())  # (packs, h)
-            # The dropout layer's mask (drawn as its forward would draw it) times the LeakyReLU's slope at each unit;
-            # leaky_relu_backward does both in one op, where a `where` over a bool mask is 10x slower on CPU.
-            keep = middle[0].mask(pre.shape, pre.device) if middle else torch.ones_like(pre)
-            slope = torch.ops.aten.leaky_relu_backward(keep, pre, act.negative_slope, False)  # (packs, h)
-            s = slope * w2  # (packs, h)
-            # The critic's input gradient per pack, on the rows' columns only: the cond vectors are not interpolated.
-            g = (s @ w1).view(packs, cfg.pac, -1)[..., : real.shape[1]].reshape(packs, -1)  # (packs, pac * d)
-            norms = g.norm(dim=1, keepdim=True)  # (packs, 1)
-            penalty = scale * cfg.gp_weight * (norms - 1).pow(2).mean()
-            r = g * (2 * scale * cfg.gp_weight / packs * (norms - 1) / norms.clamp_min(1e-12))  # (packs, pac * d)
-            r = F.pad(r.view(packs, cfg.pac, -1), (0, cond.shape[1])).view(packs, -1)  # (packs, D), 0 on cond columns
-            grad_w1 = s.t() @ r  # (h, D)
-            grad_w2 = ((r @ w1.t()) * slope).sum(0, keepdim=True)  # (1, h)
-        return penalty, [(w1, grad_w1), (w2, grad_w2)]
-
-    @torch.no_grad()
-    def _generate_by_hand(self, noise: Tensor, cond: Tensor) -> tuple[Tensor, Tensor, tuple[Any, list[Tensor]]]:
-        """`_generate` at the training temperature without a graph: raw packed logits (b, packed_width), activated rows
-        (b, d), and what `_generator_loss_and_gradients` needs for the backward. The same random draws in the same
-        order."""
-        cfg = self.cfg
-        forward = residual_forward if isinstance(self.generator_, ResidualGenerator) else mlp_forward
-        logits, saved = forward(self.generator_, torch.cat([noise, cond], 1))
-        parts = self.layout_.activate_parts(logits, tau=cfg.tau, squash=self.bounded_)
-        return logits, self.layout_.unpack(torch.cat(parts, dim=1)), (saved, parts)
-
-    @torch.no_grad()
-    def _critic_loss_and_gradients(self, real: Tensor, fake: Tensor, cond: Tensor, *, penalty: bool) -> Tensor:
-        """The critic's loss D(fake) - D(real) on a batch (plus the lazily scaled gradient penalty when `penalty`),
-        with every critic `.grad` set by hand (`models.backprop`): the loss and gradients of the autograd step, in
-        about half the tensor ops. Fake and real packs go through one forward, as there."""
-        cfg = self.cfg
-        packs = real.shape[0] // cfg.pac
-        rows = self._packs(torch.cat([fake, real]), torch.cat([cond, cond]))
-        scores, saved = mlp_forward(self.critic_, rows)  # (2 packs, 1): fake packs first
-        loss = scores[:packs].mean() - scores[packs:].mean()
-        d_scores = scores.new_full(scores.shape, 1.0 / packs)
-        d_scores[packs:] = -1.0 / packs
-        mlp_backward(self.critic_, saved, d_scores, input_grad=False)
-        if penalty:
-            value, grads = self._penalty_by_hand(real, fake, cond, cfg.gp_every)
-            loss = loss + value
-            for param, grad in grads:
-                param.grad.add_(grad)
-        return loss
-
-    @torch.no_grad()
-    def _generator_loss_and_gradients(
-        self,
-        logits: Tensor,
-        fake: Tensor,
-        cond: Tensor,
-        level: Tensor | None,
-        saved: tuple[Any, list[Tensor]],
-        real: Tensor | None = None,
-    ) -> Tensor:
-        """The generator's loss -D(fake) (plus the condition loss, and the moment matching against `real` when
-        given) for rows `_generate_by_hand` made, with every generator `.grad` set by hand; the critic's gradients are
-        left alone (it is not updated by this step)."""
-        cfg = self.cfg
-        packs = fake.shape[0] // cfg.pac
-        score, critic_saved = mlp_forward(self.critic_, self._packs(fake, cond))
-        loss = -score.mean()
-        d_rows = mlp_backward(
-            self.critic_, critic_saved, score.new_full(score.shape, -1.0 / packs), input_grad=True, param_grads=False
-        )
-        d_fake = d_rows.view(fake.shape[0], -1)[:, : fake.shape[1]]  # the rows' columns, not the cond vectors'
-        if real is not None:
-            d_fake = d_fake.contiguous()  # the matching adds into it: a copy when cond columns are skipped
-            projection = moment_projection(fake.shape[1], fake.device)
-            loss = loss + moment_matching_by_hand(fake, real, cfg.moment_weight, d_fake, projection)
-        generator_saved, parts = saved
-        d_logits = self.layout_.activate_backward(parts, d_fake, tau=cfg.tau, squash=self.bounded_)
-        if level is not None:
-            loss = loss + self.cond_.condition_loss_by_hand(logits, level, self.layout_, d_logits)
-        if isinstance(self.generator_, ResidualGenerator):
-            residual_backward(self.generator_, generator_saved, d_logits)
-        else:
-            mlp_backward(self.generator_, generator_saved, d_logits, input_grad=False)
-        return loss
 
     def _check_rows(self, x: Tensor) -> None:
         cfg = self.cfg
@@ -401,7 +252,7 @@ class GAN(TableModel):
                     )
                     if dp is None:
                         # Fake and real packs in one forward: one weight-gradient matmul in the backward instead
-                        # of two thin ones and their sum (on the 30-column table those were 3.6 of a 24 ms step).
+                        # of two thin ones and their sum.
                         scores = self._critic(torch.cat([fake.detach(), real]), torch.cat([cond, cond]), critic)
                         score_fake, score_real = scores.chunk(2)
                     else:  # Opacus clips per sample: only real packs may be samples of the private batch

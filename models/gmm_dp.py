@@ -38,7 +38,8 @@ import torch
 from torch import Tensor
 
 from synthgate.models.base import check_matrix, config_from_dict, make_generator, resolve_device
-from synthgate.models.gmm import GaussianMixture, GMMConfig, _Layout, _precision_cholesky, _Prepared
+from synthgate.models.gmm import GaussianMixture, GMMConfig
+from synthgate.models.gmm_math import MixtureLayout, PreparedRows, precision_cholesky
 from synthgate.models.privacy import check_budget, default_delta, gaussian_epsilon, gaussian_sigma
 from synthgate.schemas.errors import InvalidInputError
 
@@ -88,8 +89,8 @@ class DPGaussianMixture(GaussianMixture):
         n, d = x.shape
         delta = cfg.delta if cfg.delta is not None else default_delta(n)
         check_budget(cfg.epsilon, delta, n)
-        layout = _Layout.from_spans(self.spans, d, device)
-        data = _Prepared.of(x, layout)
+        layout = MixtureLayout.from_spans(self.spans, d, device)
+        data = PreparedRows.of(x, layout)
         d_c = data.continuous.shape[1]
         radius = cfg.bound * math.sqrt(max(d_c, 1))
         norms = data.continuous.norm(dim=1, keepdim=True).clamp_min(1e-12)  # (n, 1)
@@ -136,13 +137,13 @@ class DPGaussianMixture(GaussianMixture):
             "weights": torch.full((k,), 1 / k, dtype=f64, device=device),
             "means": means,
             "cov": cov,
-            "prec_chol": _precision_cholesky(cov),
+            "prec_chol": precision_cholesky(cov),
             "level_probs": level_probs,
         }
 
     def _noisy_m_step(
         self,
-        data: _Prepared,
+        data: PreparedRows,
         resp: Tensor,
         previous: dict[str, Any],
         z: float,
@@ -184,7 +185,7 @@ class DPGaussianMixture(GaussianMixture):
             "weights": weights / weights.sum(),
             "means": means,
             "cov": cov,
-            "prec_chol": _precision_cholesky(cov),
+            "prec_chol": precision_cholesky(cov),
             "level_probs": level_probs,
         }
 

@@ -30,7 +30,7 @@ from synthgate.models.base import (
     to_device,
 )
 from synthgate.models.encoders.table import Span
-from synthgate.models.nn import SpanLayout, spans_from_meta, spans_to_meta
+from synthgate.models.layout import SpanLayout, spans_from_meta, spans_to_meta
 from synthgate.models.optim import adam
 from synthgate.models.privacy import PrivateTraining, default_delta, index_loader, make_private
 from synthgate.models.training import History, Progress, seeded, train

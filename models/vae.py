@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from synthgate.models.backprop import clamp_backward, mlp_backward, mlp_forward
 from synthgate.models.base import check_matrix, make_generator, require_fitted
-from synthgate.models.nn import MLP, TrainingRows, as_conditions, normal, packed_decoder_state
+from synthgate.models.layout import TrainingRows, packed_decoder_state
+from synthgate.models.nn import MLP, as_conditions, normal
 from synthgate.models.table_model import PrivateDefaults, TableModel
 from synthgate.models.training import autocast, split_validation
 from synthgate.schemas.errors import InvalidInputError

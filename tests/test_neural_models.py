@@ -207,9 +207,11 @@ def test_moment_matching_reads_real_rows_only_without_dp(small_encoded, monkeypa
     import synthgate.models.gan as gan_module
 
     calls = []
-    for name in ("moment_matching_loss", "moment_matching_by_hand"):
-        real = getattr(gan_module, name)
-        monkeypatch.setattr(gan_module, name, lambda *args, real=real: calls.append(1) or real(*args))
+    import synthgate.models.gan_backprop as backprop_module
+
+    for module, name in ((gan_module, "moment_matching_loss"), (backprop_module, "moment_matching_by_hand")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *args, real=real: calls.append(1) or real(*args))
     encoder, x = small_encoded
 
     # Act
@@ -379,16 +381,17 @@ def test_gan_hand_written_gradients_train_the_weights_autograd_would(small_encod
     # networks (residual generator, one-hidden-layer critic) and lazy penalty steps among the three epochs. With a
     # sketch narrower than penguins' 57 features, the moment matching goes through random projections (drawn in the
     # same order on both paths).
-    import synthgate.models.gan as gan_module
 
     if sketch:
         import synthgate.models.moments as moments_module
 
         monkeypatch.setattr(moments_module, "MOMENT_EXACT_WIDTH", sketch)
         monkeypatch.setattr(moments_module, "MOMENT_SKETCH", sketch)
+    import synthgate.models.gan_backprop as backprop_module
+
     calls = []
-    real = gan_module.residual_backward
-    monkeypatch.setattr(gan_module, "residual_backward", lambda *args: calls.append(1) or real(*args))
+    real = backprop_module.residual_backward
+    monkeypatch.setattr(backprop_module, "residual_backward", lambda *args: calls.append(1) or real(*args))
     encoder, x = small_encoded
     # The critic at the generator's rate: Adam turns a float-rounding difference in a near-zero gradient into a step
     # of up to lr, and the default critic's 4x rate made two of 30,720 weights differ by 7e-5 after three epochs.
