@@ -5,7 +5,7 @@ reconstructions. Fitting a density to the codes after training (as in "From Vari
 Autoencoders", Ghosh et al. 2020, "ex-post density estimation") keeps the sharp decoder and still gives a sampler: codes
 are drawn from the project's `GaussianMixture` (component count by BIC) and decoded.
 
-With `epsilon` both stages are private (issue #7): DP-SGD (`models.privacy`) trains the networks with
+With `epsilon` both stages are private: DP-SGD (`models.privacy`) trains the networks with
 (1 - dp_latent_share) of the budget, with no validation split or early stopping, and the codes are squashed into
 (-2, 2) by 2 tanh(z / 2) so their bound is known before any row is seen; the latent mixture is then `gmm_dp` (DP-EM
 on noisy sufficient statistics, fixed components, `models/gmm_dp.py`) with the rest. The code standardisation is off
@@ -35,10 +35,7 @@ from synthgate.schemas.errors import InvalidInputError
 @dataclass(frozen=True)
 class AutoencoderConfig(PrivateDefaults):
     latent_dim: int = 16
-    # One hidden layer of 128, batches of 1000 and a high learning rate, as the VAE: on the 20k x 12 bench table at
-    # 50 epochs (two seeds, one thread) 13.5 s CPU and shapes / pairs 0.926 / 0.888 against 29.5 s and 0.924 / 0.898
-    # for two layers of 256, batches of 500 and lr 1e-3; wine and penguins scored higher.
-    hidden: tuple[int, ...] = (128,)
+    hidden: tuple[int, ...] = (128,)  # small and fast, as the vae's: docs/decisions.md#autoencoder-size
     epochs: int = 300
     batch_size: int = 1000
     lr: float = 5e-3
@@ -46,14 +43,9 @@ class AutoencoderConfig(PrivateDefaults):
     latent_noise: float = 0.05  # N(0, s^2) added to codes in training: a smoother decoder between training codes
     n_components: int | None = None  # latent GMM components; None picks them by BIC
     max_components: int = 12
-    # The latent GMM is fitted on at most this many codes (a uniform subsample): at most 12 components of 16-d
-    # Gaussians are about 1,800 parameters, and refitting them on a million codes made the fit grow faster than the
-    # rows (100k -> 1M rows x 30: 10.9 -> 170 s).
+    # The latent GMM is fitted on at most this many codes (a uniform subsample), at scikit-learn's tolerance, 10x the
+    # table GMM's: docs/decisions.md#autoencoder-latent-gmm.
     latent_rows: int = 100_000
-    # EM tolerance of the latent GMM: scikit-learn's default, 10x the table GMM's. A 16-d full-covariance density
-    # creeps for dozens of iterations below it; on 10k x 10 its fit took 1.84 -> 0.72 s (BIC search and refit) with
-    # the same shapes / pairs (0.931 / 0.896 -> 0.930 / 0.894; 20k bench table at 50 epochs 0.930 / 0.889 -> 0.935 /
-    # 0.888).
     latent_tol: float = 1e-3
     val_fraction: float = 0.1
     patience: int | None = 30
@@ -158,20 +150,7 @@ class Autoencoder(TableModel):
             zero = torch.zeros(part.stop - part.start, cfg.latent_dim, device=device)
             return layout.packed_loss(self.module_(inputs[part], zero).float(), packed[part])
 
-        self._train(
-            step,
-            x,
-            rows=train_rows,
-            modules={"autoencoder": self.module_},
-            batch_size=cfg.batch_size,
-            generator=gen,
-            evaluate=evaluate,
-            x_val=x_val,
-            patience=cfg.patience,
-            progress=progress,
-            privacy=dp,
-            indices=True,
-        )
+        self._train_module(step, evaluate, x, gen, rows=train_rows, x_val=x_val, privacy=dp, progress=progress)
         if dp is not None:
             self.module_ = dp.detach()
             delta = cfg.delta or default_delta(x.shape[0])
@@ -180,7 +159,7 @@ class Autoencoder(TableModel):
         coded = x
         if x.shape[0] > cfg.latent_rows:  # a uniform subsample: the density has a few thousand parameters
             pick = torch.randperm(x.shape[0], generator=gen, device=gen.device)[: cfg.latent_rows]
-            coded = x.index_select(0, pick.to(device))  # only these rows are coded (at 1M rows 10x fewer)
+            coded = x.index_select(0, pick.to(device))  # only these rows are coded
         codes = self._codes(coded)  # (n, latent)
         self.latent_mean_ = codes.mean(0)
         self.latent_std_ = codes.std(0).clamp(min=1e-6)
@@ -206,7 +185,7 @@ class Autoencoder(TableModel):
     @torch.no_grad()
     def _codes(self, x: Tensor, chunk_rows: int = 65_536) -> Tensor:
         """Latent codes of rows (n, d) in chunks: one pass over a million rows at once allocates gigabytes of
-        activations (first-touch memory made the 1M-row fit grow 11.7x over 100k)."""
+        activations (docs/decisions.md#autoencoder-latent-gmm)."""
         fold = self.cfg.fold_modes
         chunks = (self.layout_.encoder_input(x[i : i + chunk_rows], fold) for i in range(0, x.shape[0], chunk_rows))
         return torch.cat([self.module_.code(chunk).float() for chunk in chunks])

@@ -12,10 +12,8 @@ from `AUTO_REGRESS_ROWS` rows): x | component k, levels c ~ N(mu_k + B onehot(c)
 mixture (Lauritzen & Wermuth 1989, "Graphical models for associations between variables, some of which are
 qualitative and some quantitative") whose level shifts B are shared by the components. The shifts reproduce additive
 category effects (species moving bill length, a segment moving income) that a plain latent-class mixture needs one
-component per category combination for: on the generated 30-column bench table with ten such effects (100k training
-rows) the plain mixture's output was told from held-out rows with detection AUC 0.996, this one's 0.504, and the 1M-row
-run was refused by that gate. Shifts per component were tried first: BIC then prices every component at d_c x levels
-more parameters and buys too few of them. B is refitted in every M-step by ridge least squares of x minus the
+component per category combination for (docs/decisions.md#gmm-level-shifts). Shifts per component were tried
+first: BIC then prices every component at d_c x levels more parameters and buys too few of them. B is refitted in every M-step by ridge least squares of x minus the
 component means on the one-hots (`ridge` pseudo-rows shrink the shift of a rarely seen level), an ECM step (Meng &
 Rubin 1993); the normal equations' Cholesky factor is computed once per fit.
 
@@ -63,11 +61,8 @@ from synthgate.schemas.errors import InvalidInputError
 logger = logging.getLogger(__name__)
 
 
-# With fewer rows the shared shifts and the components compete for the same signal, and BIC's penalty then starves the
-# components that carry the categories' joint: on penguins (344 rows) the species-island total variation rose from
-# 0.02 to 0.15, and detection AUC on penguins and wine was 0.02-0.07 worse on average over three splits. From a few
-# thousand rows BIC's penalty is small beside the likelihood and the shifts only add (20k-row bench table: equal scores;
-# 100k rows with ten category effects: detection AUC 0.996 -> 0.504).
+# Below this many rows the shared shifts and the components compete for the same signal and BIC starves the components
+# that carry the categories' joint: docs/decisions.md#gmm-level-shifts.
 AUTO_REGRESS_ROWS = 2_000
 
 
@@ -87,8 +82,7 @@ class GMMConfig:
     kmeans_iter: int = 10
     selection_rows: int = 5_000  # BIC search runs on at most this many rows, then the winner is refitted on all
     # The search compares candidates whose BICs differ by hundreds: it stops EM at `tol * search_tol_factor`, and the
-    # winner is then refitted from its own parameters to `tol`. Autoencoder on 10k x 30: fit 3.07 -> 2.04 s; the same
-    # k and scores on penguins, wine and the 20k bench table (at 100x the mixed table's latent k changed: 0.933 -> 0.924).
+    # winner is then refitted from its own parameters to `tol` (docs/decisions.md#gmm-search-tolerance).
     search_tol_factor: float = 30.0
     seed: int = 0  # seeds initialisation only; sampling randomness comes from the caller's generator
     # Continuous means shift with each row's levels (conditional-Gaussian mixture); None: from AUTO_REGRESS_ROWS rows.

@@ -33,8 +33,8 @@ def gaussian_log_prob(x: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
     log_det = torch.log(torch.diagonal(prec_chol, dim1=-2, dim2=-1)).sum(-1)  # (k,)
     shifted = torch.einsum("kd,kde->ke", means, prec_chol)  # (k, d)
     maha = torch.empty(n, means.shape[0], dtype=x.dtype, device=x.device)
-    # One (n, d) @ (d, d) product per component: an einsum over all of them at once materialises an (n, k, d) tensor
-    # (640 MB at 800k rows, k=5, d=20) and was the slowest line of a 1M-row fit (bench/PROFILE.md).
+    # One (n, d) @ (d, d) product per component: an einsum over all of them at once materialises an (n, k, d) tensor,
+    # hundreds of MB on a large table.
     for j in range(means.shape[0]):
         y = x @ prec_chol[j] - shifted[j]  # (n, d)
         maha[:, j] = (y * y).sum(1)

@@ -62,9 +62,8 @@ class SpanLayout:
         self.soft_is_mode = torch.tensor([s.role == "mode" for s in self.soft_spans], dtype=torch.bool).to(device)
         self.soft_width = torch.tensor([s.width for s in self.soft_spans], dtype=torch.long).to(device)  # (n_soft,)
         # The packed order [values | flags | softmax block padded to max_width]: a network whose output layer emits
-        # it needs no gathers in its loss (two slices and a view: the index/scatter pairs they replace were 20% of a
-        # vae step's profile on the bench table, and the fit got about 10% faster), and one gather back to feature
-        # order when sampling (`unpack`).
+        # it needs no gathers in its loss (two slices and a view), and one gather back to feature order when sampling
+        # (`unpack`): docs/decisions.md#cpu-kernels.
         pack_index = torch.cat([linear, sigmoid, index.flatten()])  # (packed_width,)
         pack_mask = torch.cat([torch.ones(len(linear) + len(sigmoid), dtype=torch.bool), mask.flatten()])
         unpack = torch.empty(n_features, dtype=torch.long)
@@ -93,8 +92,7 @@ class SpanLayout:
     def fold_modes(self, x: Tensor) -> Tensor:
         """(n, n_features) -> (n, folded_width): each mode one-hot replaced by its ordinal (`fold_weight`).
 
-        An encoder input a third as wide on mode-normalised tables (93 -> 30 features on the 20k x 12 bench table),
-        computed once per fit: the first layer's forward and weight gradient shrink in proportion. A row's value is
+        An encoder input a third as wide on mode-normalised tables (docs/decisions.md#fold-modes), computed once per fit: the first layer's forward and weight gradient shrink in proportion. A row's value is
         still fully described (its mode's rank and its offset within the mode); the decoder keeps the one-hots.
         """
         return x @ self.fold_weight
@@ -114,7 +112,7 @@ class SpanLayout:
     def soft_block(self, x: Tensor) -> Tensor:
         """(n, n_soft, max_width) values of every softmax span's slots; padding slots hold feature 0's value.
 
-        One `index_select` of the flattened slot index: `x[:, soft_index]` (advanced indexing) took 3x as long, and
+        One `index_select` of the flattened slot index: `x[:, soft_index]` (advanced indexing) is slower on CPU, and
         its backward is an index_put where this one's is an index_add.
         """
         return x.index_select(1, self.soft_index.flatten()).view(x.shape[0], *self.soft_index.shape)
@@ -135,8 +133,7 @@ class SpanLayout:
 
         Every table model's output layer emits the packed order, so the spans are three `split` views of it (whose
         backward is one `cat`) and the only gather is the final `unpack`. Against activating feature-order output this
-        drops a gather of the softmax block, two scatters back and their backwards (a tenth of a gan step on the
-        30-column bench table).
+        drops a gather of the softmax block, two scatters back and their backwards.
 
         Args:
             tau: when given, softmax spans use the Gumbel-softmax relaxation at this temperature and missing flags the
@@ -212,7 +209,7 @@ class SpanLayout:
 
         Categories are drawn by inverting each span's cumulative probabilities with one uniform per span: an exact
         categorical draw that needs a twentieth of the random numbers and none of the logarithms of the Gumbel-max
-        trick (on 65,536 rows of the 30-column bench table this draw took 1.5 -> 0.6 s, the whole round 2.2 -> 1.3 s).
+        trick (docs/decisions.md#cpu-kernels).
         """
         out = probs.clone()
         if self.soft_spans:
@@ -238,7 +235,7 @@ class SpanLayout:
     # ---------------------------------------------------------------------------------------------- losses
     def pack(self, x: Tensor) -> Tensor:
         """(n, n_features) in feature order -> (n, packed_width) in packed order, zeros on the padding slots."""
-        return x.index_select(1, self.pack_index) * self.pack_weight  # index_select: 3x faster than x[:, index]
+        return x.index_select(1, self.pack_index) * self.pack_weight  # index_select: faster than x[:, index] on CPU
 
     def marginal_output(self, mean: Tensor, floor: float = 1e-4) -> Tensor:
         """The raw packed output (packed_width,) whose activation is the column marginals: a network emitting it for
@@ -273,8 +270,7 @@ class SpanLayout:
         the ELBO (Kingma & Welling 2014, eq. 10) for a factorised decoder, averaged over the batch.
 
         Each term is reduced to a scalar straight away and the output is cut by one `split` (whose backward is one
-        `cat`): per-row sums and three slices, whose backwards each zero-filled and copied a whole output, took a
-        tenth of a vae step on the 20k x 12 bench table.
+        `cat`), not per-row sums and three slices, whose backwards each zero-fill and copy a whole output.
 
         Returns:
             a 0-d tensor.
@@ -338,11 +334,9 @@ class SpanLayout:
             one_hot = soft_t.reshape(log_p.shape)  # a view: the target's rows are contiguous
             cross_entropy = (one_hot * log_p).sum()  # one-hot targets, 0 on padding
             summed = cross_entropy.neg_() if summed is None else summed.sub_(cross_entropy)
-            # exp(log p), 0 on the padding. The vectorised exp takes a slow path on the padding's -1e9 (on penguins'
-            # block, 39% padding, it cost 3x a clamped block: 174 -> 54 us of a 2.4 ms step); clamped at -80 (exp is
-            # still a normal float there), the padding zeroed after. In place, then copied into the gradient: an exp
-            # into the gradient's strided columns took 243 us against 149 us contiguous (1000 x 96 values), the
-            # copy 24 us.
+            # exp(log p), 0 on the padding. The vectorised exp takes a slow path on the padding's -1e9, so it is
+            # clamped at -80 (exp is still a normal float there) and the padding zeroed after; in place, then copied
+            # into the gradient, as an exp into strided columns is slower (docs/decisions.md#cpu-kernels).
             probs = log_p.clamp_(min=-80.0).exp_().mul_(self.soft_keep).sub_(one_hot)
             d_soft.view(log_p.shape).copy_(probs)
         if summed is not None:
@@ -356,9 +350,8 @@ class TrainingRows:
 
     A batch of row indices gathers both; the whole table (`index` None, see `models.training.train`'s `indices`)
     gathers nothing: a small table's epoch is one step on it. Packing once costs a copy of the table in packed order
-    (432 MB for 1M rows of the 12-column bench table, beside 372 MB of encoded rows and 152 MB of encoder input);
-    packing each batch cost a gather of its encoded rows, a column gather and a product per step (about 0.3 ms of a
-    2000-row vae step on that table).
+    (about as large as the encoded rows); packing each batch cost a gather of its encoded rows, a column gather and a
+    product per step.
     """
 
     def __init__(self, layout: SpanLayout, x: Tensor, fold_modes: bool):
@@ -369,25 +362,23 @@ class TrainingRows:
         """`(encoder input, packed rows)` of the batch `index` (b,), or of every row when `index` is None."""
         if index is None:
             return self.inputs, self.packed
-        return self.inputs.index_select(0, index), self.packed.index_select(0, index)  # 3x faster than x[index]
+        return self.inputs.index_select(0, index), self.packed.index_select(
+            0, index
+        )  # index_select: faster than x[index] on CPU
 
 
 def gumbel_softmax(logits: Tensor, tau: float) -> Tensor:
     """The Gumbel-softmax relaxation over the last dimension (Jang et al. 2017), from the global RNG.
 
-    Same maths as `torch.nn.functional.gumbel_softmax`, but the Gumbel noise is -log(-log(U)) from uniforms: on CPU
-    torch's `exponential_` took 1.5 ms for a (500, 12, 8) block against 0.6 ms this way, 6% of a GAN step.
+    Same maths as `torch.nn.functional.gumbel_softmax`, but the Gumbel noise is -log(-log(U)) from uniforms, cheaper on
+    CPU than torch's `exponential_` (docs/decisions.md#cpu-kernels).
     """
     u = torch.rand_like(logits).clamp_(1e-10, 1.0 - 1e-7)
     return softmax_last((logits - torch.log(-torch.log(u))) / tau)
 
 
-# PyTorch's CPU softmax and log-softmax over a last dimension narrower than 8 (the float32 lanes of an AVX2
-# register) run a scalar loop: 16 ns a value against 3 at width 8. A (2000, 12, 7) block took 2.7 ms against 0.56 ms
-# padded to 8, and 3.8 against 0.7 ms for the softmax. The gan's spans on the 20k x 12 bench table are 1-6 slots wide
-# with merged modes: its softmax took 1.53 -> 0.34 ms a step (about 9% of the step, profiler). Small blocks keep the
-# plain call: the pad, and the strided result the next ops read, cost more than they save there (penguins' gan and
-# wine's vae fits took 1.12-1.16x longer padded).
+# PyTorch's CPU softmax over a last dimension narrower than 8 (the float32 lanes of an AVX2 register) runs a scalar
+# loop, so large blocks are padded to 8; small ones keep the plain call: docs/decisions.md#softmax-padding.
 SOFTMAX_MIN_WIDTH = 8
 SOFTMAX_PAD_MIN_VALUES = 1 << 16
 

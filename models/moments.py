@@ -6,13 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-# Rows of up to this many encoded features match their moments exactly. Wider rows match them along MOMENT_SKETCH
-# random directions drawn afresh each step: the exact covariance gap costs two (d, b) x (b, d) products, 1.9-2.4 ms a
-# step at d = 237 (a 30-column table) and 39-45 ms at d = 1000, where the rest of a gan step grows as b d 128. On
-# mixed_table(10000, 30) (237 features) a 5-epoch fit took 1.09x the time without matching with 128 directions and
-# 0.94x with 64 (median of 5); on mixed_table(5000, 30), 30 epochs, seeds 0-1, shapes / pairs 0.931 / 0.860 without
-# matching, 0.951 / 0.917 exact, 0.964 / 0.926 with 128 directions, 0.969 / 0.926 with 64. Narrow tables lose by
-# a sketch: 32 directions on wine's 56 features cost 0.899 / 0.909 -> 0.889 / 0.882.
+# Rows of up to this many encoded features match their moments exactly; wider rows along MOMENT_SKETCH random
+# directions drawn afresh each step, whose cost does not grow with the width: docs/decisions.md#moment-sketch.
 MOMENT_EXACT_WIDTH = 128
 MOMENT_SKETCH = 64
 
@@ -50,7 +45,7 @@ def moment_matching_by_hand(
 
     With F and R the centred fake and real rows, G = C_f - C_r = (F^T F - R^T R) / b is the symmetric part of
     (F - R)^T (F + R) / b (the cross terms F^T R - R^T F are antisymmetric): one (d, b) x (b, d) product where two
-    were, a quarter of the matching's time on the 20k x 12 bench table (666 -> 494 us). The covariance term's gradient
+    were (docs/decisions.md#moment-sketch). The covariance term's gradient
     is 4 F G / b (the centring adds nothing: F's rows sum to zero), the mean term's 2 (m_f - m_r) / b.
     """
     if projection is not None:  # the projected rows' gradient, carried back through the projection

@@ -64,9 +64,8 @@ class NarrowInputLinear(nn.Linear):
     """`nn.Linear` for few input features (a VAE decoder's latent codes), with a faster CPU backward.
 
     The backward's two products have the narrow input width as their last dimension: grad_input (n, d_in) =
-    grad (n, d_out) @ W and grad_W (d_out, d_in) = grad^T @ x. MKL runs those at 6-8 GFLOP/s on this CPU when d_in
-    is 8, and four to five times faster computed transposed, (W^T @ grad^T)^T and (x^T @ grad)^T, whose last dimension
-    is wide: 607 -> 134 us for a (1000, 8) -> 128 layer, 7% of a vae step on the 20k x 12 bench table. The same
+    grad (n, d_out) @ W and grad_W (d_out, d_in) = grad^T @ x. MKL runs those far faster computed transposed,
+    (W^T @ grad^T)^T and (x^T @ grad)^T, whose last dimension is wide (docs/decisions.md#cpu-kernels). The same
     parameters and state dict as `nn.Linear`; on other devices it is `nn.Linear`.
     """
 
@@ -99,9 +98,8 @@ class _NarrowLinear(torch.autograd.Function):
 class Dropout(nn.Module):
     """`nn.Dropout` whose mask on CPU comes from 8-bit random integers.
 
-    torch's CPU Bernoulli draw costs about twice a uniform per value, and a uint8 draw less than either: on the gan
-    critic's (100, 128) activations dropout forward + backward took 278 -> 145 us, and dropout was a tenth of a gan
-    step on the 20k x 12 bench table. The drop probability is rounded to a multiple of 1/256 (exact for 0.5 and 0.25),
+    torch's CPU Bernoulli draw costs about twice a uniform per value, and a uint8 draw less than either
+    (docs/decisions.md#cpu-kernels). The drop probability is rounded to a multiple of 1/256 (exact for 0.5 and 0.25),
     and kept values are scaled by the exact inverse of the keep probability, so the expectation is unchanged. On CUDA
     torch's fused kernel is used as is. No parameters: checkpoints are those of `nn.Dropout`, and Opacus accepts it.
     """
@@ -140,9 +138,8 @@ class ResidualGenerator(nn.Module):
     input, so the noise and the conditional vector reach every layer and the output head.
 
     BatchNorm is safe here even under DP-SGD: only the critic sees real rows, and the generator is never wrapped by
-    Opacus. In eval mode (sampling) it uses running statistics, so a row does not depend on its batch mates. On the 20k
-    x 12 bench table at 50 epochs (seeds 0 / 1) it lifted column shapes from 0.796 / 0.815 to 0.902 / 0.860 and pair
-    trends from 0.721 / 0.722 to 0.833 / 0.804 over the LayerNorm MLP, at the same speed.
+    Opacus. In eval mode (sampling) it uses running statistics, so a row does not depend on its batch mates. It beat the
+    LayerNorm MLP at the same speed: docs/decisions.md#gan-residual-generator.
     """
 
     def __init__(self, d_in: int, hidden: Sequence[int], d_out: int):

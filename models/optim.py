@@ -21,8 +21,8 @@ def adam(params, *, lr: float, private: bool = False, **kwargs) -> torch.optim.A
 class FusedAdam(torch.optim.Adam):
     """`torch.optim.Adam(fused=True)` whose steps after the first call the fused kernel directly.
 
-    `Adam.step` regroups the parameters by device and dtype and re-reads every option on each call: about 140 us of
-    Python around a 50 us kernel for a small network, so 3% of a vae step on penguins and two of those per gan step.
+    `Adam.step` regroups the parameters by device and dtype and re-reads every option on each call: for a small
+    network more Python time than the kernel itself (docs/decisions.md#cpu-kernels).
     The first step (which creates the state) and any unusual one (a closure, a parameter without a gradient, mixed
     devices or dtypes) go through `Adam.step`; the state is Adam's own, so checkpoints and `state_dict` are unchanged.
     """
@@ -48,13 +48,12 @@ class FusedAdam(torch.optim.Adam):
         return loss
 
     # `Optimizer.__init__` wraps a class's `step` in its profiler and hook dispatcher unless the function is marked
-    # `hooked`: another ~60 us of Python per call here. Our models register no optimizer hooks, so the fast path
-    # goes unwrapped.
+    # `hooked`: more Python per call. Our models register no optimizer hooks, so the fast path goes unwrapped.
     step.hooked = True
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """`Optimizer.zero_grad`, without its profiler scope and per-group bookkeeping when grads are simply dropped
-        (~40 us a call for a small network)."""
+        """`Optimizer.zero_grad`, without its profiler scope and per-group bookkeeping when grads are simply
+        dropped."""
         if not set_to_none:
             return super().zero_grad(set_to_none=False)
         for group in self.param_groups:
@@ -73,7 +72,7 @@ class FusedAdam(torch.optim.Adam):
         """The tensors the kernel takes, when one plain group of same-device, same-dtype parameters allows it.
 
         The per-parameter step counts become views of one tensor, so a step counts them all with one `add_`:
-        `_foreach_add_` on a CPU list of 0-d tensors took 43 us for the vae's nine (a scalar `add_` 7 us). Each state
+        `_foreach_add_` on a CPU list of 0-d tensors costs several scalar `add_`s. Each state
         still holds its own 0-d `step` tensor, as Adam keeps it; they only share their storage until a reload.
         """
         if len(self.param_groups) != 1:

@@ -117,12 +117,16 @@ class TableModel:
         self.privacy_: dict[str, Any] | None = None
         with seeded(cfg.seed, device):
             generator = make_generator(cfg.seed, device)
-            self.device_ = device
-            self.layout_ = SpanLayout(self.spans, x.shape[1], device)
-            self._build(x.shape[1], device)
+            self._setup(x.shape[1], device)
             self._fit(x, generator, progress)
         self.n_features_in_ = x.shape[1]
         return self
+
+    def _setup(self, n_features: int, device: torch.device) -> None:
+        """The span layout of `n_features` encoded features on `device`, then the family's networks (`_build`)."""
+        self.device_ = device
+        self.layout_ = SpanLayout(self.spans, n_features, device)
+        self._build(n_features, device)
 
     def _check_rows(self, x: Tensor) -> None:
         """Refuse training rows the family cannot learn from (before any work)."""
@@ -173,6 +177,26 @@ class TableModel:
         self.history_ = train(step, x, epochs=cfg.epochs, name=self.kind, **kwargs)
         return self.history_
 
+    def _train_module(
+        self,
+        step: Callable[[Tensor | None], Tensor],
+        evaluate: Callable[[slice], Tensor],
+        x: Tensor,
+        generator: torch.Generator,
+        *,
+        rows: Tensor | None,
+        x_val: Tensor | None,
+        privacy: PrivateTraining | None,
+        progress: Callable[[Progress], None] | None,
+    ) -> History:
+        """`_train` of an encoder-decoder's one network (`module_`), steps given row indices, early stopping on
+        `x_val` after `patience` epochs without a better `evaluate`."""
+        return self._train(
+            step, x, rows=rows, modules={self.kind: self.module_}, batch_size=self.cfg.batch_size,
+            generator=generator, evaluate=evaluate, x_val=x_val, patience=self.cfg.patience, progress=progress,
+            privacy=privacy, indices=True,
+        )  # fmt: skip
+
     # ---------------------------------------------------------------------------------------------- persistence
     def _state(self) -> dict[str, Tensor]:
         raise NotImplementedError
@@ -208,9 +232,7 @@ class TableModel:
         config, state, meta = load_checkpoint(directory, device=device)
         config = config_from_dict(cls.config_class, cls._saved_config(config))
         model = cls(config, spans=spans_from_meta(meta["spans"]), device=device)
-        model.device_ = resolve_device(device)
-        model.layout_ = SpanLayout(model.spans, meta["n_features_in"], model.device_)
-        model._build(meta["n_features_in"], model.device_)
+        model._setup(meta["n_features_in"], resolve_device(device))
         model._load_state(state, meta, Path(directory))
         model.privacy_ = meta.get("privacy")
         model.n_features_in_ = meta["n_features_in"]

@@ -118,8 +118,8 @@ def split_validation(x: Tensor, fraction: float, generator: torch.Generator) -> 
 
     Returns `(train_rows, x_val)`: the indices of the training rows, for `train(..., rows=train_rows)`, and a copy of
     the validation rows; `(None, None)` when nothing is held out. Indices, not a copy of the training rows: `train`
-    gathers each batch from the full tensor, so a 1M-row fit does not allocate a second copy of them (that copy took
-    5-10 s of first-touch memory here).
+    gathers each batch from the full tensor, so a 1M-row fit does not allocate a second copy of them
+    (docs/decisions.md#cpu-kernels).
     """
     n = x.shape[0]
     n_val = round(n * fraction) if n >= 10 else 0
@@ -190,15 +190,13 @@ def train(
     best_val, best_state, since_best = math.inf, None, 0
     start = time.perf_counter()
     # Train mode once, and again only after an evaluation: `Module.train()` walks every submodule through
-    # `__setattr__` (36 us for the vae's network, 1% of a penguins epoch of one step).
+    # `__setattr__`, a measurable share of a small table's one-step epoch.
     for m in modules.values():
         m.train()
     whole = indices and rows is None and privacy is None and batch_size >= n
     # Where each epoch's shuffled rows are cut into batches. With `drop_last`, full batches and the remainder left
-    # out. Without it, equal batches (sizes differ by at most a row), not full batches and a remainder: 2250 rows in
-    # batches of 2000 made steps of 2000 and 250, and the small one's noisy gradient counted as much as the large
-    # one's (the vae's planted category shift at 300 epochs, seeds 0-3: 3.58-3.66 against 3.68-3.76 in two steps of
-    # 1125).
+    # out. Without it, equal batches (sizes differ by at most a row), so no small remainder's noisy gradient counts as
+    # much as a full batch's: docs/decisions.md#vae-batch-size.
     if drop_last and n >= batch_size:
         bounds = list(range(0, n - n % batch_size + 1, batch_size))
     else:
@@ -216,7 +214,7 @@ def train(
             else:  # DP-SGD: Poisson sampling is what the accountant assumes (models/privacy.py)
                 batches = (idx.to(x.device) for idx in privacy.batches(min_rows=min_private_rows))
             if not indices:
-                # index_select, not x[index]: on CPU the advanced-indexing gather of a batch took 3x as long.
+                # index_select, not x[index]: on CPU the advanced-indexing gather of a batch is slower.
                 batches = (x.index_select(0, idx) for idx in batches)
         total = torch.zeros((), device=x.device)
         n_steps = 0
@@ -228,7 +226,7 @@ def train(
         if evaluate is not None and x_val is not None:
             for m in modules.values():
                 m.eval()
-            with torch.no_grad():  # in training-batch chunks: one pass over 100k rows at once was 2x slower per row
+            with torch.no_grad():  # in training-batch chunks: one pass over many rows is slower per row
                 total_val = torch.zeros((), device=x_val.device)
                 for i in range(0, x_val.shape[0], batch_size):
                     part = slice(i, min(i + batch_size, x_val.shape[0]))

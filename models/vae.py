@@ -26,21 +26,14 @@ from synthgate.schemas.errors import InvalidInputError
 
 @dataclass(frozen=True)
 class VAEConfig(PrivateDefaults):
-    # 8, not 16: on the 20k x 12 bench table at 50 epochs, seeds 0-2, shapes / pairs 0.925 / 0.877 -> 0.934 / 0.891
-    # (penguins and wine within seed noise), and a tenth fewer multiply-adds per row
-    latent_dim: int = 8
+    latent_dim: int = 8  # 8, not 16: docs/decisions.md#vae-latent
     hidden: tuple[int, ...] = (128,)  # one hidden layer each way: as good as two of 256 on our tables, far cheaper
     norm: bool = False  # LayerNorm after hidden layers (its CPU backward costs as much as the matmuls here)
     epochs: int = 300
-    # Four times TVAE's 500: a quarter of the steps per epoch on large tables, the whole table on small ones. Batches
-    # of 2000 train 1.13-1.19x faster than 1000 on the 20k x 12 bench table (the products run at a larger size and
-    # the fixed cost per step is paid half as often); with `marginal_start` they lose no quality (50 epochs, seeds
-    # 0-4, shapes / pairs 0.937 / 0.903; 1000-row batches without it, seeds 0-2: 0.937 / 0.902).
-    batch_size: int = 2000
+    batch_size: int = 2000  # four times TVAE's 500: docs/decisions.md#vae-batch-size
     lr: float = 5e-3  # high for Adam, but a small net at 1 step per epoch on small tables needs it
     weight_decay: float = 1e-5
-    beta: float = 1.0  # weight of the KL term: the true ELBO. TVAE's 0.5 (loss_factor=2) leaves prior holes that
-    # weaken pairs when sampling from the prior (planted test: corr 0.79 at 0.5, 0.87 at 1.0 vs 0.905 real)
+    beta: float = 1.0  # weight of the KL term: the true ELBO, not TVAE's 0.5 (docs/decisions.md#vae-beta)
     min_sigma: float = 0.01  # floor of the decoder's per-feature sigma (TVAE clamps to [0.01, 1])
     val_fraction: float = 0.1  # rows held out for early stopping; 0 trains on everything for all epochs
     patience: int | None = 30  # epochs without a better validation ELBO before stopping; None never stops
@@ -50,16 +43,12 @@ class VAEConfig(PrivateDefaults):
     epsilon: float | None = None
     delta: float | None = None  # None: 1 / (10 n), see models.privacy.default_delta
     max_grad_norm: float = 1.0  # per-sample clipping bound C
-    # The encoder sees each mode one-hot folded into one ordinal feature (`SpanLayout.fold_modes`): a first layer on
-    # a third of the inputs on mode-normalised tables, and better penguins quality at 50 epochs, seeds 0-2 (shapes /
-    # pairs 0.856-0.876 / 0.703-0.726 against 0.803-0.864 / 0.658-0.700). Checkpoints saved before it load with False.
+    # The encoder sees each mode one-hot folded into one ordinal feature (`SpanLayout.fold_modes`), a third of the
+    # inputs: docs/decisions.md#fold-modes. Checkpoints saved before it load with False.
     fold_modes: bool = True
-    # The decoder starts as the model of independent columns (`marginal_start`): its output biases at the training
-    # rows' marginals (`SpanLayout.marginal_output`) and its output weights at `START_WEIGHT_SCALE` of their default
-    # draw, so training begins from the right column shapes and spends its steps on the dependencies. 50 epochs,
-    # seeds 0-2, shapes / pairs: penguins 0.860 / 0.702 -> 0.888 / 0.767, wine 0.833 / 0.901 -> 0.848 / 0.907, the
-    # 20k x 12 table at 2000-row batches 0.927 / 0.882 -> 0.937 / 0.903 (seeds 0-4). Off under DP-SGD: the marginals
-    # would be read from private rows without noise.
+    # The decoder starts as the model of independent columns (output biases at the training rows' marginals, output
+    # weights scaled by `START_WEIGHT_SCALE`), so training spends its steps on the dependencies; off under DP-SGD
+    # (the marginals would be read without noise): docs/decisions.md#vae-marginal-start.
     marginal_start: bool = True
     hand_backprop: bool = True  # CPU steps with the hand-written gradients (`models.backprop`); False: autograd
 
@@ -68,8 +57,7 @@ class VAEConfig(PrivateDefaults):
 
 
 # The decoder's output weights at the start of a `marginal_start` fit, as a share of their default draw: small, so
-# every row's first output is near the marginals. 0.1, 0.2 and 0.3 score alike (the 20k table at 2000-row batches,
-# seeds 0-4: 0.937 / 0.903 at 0.2, 0.936 / 0.901 at 0.3; penguins and wine within seed noise of each other).
+# every row's first output is near the marginals (docs/decisions.md#vae-marginal-start).
 START_WEIGHT_SCALE = 0.2
 
 
@@ -144,8 +132,7 @@ class VAE(TableModel):
         """`_loss` of a batch, with every parameter's `.grad` set by hand instead of by autograd (`models.backprop`).
 
         `target` is the packed batch (`SpanLayout.pack`). The same loss and gradients as `_loss(...).backward()` to
-        float rounding, in about half the tensor ops (a penguins epoch 1.4x faster on this CPU, see
-        `models.backprop`); a clamp's bounds themselves pass no gradient here, a measure-zero difference.
+        float rounding, in about half the tensor ops (`models.backprop`); a clamp's bounds themselves pass no gradient here, a measure-zero difference.
         """
         cfg = self.cfg
         module, n = self.module_, inputs.shape[0]
@@ -206,20 +193,7 @@ class VAE(TableModel):
             zero = torch.zeros(part.stop - part.start, latent, device=device)
             return self._loss(inputs[part], packed[part], zero)
 
-        self._train(
-            step,
-            x,
-            rows=train_rows,
-            modules={"vae": self.module_},
-            batch_size=cfg.batch_size,
-            generator=gen,
-            evaluate=evaluate,
-            x_val=x_val,
-            patience=cfg.patience,
-            progress=progress,
-            privacy=dp,
-            indices=True,
-        )
+        self._train_module(step, evaluate, x, gen, rows=train_rows, x_val=x_val, privacy=dp, progress=progress)
         if dp is not None:
             self.module_ = dp.detach()
             self.privacy_ = dp.report()

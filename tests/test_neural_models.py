@@ -229,7 +229,7 @@ def test_gan_closed_form_penalty_matches_autograds_double_backward(dropout, smal
     # Arrange: a critic over real encoded penguins (with their cond vectors) and generator output as the fakes.
     encoder, x = small_encoded
     gan = GAN(GANConfig(critic_dropout=dropout), spans=encoder.spans_, device="cpu")
-    gan._build(x.shape[1], torch.device("cpu"))
+    gan._setup(x.shape[1], torch.device("cpu"))
     gan.cond_.fit_counts(x)
     level, rows = gan.cond_.draw_training(100)
     real, cond = x[rows], gan.cond_.one_hot(level)
@@ -482,3 +482,26 @@ def test_vae_starts_from_the_marginals_except_under_dp(small_encoded):
         fake = synthetic[column].astype(str).value_counts(normalize=True).reindex(real.index, fill_value=0.0)
         assert 0.5 * (real - fake).abs().sum() < 0.05, column
     assert not torch.allclose(private.module_.decoder[-1].bias, plain.layout_.marginal_output(x.mean(0)), atol=0.1)
+
+
+def test_the_registry_names_models_without_importing_torch_and_refuses_unknown_names():
+    # Arrange
+    import subprocess
+    import sys
+
+    from synthgate.models.registry import get_model
+    from synthgate.schemas.errors import InvalidInputError
+
+    probe = (
+        "import sys; from synthgate.models.registry import model_names; from synthgate.schemas.request import "
+        "RunRequest; print(model_names(), 'torch' in sys.modules)"
+    )
+
+    # Act
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+
+    # Assert
+    assert out.strip() == "['gmm', 'vae', 'gan', 'autoencoder'] False"
+    assert get_model("vae") is VAE
+    with pytest.raises(InvalidInputError, match=r"unknown model 'tvae'; choose one of gmm, vae, gan, autoencoder"):
+        get_model("tvae")
