@@ -16,6 +16,7 @@ from synthgate.schemas.metadata import CandidateScore, OutputMetadata
 from synthgate.schemas.table import infer_schema
 from synthgate.tasks import report
 from synthgate.tasks.gates import evaluate_gates
+from synthgate.tasks.report_html import banner
 from synthgate.tasks.split import split_holdout
 
 SECTIONS = ("verdict", "metrics", "distributions", "correlations", "privacy", "facts", "notes")
@@ -77,7 +78,7 @@ def test_banner_is_green_when_passed_and_names_failures_when_refused(refused_run
     passed = GateResult(metrics=[m.model_copy(update={"passed": True}) for m in gates.metrics])
 
     # Act
-    green, red = report._banner(passed), report._banner(gates)
+    green, red = banner(passed), banner(gates)
 
     # Assert
     assert 'class="banner pass"' in green and "PUBLISHED" in green
