@@ -1,4 +1,4 @@
-"""DP-SGD through Opacus (Abadi et al. 2016) with an RDP accountant (Mironov 2017): issue #7."""
+"""DP-SGD through Opacus (Abadi et al. 2016) with an RDP accountant (Mironov 2017)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DP image models (issue #7): DP-SGD through Opacus, the budget in the metadata, no class shares leaking around it."""
+"""DP image models: DP-SGD through Opacus, the budget in the metadata, no class shares leaking around it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Scale behaviour without timing anything: batched ingest equals whole-table ingest, row groups equal one-shot output,
-and generating millions of rows keeps memory bounded (issue #9)."""
+and generating millions of rows keeps memory bounded."""
 
 from __future__ import annotations
 
