@@ -109,9 +109,10 @@ def test_synthesize_orchestrated_is_one_flow_run_with_the_same_rows(penguins, tm
 # ------------------------------------------------------------------------------------------------------ Synthesizer
 @pytest.fixture(scope="module")
 def fitted(penguins):
-    return synthgate.Synthesizer(model="gmm", seed=0).fit(penguins)
+    return synthgate.Synthesizer(model="gmm", seed=0, model_options={"n_components": 6}).fit(penguins)  # no BIC search
 
 
+@pytest.mark.slow
 def test_synthesizer_samples_penguin_rows_and_each_call_draws_new_ones(fitted, penguins):
     # Act
     first, second = fitted.sample(300), fitted.sample(300)
@@ -123,6 +124,7 @@ def test_synthesizer_samples_penguin_rows_and_each_call_draws_new_ones(fitted, p
     pd.testing.assert_frame_equal(fitted.sample(50, seed=7), fitted.sample(50, seed=7))
 
 
+@pytest.mark.slow
 def test_synthesizer_conditions_hold_on_every_row(fitted):
     # Act
     rows = fitted.sample(100, conditions={"species": "Gentoo"})
@@ -132,6 +134,7 @@ def test_synthesizer_conditions_hold_on_every_row(fitted):
     assert rows["body_mass_g"].mean() > 4500  # Gentoo are the heavy penguins (real mean about 5076 g)
 
 
+@pytest.mark.slow
 def test_synthesizer_save_load_reproduces_samples(fitted, tmp_path):
     # Act
     folder = fitted.save(tmp_path / "synth")

@@ -27,6 +27,7 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
     return x[keep], y[keep]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["image_vae", "image_gan"])
 def test_dp_image_model_spends_at_most_the_target(digits, name):
     # Arrange
