@@ -53,6 +53,7 @@ def test_every_image_model_in_the_registry_resolves_to_its_class():
     assert {name: cls.kind for name, cls in classes.items()} == {name: name for name in IMAGE_MODELS}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_contract_on_odd_sized_rgb_images(name, odd_images, tmp_path):
     # Arrange
@@ -89,6 +90,7 @@ def test_bad_inputs_are_refused():
         model.fit(torch.rand(4, 1, 8, 8) * 255)
 
 
+@pytest.mark.slow
 def test_vae_interpolation_strip_has_the_asked_steps(odd_images):
     # Arrange
     x, y = odd_images
