@@ -54,6 +54,13 @@ def run_suite(frame: pd.DataFrame, schema: TableSchema, *, columns: list[str] | 
     return _run(_definition(schema, columns=columns), frame, complete=complete)
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars (and pairs of them, from the rules between columns) as plain Python, so messages read cleanly."""
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _failure(result: Any) -> ValidationFailure:
     config = result.expectation_config
     kwargs = {k: v for k, v in config.kwargs.items() if k not in ("column", "batch_id")}
@@ -68,7 +75,7 @@ def _failure(result: Any) -> ValidationFailure:
             column=column,
             rule=rule,
             count=int(out["unexpected_count"]),
-            examples=list(out.get("partial_unexpected_list") or [])[:5],
+            examples=[_plain(e) for e in list(out.get("partial_unexpected_list") or [])[:5]],
             detail=f"{out.get('unexpected_percent', 0):.2f}% of non-null rows",
             fix=FIXES.get(config.type, ""),
         )
