@@ -295,6 +295,26 @@ def _details(gates: GateResult, name: str) -> dict:
         return {}
 
 
+def _giveaways_section(gates: GateResult) -> str:
+    """'What gives the synthetic rows away': the columns and pairs the detection test's single-column classifiers
+    tell real from synthetic rows by (`tasks.giveaways`), strongest first; empty when there are none."""
+    found = _details(gates, "detection_auc").get("give_aways") or []
+    if not found:
+        return ""
+    rows = "".join(
+        f"<tr><td><b>{html.escape(str(f['columns']))}</b></td><td class='num'>{_fmt(f['auc'])}</td>"
+        f"<td>{html.escape(str(f['why']))}</td></tr>"
+        for f in found
+    )
+    return (
+        "<section id='give-aways'><h2>What gives the synthetic rows away</h2>"
+        "<p class='muted'>AUC of a classifier given only these columns (0.5: no help); for a column, the value range "
+        "whose share differs most.</p>"
+        f"<table><tr><th>columns</th><th>AUC alone</th><th>where real and synthetic differ most</th></tr>{rows}"
+        "</table></section>"
+    )
+
+
 RISK_METRICS = ("singling_out_risk", "linkability_risk", "inference_risk", "mia_auc")
 
 
@@ -391,6 +411,7 @@ def render_report(
 <section id="metrics"><h2>Metrics</h2>
 <table><tr><th>group</th><th>metric</th><th>value</th><th>threshold</th><th>verdict</th><th>what it measures</th></tr>
 {_metric_rows(gates)}</table></section>
+{_giveaways_section(gates)}
 <section id="distributions"><h2>Distributions: real vs synthetic</h2>{no_real}
 <p class="muted"><span class="swatch" style="background:{REAL_COLOR}"></span>real (holdout) &nbsp;
 <span class="swatch" style="background:{SYN_COLOR}"></span>synthetic &middot; titles give each column's shape score
