@@ -39,6 +39,7 @@ def _load_builtin_models() -> None:
         "synthgate.models.gan",
         "synthgate.models.autoencoder",
         "synthgate.models.image",
+        "synthgate.models.arn",
     ):
         try:
             __import__(optional)
