@@ -80,7 +80,11 @@ def run(
     ] = None,
     table: Annotated[str | None, typer.Option(help="SQL sources: a table name or a SELECT query.")] = None,
     model: Annotated[
-        str | None, typer.Option(help="gmm (default), vae, gan, autoencoder, or auto (try all, keep the best).")
+        str | None,
+        typer.Option(help="gmm (default), vae, gan, autoencoder, arn, or auto (try all, keep the most realistic)."),
+    ] = None,
+    time_budget: Annotated[
+        float | None, typer.Option(help="--model auto: seconds all candidates share (default: scaled to the table).")
     ] = None,
     rows: Annotated[
         int | None, typer.Option(help="Synthetic rows to generate (default: as many as the training split).")
@@ -163,6 +167,7 @@ def run(
             "epsilon": epsilon,
             "delta": delta,
             "rare_category_k": rare_k,
+            "time_budget": time_budget,
         }
         if pii_action:
             overrides["schema_path"] = _pii_overrides(pii_action, schema)

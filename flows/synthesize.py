@@ -43,7 +43,7 @@ from synthgate.tasks.scan import (
     scan_source_task,
     stream_input,
 )
-from synthgate.tasks.select import candidate_names, evaluate_candidate_task, pick_best
+from synthgate.tasks.select import candidate_names, default_time_budget, evaluate_candidate_task, pick_best
 from synthgate.tasks.split import split_holdout_task
 from synthgate.tasks.sql import commit_staged_task, discard_staged, split_table_name, stage_table_task
 from synthgate.tasks.train import FitResult, fit_model_task
@@ -359,6 +359,7 @@ def _train_candidates(
 ) -> tuple[FitResult, TableEncoder, list[CandidateScore]]:
     """`--model auto`: fit every table family in parallel, keep the best on holdout fidelity, record them all."""
     names = candidate_names()
+    budget = request.time_budget or default_time_budget(len(train), len(schema.modelled))
     futures = evaluate_candidate_task.map(
         names,
         unmapped(train),
@@ -367,6 +368,8 @@ def _train_candidates(
         device=unmapped(request.device),
         options=unmapped(request.model_options),
         seed=unmapped(request.seed),
+        target=unmapped(request.target),
+        deadline=unmapped(time.perf_counter() + budget),
     )
     outcomes = [future.result() for future in futures]
     best = pick_best(outcomes)

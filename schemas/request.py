@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.gates import GateThresholds
 
-MODEL_NAMES = ("gmm", "vae", "gan", "autoencoder", "auto")
+MODEL_NAMES = ("gmm", "vae", "gan", "autoencoder", "arn", "auto")
 
 
 class RunRequest(BaseModel):
@@ -43,6 +43,9 @@ class RunRequest(BaseModel):
     rare_category_k: int | None = Field(None, ge=1, description="categories with fewer rows become one rare bucket")
     report_path: Path | None = Field(None, description="HTML report; default: beside the output, OUT.html")
     if_exists: Literal["replace", "fail"] = "replace"
+    time_budget: float | None = Field(
+        None, gt=0, description="--model auto: seconds for all candidates; default scaled to the table"
+    )
 
     @field_validator("model")
     @classmethod

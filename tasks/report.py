@@ -259,12 +259,29 @@ def _kv_table(items: Mapping[str, Any]) -> str:
 
 def _candidate_table(candidates: Sequence[CandidateScore]) -> str:
     rows = "".join(
-        f"<tr><td>{html.escape(c.model)}</td><td class='num'>{_fmt(c.score)}</td><td class='num'>{c.fit_seconds:.1f}</td>"
-        f"<td>{html.escape(c.error or '')}</td></tr>"
+        f"<tr><td>{html.escape(c.model)}</td><td class='num'>{_fmt(c.detection_auc)}</td><td class='num'>{_fmt(c.score)}"
+        f"</td><td class='num'>{c.fit_seconds:.1f}</td><td>{html.escape(c.error or c.excluded or '')}</td></tr>"
         for c in candidates
     )
     return (
-        f"<table><tr><th>model</th><th>holdout fidelity score</th><th>fit seconds</th><th>error</th></tr>{rows}</table>"
+        "<table><tr><th>model</th><th>validation detection AUC</th><th>validation fidelity score</th>"
+        f"<th>fit seconds</th><th>error or exclusion</th></tr>{rows}</table>"
+    )
+
+
+def _closest(candidates: Sequence[CandidateScore], gates: GateResult) -> str:
+    """When auto's pick was refused: the candidate that came closest to passing on realism, and what held each back."""
+    scored = [c for c in candidates if c.detection_auc is not None]
+    if gates.passed or not scored:
+        return ""
+    best = min(scored, key=lambda c: (c.excluded is not None, c.detection_auc))
+    why = [
+        f"{c.model}: {c.error or c.excluded or f'validation detection AUC {c.detection_auc:.3f}'}" for c in candidates
+    ]
+    return (
+        f"<p><b>No candidate passed the gates.</b> Closest on realism: <b>{html.escape(best.model)}</b>, validation "
+        f"detection AUC {best.detection_auc:.3f}{'; ' + html.escape(best.excluded) if best.excluded else ''}. "
+        f"Each candidate: {html.escape('; '.join(why))}.</p>"
     )
 
 
@@ -400,7 +417,11 @@ def render_report(
     )
     no_real = "" if real is not None else "<p class='muted'>The real data was not available: synthetic only.</p>"
     notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in [*notes, *gates.notes]) or "<li>No notes.</li>"
-    cand = f"<h2>Candidates (--model auto)</h2>{_candidate_table(candidates)}" if candidates else ""
+    cand = (
+        f"<h2>Candidates (--model auto)</h2>{_closest(candidates, gates)}{_candidate_table(candidates)}"
+        if candidates
+        else ""
+    )
     title = html.escape(f"synthgate report: {schema.name}")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{CSS}</style></head>

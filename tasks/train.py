@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,14 @@ def _log_progress(event: Any) -> None:
     logger.info("train: %s", event)
 
 
+def _chain(progress: Callable[[Any], None]) -> Callable[[Any], None]:
+    def both(event: Any) -> None:
+        _log_progress(event)
+        progress(event)
+
+    return both
+
+
 def fit_model(
     encoded: Tensor,
     *,
@@ -39,8 +48,12 @@ def fit_model(
     device: str = "auto",
     options: dict[str, Any] | None = None,
     seed: int = 0,
+    progress: Callable[[Any], None] | None = None,
 ) -> FitResult:
-    """Build and fit model `model`; plain Python, so tests call it without Prefect."""
+    """Build and fit model `model`; plain Python, so tests call it without Prefect.
+
+    `progress` sees every progress event after it is logged; raising there stops the fit (`--time-budget`).
+    """
     torch_device = resolve_device(device)
     options = dict(options or {})
     if model in model_names() and "seed" in MODELS[model][1].__dataclass_fields__:
@@ -48,7 +61,7 @@ def fit_model(
     torch.manual_seed(seed)  # weight initialisation of neural models
     instance = build_model(model, spans=spans, device=torch_device, options=options)
     start = time.perf_counter()
-    instance.fit(encoded, progress=_log_progress)
+    instance.fit(encoded, progress=_log_progress if progress is None else _chain(progress))
     seconds = time.perf_counter() - start
     logger.info(
         "train: %s fitted on %d rows x %d features in %.2f s (%s)", model, *encoded.shape, seconds, torch_device
