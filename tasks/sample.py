@@ -101,7 +101,7 @@ def sample_table(
         rate = have / drawn if drawn else 1.0
         size = min(BATCH_ROWS, max(want, math.ceil(want / max(rate, 0.01) * 1.2)))
         raw = model.sample(size, conditions=native, generator=generator)
-        frame = encoder.inverse_transform(raw)
+        frame = encoder.inverse_transform(raw, snap=True)
         drawn += size
         if categorical:
             frame = frame[_satisfies(frame, categorical)]

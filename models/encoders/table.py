@@ -31,6 +31,10 @@ Role = Literal["value", "mode", "category", "missing"]
 Normalization = Literal["standard", "mode", "mode_bic"]
 
 MISSING = "__missing__"
+SPIKE_SHARE = 0.01  # an exact value held by 1% of the rows is a spike (multiples of 500, .99 prices, zero inflation)
+MIN_SPIKE_ROWS = 10
+MAX_SPIKES = 30
+SPIKE_WINDOW = 0.5  # in column stds: how far a decoded value may be moved onto a spike
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,9 @@ class ColumnState:
     mode_weights: list[float] = field(default_factory=list)
     mode_means: list[float] = field(default_factory=list)
     mode_stds: list[float] = field(default_factory=list)
+    # Heaped values (round numbers, zero inflation): exact values holding SPIKE_SHARE of the rows, and their shares.
+    spikes: list[float] = field(default_factory=list)
+    spike_shares: list[float] = field(default_factory=list)
 
 
 def _numeric_values(series: pd.Series, col: ColumnSchema) -> np.ndarray:
@@ -138,6 +145,8 @@ class TableEncoder:
                 state.mean = float(finite.mean()) if finite.size else 0.0
                 std = float(finite.std()) if finite.size else 1.0
                 state.std = std if std > 1e-12 else 1.0
+                if col.kind != ColumnKind.DATETIME:
+                    state.spikes, state.spike_shares = _find_spikes(finite, len(values))
             states.append(state)
         if self.normalization in ("mode", "mode_bic"):
             from synthgate.models.encoders.modes import fit_modes
@@ -221,11 +230,13 @@ class TableEncoder:
         return self.fit(frame).transform(frame)
 
     # ---------------------------------------------------------------------------------------- inverse transform
-    def inverse_transform(self, x: Tensor | np.ndarray) -> pd.DataFrame:
+    def inverse_transform(self, x: Tensor | np.ndarray, *, snap: bool = False) -> pd.DataFrame:
         """Decode model output (raw values or probabilities) to a DataFrame with the schema's dtypes.
 
         Categories and modes are taken by argmax, missing indicators by a 0.5 threshold, numbers are clipped to the
         schema's bounds and rounded to its decimals, so every decoded row passes the schema's validation suite.
+        With `snap` (for sampled rows, not for round trips), heaped values come back as exact spikes: for each spike,
+        the decoded values nearest to it are set to it until it holds its training share (`_snap_to_spikes`).
         """
         self._require_fitted()
         arr = x.detach().float().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float32)
@@ -256,6 +267,8 @@ class TableEncoder:
             missing = np.zeros(len(arr), dtype=bool)
             if state.has_missing:
                 missing = arr[:, next(spans).start] > 0.5
+            if snap and state.spikes:
+                values = _snap_to_spikes(values, missing, state)
             data[state.name] = _restore_numeric(values, missing, col)
         return pd.DataFrame(data)
 
@@ -291,6 +304,39 @@ class TableEncoder:
     def _require_fitted(self) -> None:
         if self.columns_ is None:
             raise NotFittedError("TableEncoder is not fitted yet; call fit(frame) first")
+
+
+def _find_spikes(finite: np.ndarray, n_rows: int) -> tuple[list[float], list[float]]:
+    """Exact values holding at least SPIKE_SHARE of the rows (MAX_SPIKES largest), with their shares of all rows."""
+    if finite.size == 0:
+        return [], []
+    uniq, counts = np.unique(finite, return_counts=True)
+    keep = counts >= max(MIN_SPIKE_ROWS, SPIKE_SHARE * n_rows)
+    uniq, counts = uniq[keep], counts[keep]
+    top = np.argsort(-counts, kind="stable")[:MAX_SPIKES]
+    return uniq[top].tolist(), (counts[top] / n_rows).tolist()
+
+
+def _snap_to_spikes(values: np.ndarray, missing: np.ndarray, state: ColumnState) -> np.ndarray:
+    """Move the decoded values nearest each spike onto it, up to the spike's training share of these rows.
+
+    A model with a continuous output smears a heaped value (a loan of exactly 500) over its neighbours, and a
+    classifier then tells the rows apart by that column alone. Taking, spike by spike (largest first), the values
+    within SPIKE_WINDOW stds that are nearest to it keeps each row's rank roughly where the model put it.
+    """
+    out = values.copy()
+    free = ~missing & np.isfinite(values)
+    n = values.size
+    for spike, share in zip(state.spikes, state.spike_shares, strict=True):
+        k = round(share * n)
+        dist = np.abs(values - spike)
+        candidates = np.flatnonzero(free & (dist <= SPIKE_WINDOW * state.std))
+        if k == 0 or candidates.size == 0:
+            continue
+        chosen = candidates[np.argsort(dist[candidates], kind="stable")[:k]]
+        out[chosen] = spike
+        free[chosen] = False
+    return out
 
 
 def _json_default(value: Any) -> Any:
