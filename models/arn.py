@@ -96,7 +96,9 @@ class ARNModule(nn.Module):
         """(n, c) tokens -> (n, c, embed) context of each column: embeddings of the tokens before it, plus its position."""
         e = self.embed(tokens + self.offsets)  # (n, c, embed)
         prefix = torch.cumsum(e, dim=1) - e  # sum over columns before j
-        return prefix + self.position.weight[None]
+        # Positions looked up per row, not read off `.weight`: Opacus needs the batch dimension for per-row gradients.
+        positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+        return prefix + self.position(positions)
 
     def forward(self, tokens: Tensor) -> list[Tensor]:
         """Teacher-forced logits of every column: a list of (n, k_j)."""
@@ -265,7 +267,7 @@ class ARN:
         log_w = torch.zeros(n, device=device)
         prefix = torch.zeros(n, m.embed.embedding_dim, device=device)
         for j in range(c):
-            h = m.trunk(prefix + m.position.weight[j])
+            h = m.trunk(prefix + m.position.weight[j])  # (n, hidden); the same value as the per-row lookup
             logp = torch.log_softmax(m.heads[j](h) / temperature, dim=1)  # (n, k_j)
             tok = torch.multinomial(logp.exp(), 1, generator=gen).flatten()
             if forced is not None:

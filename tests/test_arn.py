@@ -119,3 +119,18 @@ def test_heaped_values_keep_their_spikes():
     syn_share = (rows["amount"] % 500 == 0).mean()
     assert abs(syn_share - real_share) < 0.05
     assert rows["amount"].min() >= frame["amount"].min() and rows["amount"].max() <= frame["amount"].max()
+
+
+@pytest.mark.slow
+def test_dp_sgd_reports_the_spent_budget(penguins_encoded):
+    # Arrange
+    encoder, x = penguins_encoded
+    model = ARN(ARNConfig(embed_dim=16, hidden=32, epochs=2, batch_size=64, epsilon=3.0), spans=encoder.spans_)
+
+    # Act
+    model.fit(x)
+    rows = encoder.inverse_transform(model.sample(100, generator=make_generator(0)))
+
+    # Assert
+    assert 0 < model.privacy_["epsilon"] <= 3.0 + 1e-6
+    assert len(rows) == 100
