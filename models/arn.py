@@ -67,7 +67,7 @@ class ARNConfig:
     spike_share: float = 0.005  # an exact value held by 0.5% of the rows is a token of its own (heaping)
     label_smoothing: float = 0.0  # spreads a little mass onto every token of a head: rare combinations stay possible
     temperature: float = 1.0  # sampling temperature; above 1 flattens the conditionals
-    order: Literal["table", "levels"] = "table"  # column order; see docs/decisions.md#arn-column-order
+    order: Literal["table", "levels"] = "table"  # docs/decisions.md#arn-column-order
     condition_pool: int = 16  # candidates per row for a condition on a column late in the order
     epsilon: float | None = None  # DP-SGD budget; None trains without it (and with the validation split)
     delta: float | None = None

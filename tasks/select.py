@@ -42,7 +42,7 @@ SCORE_ROWS = 5_000
 VALIDATION_FRACTION = 0.2  # of the training rows, carved off for scoring candidates
 # Detection AUCs closer than this are a tie, decided by shapes and pairs: on a few hundred validation rows the AUC
 # itself moves by about this much between seeds.
-AUC_TIE = 0.02
+AUC_TIE = 0.02  # docs/decisions.md#auto-realism-first
 PRIVACY_QUERIES = 500  # validation rows queried in the candidates' distance check
 
 

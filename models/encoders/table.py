@@ -34,7 +34,7 @@ MISSING = "__missing__"
 SPIKE_SHARE = 0.01  # an exact value held by 1% of the rows is a spike (multiples of 500, .99 prices, zero inflation)
 MIN_SPIKE_ROWS = 10
 MAX_SPIKES = 30
-SPIKE_WINDOW = 0.5  # in column stds: how far a decoded value may be moved onto a spike
+SPIKE_WINDOW = 0.5  # in column stds: how far a sampled value may move onto a spike (docs/decisions.md#heaping-snap)
 
 
 @dataclass(frozen=True)
