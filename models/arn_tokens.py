@@ -55,7 +55,8 @@ class ColumnTokens:
 
 
 def columns_from_spans(spans: list[Span]) -> list[ColumnTokens]:
-    """Group the encoder's spans by column (the arn needs the standard, one-value-per-number encoding)."""
+    """Group the encoder's spans by column; a mode one-hot (mode-specific normalisation) becomes a category of its own,
+    placed before the value it selects, so the value is drawn given its mode."""
     out: dict[str, ColumnTokens] = {}
     for span in spans:
         if span.role == "category":
@@ -64,8 +65,10 @@ def columns_from_spans(spans: list[Span]) -> list[ColumnTokens]:
             out[span.column] = ColumnTokens(span.column, "number", span.start)
         elif span.role == "missing":
             out[span.column].missing_at = span.start
-        else:
-            raise ValueError(f"column {span.column!r}: the arn takes standard-normalised numbers, not {span.role!r}")
+        else:  # "mode": re-insert so that the mode comes first
+            value = out.pop(span.column)
+            out[f"{span.column}:mode"] = ColumnTokens(f"{span.column}:mode", "category", span.start, span.width)
+            out[span.column] = value
     return list(out.values())
 
 
