@@ -267,9 +267,13 @@ class TableEncoder:
             missing = np.zeros(len(arr), dtype=bool)
             if state.has_missing:
                 missing = arr[:, next(spans).start] > 0.5
+            snapped = np.zeros(len(arr), dtype=bool)
             if snap and state.spikes:
-                values = _snap_to_spikes(values, missing, state)
-            data[state.name] = _restore_numeric(values, missing, col)
+                values, snapped = _snap_to_spikes(values, missing, state)
+            series = _restore_numeric(values, missing, col)
+            if snapped.any() and series.dtype.kind == "f":  # log(2) is a spike at full precision, not at 6 decimals
+                series = series.where(~snapped, values)
+            data[state.name] = series
         return pd.DataFrame(data)
 
     # ---------------------------------------------------------------------------------------------- persistence
@@ -317,12 +321,15 @@ def _find_spikes(finite: np.ndarray, n_rows: int) -> tuple[list[float], list[flo
     return uniq[top].tolist(), (counts[top] / n_rows).tolist()
 
 
-def _snap_to_spikes(values: np.ndarray, missing: np.ndarray, state: ColumnState) -> np.ndarray:
+def _snap_to_spikes(values: np.ndarray, missing: np.ndarray, state: ColumnState) -> tuple[np.ndarray, np.ndarray]:
     """Move the decoded values nearest each spike onto it, up to the spike's training share of these rows.
 
     A model with a continuous output smears a heaped value (a loan of exactly 500) over its neighbours, and a
     classifier then tells the rows apart by that column alone. Taking, spike by spike (largest first), the values
     within SPIKE_WINDOW stds that are nearest to it keeps each row's rank roughly where the model put it.
+
+    Returns:
+        The values with spikes set, and the mask of rows that were set.
     """
     out = values.copy()
     free = ~missing & np.isfinite(values)
@@ -336,7 +343,7 @@ def _snap_to_spikes(values: np.ndarray, missing: np.ndarray, state: ColumnState)
         chosen = candidates[np.argsort(dist[candidates], kind="stable")[:k]]
         out[chosen] = spike
         free[chosen] = False
-    return out
+    return out, ~free & ~missing & np.isfinite(values)
 
 
 def _json_default(value: Any) -> Any:
