@@ -17,6 +17,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from synthgate.models.registry import model_names
+
 # Quiet, offline-friendly Prefect defaults; a user's own environment wins. Set before Prefect is imported.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
@@ -81,7 +83,7 @@ def run(
     table: Annotated[str | None, typer.Option(help="SQL sources: a table name or a SELECT query.")] = None,
     model: Annotated[
         str | None,
-        typer.Option(help="gmm (default), vae, gan, autoencoder, arn, or auto (try all, keep the most realistic)."),
+        typer.Option(help=f"{', '.join(model_names())} (default gmm), or auto (try all, keep the most realistic)."),
     ] = None,
     time_budget: Annotated[
         float | None, typer.Option(help="--model auto: seconds all candidates share (default: scaled to the table).")
@@ -117,10 +119,13 @@ def run(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Always train; don't reuse a stored model ($SYNTHGATE_CACHE).")
     ] = False,
-    # Privacy options (issue #7).
+    # Privacy options.
     epsilon: Annotated[
         float | None,
-        typer.Option(help="Differential-privacy budget: train vae/gan with DP-SGD spending at most this epsilon."),
+        typer.Option(
+            help="Differential-privacy budget: train the model privately (DP-SGD for vae, gan and autoencoder, DP-EM "
+            "for gmm), spending at most this epsilon."
+        ),
     ] = None,
     delta: Annotated[
         float | None, typer.Option(help="With --epsilon: the DP delta (default 1/(10 n) for n training rows).")
@@ -132,7 +137,7 @@ def run(
         list[str] | None,
         typer.Option(help="COLUMN=drop|hash|fake for a PII column (hash needs SYNTHGATE_HASH_KEY); repeatable."),
     ] = None,
-    # Scale options (issue #9).
+    # Scale options.
     stream: Annotated[
         bool | None,
         typer.Option(

@@ -44,7 +44,7 @@ from synthgate.models.base import (
     to_device,
 )
 from synthgate.models.encoders.table import Span
-from synthgate.models.registry import register
+from synthgate.models.training import Progress
 from synthgate.schemas.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,6 @@ class ARNModule(nn.Module):
         return [head(h[:, j]) for j, head in enumerate(self.heads)]
 
 
-@register("arn")
 class ARN:
     """Autoregressive network over columns; see the module docstring.
 
@@ -200,7 +199,19 @@ class ARN:
             val_loss = self._val_loss(val) if n_val else total / max(seen, 1)
             losses.append((total / max(seen, 1), val_loss))
             if progress:
-                progress({"epoch": epoch + 1, "loss": total / max(seen, 1), "val_loss": val_loss})
+                elapsed = time.perf_counter() - start
+                # Early stopping usually ends the fit within `patience` epochs of the best; the ETA assumes that.
+                left = min(cfg.epochs - epoch - 1, cfg.patience - bad if n_val else cfg.epochs - epoch - 1)
+                progress(
+                    Progress(
+                        epoch=epoch + 1,
+                        n_epochs=cfg.epochs,
+                        loss=total / max(seen, 1),
+                        val_loss=val_loss if n_val else None,
+                        rows_per_s=(epoch + 1) * train.shape[0] / max(elapsed, 1e-9),
+                        eta_s=elapsed / (epoch + 1) * max(left, 0),
+                    )
+                )
             if val_loss < best - 1e-4:
                 best, bad = val_loss, 0
                 best_state = copy.deepcopy(self.module_.state_dict()) if n_val else None

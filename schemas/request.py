@@ -8,10 +8,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from synthgate.models.registry import model_names
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.gates import GateThresholds
 
-MODEL_NAMES = ("gmm", "vae", "gan", "autoencoder", "arn", "auto")
+MODEL_NAMES = (*model_names(), "auto")  # the registry's table families, and `auto` (try them all)
 
 
 class RunRequest(BaseModel):

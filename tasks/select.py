@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 
 from synthgate.models.base import GenerativeModel
 from synthgate.models.encoders.table import TableEncoder
-from synthgate.models.registry import MODELS, model_names, normalization_for
+from synthgate.models.registry import config_class, model_names, normalization_for
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.gates import GateThresholds
 from synthgate.schemas.metadata import CandidateScore
@@ -37,7 +37,7 @@ from synthgate.tasks.train import fit_model
 
 logger = logging.getLogger(__name__)
 
-# Rows drawn to score a candidate: enough for stable shapes and pair trends, cheap next to training.
+# Rows drawn to score a candidate: stable scores, cheap next to training (docs/decisions.md#auto-score).
 SCORE_ROWS = 5_000
 VALIDATION_FRACTION = 0.2  # of the training rows, carved off for scoring candidates
 # Detection AUCs closer than this are a tie, decided by shapes and pairs: on a few hundred validation rows the AUC
@@ -103,7 +103,7 @@ class Candidate:
 
 def options_for(name: str, options: dict[str, Any]) -> dict[str, Any]:
     """The subset of shared options a family understands (`epochs` means nothing to the GMM)."""
-    known = {f.name for f in fields(MODELS[name][1])}
+    known = {f.name for f in fields(config_class(name))}
     return {k: v for k, v in options.items() if k in known}
 
 
@@ -195,13 +195,10 @@ def pick_best(candidates: list[Candidate]) -> Candidate:
     return max(private, key=Candidate.rank_key)
 
 
-FAMILIES = ("gmm", "arn", "vae", "gan", "autoencoder")  # the table families; variants such as gmm_dp need a budget
-
-
 def candidate_names() -> list[str]:
-    """The table families `auto` tries (image models and private variants are not candidates)."""
-    available = set(model_names())
-    return [n for n in FAMILIES if n in available]
+    """The table families `auto` tries: every one the registry offers (image models and private variants are not
+    candidates)."""
+    return model_names()
 
 
 evaluate_candidate_task = task(name="auto-candidate", tags=["gpu"], cache_policy=NO_CACHE)(evaluate_candidate)

@@ -1,4 +1,4 @@
-"""DP-SGD through Opacus (Abadi et al. 2016) with an RDP accountant (Mironov 2017): issue #7."""
+"""DP-SGD through Opacus (Abadi et al. 2016) with an RDP accountant (Mironov 2017)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from synthgate.tasks.validate import valid_row_share
 warnings.filterwarnings("ignore", category=UserWarning)
 
 
+@pytest.mark.slow
 def test_accountant_matches_opacus_for_a_known_configuration():
     # Arrange: 1000 rows, batches of 100 (q = 0.1), 5 epochs = 50 steps, target (3, 1e-4).
     torch.manual_seed(0)
@@ -55,6 +56,7 @@ def test_a_model_without_a_private_path_refuses_epsilon_with_a_clear_message(pen
         )
 
 
+@pytest.mark.slow
 def test_dp_autoencoder_spends_within_budget_and_round_trips(penguins, tmp_path):
     # Arrange: DP-SGD on the networks (80% of the budget), then DP-EM on the bounded codes (20%).
     from synthgate.models.registry import build_model, load_model
@@ -83,6 +85,7 @@ def test_dp_autoencoder_spends_within_budget_and_round_trips(penguins, tmp_path)
     assert torch.equal(*same)
 
 
+@pytest.mark.slow
 def test_dp_gmm_at_epsilon_one_is_schema_valid_and_within_budget(penguins):
     # Arrange: DP bounds from 10% of the budget, DP-EM with the rest (the flow builds prepared.model_name("gmm")).
     from synthgate.models.registry import build_model
@@ -147,6 +150,7 @@ def test_dp_gmm_refuses_a_bic_search_and_round_trips(tmp_path):
     assert torch.equal(*same)
 
 
+@pytest.mark.slow
 def test_dp_vae_at_epsilon_one_is_schema_valid(penguins):
     # Arrange
     from synthgate.models.vae import VAE, VAEConfig
@@ -218,3 +222,26 @@ def test_dp_lowers_membership_inference_on_an_overfitting_prone_table(penguins):
     print(f"MIA AUC plain {plain:.3f}, DP epsilon 1 {private:.3f}")
     assert plain > 0.65
     assert private < plain - 0.1
+
+
+def test_a_direct_private_config_trains_with_the_settings_the_cli_uses():
+    # Arrange
+    from synthgate.models.gan import GAN, GANConfig
+    from synthgate.models.vae import VAE, VAEConfig
+    from synthgate.tasks.dp_preprocess import PreparedTraining, PrivateEncoding
+
+    budget = PrivateEncoding(None, None, None, 2.7, 1e-6, 0.3, 1e-7)  # what `prepare_training` hands the flow
+    cli_options = PreparedTraining(None, None, budget, {}).model_options({"epochs": 7})
+
+    # Act
+    direct = GAN(GANConfig(epsilon=2.7, delta=1e-6, epochs=7)).cfg
+    through_cli = GAN(GANConfig(**cli_options)).cfg
+    plain = GAN(GANConfig(epochs=7)).cfg
+
+    # Assert: the private settings apply to every field left at its default, the caller's epochs win, and a
+    # non-private config is untouched.
+    assert direct == through_cli
+    assert (direct.pac, direct.private_loss, direct.batch_size, direct.lr) == (1, "logistic", 2000, 5e-4)
+    assert tuple(direct.critic_hidden) == (128, 128) and direct.epochs == 7
+    assert plain == GANConfig(epochs=7)
+    assert VAE(VAEConfig(epsilon=1.0)).cfg.epochs == VAEConfig.PRIVATE["epochs"]

@@ -84,7 +84,7 @@ def _numeric_values(series: pd.Series, col: ColumnSchema) -> np.ndarray:
 def _level_codes(series: pd.Series, levels: list[Any], column: str) -> np.ndarray:
     """Index of each value in `levels`; missing maps to the MISSING level. Unknown values are an input error."""
     known = [lv for lv in levels if lv != MISSING]
-    # A hash lookup: a third of building a `pd.Categorical` for the same codes (1.04 -> 0.35 ms a penguins column).
+    # A hash lookup: cheaper than building a `pd.Categorical` for the same codes.
     codes = pd.Index(known).get_indexer(series).astype(np.int64)
     missing = series.isna().to_numpy()
     unknown = (codes < 0) & ~missing
@@ -186,8 +186,8 @@ class TableEncoder:
 
         Each column is first read whole into a 1-D array (pandas' per-call cost is paid once per column), then the
         output is filled in blocks of `chunk_rows` rows: a block's scattered one-hot writes and per-mode arrays stay
-        in cache. Writing column by column into the whole (n, width) array made 1M x 30 rows take 8.7 s against
-        0.40 s for 100k, growth 22x per 10x rows.
+        in cache; written column by column into the whole (n, width) array, the time grew faster than the rows
+        (docs/decisions.md#encoder-speed).
         """
         self._require_fitted()
         cols = {c.name: c for c in self.schema.modelled}
@@ -406,5 +406,5 @@ def _restore_numeric(values: np.ndarray, missing: np.ndarray, col: ColumnSchema)
         arr[missing] = pd.NA
         return pd.Series(arr)
     values = values.astype("float64")
-    values[missing] = np.nan  # in numpy: a masked `Series.__setitem__` took 0.66 ms a penguins column
+    values[missing] = np.nan  # in numpy: a masked `Series.__setitem__` is slower
     return pd.Series(values).astype(dtype)
