@@ -138,7 +138,7 @@ class TableSchema(BaseModel):
     def to_yaml(self, path: str | Path | None = None) -> str:
         """Dump to YAML (and write it to `path` when given); the file is meant to be read and edited by people."""
         data = self.model_dump(mode="json", exclude_none=True)
-        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)  # one reason, one line
         if path is not None:
             Path(path).write_text(text)
         return text
