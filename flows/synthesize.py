@@ -228,7 +228,7 @@ def synthesize_table(
                 seed=request.seed,
                 keep_rows=max(GATE_SAMPLE_ROWS, len(holdout)),
                 conditions=request.conditions,
-                real=train,
+                real=frame,  # every real row, holdout too: no key or fake may equal a real value
             )
         else:
             synthetic = sample_rows_task(
@@ -241,7 +241,7 @@ def synthesize_table(
                 rows_per_class=request.rows_per_class,
                 train=train,
             )
-            synthetic = complete_output_task(synthetic, schema, seed=request.seed, real=train)
+            synthetic = complete_output_task(synthetic, schema, seed=request.seed, real=frame)
     with _timed(timings, "gates"):
         validity = valid_row_share_task(synthetic, schema)
         gates: GateResult = evaluate_gates_task(
