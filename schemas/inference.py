@@ -35,7 +35,7 @@ MAX_CATEGORY_SHARE = 0.5
 TEXT_MEAN_LENGTH = 40
 # A key may repeat a little (a sparse code drawn from a small space collides now and then); below this share of
 # distinct values a column is a category or a measurement, not a key.
-NEAR_UNIQUE = 0.95
+NEAR_UNIQUE = 0.95  # docs/decisions.md#key-inference
 DISTINCT_HASH_LIMIT = 5_000_000  # per column; past it the distinct count and uniqueness are estimates (see below)
 SAMPLE_SIZE = 500  # values kept (uniformly) for PII and key-format detection; schemas.pii samples as many
 KEY_WORDS = {"id", "uuid", "guid", "key", "code", "ref", "number", "no", "num"}

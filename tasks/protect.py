@@ -147,7 +147,7 @@ _FAKERS = {
 def _faker() -> Any:
     from faker import Faker
 
-    return Faker(use_weighting=False)  # uniform picks: 5-10x faster per value, and names stay realistic
+    return Faker(use_weighting=False)  # uniform picks, much faster: docs/decisions.md#pii-fake-default
 
 
 def _fake_one(kind: PIIKind, entity: str, run_seed: int) -> str:
