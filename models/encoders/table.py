@@ -74,7 +74,7 @@ class ColumnState:
 def _numeric_values(series: pd.Series, col: ColumnSchema) -> np.ndarray:
     """Numbers as float64, with datetimes as seconds since the epoch; missing stays NaN."""
     if col.kind == ColumnKind.DATETIME:
-        stamps = pd.to_datetime(series)
+        stamps = pd.to_datetime(series, format=col.format)  # text dates parse with the schema's format
         seconds = stamps.astype("datetime64[ns]").astype("int64").to_numpy(dtype=np.float64) / 1e9
         seconds[stamps.isna().to_numpy()] = np.nan
         return seconds
@@ -389,6 +389,8 @@ def _restore_numeric(values: np.ndarray, missing: np.ndarray, col: ColumnSchema)
         series[missing] = pd.NaT
         if getattr(series.dt, "tz", None) is None and "UTC" in col.dtype:
             series = series.dt.tz_localize("UTC")
+        if col.format is not None:  # dates the source held as text go back as text in the source's format
+            return series.dt.strftime(col.format).astype(col.dtype)
         return series.astype(col.dtype)
     if col.decimals is not None:
         values = np.round(values, col.decimals)
