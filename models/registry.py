@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 # The table families: what `--model` offers and what `auto` tries, in this order.
 TABLE_MODELS: dict[str, str] = {
     "gmm": "synthgate.models.gmm:GaussianMixture",
+    "arn": "synthgate.models.arn:ARN",
     "vae": "synthgate.models.vae:VAE",
     "gan": "synthgate.models.gan:GAN",
     "autoencoder": "synthgate.models.autoencoder:Autoencoder",

@@ -132,10 +132,11 @@ def discover_constraints(frame: pd.DataFrame, columns: Sequence[ColumnSchema]) -
     return rules
 
 
-def numeric_values(series: pd.Series, kind: str) -> np.ndarray:
-    """Float64 values (datetimes as seconds since the epoch, text dates parsed); missing or unparsable is NaN."""
+def numeric_values(series: pd.Series, kind: str, fmt: str | None = None) -> np.ndarray:
+    """Float64 values (datetimes as seconds since the epoch, text dates parsed with `fmt` when the schema has one);
+    missing or unparsable is NaN."""
     if kind == "datetime":
-        stamps = series if pd.api.types.is_datetime64_any_dtype(series) else _parse_dates(series)
+        stamps = series if pd.api.types.is_datetime64_any_dtype(series) else _parse_dates(series, fmt)
         if getattr(stamps.dt, "tz", None) is not None:
             stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
         seconds = stamps.astype("datetime64[ns]").astype("int64").to_numpy(dtype=np.float64) / 1e9
@@ -144,7 +145,9 @@ def numeric_values(series: pd.Series, kind: str) -> np.ndarray:
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _parse_dates(series: pd.Series) -> pd.Series:
+def _parse_dates(series: pd.Series, fmt: str | None = None) -> pd.Series:
+    if fmt is not None:
+        return pd.to_datetime(series, errors="coerce", format=fmt)
     try:
         return pd.to_datetime(series, errors="coerce", format="ISO8601")
     except (ValueError, TypeError):
@@ -159,7 +162,7 @@ def _inequalities(frame: pd.DataFrame, cols: Sequence[ColumnSchema], *, dates: b
     if len(cols) < 2:
         return []
     cols = list(cols)[:MAX_PAIR_COLUMNS]
-    values = np.stack([numeric_values(frame[c.name], c.kind.value) for c in cols], axis=1)  # (n_rows, k)
+    values = np.stack([numeric_values(frame[c.name], c.kind.value, c.format) for c in cols], axis=1)  # (n_rows, k)
     present = np.isfinite(values)
     lo = np.where(present, values, np.inf).min(axis=0)
     hi = np.where(present, values, -np.inf).max(axis=0)
@@ -269,11 +272,11 @@ def _plain(value: Any) -> Scalar:
 
 
 # ----------------------------------------------------------------------------------------------- row checks
-def violations(frame: pd.DataFrame, rule: Inequality | FixedCombination, kinds: dict[str, str]) -> np.ndarray:
+def violations(frame: pd.DataFrame, rule: Inequality | FixedCombination, kinds: dict[str, Any]) -> np.ndarray:
     """Boolean mask of the rows of `frame` that break `rule` (rows with a null side never do)."""
     if isinstance(rule, Inequality):
-        a = numeric_values(frame[rule.high], kinds[rule.high])
-        b = numeric_values(frame[rule.low], kinds[rule.low])
+        a = numeric_values(frame[rule.high], *_kind_format(kinds[rule.high]))
+        b = numeric_values(frame[rule.low], *_kind_format(kinds[rule.low]))
         both = np.isfinite(a) & np.isfinite(b)
         ok = a > b if rule.strict else a >= b
         return both & ~ok
@@ -287,8 +290,15 @@ def violations(frame: pd.DataFrame, rule: Inequality | FixedCombination, kinds: 
     return known & ~same
 
 
+def _kind_format(column: Any) -> tuple[str, str | None]:
+    """A column's kind and text-date format, from its kind name or its `ColumnSchema`."""
+    if isinstance(column, str):
+        return column, None
+    return str(column.kind.value), getattr(column, "format", None)
+
+
 def rows_holding(
-    frame: pd.DataFrame, rules: Sequence[Inequality | FixedCombination], kinds: dict[str, str]
+    frame: pd.DataFrame, rules: Sequence[Inequality | FixedCombination], kinds: dict[str, Any]
 ) -> np.ndarray:
     """Boolean mask of the rows that keep every rule whose columns are all in `frame`."""
     ok = np.ones(len(frame), dtype=bool)

@@ -108,8 +108,8 @@ class ConstraintTransform:
             # The tightest bound: one that no other bound of this column lies above.
             tight = [b for b in bounds if not any((o, b) in edges for o in bounds if o != b)]
             parent = tight[0]
-            x = numeric_values(frame[name], cols[name].kind.value)
-            p = numeric_values(frame[parent], cols[parent].kind.value)
+            x = numeric_values(frame[name], cols[name].kind.value, cols[name].format)
+            p = numeric_values(frame[parent], cols[parent].kind.value, cols[parent].format)
             fill = float(np.nanmedian(p)) if np.isfinite(p).any() else 0.0
             gap = x - np.where(np.isfinite(p), p, fill)
             finite = gap[np.isfinite(gap)]
@@ -202,10 +202,10 @@ class ConstraintTransform:
 
     def _gap_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         out = frame.copy()
-        kinds = {c.name: c.kind.value for c in self.schema.columns}
+        kinds = {c.name: (c.kind.value, c.format) for c in self.schema.columns}
         for state in self.gaps_:
-            x = numeric_values(frame[state.column], kinds[state.column])
-            p = numeric_values(frame[state.parent], kinds[state.parent])
+            x = numeric_values(frame[state.column], *kinds[state.column])
+            p = numeric_values(frame[state.parent], *kinds[state.parent])
             gap = (x - np.where(np.isfinite(p), p, state.fill)) / state.scale
             out[state.column] = np.log1p(np.maximum(gap, 0.0)) if state.log else gap
         return out
@@ -228,7 +228,7 @@ class ConstraintTransform:
             derived = out[state.column].to_numpy(dtype=np.float64)
             missing = ~np.isfinite(derived)
             gap = np.expm1(derived) if state.log else derived
-            p = numeric_values(out[state.parent], by_name[state.parent].kind.value)
+            p = numeric_values(out[state.parent], by_name[state.parent].kind.value, by_name[state.parent].format)
             values = np.where(np.isfinite(p), p, state.fill) + gap * state.scale
             restored = _restore_numeric(np.where(missing, 0.0, values), missing, col)
             out[state.column] = self._repair(restored, state, out, by_name).set_axis(out.index)
@@ -241,10 +241,10 @@ class ConstraintTransform:
         from synthgate.models.encoders.table import _restore_numeric
 
         col = by_name[state.column]
-        x = numeric_values(restored, col.kind.value)
+        x = numeric_values(restored, col.kind.value, col.format)
         target = x.copy()
         for low in state.lower:
-            b = numeric_values(out[low], by_name[low].kind.value)
+            b = numeric_values(out[low], by_name[low].kind.value, by_name[low].format)
             both = np.isfinite(x) & np.isfinite(b)
             strict = low in state.strict
             bad = both & ((target <= b) if strict else (target < b))

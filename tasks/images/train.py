@@ -43,6 +43,12 @@ class FitResult:
         return self.fit_seconds / max(self.epochs, 1)
 
 
+def check_image_model(model: str) -> None:
+    """Refuse a model name that is not an image family of the registry (the flow calls this before any work)."""
+    if model not in image_model_names():
+        raise InvalidInputError(f"unknown image model {model!r}; choose one of {', '.join(image_model_names())}")
+
+
 def fit_image_model(
     train: ImageData,
     model: str,
@@ -66,8 +72,7 @@ def fit_image_model(
         epsilon, delta: a differential-privacy budget: DP-SGD (and DP-EM for the autoencoder's latent mixtures);
             the class list is taken as public, the class shares are not (the prior is uniform).
     """
-    if model not in image_model_names():
-        raise InvalidInputError(f"unknown image model {model!r}; choose one of {', '.join(image_model_names())}")
+    check_image_model(model)
     if epsilon is not None and model not in PRIVATE_IMAGE_MODELS:
         raise InvalidInputError(
             f"--epsilon needs a trained model ({', '.join(PRIVATE_IMAGE_MODELS)}); {model!r} transforms real images"
