@@ -141,7 +141,12 @@ def synthesize_table(
     if streaming:  # issue #9: pass one profiles the schema, pass two validates, hashes and samples; bounded memory
         with _timed(timings, "ingest"):
             profiled = profile_source_task(
-                request.input, table=request.table, name=_table_name(request), batch_rows=batch_rows
+                request.input,
+                table=request.table,
+                name=_table_name(request),
+                batch_rows=batch_rows,
+                encoding=request.encoding,
+                sep=request.sep,
             )
             schema = resolve_profiled_schema(profiled, request.schema_path)
         with _timed(timings, "validate"):
@@ -153,11 +158,13 @@ def synthesize_table(
                 max_rows=max_train_rows + round(max_train_rows * request.holdout_fraction),
                 seed=request.seed,
                 batch_rows=batch_rows,
+                encoding=request.encoding,
+                sep=request.sep,
             )
         frame, digest, n_input = scanned.sample, scanned.data_hash, scanned.n_rows
     else:
         with _timed(timings, "ingest"):
-            frame = read_table_task(request.input, table=request.table)
+            frame = read_table_task(request.input, table=request.table, encoding=request.encoding, sep=request.sep)
             digest = data_hash(frame)
             schema = resolve_schema_task(frame, name=_table_name(request), schema_path=request.schema_path)
         with _timed(timings, "validate"):
