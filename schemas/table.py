@@ -224,8 +224,8 @@ def _datetime_resolution(values: pd.Series) -> float | None:
 
 def _looks_like_identifier(name: str, series: pd.Series) -> bool:
     non_null = series.dropna()
-    if len(non_null) < 10 or non_null.nunique() < 0.98 * len(non_null):
-        return False
+    if pd.api.types.is_float_dtype(non_null) or len(non_null) < 10 or non_null.nunique() < 0.98 * len(non_null):
+        return False  # a float column is a measurement, never a key
     tokens = name.lower().replace("-", "_").split("_")
     named = any(
         t in {"id", "uuid", "guid", "key", "code", "number", "no", "ref"} for t in tokens
@@ -486,7 +486,7 @@ class ColumnProfile:
             )
         if pd.api.types.is_numeric_dtype(pd.Series([], dtype=dtype)):
             integral = pd.api.types.is_integer_dtype(pd.Series([], dtype=dtype))
-            if self._looks_like_identifier(integral):
+            if integral and self._looks_like_identifier(integral):  # a float column is never a key
                 return ColumnSchema(kind=ColumnKind.IDENTIFIER, **base)
             if integral and self.n_distinct <= MAX_INTEGER_LEVELS and self.values is not None:
                 return ColumnSchema(
