@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 # Validation and the gates grow with columns and column pairs; past this a run would take many minutes, so it is
 # refused before any work (docs/decisions.md#wide-tables).
-MAX_COLUMNS = 500
+MAX_COLUMNS = 200
 
 
 def read_table(

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from synthgate.flows.cli import EXIT_BAD_INPUT, EXIT_BUG, EXIT_OK, EXIT_REFUSED, app
 from synthgate.flows.failures import _HideRunFailures, as_expected
 from synthgate.schemas.errors import InvalidInputError
-from synthgate.tasks.ingest import read_table
+from synthgate.tasks.ingest import MAX_COLUMNS, read_table
 from synthgate.tasks.split import split_holdout_task
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -202,7 +202,7 @@ def test_thousands_of_columns_are_refused_before_any_work_saying_how_to_narrow_t
 
     # Assert
     assert code == EXIT_BAD_INPUT and "Traceback" not in terminal
-    assert "2000 columns; one run synthesises at most 500" in " ".join(terminal.split())
+    assert f"2000 columns; one run synthesises at most {MAX_COLUMNS}" in " ".join(terminal.split())
     assert not (tmp_path / "o.html").exists()
 
 
