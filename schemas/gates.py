@@ -95,7 +95,7 @@ class MetricResult(BaseModel):
 
         A metric that could not be computed (value None: pair trends of a one-column table, ML utility where the real
         model has no skill) is `n/a`: it neither passes nor fails, so a table too small or too narrow for one check is
-        still judged by the others.
+        still judged by the others (docs/decisions.md#not-computed-checks).
         """
         if threshold is None or value is None:
             passed = None

@@ -207,29 +207,21 @@ def test_thousands_of_columns_are_refused_before_any_work_saying_how_to_narrow_t
 
 
 # ------------------------------------------------------------------------------------------------ exports
-def _accented_customers(n: int = 400) -> pd.DataFrame:
+def _accented_customers(penguins: pd.DataFrame, n: int | None = None) -> pd.DataFrame:
+    """Penguins (a table the default model publishes) with the accented names and cities of a European export."""
     fake = Faker(["fr_FR", "de_DE", "es_ES"])
     Faker.seed(11)
-    rng = np.random.default_rng(11)
-    segment = rng.choice(["retail", "premium", "business"], n, p=[0.6, 0.3, 0.1])
-    income = np.round(rng.lognormal(10.5, 0.4, n) * np.where(segment == "premium", 1.8, 1.0), 2)
-    return pd.DataFrame(
-        {
-            "customer_id": np.arange(10_001, 10_001 + n),
-            "name": [fake.name() for _ in range(n)],
-            "city": [fake.city() for _ in range(n)],
-            "segment": segment,
-            "annual_income": income,
-            "orders": rng.poisson(3 + (segment == "business") * 4),
-        }
-    )
+    frame = penguins.head(n).copy() if n else penguins.copy()
+    frame.insert(0, "keeper", [fake.name() for _ in range(len(frame))])
+    frame.insert(1, "zoo_city", [fake.city() for _ in range(len(frame))])
+    frame.loc[0, "keeper"] = "José Müller"
+    return frame
 
 
 @pytest.mark.slow
-def test_a_cp1252_semicolon_export_publishes_like_the_utf8_file(tmp_path):
+def test_a_cp1252_semicolon_export_publishes_like_the_utf8_file(penguins, tmp_path):
     # Arrange
-    frame = _accented_customers()
-    frame.loc[0, "name"] = "José Müller"
+    frame = _accented_customers(penguins)
     utf8, excel = tmp_path / "customers.csv", tmp_path / "customers_excel.csv"
     frame.to_csv(utf8, index=False)
     frame.to_csv(excel, sep=";", encoding="cp1252", index=False)
@@ -245,9 +237,9 @@ def test_a_cp1252_semicolon_export_publishes_like_the_utf8_file(tmp_path):
     pd.testing.assert_frame_equal(read_table(str(utf8)), read_table(str(excel)))
 
 
-def test_encoding_and_separator_from_a_request_file_are_used(tmp_path):
+def test_encoding_and_separator_from_a_request_file_are_used(penguins, tmp_path):
     # Arrange: a pipe-separated latin-1 file and a request that names both
-    frame = _accented_customers(60)
+    frame = _accented_customers(penguins, 60)
     source = tmp_path / "c.txt"
     frame.to_csv(source, sep="|", encoding="latin-1", index=False)
     config = tmp_path / "request.yaml"
