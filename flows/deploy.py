@@ -9,7 +9,6 @@ translate those parameters into a `RunRequest` and call `synthesize_table` as a 
 from __future__ import annotations
 
 import logging
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -188,8 +187,3 @@ def ensure_gpu_limit(slots: int, *, tag: str = GPU_TAG) -> int:
         limit = client.read_concurrency_limit_by_tag(tag)
     logger.info("concurrency_limit tag=%s slots=%d", tag, limit.concurrency_limit)
     return int(limit.concurrency_limit)
-
-
-def project_root() -> Path:
-    """The directory holding `flows/`: what `deployments/prefect.yaml` pulls as the working directory."""
-    return Path(os.environ.get("SYNTHGATE_PROJECT_DIR") or Path(__file__).resolve().parent.parent)
