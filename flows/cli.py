@@ -122,7 +122,7 @@ def run(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Always train; don't reuse a stored model ($SYNTHGATE_CACHE).")
     ] = False,
-    # Privacy options (issue #7).
+    # Privacy options.
     epsilon: Annotated[
         float | None,
         typer.Option(help="Differential-privacy budget: train vae/gan with DP-SGD spending at most this epsilon."),
@@ -137,7 +137,7 @@ def run(
         list[str] | None,
         typer.Option(help="COLUMN=drop|hash|fake for a PII column (hash needs SYNTHGATE_HASH_KEY); repeatable."),
     ] = None,
-    # Scale options (issue #9).
+    # Scale options.
     stream: Annotated[
         bool | None,
         typer.Option(

@@ -65,6 +65,7 @@ def assert_published_whole(source: Path, output: Path, **read: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ one screen
+@pytest.mark.slow
 def test_a_refusal_prints_one_block_and_the_prefect_run_still_fails_with_the_message(tmp_path):
     # Arrange
     from prefect.client.orchestration import get_client

@@ -102,6 +102,7 @@ def test_plain_steps_call_the_function_and_map_in_order():
 
 
 # ------------------------------------------------------------------------------------------------------ source
+@pytest.mark.slow
 def test_whole_and_streamed_reads_agree_on_schema_hash_and_rows(tmp_path, penguins):
     # Arrange
     csv = tmp_path / "penguins.csv"
@@ -170,6 +171,7 @@ def test_train_or_reuse_stores_then_reuses_the_same_model(tmp_path, prepared_pen
     pd.testing.assert_frame_equal(a, b)  # the reused model and encoder draw the same rows under one seed
 
 
+@pytest.mark.slow
 def test_streamed_output_writes_every_row_and_returns_the_gated_sample(tmp_path, prepared_penguins):
     # Arrange
     prepared, holdout = prepared_penguins
@@ -247,6 +249,7 @@ def test_refusal_discards_staged_rows_and_carries_the_metadata(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_thresholds_reach_the_gates(tmp_path, prepared_penguins):
     # Arrange: an impossible shapes threshold
     prepared, holdout = prepared_penguins
