@@ -18,6 +18,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from synthgate.models.registry import model_names
+
 # Quiet, offline-friendly Prefect defaults; a user's own environment wins. Set before Prefect is imported.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
@@ -89,7 +91,8 @@ def run(
         str | None, typer.Option(help="CSV field separator: , ; tab or | (default: detected, and logged).")
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help="gmm (default), vae, gan, autoencoder, or auto (try all, keep the best).")
+        str | None,
+        typer.Option(help=f"{', '.join(model_names())} (default gmm), or auto (try all, keep the best)."),
     ] = None,
     rows: Annotated[
         int | None, typer.Option(help="Synthetic rows to generate (default: as many as the training split).")
@@ -125,7 +128,10 @@ def run(
     # Privacy options.
     epsilon: Annotated[
         float | None,
-        typer.Option(help="Differential-privacy budget: train vae/gan with DP-SGD spending at most this epsilon."),
+        typer.Option(
+            help="Differential-privacy budget: train the model privately (DP-SGD for vae, gan and autoencoder, DP-EM "
+            "for gmm), spending at most this epsilon."
+        ),
     ] = None,
     delta: Annotated[
         float | None, typer.Option(help="With --epsilon: the DP delta (default 1/(10 n) for n training rows).")
@@ -290,7 +296,13 @@ def schema_infer(
     encoding: Annotated[str | None, typer.Option(help="CSV text encoding (default: detected).")] = None,
     sep: Annotated[str | None, typer.Option(help="CSV field separator: , ; tab or | (default: detected).")] = None,
 ) -> None:
-    """Infer a table's schema (kinds, dtypes, bounds, categories, PII flags) and print or write it as YAML."""
+    """Infer a table's schema (kinds, dtypes, bounds, categories, formats, PII flags) and print or write it as YAML.
+
+    Each column's kind is listed with the rule that decided it (on stderr, so piped YAML stays clean); correct a
+    wrong one in the YAML and pass it to `synthgate run --schema`.
+    """
+    from rich.table import Table
+
     from synthgate.schemas.table import infer_schema
     from synthgate.tasks.ingest import read_table
     from synthgate.tasks.publish import write_text_atomic
@@ -298,9 +310,15 @@ def schema_infer(
     try:
         frame = read_table(input, table=table, encoding=encoding, sep=sep)
         name = input.split(":", 1)[1] if input.startswith("dataset:") else (table or Path(input).stem)
-        text = infer_schema(frame, name=name).to_yaml()
+        schema = infer_schema(frame, name=name)
+        text = schema.to_yaml()
     except Exception as exc:
         _fail(exc)
+    summary = Table("column", "kind", "dtype", "why", title=f"{name}: {len(schema.columns)} columns", box=None)
+    for col in schema.columns:
+        why = (col.reason or "").removeprefix(f"{col.kind.value}: ")
+        summary.add_row(col.name, col.kind.value, col.dtype, why)
+    console.print(summary)
     if output:
         write_text_atomic(output, text)
         console.print(f"schema written to {output}")

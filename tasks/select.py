@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from synthgate.models.base import GenerativeModel
 from synthgate.models.encoders.table import TableEncoder
-from synthgate.models.registry import MODELS, model_names, normalization_for
+from synthgate.models.registry import config_class, model_names, normalization_for
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.metadata import CandidateScore
 from synthgate.schemas.table import TableSchema
@@ -53,7 +53,7 @@ class Candidate:
 
 def options_for(name: str, options: dict[str, Any]) -> dict[str, Any]:
     """The subset of shared options a family understands (`epochs` means nothing to the GMM)."""
-    known = {f.name for f in fields(MODELS[name][1])}
+    known = {f.name for f in fields(config_class(name))}
     return {k: v for k, v in options.items() if k in known}
 
 
@@ -101,13 +101,10 @@ def pick_best(candidates: list[Candidate]) -> Candidate:
     return max(scored, key=lambda c: (c.score, -c.fit_seconds))
 
 
-FAMILIES = ("gmm", "vae", "gan", "autoencoder")  # the table families; variants such as gmm_dp need a budget
-
-
 def candidate_names() -> list[str]:
-    """The table families `auto` tries (image models and private variants are not candidates)."""
-    available = set(model_names())
-    return [n for n in FAMILIES if n in available]
+    """The table families `auto` tries: every one the registry offers (image models and private variants are not
+    candidates)."""
+    return model_names()
 
 
 evaluate_candidate_task = task(name="auto-candidate", tags=["gpu"], cache_policy=NO_CACHE)(evaluate_candidate)

@@ -67,7 +67,7 @@ class ColumnState:
 def _numeric_values(series: pd.Series, col: ColumnSchema) -> np.ndarray:
     """Numbers as float64, with datetimes as seconds since the epoch; missing stays NaN."""
     if col.kind == ColumnKind.DATETIME:
-        stamps = pd.to_datetime(series)
+        stamps = pd.to_datetime(series, format=col.format)  # text dates parse with the schema's format
         seconds = stamps.astype("datetime64[ns]").astype("int64").to_numpy(dtype=np.float64) / 1e9
         seconds[stamps.isna().to_numpy()] = np.nan
         return seconds
@@ -77,7 +77,7 @@ def _numeric_values(series: pd.Series, col: ColumnSchema) -> np.ndarray:
 def _level_codes(series: pd.Series, levels: list[Any], column: str) -> np.ndarray:
     """Index of each value in `levels`; missing maps to the MISSING level. Unknown values are an input error."""
     known = [lv for lv in levels if lv != MISSING]
-    # A hash lookup: a third of building a `pd.Categorical` for the same codes (1.04 -> 0.35 ms a penguins column).
+    # A hash lookup: cheaper than building a `pd.Categorical` for the same codes.
     codes = pd.Index(known).get_indexer(series).astype(np.int64)
     missing = series.isna().to_numpy()
     unknown = (codes < 0) & ~missing
@@ -177,8 +177,8 @@ class TableEncoder:
 
         Each column is first read whole into a 1-D array (pandas' per-call cost is paid once per column), then the
         output is filled in blocks of `chunk_rows` rows: a block's scattered one-hot writes and per-mode arrays stay
-        in cache. Writing column by column into the whole (n, width) array made 1M x 30 rows take 8.7 s against
-        0.40 s for 100k, growth 22x per 10x rows.
+        in cache; written column by column into the whole (n, width) array, the time grew faster than the rows
+        (docs/decisions.md#encoder-speed).
         """
         self._require_fitted()
         cols = {c.name: c for c in self.schema.modelled}
@@ -336,6 +336,8 @@ def _restore_numeric(values: np.ndarray, missing: np.ndarray, col: ColumnSchema)
         series[missing] = pd.NaT
         if getattr(series.dt, "tz", None) is None and "UTC" in col.dtype:
             series = series.dt.tz_localize("UTC")
+        if col.format is not None:  # dates the source held as text go back as text in the source's format
+            return series.dt.strftime(col.format).astype(col.dtype)
         return series.astype(col.dtype)
     if col.decimals is not None:
         values = np.round(values, col.decimals)
@@ -353,5 +355,5 @@ def _restore_numeric(values: np.ndarray, missing: np.ndarray, col: ColumnSchema)
         arr[missing] = pd.NA
         return pd.Series(arr)
     values = values.astype("float64")
-    values[missing] = np.nan  # in numpy: a masked `Series.__setitem__` took 0.66 ms a penguins column
+    values[missing] = np.nan  # in numpy: a masked `Series.__setitem__` is slower
     return pd.Series(values).astype(dtype)
