@@ -522,7 +522,13 @@ def regenerate_report(parquet_path: str | Path, html_path: str | Path) -> Path:
     synthetic = pd.read_parquet(parquet_path)
     real: pd.DataFrame | None
     try:
-        real = read_table(meta.request.get("input", meta.source), table=meta.request.get("table"))
+        request = meta.request
+        real = read_table(
+            request.get("input", meta.source),
+            table=request.get("table"),
+            encoding=request.get("encoding"),
+            sep=request.get("sep"),
+        )
         real = real[[c.name for c in schema.modelled if c.name in real.columns]]
     except InvalidInputError as exc:
         logger.warning("regenerate_report: real input unavailable (%s); drawing the synthetic side only", exc)

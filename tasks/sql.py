@@ -26,7 +26,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from synthgate.schemas.errors import InvalidInputError
-from synthgate.tasks.ingest import _redact, is_sql_url
+from synthgate.tasks.reader import is_sql_url, redact
 from synthgate.tasks.retry import retry_on_transient
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def make_engine(url: str) -> sa.Engine:
     try:
         engine = sa.create_engine(url)
     except Exception as exc:  # unknown driver, malformed URL
-        raise InvalidInputError(f"{_redact(url)}: not a usable SQLAlchemy URL ({exc})") from exc
+        raise InvalidInputError(f"{redact(url)}: not a usable SQLAlchemy URL ({exc})") from exc
     if engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine, "connect")
@@ -78,7 +78,7 @@ def make_engine(url: str) -> sa.Engine:
 
 def _unreachable(url: str, exc: sa.exc.OperationalError) -> InvalidInputError:
     return InvalidInputError(
-        f"{_redact(url)}: cannot write to the database ({exc.orig}); check the host, port, credentials, that the "
+        f"{redact(url)}: cannot write to the database ({exc.orig}); check the host, port, credentials, that the "
         "server is running and that this user may create tables"
     )
 
@@ -94,10 +94,10 @@ def stage_table(frame: pd.DataFrame, url: str, table: str) -> StagedTable:
     except sa.exc.OperationalError as exc:
         raise _unreachable(url, exc) from exc
     except sa.exc.SQLAlchemyError as exc:
-        raise InvalidInputError(f"{_redact(url)}: writing the synthetic rows failed: {exc}") from exc
+        raise InvalidInputError(f"{redact(url)}: writing the synthetic rows failed: {exc}") from exc
     finally:
         engine.dispose()
-    logger.info("sql_stage url=%s table=%s staging=%s rows=%d", _redact(url), table, staging, len(frame))
+    logger.info("sql_stage url=%s table=%s staging=%s rows=%d", redact(url), table, staging, len(frame))
     return StagedTable(url=url, table=name, schema=schema, staging=staging)
 
 
@@ -115,10 +115,10 @@ def commit_staged(staged: StagedTable) -> str:
     except sa.exc.OperationalError as exc:
         raise _unreachable(staged.url, exc) from exc
     except sa.exc.SQLAlchemyError as exc:
-        raise InvalidInputError(f"{_redact(staged.url)}: replacing table {staged.table!r} failed: {exc}") from exc
+        raise InvalidInputError(f"{redact(staged.url)}: replacing table {staged.table!r} failed: {exc}") from exc
     finally:
         engine.dispose()
-    logger.info("sql_publish url=%s table=%s%s", _redact(staged.url), qualify, staged.table)
+    logger.info("sql_publish url=%s table=%s%s", redact(staged.url), qualify, staged.table)
     return staged.table
 
 
