@@ -21,7 +21,6 @@ logger = logging.getLogger(__name__)
 
 FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
 DATASETS = ("penguins", "breast_cancer", "diabetes", "iris", "wine")
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 _NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
 
 
@@ -51,21 +50,6 @@ def file_format(source: str) -> str:
             "or a SQLAlchemy URL"
         )
     return fmt
-
-
-def parse_date_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """CSV has no types: turn string columns whose every value is an ISO date/time into datetimes."""
-    for col in frame.columns:
-        series = frame[col]
-        if not (pd.api.types.is_string_dtype(series) or series.dtype == object):
-            continue
-        values = series.dropna().astype(str)
-        if len(values) and values.head(200).str.match(_ISO_DATE).all() and values.str.match(_ISO_DATE).all():
-            try:
-                frame[col] = pd.to_datetime(series, format="ISO8601")
-            except (ValueError, TypeError, OverflowError):
-                continue
-    return frame
 
 
 def load_dataset(name: str) -> pd.DataFrame:
@@ -108,16 +92,16 @@ class TableReader:
 
     def read(self) -> pd.DataFrame:
         """The whole table, tidied (see `tidy`), with a fresh 0..n-1 index."""
-        frame = next(self._frames(None, parse_dates=True))
+        frame = next(self._frames(None))
         return self.tidy(frame).reset_index(drop=True)
 
-    def batches(self, batch_rows: int, *, parse_dates: bool = True) -> Iterator[pd.DataFrame]:
+    def batches(self, batch_rows: int) -> Iterator[pd.DataFrame]:
         """The table in frames of at most `batch_rows` rows, each tidied as `read` tidies the whole."""
-        for frame in self._frames(batch_rows, parse_dates=parse_dates):
+        for frame in self._frames(batch_rows):
             yield self.tidy(frame)
 
     # ---------------------------------------------------------------------------------------------- sources
-    def _frames(self, chunksize: int | None, *, parse_dates: bool) -> Iterator[pd.DataFrame]:
+    def _frames(self, chunksize: int | None) -> Iterator[pd.DataFrame]:
         if self.source.startswith("dataset:"):
             yield load_dataset(self.source.split(":", 1)[1])
             return
@@ -132,7 +116,7 @@ class TableReader:
                 self._check_header(pq.read_schema(self.source).names)  # pyarrow fails on repeats with a cryptic error
                 yield from _parquet_frames(self.source, chunksize)
             else:
-                yield from self._csv_frames(chunksize, parse_dates=parse_dates)
+                yield from self._csv_frames(chunksize)
         except InvalidInputError:
             raise
         except pd.errors.EmptyDataError as exc:
@@ -145,11 +129,11 @@ class TableReader:
                 + ("; --sep and --encoding set the separator and encoding" if fmt == "csv" else "")
             ) from exc
 
-    def _csv_frames(self, chunksize: int | None, *, parse_dates: bool) -> Iterator[pd.DataFrame]:
+    def _csv_frames(self, chunksize: int | None) -> Iterator[pd.DataFrame]:
         dialect = sniff_csv(self.source, encoding=self.encoding, sep=self.sep)
         self._check_header(header_names(self.source, dialect))
         try:
-            yield from _csv_chunks(self.source, dialect, chunksize, parse_dates=parse_dates)
+            yield from _csv_chunks(self.source, dialect, chunksize)
         except UnicodeDecodeError as exc:
             if not dialect.encoding_detected:
                 raise InvalidInputError(
@@ -163,7 +147,7 @@ class TableReader:
                 ) from exc
             fallback = CsvDialect("cp1252" if dialect.encoding.startswith("utf-8") else "latin-1", dialect.sep)
             logger.warning("csv: %s is not %s past its start; read as %s", self.source, dialect.encoding, fallback)
-            yield from _csv_chunks(self.source, fallback, chunksize, parse_dates=parse_dates)
+            yield from _csv_chunks(self.source, fallback, chunksize)
 
     def _check_header(self, names: list[str]) -> None:
         repeated = sorted({n for n in names if names.count(n) > 1})
@@ -287,10 +271,9 @@ class TableReader:
         )
 
 
-def _csv_chunks(path: str, dialect: CsvDialect, chunksize: int | None, *, parse_dates: bool) -> Iterator[pd.DataFrame]:
+def _csv_chunks(path: str, dialect: CsvDialect, chunksize: int | None) -> Iterator[pd.DataFrame]:
     chunks = pd.read_csv(path, sep=dialect.sep, encoding=dialect.encoding, chunksize=chunksize)
-    for chunk in [chunks] if chunksize is None else chunks:
-        yield parse_date_columns(chunk) if parse_dates else chunk
+    yield from [chunks] if chunksize is None else chunks
 
 
 def _parquet_frames(path: str, chunksize: int | None) -> Iterator[pd.DataFrame]:

@@ -91,7 +91,7 @@ def scan_table(
         raise InvalidInputError(f"batch rows must be positive, got {batch_rows}")
     reader = TableReader(source, table=table, encoding=encoding, sep=sep)
     offset = 0
-    for batch in reader.batches(batch_rows, parse_dates=dtypes is None):
+    for batch in reader.batches(batch_rows):
         if batch.empty:
             continue
         batch.index = pd.RangeIndex(offset, offset + len(batch))
