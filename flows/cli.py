@@ -380,9 +380,9 @@ def setup_command(
 
 def _register_optional_commands() -> None:
     try:
-        from synthgate.flows.images import images_command
+        from synthgate.flows.images_cli import images_command
     except ModuleNotFoundError as exc:
-        if exc.name != "synthgate.flows.images":
+        if exc.name != "synthgate.flows.images_cli":
             raise
         return
     app.command("images")(images_command)
