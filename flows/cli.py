@@ -10,6 +10,7 @@ Exit codes (one table, used by every command):
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -222,16 +223,32 @@ def _preflight(request: Any) -> None:
 
 
 def _check_prefect_api() -> None:
-    from synthgate.flows.deploy import check_prefect_api
+    from synthgate.flows.api import check_prefect_api
 
     check_prefect_api()
 
 
 def _run_flow(request: Any, **options: Any) -> None:
+    from synthgate.flows.api import PrefectApi
+    from synthgate.flows.signals import stop_on_signals
+
+    with stop_on_signals() as stopped, PrefectApi() as api:  # the temporary server boots while the flow imports
+        try:
+            _run_flow_on(api, request, **options)
+            return
+        except BaseException:
+            if stopped.signum is None:
+                raise
+    console.print(f"[bold red]STOPPED[/] by {signal.Signals(stopped.signum).name}: nothing was published")
+    raise typer.Exit(128 + stopped.signum)
+
+
+def _run_flow_on(api: Any, request: Any, **options: Any) -> None:
     from synthgate.flows.synthesize import synthesize_table
     from synthgate.schemas.errors import GateRefusedError
     from synthgate.tasks.report import summary_table
 
+    api.ready()
     try:
         result = synthesize_table(request, **options)
     except GateRefusedError as exc:

@@ -31,8 +31,8 @@ from synthgate.tasks.gates import evaluate_gates_task
 from synthgate.tasks.ingest import data_hash, read_table_task
 from synthgate.tasks.preprocess import encode_training_task, resolve_schema_task
 from synthgate.tasks.protect import complete_output_task
-from synthgate.tasks.publish import StagedParquet, write_parquet_task
-from synthgate.tasks.report import create_run_artifacts, facts_from_metadata, write_report
+from synthgate.tasks.publish import StagedParquet, remove_stale_temporaries, write_parquet_task
+from synthgate.tasks.report import create_run_artifacts, facts_from_metadata, mark_published, write_report
 from synthgate.tasks.risk import measure_risks_task
 from synthgate.tasks.sample import sample_rows_task, stream_output_task
 from synthgate.tasks.scan import (
@@ -46,6 +46,8 @@ from synthgate.tasks.scan import (
 from synthgate.tasks.select import candidate_names, evaluate_candidate_task, pick_best
 from synthgate.tasks.split import split_holdout_task
 from synthgate.tasks.sql import commit_staged_task, discard_staged, split_table_name, stage_table_task
+from synthgate.tasks.stop import stop_scope
+from synthgate.tasks.threads import plan_threads, use_threads
 from synthgate.tasks.train import FitResult, fit_model_task
 from synthgate.tasks.validate import valid_row_share_task, validate_table_task
 
@@ -135,6 +137,7 @@ def synthesize_table(
     if write_table:
         split_table_name(write_table)  # a bad name fails now, not after training
     show_progress_logs()
+    remove_stale_temporaries(request.output, request.resolved_report_path)  # left by a killed run
     timings: dict[str, float] = {}
     source = request.input if not request.table else f"{request.input} ({request.table})"
     streaming = _streaming(request, stream, max_train_rows, write_url)
@@ -182,7 +185,8 @@ def synthesize_table(
         raise InvalidInputError(f"model {request.model!r} is not available; choose one of {model_names()}")
     if auto and request.epsilon is not None:
         raise InvalidInputError("--model auto cannot be combined with --epsilon: name one model to spend the budget on")
-    with _timed(timings, "encode"):
+    threads = plan_threads(parallel_fits=len(candidate_names()) if auto else 1)  # docs/decisions.md#thread-counts
+    with _timed(timings, "encode"), use_threads(threads):
         if auto:  # each candidate encodes the rows the way its family asks (tasks/select.py)
             encoder, encoded = None, None
         elif prepared.private is not None:  # DP: encoder state from public bounds or DP estimates (issue #7)
@@ -195,7 +199,7 @@ def synthesize_table(
     cached = load_cached_task(root, key, device=request.device) if use_cache else None
     model_cache = "off" if not use_cache else ("hit" if cached else "miss")
     candidates: list[CandidateScore] = []
-    with _timed(timings, "train"):
+    with _timed(timings, "train"), use_threads(threads):
         if auto:  # every family as a mapped task, best holdout fidelity wins (tasks/select.py)
             fitted, encoder, candidates = _train_candidates(train, holdout, schema, request)
         elif cached is not None:
@@ -217,7 +221,7 @@ def synthesize_table(
     n_rows = request.rows or len(train)
     streaming = streaming or (stream is None and n_rows > STREAM_OUTPUT_ROWS and not request.balance and not write_url)
     staged = StagedParquet(request.output) if streaming else None
-    with _timed(timings, "sample"):
+    with _timed(timings, "sample"), use_threads(threads):
         if staged is not None:  # issue #9: row groups into the staged file; the gates see the first rows
             synthetic = stream_output_task(
                 fitted.model,
@@ -242,7 +246,7 @@ def synthesize_table(
                 train=train,
             )
             synthetic = complete_output_task(synthetic, schema, seed=request.seed, real=train)
-    with _timed(timings, "gates"):
+    with _timed(timings, "gates"), use_threads(threads):
         validity = valid_row_share_task(synthetic, schema)
         gates: GateResult = evaluate_gates_task(
             train,
@@ -286,6 +290,7 @@ def synthesize_table(
         device=fitted.device,
         model_cache=model_cache,
         model_key=key,
+        threads=threads.as_dict(),
     )
     facts = facts_from_metadata(metadata)
     report = request.resolved_report_path
@@ -299,6 +304,7 @@ def synthesize_table(
             facts=facts,
             candidates=candidates,
             notes=metadata.notes,
+            pending=gates.passed,  # says PUBLISHED only once the output is committed (mark_published below)
         )
         create_run_artifacts(gates, facts)
     if not gates.passed:
@@ -321,6 +327,7 @@ def synthesize_table(
             raise
         if staged is not None:
             commit_staged_task(staged)
+        mark_published(report, gates)
     return RunResult(output=request.output, report=report, metadata=metadata, timings=timings, model_cache=model_cache)
 
 
@@ -359,16 +366,17 @@ def _train_candidates(
 ) -> tuple[FitResult, TableEncoder, list[CandidateScore]]:
     """`--model auto`: fit every table family in parallel, keep the best on holdout fidelity, record them all."""
     names = candidate_names()
-    futures = evaluate_candidate_task.map(
-        names,
-        unmapped(train),
-        unmapped(holdout),
-        unmapped(schema),
-        device=unmapped(request.device),
-        options=unmapped(request.model_options),
-        seed=unmapped(request.seed),
-    )
-    outcomes = [future.result() for future in futures]
+    with stop_scope():  # an error here (a signal, a cancellation) stops the candidates' fits at their next epoch
+        futures = evaluate_candidate_task.map(
+            names,
+            unmapped(train),
+            unmapped(holdout),
+            unmapped(schema),
+            device=unmapped(request.device),
+            options=unmapped(request.model_options),
+            seed=unmapped(request.seed),
+        )
+        outcomes = [future.result() for future in futures]
     best = pick_best(outcomes)
     logger.info("auto: kept %s (score %.3f) of %s", best.name, best.score, ", ".join(names))
     fitted = FitResult(model=best.model, name=best.name, seconds=best.fit_seconds, device=best.device)

@@ -268,8 +268,18 @@ def _candidate_table(candidates: Sequence[CandidateScore]) -> str:
     )
 
 
-def _banner(gates: GateResult) -> str:
+PENDING_MARK = "<!-- synthgate:pending -->"
+
+
+def _banner(gates: GateResult, *, pending: bool = False) -> str:
     gated = [m for m in gates.metrics if m.passed is not None]
+    if gates.passed and pending:
+        return (
+            f'{PENDING_MARK}<div class="banner fail"><b>NOT PUBLISHED: all {len(gated)} gated checks passed; the '
+            "output was not committed</b><p>This report is written before the output file. If you read this banner "
+            "after the run ended, the run stopped before the output was committed and nothing was published.</p>"
+            f"</div>{PENDING_MARK}"
+        )
     if gates.passed:
         return (
             f'<div class="banner pass"><b>PUBLISHED: all {len(gated)} gated checks passed</b>'
@@ -360,6 +370,7 @@ def render_report(
     facts: Mapping[str, Any],
     candidates: Sequence[CandidateScore] | None = None,
     notes: Sequence[str] = (),
+    pending: bool = False,
 ) -> str:
     """The report as one HTML string (see `write_report`); `real` may be None when the real data is not at hand."""
     columns = [c for c in schema.modelled if c.name in synthetic.columns][:MAX_PLOT_COLUMNS]
@@ -387,7 +398,7 @@ def render_report(
 <body><main>
 <h1>{title}</h1>
 <div class="muted">generated {datetime.now(UTC).isoformat(timespec="seconds")} &middot; real = holdout rows the model never saw</div>
-<section id="verdict">{_banner(gates)}</section>
+<section id="verdict">{_banner(gates, pending=pending)}</section>
 <section id="metrics"><h2>Metrics</h2>
 <table><tr><th>group</th><th>metric</th><th>value</th><th>threshold</th><th>verdict</th><th>what it measures</th></tr>
 {_metric_rows(gates)}</table></section>
@@ -416,6 +427,7 @@ def write_report(
     facts: Mapping[str, Any],
     candidates: Sequence[CandidateScore] | None = None,
     notes: Sequence[str] = (),
+    pending: bool = False,
 ) -> Path:
     """Write the self-contained HTML report to `path` atomically (temp file beside it, then `os.replace`).
 
@@ -429,18 +441,34 @@ def write_report(
         candidates: the models `--model auto` tried, if any.
         notes: the run's notes (budget split, rare-category merges, streaming); shown with the metrics' notes, and
             the privacy ones beside the measured risk.
+        pending: the gates passed but the output is not committed yet: the banner says NOT PUBLISHED until
+            `mark_published` rewrites it after the commit, so a run killed in between leaves no false claim.
 
     Returns:
         The path written.
     """
     text = render_report(
-        schema=schema, real=real, synthetic=synthetic, gates=gates, facts=facts, candidates=candidates, notes=notes
-    )
+        schema=schema, real=real, synthetic=synthetic, gates=gates, facts=facts, candidates=candidates, notes=notes,
+        pending=pending,
+    )  # fmt: skip
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
         tmp.chmod(REPORT_MODE)  # mkstemp creates 0600; the report is meant to be shared
     logger.info("report: wrote %s (%d kB)", path, len(text) // 1024)
+    return path
+
+
+def mark_published(path: str | Path, gates: GateResult) -> Path:
+    """After the output is committed, turn a pending report's banner into the PUBLISHED one (atomically)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    start, end = text.find(PENDING_MARK), text.rfind(PENDING_MARK)
+    if start < 0 or end == start:
+        return path
+    with atomic_path(path) as tmp:
+        tmp.write_text(text[:start] + _banner(gates) + text[end + len(PENDING_MARK) :], encoding="utf-8")
+        tmp.chmod(REPORT_MODE)
     return path
 
 

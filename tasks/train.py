@@ -15,6 +15,7 @@ from torch import Tensor
 from synthgate.models.base import GenerativeModel, resolve_device
 from synthgate.models.encoders.table import Span
 from synthgate.models.registry import MODELS, build_model, model_names
+from synthgate.tasks.stop import stoppable
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def fit_model(
     torch.manual_seed(seed)  # weight initialisation of neural models
     instance = build_model(model, spans=spans, device=torch_device, options=options)
     start = time.perf_counter()
-    instance.fit(encoded, progress=_log_progress)
+    instance.fit(encoded, progress=stoppable(_log_progress))  # a stopped run ends at the next epoch
     seconds = time.perf_counter() - start
     logger.info(
         "train: %s fitted on %d rows x %d features in %.2f s (%s)", model, *encoded.shape, seconds, torch_device
