@@ -275,7 +275,7 @@ def _banner(gates: GateResult, *, pending: bool = False) -> str:
     gated = [m for m in gates.metrics if m.passed is not None]
     if gates.passed and pending:
         return (
-            f'{PENDING_MARK}<div class="banner fail"><b>NOT PUBLISHED: all {len(gated)} gated checks passed; the '
+            f'{PENDING_MARK}<div class="banner fail"><b>NOT PUBLISHED: the {len(gated)} gated checks passed, but the '
             "output was not committed</b><p>This report is written before the output file. If you read this banner "
             "after the run ended, the run stopped before the output was committed and nothing was published.</p>"
             f"</div>{PENDING_MARK}"
