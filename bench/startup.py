@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,6 +47,14 @@ def _wall(cmd: list[str], *, check: bool = True) -> float:
     if check and done.returncode:
         raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     return time.perf_counter() - start
+
+
+def _cpu_seconds(cmd: list[str]) -> float:
+    """User + system CPU seconds of one run of `cmd` (a wall time on a busy machine mostly measures the queue)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    _wall(cmd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def _median(cmd: list[str], repeats: int) -> float:
@@ -153,6 +162,7 @@ def main() -> None:
 
     print(f"{'measure':34} {'value':>10} {'target':>8}", flush=True)
     record("help_s", _median([str(BIN / "synthgate"), "--help"], args.repeats))
+    record("help_cpu_s", _cpu_seconds([str(BIN / "synthgate"), "--help"]))  # what load cannot inflate much
     record("import_synthgate_s", _median(_python("import synthgate"), args.repeats))
     record("import_flow_stack_s", _median(_python("import synthgate.flows.synthesize"), args.repeats))
     record("prefect_server_start_s", server_start(args.repeats))

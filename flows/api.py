@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -141,8 +142,13 @@ class PrefectApi:
                 self.close_server()
         return self
 
-    def ready(self) -> str:
-        """Wait for our temporary server (if we started one) and point Prefect at it; return the API URL."""
+    def ready(self, meanwhile: Callable[[], object] | None = None) -> str:
+        """Wait for our temporary server (if we started one) and point Prefect at it; return the API URL.
+
+        Args:
+            meanwhile: work for this process while the server still boots (imports the run will need anyway): on a
+                small machine the wait is otherwise a core left idle. Called only if the server is not up yet.
+        """
         import prefect.context
         from prefect.settings import (
             PREFECT_API_URL,
@@ -152,6 +158,8 @@ class PrefectApi:
         )
 
         if self.server is not None:
+            if meanwhile is not None and not _answers(self.server.url, timeout=0.2):
+                meanwhile()
             self.server.wait_ready(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
             self.url = self.server.url
             # Heartbeats let a long-lived server spot crashed deployment runs; this server dies with the run, and

@@ -239,7 +239,10 @@ def _run_flow(request: Any, **options: Any) -> None:
         except BaseException:
             if stopped.signum is None:
                 raise
-    console.print(f"[bold red]STOPPED[/] by {signal.Signals(stopped.signum).name}: nothing was published")
+    console.print(
+        f"[bold red]STOPPED[/] by {signal.Signals(stopped.signum).name} before the run finished: the output and the "
+        "report are only ever replaced whole, so each is either as before or complete (the report's banner says which)"
+    )
     raise typer.Exit(128 + stopped.signum)
 
 
@@ -248,7 +251,7 @@ def _run_flow_on(api: Any, request: Any, **options: Any) -> None:
     from synthgate.schemas.errors import GateRefusedError
     from synthgate.tasks.report import summary_table
 
-    api.ready()
+    api.ready(meanwhile=_import_later_steps)
     try:
         result = synthesize_table(request, **options)
     except GateRefusedError as exc:
@@ -262,6 +265,11 @@ def _run_flow_on(api: Any, request: Any, **options: Any) -> None:
     out.print(summary_table(result.metadata))
     out.print(f"[bold green]PUBLISHED[/] {result.metadata.n_rows_output} rows to {result.output}")
     out.print(f"report: {result.report}")
+
+
+def _import_later_steps() -> None:
+    """What the flow imports lazily and every run needs (Great Expectations, for validation)."""
+    import great_expectations  # noqa: F401
 
 
 def _fail(exc: BaseException) -> None:
