@@ -85,7 +85,7 @@ def penguins_run(repeats: int, tmp: Path) -> tuple[float, dict[str, float]]:
     from synthgate.tasks.publish import read_metadata
 
     out = tmp / "penguins.parquet"
-    cmd = [str(BIN / "synthgate"), "run", "--input", "dataset:penguins", "--output", str(out)]
+    cmd = [str(BIN / "synthgate"), "run", "--input", "dataset:penguins", "--output", str(out), "--no-cache"]
     wall = _median(cmd, repeats)
     return wall, read_metadata(out).timings
 
@@ -125,6 +125,7 @@ def fit_speed(epochs: int, tmp: Path) -> dict[str, float]:
     options = {"epochs": epochs, "patience": None, "val_fraction": 0.0}
     config.write_text(yaml.safe_dump({"model": "vae", "model_options": options}))
     cmd = [str(BIN / "synthgate"), "run", "--input", str(table), "--output", str(out), "--config", str(config)]
+    cmd += ["--no-cache"]  # a stored model from an earlier bench would skip the fit
     done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=1800, cwd=ROOT)
     # The fit's own log line; a refusal (exit 3) trained all the same.
     pattern = r"train:\s+vae\s+fitted\s+on\s+(\d+)\s+rows\s+x\s+\d+\s+features\s+in\s+([\d.]+)\s+s"
