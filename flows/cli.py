@@ -251,7 +251,7 @@ def _run_flow_on(api: Any, request: Any, **options: Any) -> None:
     from synthgate.schemas.errors import GateRefusedError
     from synthgate.tasks.report import summary_table
 
-    api.ready(meanwhile=_import_later_steps)
+    api.ready(meanwhile=lambda: _import_later_steps(request.model))
     try:
         result = synthesize_table(request, **options)
     except GateRefusedError as exc:
@@ -267,9 +267,13 @@ def _run_flow_on(api: Any, request: Any, **options: Any) -> None:
     out.print(f"report: {result.report}")
 
 
-def _import_later_steps() -> None:
-    """What the flow imports lazily and every run needs (Great Expectations, for validation)."""
+def _import_later_steps(model: str | None) -> None:
+    """What the flow imports lazily: Great Expectations (every run validates) and, for the neural models, what
+    torch imports when the first optimizer is built (`torch._dynamo`, seconds of a fit otherwise)."""
     import great_expectations  # noqa: F401
+
+    if model not in (None, "gmm"):
+        import torch._dynamo  # noqa: F401
 
 
 def _fail(exc: BaseException) -> None:
