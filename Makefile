@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect-home
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench performance clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,12 +25,22 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python bench/render_performance.py --check
 
+# Everything, as CI runs it (.ci/run).
 test: lint
 	$(BIN)/pytest -q
 
+# Everything not marked slow: the loop to run while editing (under 2 minutes on a 2-core machine).
+test-fast: lint
+	$(BIN)/pytest -q -m "not slow"
+
 bench: $(STAMP)
 	$(BIN)/python bench/fit_speed.py
+
+# docs/performance.md from the benches' records in bench/results/*.json.
+performance: $(STAMP)
+	$(BIN)/python bench/render_performance.py
 
 clean:
 	rm -rf out .prefect-home .pytest_cache .ruff_cache

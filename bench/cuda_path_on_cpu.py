@@ -1,9 +1,8 @@
-"""The CUDA test's planted-structure check along the CUDA code path, run on the CPU: for sessions lent no GPU.
+"""The CUDA test's planted-structure check along the CUDA code path, run on the CPU: where no GPU is at hand.
 
 On CUDA the neural table models train through autograd under bfloat16 autocast (`models.training.autocast`); on the
 CPU they take hand-written gradients in float32 (`models.backprop`). A change that holds on one path can fail on the
-other: the gan recovered the planted correlation at 0.819 on the CPU and at 0.779 on an H100 (session 13, bound
-0.905 +- 0.1). This script swaps the CPU path for the CUDA one (autograd, bfloat16 autocast on the CPU) and runs
+other: the gan recovered the planted correlation at 0.819 on the CPU and at 0.779 on an H100 (bound 0.905 +- 0.1). This script swaps the CPU path for the CUDA one (autograd, bfloat16 autocast on the CPU) and runs
 `tests/test_cuda.py`'s check over several seeds, so the check can be repeated where no GPU is lent. It is evidence,
 not a substitute: the GPU's kernels, its random streams and its float rounding still differ.
 

@@ -1,8 +1,8 @@
 """Quality and risk against the privacy budget: vae, gan and gmm at epsilon in {1, 3, 10, none} on one table.
 
 Prints one row per (model, epsilon): column shapes, pair trends, membership-inference AUC, the three anonymeter-style
-risks (Giomi et al. 2023) and the training time, so DP's cost in quality and seconds is measured, not assumed. The bar
-(issue #7): at epsilon = 3 column shapes drop by at most 0.05 from the non-private run.
+risks (Giomi et al. 2023) and the training time, so DP's cost in quality and seconds is measured, not assumed. The bar:
+at epsilon = 3 column shapes drop by at most 0.05 from the non-private run.
 
     .venv/bin/python -m bench.dp_tradeoff [--input dataset:penguins | mixed:20000x12] [--epochs 60] [--models vae,gmm]
 
@@ -15,61 +15,17 @@ Private runs use the DP defaults of `tasks.dp_preprocess.DP_DEFAULTS` (the flow'
 family uses the same epochs and batch size (and no early stopping), so the drop is DP's alone. The gmm row without
 epsilon is the BIC-chosen `gmm`; with epsilon it is `gmm_dp` (fixed k, DP-EM).
 
-Measured 2026-11-25, CPU, one thread under heavy contention (fit seconds are only comparable within a table), seed 0,
-delta 1/(10 n), public bounds. Column shapes / pair trends / MIA AUC; risks are singling-out / linkability / inference.
-
-mixed:20000x12 (16000 training rows; vae and gmm: this file's defaults, gan: --options
-'{"gan": {"batch_size": 2000, "critic_hidden": [128, 128], "epochs": 30, "lr": 5e-4}}', now the DP default)
-
-    model eps   shapes pairs  mia   s-out link  infer fit_s
-    vae   none  0.932  0.900  0.500 0.000 0.000 0.056  17.4  (20 epochs, no early stopping, like the DP arm)
-    vae   none  0.958  0.946  -     -     -     -      47.5  (VAEConfig() defaults: early stop at 168 epochs)
-    vae   10    0.956  0.926  0.499 0.000 0.000 0.053  17.7
-    vae   3     0.952  0.916  0.489 0.600 0.000 0.031  23.3  (drop 0.006 from the early-stopped plain run: meets)
-    vae   1     0.913  0.881  0.506 0.000 0.002 0.055  19.8
-    gan   none  0.885  0.867  0.506 0.000 0.000 0.016  32.3  (session 1 GAN defaults)
-    gan   10    0.737  0.733  0.502 0.000 0.000 0.044  23.7  (session 1 DP GAN: pac 10, clipped Wasserstein)
-    gan   3     0.619  0.632  0.500 0.000 0.000 0.047 198.1  (drop 0.266: missed)
-    gan   1     0.640  0.598  0.501 0.000 0.000 0.036  32.7
-
-  Session 2, idle machine, one run: the DP GAN now uses pac 1 and the logistic loss (DP_DEFAULTS); the plain GAN
-  keeps its pac 10 and gradient penalty (now lazy, every 4th critic step, with the fake rows reused).
-
-    gan   none  0.852  0.830  0.508 0.032 0.000 0.055   8.3
-    gan   10    0.811  0.794  0.494 0.021 0.000 0.039 112.8
-    gan   3     0.835  0.789  0.494 0.002 0.000 0.033 111.7  (drop 0.017; 0.050 against session 1's plain 0.885)
-    gan   1     0.756  0.738  0.495 0.000 0.000 0.051 104.7
-    gmm   none  0.985  0.969  0.495 0.000 0.002 0.046   7.4  (BIC)
-    gmm   10    0.980  0.954  0.498 0.000 0.000 0.058   2.1  (first call pays Opacus's import)
-    gmm   3     0.980  0.949  0.503 0.000 0.000 0.045   0.2  (drop 0.005: meets)
-    gmm   1     0.976  0.934  0.505 0.000 0.000 0.050   0.2
-
-  Session 3, idle machine: the generator is now CTGAN's residual BatchNorm network (only the critic is private, so
-  BatchNorm is safe); the vae, gmm and other gan rows above were re-run unchanged.
-
-    gan   none  0.891  0.891  0.502 0.004 0.000 0.050   9.7
-    gan   3     0.870  0.834  0.497 0.014 0.000 0.043 118.4  (drop 0.022: meets)
-
-  Session 7, one run each: the generator's weights are averaged (`GANConfig.ema_share`), noise 64, no critic
-  dropout. The first pair is the same command with the session 6 settings (`--options '{"gan": {"noise_dim": 128,
-  "critic_dropout": 0.5, "ema_share": 0}}'`), which this busy hour put below session 3's.
-
-    gan   none  0.910  0.900  0.491 0.000 0.000 0.034   7.5  (session 6 settings)
-    gan   3     0.812  0.800  0.491 0.016 0.000 0.027 117.7  (drop 0.099: misses)
-    gan   none  0.937  0.894  0.497 0.000 0.000 0.000   6.8  (session 7 defaults)
-    gan   3     0.933  0.894  0.502 0.000 0.002 0.044 107.8  (drop 0.004: meets)
-
-dataset:penguins (275 training rows): vae 0.791 plain, 0.679 / 0.671 / 0.666 at epsilon 10 / 3 / 1 (drop 0.120:
-misses; MIA AUC 0.590 plain, 0.566 at 3); gmm 0.913 plain, 0.891 / 0.870 / 0.697 (drop 0.043: meets). The singling-out
-risk of a single run rests on few successful guesses and jumps between runs (vae 0.600 at epsilon 3 above, 0 at 10).
+Each run writes `bench/results/dp_tradeoff.json`; the current figures are in `docs/performance.md`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -190,6 +146,11 @@ def main() -> None:
     overrides = json.loads(args.options)
     rows = run(args.input, args.epochs, epsilons, models=tuple(args.models.split(",")), overrides=overrides)
     print_table(rows, args.input)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.results import record
+
+    figures = [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items() if k != "options"} for r in rows]
+    record("dp_tradeoff", figures, title=f"Privacy against fidelity: {args.input} at each epsilon")
 
 
 if __name__ == "__main__":

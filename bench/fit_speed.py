@@ -17,6 +17,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.results import record
 from bench.tables import mixed_table
 from synthgate.models.encoders import TableEncoder
 from synthgate.models.gmm import GaussianMixture
@@ -32,6 +33,7 @@ def main() -> None:
     table = Table(title=f"GMM fit speed ({torch.get_num_threads()} torch threads, {torch.device('cpu')})")
     for col in ("rows", "columns", "encoded", "components", "encode s", "fit s", "sample rows/s", "decode rows/s"):
         table.add_column(col, justify="right")
+    rows = []
     for n in args.rows:
         frame = mixed_table(n, args.columns)
         schema = infer_schema(frame)
@@ -52,7 +54,13 @@ def main() -> None:
             f"{n:,}", str(frame.shape[1]), str(x.shape[1]), str(model.n_components_), f"{encode_s:.2f}",
             f"{fit_s:.2f}", f"{n / sample_s:,.0f}", f"{n / decode_s:,.0f}",
         )  # fmt: skip
+        rows.append({
+            "rows": n, "columns": frame.shape[1], "encoded": x.shape[1], "components": model.n_components_,
+            "encode_s": round(encode_s, 2), "fit_s": round(fit_s, 2), "sample_rows_per_s": round(n / sample_s),
+            "decode_rows_per_s": round(n / decode_s),
+        })  # fmt: skip
     Console().print(table)
+    record("fit_speed", rows, title="GMM fit speed (mixed_table)", notes=[f"{torch.get_num_threads()} torch threads"])
 
 
 if __name__ == "__main__":

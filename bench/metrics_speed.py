@@ -9,13 +9,18 @@ metric has something to measure). Prints seconds per metric and the total.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.results import record
 from synthgate.schemas.table import infer_schema
 from synthgate.tasks.gates import evaluate_gates_timed
 from synthgate.tasks.split import split_holdout
@@ -103,6 +108,10 @@ def main() -> None:
     for note in result.notes:
         console.print(f"note: {note}")
     console.print(("[green]under[/]" if total < 60 else "[red]OVER[/]") + " the 60 s bar")
+    figures = [{"step": step, "seconds": round(sec, 2), "value": values.get(step)} for step, sec in seconds.items()]
+    figures.append({"step": "total (evaluate_gates)", "seconds": round(total, 2), "value": None})
+    title = f"Gate metrics speed: {len(train)} train / {len(holdout)} holdout / {len(synthetic)} synthetic rows"
+    record("metrics_speed", figures, title=title)
 
 
 if __name__ == "__main__":

@@ -124,6 +124,7 @@ def main() -> None:
         table.add_column(col, justify="right")
     gpu = args.device.startswith("cuda") or (args.device == "auto" and _cuda_available())
     peer_seconds: dict[tuple[str, int, int], float | None] = {}  # each peer runs once per table, not once per model
+    figures = []
     for model in args.models:
         for columns in args.columns:
             previous: float | None = None
@@ -160,7 +161,16 @@ def main() -> None:
                     f"{r['trends']:.3f}", *peers,
                 )  # fmt: skip
                 Console(width=200).print(f"done {model} {rows}x{columns}: {r}")
+                figures.append({"model": model, "rows": rows, "columns": columns, "fit_s": round(r["fit_s"], 1),
+                                "fit_cpu_s": round(r["fit_cpu_s"], 1), "sample_s": round(r["sample_s"], 1),
+                                "peak_mib": round(r["peak_mib"]), "shapes": round(r["shapes"], 3),
+                                "trends": round(r["trends"], 3),
+                                **{f"{n}_x_ours": p for n, p in zip(args.sdv, peers, strict=True)}})  # fmt: skip
     Console(width=200).print(table)  # wide: piped output would otherwise be cut to 80 columns
+    from bench.results import record
+
+    title = f"Scale: mixed_table, {args.epochs} epochs for neural models and SDV"
+    record("scale", figures, title=title, device="cuda" if gpu else "cpu", notes=["x_ours: SDV seconds / ours"])
 
 
 if __name__ == "__main__":

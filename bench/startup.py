@@ -4,7 +4,7 @@
 
 Prints one table (median of `--repeats` wall seconds each, fresh processes):
 - `synthgate --help`, `import synthgate`, and importing the flow stack (`synthgate.flows.synthesize`);
-- the temporary Prefect server: from start to its first healthy answer (`flows/api.py`);
+- the temporary Prefect server: from start to its first healthy answer (`flows/server.py`);
 - a penguins run (`synthgate run --input dataset:penguins`), end to end, and its flow steps as the output's metadata
   records them (ingest ... report, publish);
 - a `vae` fit on `bench.tables.mixed_table(20_000, 12)` through the CLI against the same fit as `bench/vs_sdv.py`
@@ -67,7 +67,7 @@ def _python(code: str) -> list[str]:
 
 SERVER_START = """
 import time; t = time.perf_counter()
-from synthgate.flows.api import TemporaryServer
+from synthgate.flows.server import TemporaryServer
 s = TemporaryServer(); s.wait_ready(120); print(time.perf_counter() - t); s.stop()
 """
 

@@ -43,6 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import synthgate.models.encoders.modes  # noqa: F401  (scipy's import, loaded lazily by the encoder, stays out of the timings)
+from bench.results import record
 from bench.sdv_runner import WARM_UP_ROWS, pin_to_cores, warm_up
 from bench.tables import mixed_table
 from synthgate.models.base import make_generator
@@ -289,6 +290,13 @@ def main() -> None:
         "(speed-up = SDV seconds / our seconds, medians over the repeats)"
     )
     print(result.to_string(index=False))
+    record(
+        "vs_sdv",
+        result.to_dict(orient="records"),
+        title=f"Against SDV: fit + sample seconds, column shapes, pair trends ({args.epochs} epochs)",
+        device=args.device,
+        notes=[f"threads={args.threads}, medians of {args.repeats} repeats; x_vs_* = SDV seconds / ours"],
+    )
     if args.json:
         result.to_json(args.json, orient="records", indent=2)
 

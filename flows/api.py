@@ -1,211 +1,320 @@
-"""The Prefect API a command-line run talks to: the configured server, a local one already running, or our own.
+"""The Python API: `synthesize(df)` runs the same flow as `synthgate run`; `Synthesizer` is the fit/sample shape.
 
-Prefect's own temporary server (started on the first flow call) costs its start-up time after every import, imports
-the server's code into our process too, and is orphaned when the CLI is killed (it is stopped by `atexit`, which a
-SIGKILL skips). Here the temporary server is started first thing, so it boots while the CLI imports torch and reads
-the data; it runs in its own session (a Ctrl-C to the terminal reaches only the CLI, which still needs the server to
-record the run's final state) and, on Linux, receives SIGTERM the moment its parent dies (`PR_SET_PDEATHSIG`).
-See docs/decisions.md#temporary-server.
+`synthesize` hands the DataFrame to the flow through a private temporary Parquet file (removed after the run), so
+the rows take the very path a file takes on the command line: schema, validation, split, protection, gates, report
+(docs/decisions.md#api-input).
+`Synthesizer` is the scikit-learn shape for notebooks that want to sample again and again from one fitted model; it
+skips the gates (there is no holdout to judge against), so what it returns has not been checked for privacy.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import importlib.util
-import logging
+import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable
+import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Self
 
-logger = logging.getLogger(__name__)
+import numpy as np
+import pandas as pd
 
-LOCAL_SERVER = "http://127.0.0.1:4200/api"  # where `prefect server start` listens by default
-_PR_SET_PDEATHSIG = 1
+from synthgate.schemas.errors import GateRefusedError, InvalidInputError, NotFittedError
+from synthgate.schemas.gates import GateResult, GateThresholds
+from synthgate.schemas.metadata import OutputMetadata
+from synthgate.schemas.request import RunRequest
+from synthgate.schemas.table import TableSchema
 
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: ask the kernel to send SIGTERM when the parent process dies (Linux only)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+SYNTHESIZER_FILE = "synthesizer.json"
 
 
-def _answers(url: str, timeout: float) -> bool:
-    import httpx
+@dataclass
+class SynthesisResult:
+    """What `synthesize` produced.
 
-    try:
-        return httpx.get(url.rstrip("/") + "/health", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-class TemporaryServer:
-    """A Prefect API server (uvicorn) in a child process, started as Prefect starts its ephemeral one."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}/api"
-        prefect_dir = Path(importlib.util.find_spec("prefect").origin).parent  # no import of prefect here: it is slow
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "uvicorn", "--app-dir", str(prefect_dir.parent), "--factory",
-                "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
-                "--log-level", "error", "--lifespan", "on",
-            ],
-            env=env,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )  # fmt: skip
-
-    def wait_ready(self, timeout: float) -> None:
-        """Block until the server answers its health check; raise if it exits or takes longer than `timeout`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the temporary Prefect server exited with code {self.process.returncode}")
-            if _answers(self.url, timeout=1.0):
-                return
-            time.sleep(0.1)
-        raise RuntimeError(
-            f"the temporary Prefect server did not answer within {timeout:.0f} s; raise "
-            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or run `prefect server start` and set PREFECT_API_URL"
-        )
-
-    def stop(self) -> None:
-        """Terminate the server and wait for it (it exits on SIGTERM in well under a second)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def _drain_prefect_workers() -> None:
-    """Send the queued run logs and events while our server still listens (else: 'Error logging to API')."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (APILogWorker, EventsWorker):
-        with contextlib.suppress(Exception):
-            worker.drain_all(timeout=5)
-
-
-def configured_api_url() -> str | None:
-    """PREFECT_API_URL from the environment or the active Prefect profile, if any."""
-    from prefect.settings import PREFECT_API_URL
-
-    return PREFECT_API_URL.value() or None
-
-
-class PrefectApi:
-    """The API for one command: `with PrefectApi() as api: <imports, reading>; api.ready(); <flow>`.
-
-    In order: PREFECT_API_URL when set (the environment or the active profile); else a server already answering at
-    the default local address, reused and logged; else a temporary server of our own, started on entering (it boots
-    while the caller imports and reads) and stopped on exit, however the block ends.
+    Attributes:
+        data: the synthetic rows with the source's columns and dtypes; None when a gate refused them.
+        gates: every metric, threshold and verdict.
+        metadata: what the Parquet footer carries (run id, request, seed, model, data hash, budget, timings).
+        report_path: the HTML report (written whether or not the gates passed).
+        output_path: the published Parquet file; None when refused.
     """
 
-    def __init__(self, *, reuse_local: bool = True) -> None:
-        self.reuse_local = reuse_local
-        self.server: TemporaryServer | None = None
-        self.url: str | None = None
-        self._stack = contextlib.ExitStack()
+    data: pd.DataFrame | None
+    gates: GateResult
+    metadata: OutputMetadata
+    report_path: Path
+    output_path: Path | None
 
-    def __enter__(self) -> PrefectApi:
-        # Prefect already loaded (a test harness, a library caller): its settings answer at no cost, so ask first.
-        self.url = os.environ.get("PREFECT_API_URL") or (
-            configured_api_url() if "prefect.settings" in sys.modules else None
-        )
-        if not self.url:
-            self.server = TemporaryServer()  # boots while prefect is imported below
-            self.url = configured_api_url()
-            if not self.url and self.reuse_local and _answers(LOCAL_SERVER, timeout=0.3):
-                self.url = LOCAL_SERVER
-                logger.warning(
-                    "using the Prefect server already running at %s (set PREFECT_API_URL to choose)", self.url
-                )
-            if self.url:
-                self.close_server()
-        return self
-
-    def ready(self, meanwhile: Callable[[], object] | None = None) -> str:
-        """Wait for our temporary server (if we started one) and point Prefect at it; return the API URL.
-
-        Args:
-            meanwhile: work for this process while the server still boots (imports the run will need anyway): on a
-                small machine the wait is otherwise a core left idle. Called only if the server is not up yet.
-        """
-        import prefect.context
-        from prefect.settings import (
-            PREFECT_API_URL,
-            PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-            temporary_settings,
-        )
-
-        if self.server is not None:
-            if meanwhile is not None and not _answers(self.server.url, timeout=0.2):
-                meanwhile()
-            self.server.wait_ready(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
-            self.url = self.server.url
-            # Heartbeats let a long-lived server spot crashed deployment runs; this server dies with the run, and
-            # joining the heartbeat thread adds about a second to every flow call.
-            updates = {PREFECT_API_URL: self.url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
-            self._stack.enter_context(temporary_settings(updates))
-            # Prefect's log and event threads read the process-wide settings, as in `prefect_test_harness`.
-            self._stack.enter_context(
-                prefect.context._temporary_global_settings_context(prefect.context.get_settings_context())
-            )
-            self._stack.callback(_drain_prefect_workers)  # runs first on exit: send what is queued, then stop
-        return str(self.url)
-
-    def close_server(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self._stack.close()
-        finally:
-            self.close_server()
+    @property
+    def published(self) -> bool:
+        return self.output_path is not None
 
 
-def check_prefect_api(timeout: float = 5.0) -> None:
-    """Fail fast and clearly when PREFECT_API_URL names a server that does not answer.
+def synthesize(
+    df: pd.DataFrame,
+    model: str = "auto",
+    rows: int | None = None,
+    seed: int = 0,
+    target: str | None = None,
+    thresholds: GateThresholds | dict[str, Any] | None = None,
+    *,
+    name: str = "table",
+    output: str | Path | None = None,
+    epsilon: float | None = None,
+    conditions: dict[str, Any] | None = None,
+    model_options: dict[str, Any] | None = None,
+    schema_path: str | Path | None = None,
+    device: str = "auto",
+    use_cache: bool = True,
+    orchestrate: bool = True,
+) -> SynthesisResult:
+    """Synthesize a gated copy of `df`, as `synthgate run` does for a file.
 
-    Without this, a typo in the URL or a stopped server surfaces as a long retry loop and a bare `httpx.ConnectError`.
-    With PREFECT_API_URL unset there is nothing to check: a temporary local server is started.
+    Args:
+        df: the real table.
+        model: gmm, vae, gan, autoencoder, or auto (fits every family and keeps the best on holdout fidelity).
+        rows: synthetic rows; default as many as the training split.
+        seed: makes the split, the fit and the draw reproducible.
+        target: a column to measure machine-learning utility on.
+        thresholds: gate thresholds (a `GateThresholds` or a dict of its fields); default the documented ones.
+        name: the table's name in the schema and report.
+        output: where to publish the Parquet file (the report goes beside it); default a fresh temporary folder.
+        epsilon: a differential-privacy budget (with a model that has a private path).
+        conditions: every synthetic row must satisfy column == value.
+        model_options: hyperparameters passed to the model.
+        schema_path: a YAML schema, or overrides of the inferred one.
+        device: auto, cpu, cuda or cuda:N.
+        use_cache: reuse a model fitted earlier on the same data and request.
+        orchestrate: run as a Prefect flow run (a server, or an ephemeral one, is started); False calls the same steps
+            as plain functions, with no Prefect server.
+
+    Returns:
+        The synthetic rows, gates, metadata and report path.
 
     Raises:
-        InvalidInputError: the server is unreachable or unhealthy; the message names the URL and what to check.
+        GateRefusedError: a gate failed; `error.result` is the `SynthesisResult` (with `data=None`).
+        InvalidInputError: the request or the table cannot make a run.
     """
-    import httpx
+    if not isinstance(df, pd.DataFrame):
+        raise InvalidInputError(f"synthesize needs a pandas DataFrame, got {type(df).__name__}")
+    out = Path(output) if output is not None else Path(tempfile.mkdtemp(prefix="synthgate-")) / f"{name}.parquet"
+    with tempfile.TemporaryDirectory(prefix="synthgate-input-") as staging:
+        source = Path(staging) / f"{name}.parquet"
+        df.to_parquet(source, index=False)
+        request = RunRequest.from_sources(
+            input=str(source),
+            output=out,
+            model=model,
+            rows=rows,
+            seed=seed,
+            target=target,
+            thresholds=thresholds,
+            epsilon=epsilon,
+            conditions=conditions,
+            model_options=model_options,
+            schema_path=Path(schema_path) if schema_path is not None else None,
+            device=device,
+        )
+        try:
+            run = _run(request, use_cache=use_cache, orchestrate=orchestrate)
+        except GateRefusedError as exc:
+            metadata = getattr(exc, "metadata", None)
+            exc.result = SynthesisResult(None, exc.gate_result, metadata, request.resolved_report_path, None)
+            raise
+    return SynthesisResult(pd.read_parquet(run.output), run.metadata.gates, run.metadata, run.report, run.output)
 
-    from synthgate.schemas.errors import InvalidInputError
 
-    url = configured_api_url()
-    if not url:
-        return
-    try:
-        httpx.get(url.rstrip("/") + "/health", timeout=timeout).raise_for_status()
-    except httpx.HTTPError as exc:
-        raise InvalidInputError(
-            f"the Prefect server at PREFECT_API_URL={url} is unreachable ({type(exc).__name__}: {exc}); check that "
-            "`prefect server start` is running there and the URL ends in /api, or unset PREFECT_API_URL to let "
-            "synthgate start a temporary local server"
-        ) from exc
+def _run(request: RunRequest, *, use_cache: bool, orchestrate: bool) -> Any:
+    if orchestrate:
+        from synthgate.flows.synthesize import synthesize_table
+
+        return synthesize_table(request, use_cache=use_cache)
+    from synthgate.flows.synthesize import run_table
+    from synthgate.tasks.plan import RunOptions
+    from synthgate.tasks.steps import PLAIN
+
+    return run_table(request, RunOptions(use_cache=use_cache), step=PLAIN)
+
+
+class Synthesizer:
+    """A generative model of one table, fitted and sampled in memory (scikit-learn's shape).
+
+    Args:
+        model: gmm, vae, gan, autoencoder, or auto (each family fitted, the best on a 20% validation split kept).
+        seed: seeds the fit and, unless `sample` is given its own, the sequence of draws.
+        device: auto, cpu, cuda or cuda:N.
+        model_options: hyperparameters passed to the model.
+        epsilon: a differential-privacy budget for the fit (models with a private path).
+        delta: the DP delta; default 1/n^1.1 of the training rows.
+        rare_category_k: categories with fewer rows become one rare bucket.
+        name: the table's name in the schema.
+
+    Attributes:
+        schema_: the schema fitted (after rare-category protection).
+        model_: the fitted generative model.
+        encoder_: the fitted table encoder.
+        model_name_: the registry name of the fitted model (`gmm_dp` for a private gmm).
+        epsilon_: the privacy budget spent, or None.
+    """
+
+    def __init__(
+        self,
+        model: str = "gmm",
+        *,
+        seed: int = 0,
+        device: str = "auto",
+        model_options: dict[str, Any] | None = None,
+        epsilon: float | None = None,
+        delta: float | None = None,
+        rare_category_k: int | None = None,
+        name: str = "table",
+    ):
+        self.model = model
+        self.seed = seed
+        self.device = device
+        self.model_options = model_options
+        self.epsilon = epsilon
+        self.delta = delta
+        self.rare_category_k = rare_category_k
+        self.name = name
+
+    def fit(self, df: pd.DataFrame) -> Self:
+        """Infer and check the schema, protect the rows, encode them and fit the model; refitting replaces all state.
+
+        Raises:
+            InvalidInputError: an unknown model, `auto` with a budget, or a table that cannot be modelled.
+            ValidationFailedError: the table breaks its own inferred schema (e.g. mixed types in a column).
+        """
+        from synthgate.tasks.dp_preprocess import prepare_training
+        from synthgate.tasks.plan import available_models
+        from synthgate.tasks.preprocess import resolve_schema
+        from synthgate.tasks.validate import validate_table
+
+        if self.model not in available_models():
+            raise InvalidInputError(f"model {self.model!r} is not available; choose one of {available_models()}")
+        if self.model == "auto" and self.epsilon is not None:
+            raise InvalidInputError("model 'auto' cannot be combined with epsilon: name one model to spend it on")
+        schema = resolve_schema(df, name=self.name)
+        validate_table(df, schema, source="the DataFrame passed to Synthesizer.fit")
+        prepared = prepare_training(
+            df.reset_index(drop=True),
+            schema,
+            model=self.model,
+            epsilon=self.epsilon,
+            delta=self.delta,
+            rare_k=self.rare_category_k,
+            public_schema=False,
+            seed=self.seed,
+        )
+        self.model_, self.encoder_, self.model_name_ = self._fit_model(prepared)
+        self.schema_ = prepared.schema
+        self.epsilon_ = prepared.spent(self.model_)[0]
+        self._rng = np.random.default_rng(self.seed)
+        self._pii_real = df[[c.name for c in schema.pii_columns if c.name in df]].copy()  # memory only, never saved
+        return self
+
+    def _fit_model(self, prepared: Any) -> tuple[Any, Any, str]:
+        from synthgate.tasks.select import evaluate_candidate, pick_best
+        from synthgate.tasks.split import split_holdout
+        from synthgate.tasks.train import fit_model
+        from synthgate.tasks.training import encode_for_model
+
+        options = dict(self.model_options or {})
+        if self.model == "auto":
+            from synthgate.tasks.select import candidate_names
+
+            train, validation = split_holdout(prepared.train, fraction=0.2, seed=self.seed)
+            outcomes = [
+                evaluate_candidate(
+                    n, train, validation, prepared.schema, device=self.device, options=options, seed=self.seed
+                )
+                for n in candidate_names()
+            ]
+            best = pick_best(outcomes)
+            return best.model, best.encoder, best.name
+        encoded = encode_for_model(prepared, self.model)
+        fitted = fit_model(
+            encoded.tensor,
+            model=prepared.model_name(self.model),
+            spans=encoded.encoder.spans_,
+            device=self.device,
+            options=prepared.model_options(options),
+            seed=self.seed,
+        )
+        return fitted.model, encoded.encoder, fitted.name
+
+    def sample(self, n: int, conditions: dict[str, Any] | None = None, *, seed: int | None = None) -> pd.DataFrame:
+        """Draw `n` rows with the source's columns and dtypes; `conditions` fixes column == value on every row.
+
+        Args:
+            n: rows to draw.
+            conditions: e.g. `{"species": "Adelie"}`.
+            seed: this draw's seed; by default each call takes the next seed from the fit's seed, so two calls
+                return different rows and a refit with the same seed repeats the sequence.
+
+        Raises:
+            NotFittedError: `fit` or `load` was not called.
+        """
+        if not hasattr(self, "model_"):
+            raise NotFittedError("this Synthesizer is not fitted yet; call fit(df) or Synthesizer.load(path) first")
+        from synthgate.tasks.protect import complete_output
+        from synthgate.tasks.sample import sample_rows
+
+        if n <= 0:
+            raise InvalidInputError(f"sample needs a positive number of rows, got {n}")
+        draw_seed = int(self._rng.integers(2**31)) if seed is None else seed
+        rows = sample_rows(self.model_, self.encoder_, n, seed=draw_seed, conditions=conditions)
+        return complete_output(rows, self.schema_, seed=draw_seed, real=self._pii_real)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted model, encoder and schema to the folder `path` (replaced atomically; no pickles).
+
+        Returns:
+            The folder.
+        """
+        if not hasattr(self, "model_"):
+            raise NotFittedError("nothing to save: call fit(df) first")
+        final = Path(path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        try:
+            self.model_.save(staging / "model")
+            self.encoder_.save(staging / "encoder.json")
+            state = {
+                "model": self.model,
+                "model_name": self.model_name_,
+                "seed": self.seed,
+                "device": self.device,
+                "name": self.name,
+                "epsilon_spent": self.epsilon_,
+                "schema": self.schema_.model_dump(mode="json"),
+            }
+            (staging / SYNTHESIZER_FILE).write_text(json.dumps(state, indent=2, default=str))
+            if final.exists():
+                shutil.rmtree(final)
+            os.rename(staging, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return final
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "cpu") -> Self:
+        """Read a folder written by `save`; the model's tensors go to `device`."""
+        from synthgate.models.encoders.table import TableEncoder
+        from synthgate.models.registry import load_model
+
+        folder = Path(path)
+        if not (folder / SYNTHESIZER_FILE).exists():
+            raise InvalidInputError(f"{folder}: no {SYNTHESIZER_FILE}; pass a folder written by Synthesizer.save")
+        state = json.loads((folder / SYNTHESIZER_FILE).read_text())
+        synth = cls(state["model"], seed=state["seed"], device=device, name=state["name"])
+        synth.model_ = load_model(state["model_name"], folder / "model", device=device)
+        synth.encoder_ = TableEncoder.load(folder / "encoder.json")
+        synth.model_name_ = state["model_name"]
+        synth.schema_ = TableSchema.model_validate(state["schema"])
+        synth.epsilon_ = state["epsilon_spent"]
+        synth._rng = np.random.default_rng(synth.seed)
+        synth._pii_real = None
+        return synth

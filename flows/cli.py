@@ -114,7 +114,7 @@ def run(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Always train; don't reuse a stored model ($SYNTHGATE_CACHE).")
     ] = False,
-    # Privacy options (issue #7).
+    # Privacy options.
     epsilon: Annotated[
         float | None,
         typer.Option(help="Differential-privacy budget: train vae/gan with DP-SGD spending at most this epsilon."),
@@ -129,7 +129,7 @@ def run(
         list[str] | None,
         typer.Option(help="COLUMN=drop|hash|fake for a PII column (hash needs SYNTHGATE_HASH_KEY); repeatable."),
     ] = None,
-    # Scale options (issue #9).
+    # Scale options.
     stream: Annotated[
         bool | None,
         typer.Option(
@@ -223,13 +223,13 @@ def _preflight(request: Any) -> None:
 
 
 def _check_prefect_api() -> None:
-    from synthgate.flows.api import check_prefect_api
+    from synthgate.flows.server import check_prefect_api
 
     check_prefect_api()
 
 
 def _run_flow(request: Any, **options: Any) -> None:
-    from synthgate.flows.api import PrefectApi
+    from synthgate.flows.server import PrefectApi
     from synthgate.flows.signals import stop_on_signals
 
     with stop_on_signals() as stopped, PrefectApi() as api:  # the temporary server boots while the flow imports

@@ -9,14 +9,13 @@ translate those parameters into a `RunRequest` and call `synthesize_table` as a 
 from __future__ import annotations
 
 import logging
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
-from synthgate.flows.api import check_prefect_api  # noqa: F401  (re-exported: its old home)
+from synthgate.flows.server import check_prefect_api  # noqa: F401  (re-exported: its old home)
 from synthgate.flows.synthesize import RunResult, synthesize_table
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.request import RunRequest
@@ -161,8 +160,3 @@ def ensure_gpu_limit(slots: int, *, tag: str = GPU_TAG) -> int:
         limit = client.read_concurrency_limit_by_tag(tag)
     logger.info("concurrency_limit tag=%s slots=%d", tag, limit.concurrency_limit)
     return int(limit.concurrency_limit)
-
-
-def project_root() -> Path:
-    """The directory holding `flows/`: what `deployments/prefect.yaml` pulls as the working directory."""
-    return Path(os.environ.get("SYNTHGATE_PROJECT_DIR") or Path(__file__).resolve().parent.parent)

@@ -96,7 +96,7 @@ def synthesize_images(request: ImageRunRequest) -> ImageRunResult:
         options=request.model_options, allow_flips=request.allow_flips, epsilon=request.epsilon, delta=request.delta,
     )  # fmt: skip
     clock.lap("fit")
-    private = request.epsilon is not None  # DP (issue #7): class shares are private, so equal counts per class
+    private = request.epsilon is not None  # DP: class shares are private, so equal counts per class
     counts = plan_counts(
         data.schema, train.schema, per_class=request.per_class, balance=request.balance, private=private
     )

@@ -22,13 +22,8 @@ class GateThresholds(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # Fidelity (all measured against the holdout split, never the training rows). Calibrated on penguins and wine with
-    # the default 20% holdout (69 and 36 rows), seeds 0-5: a BIC-selected GMM scored shapes 0.76-0.92, pair trends
-    # 0.83-0.92, detection AUC 0.51-0.68, ML utility 0.67-1.03 (macro-F1 on 36 rows is coarse), coverage >= 0.96; an
-    # independent-marginals sampler scored pair trends 0.73-0.76 (penguins) / 0.80-0.82 (wine), detection AUC
-    # 0.92-0.95 / 0.75-0.83, ML utility 0.17-0.43. Sampling noise on such small holdouts is large (even an exact copy of
-    # the training rows scores shapes 0.78-0.92 and pair trends 0.82-0.92), so shapes only guard against gross failure,
-    # and on a table as small as wine only ML utility (with a target) refuses independent marginals every time.
+    # Fidelity, measured against the holdout split, never the training rows; calibration in
+    # docs/decisions.md#gate-defaults.
     column_shapes_min: float | None = Field(
         0.70, ge=0, le=1, description="mean KS / TV complement over columns (missing share counted)"
     )
@@ -41,10 +36,7 @@ class GateThresholds(BaseModel):
     ml_utility_min: float | None = Field(0.60, ge=0, description="TSTR / TRTR score ratio (needs a target)")
     coverage_min: float | None = Field(0.80, ge=0, le=1, description="share of real categories and ranges covered")
     schema_validity_min: float | None = Field(1.0, ge=0, le=1, description="share of rows passing the input suite")
-    # Privacy. Same calibration: the GMM scored exact-match ratio 0, DCR share excess -0.6..0.37 (small tables: one
-    # standard error is ~0.17), DCR ratio 0.89-1.8, NNDR ratio 0.98-1.11, MIA AUC 0.45-0.64; training rows resampled
-    # (copies) and copies with numbers jittered by 5% of a standard deviation scored exact-match ratio 37-70 (copies),
-    # DCR share excess 0.96-1.0, DCR ratio 0-0.21, NNDR ratio 0-0.24, MIA AUC 0.76-0.87.
+    # Privacy: same calibration (docs/decisions.md#gate-defaults).
     exact_match_ratio_max: float | None = Field(
         1.5, ge=0, description="synthetic-to-train exact-match rate / holdout-to-train exact-match rate"
     )

@@ -212,17 +212,3 @@ def nearest(
         if k == 2:
             d2[start : start + len(part)] = top[:, 1].double().numpy()
     return d1, d2
-
-
-def gower_nearest(
-    query: pd.DataFrame, reference: pd.DataFrame, schema: TableSchema, *, fit_on: list[pd.DataFrame] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Convenience: nearest and second-nearest Gower distances of `query` rows to `reference` rows.
-
-    Args:
-        query, reference: frames holding the schema's modelled columns.
-        schema: decides each column's kind.
-        fit_on: frames whose ranges and levels scale the distances (default: the reference).
-    """
-    encoder = GowerEncoder.fit(schema, *(fit_on or [reference]), others=[query, reference])
-    return nearest(embed(encoder, query), embed(encoder, reference))

@@ -40,7 +40,7 @@ from synthgate.tasks.protect import RARE_LABEL, training_frame
 
 logger = logging.getLogger(__name__)
 
-PREPROCESS_SHARE = 0.1  # share of epsilon (and of delta) spent on category lists and ranges when no public schema
+PREPROCESS_SHARE = 0.1  # of epsilon and delta, for category lists and ranges (docs/decisions.md#dp-preprocess-share)
 _GRID = np.concatenate([-(2.0 ** (np.arange(160, -81, -1) / 4)), [0.0], 2.0 ** (np.arange(-80, 161) / 4)])
 
 
@@ -186,9 +186,6 @@ def encoder_from_schema(schema: TableSchema) -> TableEncoder:
         states.append(state)
     encoder._set_states(states)
     return encoder
-
-
-private_encode_task = task(name="private-encode", cache_policy=NO_CACHE)(private_encode)
 
 
 # ------------------------------------------------------------------------------------------ the flow's one call

@@ -37,7 +37,7 @@ from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema
 HASH_KEY_ENV = "SYNTHGATE_HASH_KEY"
 # Categories with fewer training rows than this are merged into the rare bucket (k-anonymity-style threshold on each
 # categorical column's marginal; 5 is the usual small-cell suppression limit of statistical agencies).
-DEFAULT_RARE_K = 5
+DEFAULT_RARE_K = 5  # docs/decisions.md#rare-category-k
 RARE_LABEL = "__rare__"
 
 
@@ -258,4 +258,3 @@ def complete_output(
 
 
 complete_output_task = task(name="complete-output", cache_policy=NO_CACHE)(complete_output)
-suppress_rare_categories_task = task(name="suppress-rare-categories", cache_policy=NO_CACHE)(suppress_rare_categories)

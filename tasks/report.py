@@ -8,7 +8,6 @@ external CSS, scripts or fonts, so it opens offline and can be mailed as one fil
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import logging
@@ -24,11 +23,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from rich.table import Table
 
-from synthgate.schemas.gates import GateResult, MetricResult
+from synthgate.schemas.gates import GateResult
 from synthgate.schemas.metadata import CandidateScore, OutputMetadata
 from synthgate.schemas.table import ColumnSchema, TableSchema
 from synthgate.tasks.distance import NUMERIC_KINDS, category_labels, numeric_values
-from synthgate.tasks.publish import atomic_path
+from synthgate.tasks.report_html import banner, fmt, kv_table, metric_table, page, png_uri, write_html
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +38,6 @@ PLOT_ROWS = 50_000
 # Columns shown in the distributions section and the heatmaps; wider tables list the rest by name.
 MAX_PLOT_COLUMNS = 40
 MAX_BAR_LEVELS = 20
-REPORT_MODE = 0o644
 
 
 # ------------------------------------------------------------------------------------------------------ figures
@@ -47,7 +45,7 @@ def _png(fig: Figure) -> str:
     """Render a figure to a base64 PNG data URI (Agg canvas, no pyplot state, safe in worker threads)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)  # layout="constrained" fits labels without a second (tight) draw
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return png_uri(buffer.getvalue())
 
 
 def _sample(frame: pd.DataFrame, n: int = PLOT_ROWS) -> pd.DataFrame:
@@ -206,95 +204,14 @@ def dcr_figure(histogram: Mapping[str, list[float]]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------- HTML
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f7f8fa;color:#1a202c}
-main{max-width:1200px;margin:0 auto;padding:24px}
-h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:32px 0 8px;border-bottom:1px solid #e2e8f0;padding-bottom:4px}
-.banner{padding:18px 22px;border-radius:8px;color:#fff;margin:16px 0}
-.banner.pass{background:#2f855a} .banner.fail{background:#c53030}
-.banner b{font-size:20px} .banner p{margin:6px 0 0}
-table{border-collapse:collapse;width:100%;background:#fff;font-size:13px}
-th,td{padding:6px 10px;border-bottom:1px solid #edf2f7;text-align:left;vertical-align:top}
-th{background:#edf2f7} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.ok{color:#2f855a;font-weight:600} .bad{color:#c53030;font-weight:600} .info{color:#718096}
-tr.failrow{background:#fff5f5}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:10px}
-.grid img,.wide img{background:#fff;border-radius:6px;max-width:100%}
-.muted{color:#718096;font-size:13px} ul{margin:4px 0}
-.swatch{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:middle;margin-right:4px}
-"""
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value)
-
-
-def _verdict(metric: MetricResult) -> str:
-    if metric.passed is None:
-        return '<span class="info">info</span>'
-    return '<span class="ok">pass</span>' if metric.passed else '<span class="bad">FAIL</span>'
-
-
-def _metric_rows(gates: GateResult) -> str:
-    rows = []
-    for m in gates.metrics:
-        sign = "&ge;" if m.direction == "min" else "&le;"
-        threshold = "&mdash;" if m.threshold is None else f"{sign} {_fmt(m.threshold)}"
-        cls = ' class="failrow"' if m.passed is False else ""
-        rows.append(
-            f"<tr{cls}><td>{m.group}</td><td><b>{html.escape(m.name)}</b></td><td class='num'>{_fmt(m.value)}</td>"
-            f"<td class='num'>{threshold}</td><td>{_verdict(m)}</td><td class='muted'>{html.escape(m.description)}</td></tr>"
-        )
-    return "".join(rows)
-
-
-def _kv_table(items: Mapping[str, Any]) -> str:
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in items.items())
-    return f"<table>{rows}</table>"
-
-
 def _candidate_table(candidates: Sequence[CandidateScore]) -> str:
     rows = "".join(
-        f"<tr><td>{html.escape(c.model)}</td><td class='num'>{_fmt(c.score)}</td><td class='num'>{c.fit_seconds:.1f}</td>"
+        f"<tr><td>{html.escape(c.model)}</td><td class='num'>{fmt(c.score)}</td><td class='num'>{c.fit_seconds:.1f}</td>"
         f"<td>{html.escape(c.error or '')}</td></tr>"
         for c in candidates
     )
     return (
         f"<table><tr><th>model</th><th>holdout fidelity score</th><th>fit seconds</th><th>error</th></tr>{rows}</table>"
-    )
-
-
-PENDING_MARK = "<!-- synthgate:pending -->"
-
-
-def _banner(gates: GateResult, *, pending: bool = False) -> str:
-    gated = [m for m in gates.metrics if m.passed is not None]
-    if gates.passed and pending:
-        return (
-            f'{PENDING_MARK}<div class="banner fail"><b>NOT PUBLISHED: the {len(gated)} gated checks passed, but the '
-            "output was not committed</b><p>This report is written before the output file. If you read this banner "
-            "after the run ended, the run stopped before the output was committed and nothing was published.</p>"
-            f"</div>{PENDING_MARK}"
-        )
-    if gates.passed:
-        return (
-            f'<div class="banner pass"><b>PUBLISHED: all {len(gated)} gated checks passed</b>'
-            "<p>The synthetic table met every fidelity and privacy threshold below.</p></div>"
-        )
-    failing = []
-    for m in gates.metrics:
-        if m.passed is False:
-            sign = "&ge;" if m.direction == "min" else "&le;"
-            failing.append(
-                f"<li><b>{html.escape(m.name)}</b> = {_fmt(m.value)} (needs {sign} {_fmt(m.threshold)})</li>"
-            )
-    return (
-        f'<div class="banner fail"><b>REFUSED: {len(failing)} of {len(gated)} gated checks failed</b>'
-        f"<ul>{''.join(failing)}</ul><p>Nothing was published.</p></div>"
     )
 
 
@@ -309,7 +226,7 @@ RISK_METRICS = ("singling_out_risk", "linkability_risk", "inference_risk", "mia_
 
 
 def _budget_and_risk(gates: GateResult, epsilon: Any, notes: Sequence[str]) -> str:
-    """The stated budget beside the measured risk (issue #7): epsilon, how it was split, and what the attacks got."""
+    """The stated budget beside the measured risk: epsilon, how it was split, and what the attacks got."""
     rows = [
         "<tr><td>differential-privacy budget spent</td>"
         f"<td class='num'>{html.escape(str(epsilon if epsilon is not None else 'none (no differential privacy)'))}</td>"
@@ -321,9 +238,9 @@ def _budget_and_risk(gates: GateResult, epsilon: Any, notes: Sequence[str]) -> s
             continue
         m = gates.metric(name)
         ci = m.details.get("ci_95")
-        interval = f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "-"
+        interval = f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "-"
         rows.append(
-            f"<tr><td>{html.escape(name)}</td><td class='num'>{_fmt(m.value)}</td><td>{interval}</td>"
+            f"<tr><td>{html.escape(name)}</td><td class='num'>{fmt(m.value)}</td><td>{interval}</td>"
             f"<td>{html.escape(m.description)}</td></tr>"
         )
     split = [n for n in notes if n.startswith(("privacy:", "rare categories"))]
@@ -392,16 +309,10 @@ def render_report(
     no_real = "" if real is not None else "<p class='muted'>The real data was not available: synthetic only.</p>"
     notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in [*notes, *gates.notes]) or "<li>No notes.</li>"
     cand = f"<h2>Candidates (--model auto)</h2>{_candidate_table(candidates)}" if candidates else ""
-    title = html.escape(f"synthgate report: {schema.name}")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{CSS}</style></head>
-<body><main>
-<h1>{title}</h1>
-<div class="muted">generated {datetime.now(UTC).isoformat(timespec="seconds")} &middot; real = holdout rows the model never saw</div>
-<section id="verdict">{_banner(gates, pending=pending)}</section>
+    body = f"""<div class="muted">generated {datetime.now(UTC).isoformat(timespec="seconds")} &middot; real = holdout rows the model never saw</div>
+<section id="verdict">{banner(gates, pending=pending)}</section>
 <section id="metrics"><h2>Metrics</h2>
-<table><tr><th>group</th><th>metric</th><th>value</th><th>threshold</th><th>verdict</th><th>what it measures</th></tr>
-{_metric_rows(gates)}</table></section>
+{metric_table(gates)}</section>
 <section id="distributions"><h2>Distributions: real vs synthetic</h2>{no_real}
 <p class="muted"><span class="swatch" style="background:{REAL_COLOR}"></span>real (holdout) &nbsp;
 <span class="swatch" style="background:{SYN_COLOR}"></span>synthetic &middot; titles give each column's shape score
@@ -410,11 +321,10 @@ def render_report(
 <p class="muted">Spearman correlation for numeric pairs, Cramér's V (numbers cut into quintiles) for the others;
 the right panel shows where the synthetic data lost (or invented) a relation.</p>{heat}</section>
 <section id="privacy"><h2>Privacy</h2>{_privacy_section(gates, facts.get("epsilon"), notes)}</section>
-<section id="facts"><h2>Run facts</h2>{_kv_table(facts)}</section>
+<section id="facts"><h2>Run facts</h2>{kv_table(facts)}</section>
 {cand}
-<section id="notes"><h2>Notes</h2><ul>{notes_html}</ul></section>
-</main></body></html>
-"""
+<section id="notes"><h2>Notes</h2><ul>{notes_html}</ul></section>"""
+    return page(f"synthgate report: {schema.name}", body)
 
 
 def write_report(
@@ -441,35 +351,14 @@ def write_report(
         candidates: the models `--model auto` tried, if any.
         notes: the run's notes (budget split, rare-category merges, streaming); shown with the metrics' notes, and
             the privacy ones beside the measured risk.
-        pending: the gates passed but the output is not committed yet: the banner says NOT PUBLISHED until
-            `mark_published` rewrites it after the commit, so a run killed in between leaves no false claim.
+        pending: the output is not committed yet: NOT PUBLISHED until `report_html.mark_published` (see `banner`).
 
     Returns:
         The path written.
     """
-    text = render_report(
-        schema=schema, real=real, synthetic=synthetic, gates=gates, facts=facts, candidates=candidates, notes=notes,
-        pending=pending,
-    )  # fmt: skip
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.chmod(REPORT_MODE)  # mkstemp creates 0600; the report is meant to be shared
-    logger.info("report: wrote %s (%d kB)", path, len(text) // 1024)
-    return path
-
-
-def mark_published(path: str | Path, gates: GateResult) -> Path:
-    """After the output is committed, turn a pending report's banner into the PUBLISHED one (atomically)."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    start, end = text.find(PENDING_MARK), text.rfind(PENDING_MARK)
-    if start < 0 or end == start:
-        return path
-    with atomic_path(path) as tmp:
-        tmp.write_text(text[:start] + _banner(gates) + text[end + len(PENDING_MARK) :], encoding="utf-8")
-        tmp.chmod(REPORT_MODE)
-    return path
+    text = render_report(schema=schema, real=real, synthetic=synthetic, gates=gates, facts=facts, candidates=candidates,
+                         notes=notes, pending=pending)  # fmt: skip
+    return write_html(path, text)
 
 
 write_report_task = task(name="write-report", cache_policy=NO_CACHE)(write_report)
@@ -482,10 +371,10 @@ def summary_markdown(gates: GateResult, facts: Mapping[str, Any]) -> str:
     lines += ["| metric | group | value | threshold | verdict |", "|---|---|---:|---:|---|"]
     for m in gates.metrics:
         sign = ">=" if m.direction == "min" else "<="
-        threshold = "-" if m.threshold is None else f"{sign} {_fmt(m.threshold)}"
+        threshold = "-" if m.threshold is None else f"{sign} {fmt(m.threshold)}"
         verdict = "info" if m.passed is None else ("pass" if m.passed else "**FAIL**")
-        lines.append(f"| {m.name} | {m.group} | {_fmt(m.value)} | {threshold} | {verdict} |")
-    lines += ["", "## Run facts", ""] + [f"- **{k}**: {_fmt(v)}" for k, v in facts.items()]
+        lines.append(f"| {m.name} | {m.group} | {fmt(m.value)} | {threshold} | {verdict} |")
+    lines += ["", "## Run facts", ""] + [f"- **{k}**: {fmt(v)}" for k, v in facts.items()]
     if gates.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in gates.notes]
     return "\n".join(lines)
@@ -546,9 +435,9 @@ def summary_table(metadata: OutputMetadata) -> Table:
         table.add_column(name, justify=justify)
     for m in gates.metrics:
         sign = ">=" if m.direction == "min" else "<="
-        threshold = "-" if m.threshold is None else f"{sign} {_fmt(m.threshold)}"
+        threshold = "-" if m.threshold is None else f"{sign} {fmt(m.threshold)}"
         verdict = "[dim]info[/]" if m.passed is None else ("[green]pass[/]" if m.passed else "[bold red]FAIL[/]")
-        table.add_row(m.group, m.name, _fmt(m.value), threshold, verdict)
+        table.add_row(m.group, m.name, fmt(m.value), threshold, verdict)
     return table
 
 

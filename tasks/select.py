@@ -29,7 +29,7 @@ from synthgate.tasks.train import fit_model
 
 logger = logging.getLogger(__name__)
 
-# Rows drawn to score a candidate: enough for stable shapes and pair trends, cheap next to training.
+# Rows drawn to score a candidate: stable scores, cheap next to training (docs/decisions.md#auto-score).
 SCORE_ROWS = 5_000
 
 

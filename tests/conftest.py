@@ -45,3 +45,11 @@ def wine() -> pd.DataFrame:
     frame = bunch.frame.copy()
     frame["target"] = frame["target"].map(dict(enumerate(bunch.target_names))).astype("str")
     return frame
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that starts the Prefect test harness is slow by definition (the harness alone takes 10-50 s to start),
+    so `make test-fast` (`-m "not slow"`) never starts a Prefect server."""
+    for item in items:
+        if "prefect_harness" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -51,6 +51,7 @@ def test_key_follows_data_schema_and_training_fields_only(small, tmp_path):
     assert model_key(data_hash(small), infer_schema(small, name="other"), base, version="1") != key
 
 
+@pytest.mark.slow
 def test_saved_entry_loads_and_samples_identically(small, tmp_path):
     # Arrange
     encoder = TableEncoder(infer_schema(small)).fit(small)

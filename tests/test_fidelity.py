@@ -87,6 +87,7 @@ def test_pair_trends_fall_for_independent_marginals(penguin_parts):
     assert real_vs_marginals.parts["species | flipper_length_mm"] < real_vs_real.parts["species | flipper_length_mm"]
 
 
+@pytest.mark.slow
 def test_detection_auc_separates_marginals_but_not_real_rows(penguin_parts):
     # Arrange
     schema, train, holdout = penguin_parts
@@ -102,6 +103,7 @@ def test_detection_auc_separates_marginals_but_not_real_rows(penguin_parts):
     assert broken.info["synthetic_rows"] == len(train)
 
 
+@pytest.mark.slow
 def test_ml_utility_is_one_for_real_rows_and_low_for_marginals(wine):
     # Arrange
     schema = infer_schema(wine)

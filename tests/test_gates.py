@@ -63,6 +63,7 @@ def run_gates(table, synthetic: pd.DataFrame) -> GateResult:
     return evaluate_gates(train, holdout, synthetic, schema, GateThresholds(), target=TARGETS[name], seed=0)
 
 
+@pytest.mark.slow
 def test_independent_marginals_are_refused_for_broken_joint_structure(table):
     # Arrange
     _, _, train, _ = table
@@ -80,6 +81,7 @@ def test_independent_marginals_are_refused_for_broken_joint_structure(table):
     assert "REFUSED" in result.summary() and "ml_utility" in result.summary()
 
 
+@pytest.mark.slow
 def test_copies_of_training_rows_are_refused_by_privacy(table):
     # Arrange
     _, _, train, _ = table
@@ -92,6 +94,7 @@ def test_copies_of_training_rows_are_refused_by_privacy(table):
     assert {"exact_match_ratio", "dcr_share_excess", "dcr_ratio", "mia_auc"} <= set(result.failing)
 
 
+@pytest.mark.slow
 def test_lightly_jittered_copies_are_refused_by_privacy(table):
     # Arrange
     _, schema, train, _ = table
@@ -105,6 +108,7 @@ def test_lightly_jittered_copies_are_refused_by_privacy(table):
     assert set(result.failing) <= PRIVACY_CHECKS
 
 
+@pytest.mark.slow
 def test_project_gmm_is_accepted(table):
     # Arrange
     name, schema, train, _ = table
@@ -133,6 +137,7 @@ def penguin_table(penguins):
     return "penguins", schema, train, holdout
 
 
+@pytest.mark.slow
 def test_every_metric_carries_value_threshold_direction_and_verdict(penguin_table):
     # Arrange
     _, schema, train, holdout = penguin_table
@@ -154,6 +159,7 @@ def test_every_metric_carries_value_threshold_direction_and_verdict(penguin_tabl
     assert "histogram" in result.metric("dcr_share_excess").details
 
 
+@pytest.mark.slow
 def test_subsampling_is_recorded_in_notes(penguin_table):
     # Arrange
     _, schema, train, holdout = penguin_table

@@ -25,6 +25,7 @@ def _two_component_data(n: int = 4000) -> tuple[torch.Tensor, torch.Tensor, torc
     return torch.cat([first, second]).float(), means, covs
 
 
+@pytest.mark.slow
 def test_recovers_means_covariances_and_weights_of_a_known_mixture():
     # Arrange
     x, means, covs = _two_component_data()
@@ -123,6 +124,7 @@ def _shifted_table():
     return frame, encoder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("regress", [True, False])
 def test_level_shifts_reproduce_category_dependent_means(regress):
     # Arrange: 4 categories, each shifting one number; all 4 x 3..7 level combinations would need a plain mixture

@@ -92,8 +92,12 @@ def test_resize_on_request_accepts_mixed_sizes(tmp_path):
     # Act
     data = validate_images(ingest_images(root, resize=(8, 8)), min_per_class=2)
 
-    # Assert
+    # Assert: every image at the asked size, labels kept, and the resize is the image's own (not a crop or a blank)
     assert data.images.shape == (7, 1, 8, 8)
+    assert data.schema.classes == ["cat", "dog"] and np.bincount(data.labels).tolist() == [3, 4]
+    expected = Image.open(root / "dog" / "odd.png").resize((8, 8), Image.Resampling.BILINEAR)
+    odd = data.images[next(i for i, s in enumerate(data.sources) if s.endswith("odd.png")), 0]
+    assert np.abs(odd - np.asarray(expected, dtype=np.float32) / 255).mean() < 0.05
 
 
 def test_every_failure_is_listed_at_once(tmp_path):

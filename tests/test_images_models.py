@@ -50,6 +50,7 @@ def test_image_models_are_registered():
     assert set(IMAGE_MODELS) <= set(MODELS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_contract_on_odd_sized_rgb_images(name, odd_images, tmp_path):
     # Arrange
@@ -86,6 +87,7 @@ def test_bad_inputs_are_refused():
         model.fit(torch.rand(4, 1, 8, 8) * 255)
 
 
+@pytest.mark.slow
 def test_vae_interpolation_strip_has_the_asked_steps(odd_images):
     # Arrange
     x, y = odd_images

@@ -104,6 +104,7 @@ def test_missing_column_fails_the_column_set_rule(penguins):
         validate_table(penguins.drop(columns=["sex"]), schema, source="p.csv")
 
 
+@pytest.mark.slow
 def test_valid_row_share_counts_rows_breaking_any_rule(penguins):
     schema = infer_schema(penguins)
     bad = penguins.copy()

@@ -131,6 +131,7 @@ def test_gan_conditions_on_a_rare_category(planted, fitted):
     assert decoded.loc[decoded["cat"].astype(str) == "c", "x1"].mean() < -2.0
 
 
+@pytest.mark.slow
 def test_vae_interpolates_between_rows(planted, fitted):
     # Arrange
     x = planted[1]["vae"][1]
@@ -141,6 +142,7 @@ def test_vae_interpolates_between_rows(planted, fitted):
     assert torch.isfinite(path).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vae", "gan", "autoencoder"])
 def test_seeded_fit_is_reproducible_and_fresh_generators_differ(name, penguins):
     # Arrange
@@ -201,6 +203,7 @@ def test_wide_rows_are_matched_through_a_fresh_projection_each_call():
     assert (first * first).sum(1).mean().item() == pytest.approx(1.0, abs=0.05)  # E[P P^T] = I: unit row norms
 
 
+@pytest.mark.slow
 def test_moment_matching_reads_real_rows_only_without_dp(small_encoded, monkeypatch):
     # Arrange: count the matching's calls on both generator paths
     import synthgate.models.gan as gan_module

@@ -1,4 +1,4 @@
-"""PII never reaches the output; rare categories are suppressed (issue #7)."""
+"""PII never reaches the output; rare categories are suppressed."""
 
 from __future__ import annotations
 

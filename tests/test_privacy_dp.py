@@ -1,4 +1,4 @@
-"""DP-SGD through Opacus (Abadi et al. 2016) with an RDP accountant (Mironov 2017): issue #7."""
+"""DP-SGD through Opacus (Abadi et al. 2016) with an RDP accountant (Mironov 2017)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from synthgate.tasks.validate import valid_row_share
 warnings.filterwarnings("ignore", category=UserWarning)
 
 
+@pytest.mark.slow
 def test_accountant_matches_opacus_for_a_known_configuration():
     # Arrange: 1000 rows, batches of 100 (q = 0.1), 5 epochs = 50 steps, target (3, 1e-4).
     torch.manual_seed(0)
@@ -55,6 +56,7 @@ def test_a_model_without_a_private_path_refuses_epsilon_with_a_clear_message(pen
         )
 
 
+@pytest.mark.slow
 def test_dp_autoencoder_spends_within_budget_and_round_trips(penguins, tmp_path):
     # Arrange: DP-SGD on the networks (80% of the budget), then DP-EM on the bounded codes (20%).
     from synthgate.models.registry import build_model, load_model
@@ -83,6 +85,7 @@ def test_dp_autoencoder_spends_within_budget_and_round_trips(penguins, tmp_path)
     assert torch.equal(*same)
 
 
+@pytest.mark.slow
 def test_dp_gmm_at_epsilon_one_is_schema_valid_and_within_budget(penguins):
     # Arrange: DP bounds from 10% of the budget, DP-EM with the rest (the flow builds prepared.model_name("gmm")).
     from synthgate.models.registry import build_model
@@ -147,6 +150,7 @@ def test_dp_gmm_refuses_a_bic_search_and_round_trips(tmp_path):
     assert torch.equal(*same)
 
 
+@pytest.mark.slow
 def test_dp_vae_at_epsilon_one_is_schema_valid(penguins):
     # Arrange
     from synthgate.models.vae import VAE, VAEConfig

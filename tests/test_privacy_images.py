@@ -1,4 +1,4 @@
-"""DP image models (issue #7): DP-SGD through Opacus, the budget in the metadata, no class shares leaking around it."""
+"""DP image models: DP-SGD through Opacus, the budget in the metadata, no class shares leaking around it."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
     return x[keep], y[keep]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["image_vae", "image_gan"])
 def test_dp_image_model_spends_at_most_the_target(digits, name):
     # Arrange

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from datetime import UTC, datetime
 
@@ -16,6 +17,7 @@ from synthgate.schemas.metadata import CandidateScore, OutputMetadata
 from synthgate.schemas.table import infer_schema
 from synthgate.tasks import report
 from synthgate.tasks.gates import evaluate_gates
+from synthgate.tasks.report_html import banner
 from synthgate.tasks.split import split_holdout
 
 SECTIONS = ("verdict", "metrics", "distributions", "correlations", "privacy", "facts", "notes")
@@ -39,6 +41,7 @@ def refused_run(penguins):
     return schema, holdout, synthetic, gates, facts
 
 
+@pytest.mark.slow
 def test_report_is_one_offline_file_with_every_section(refused_run, tmp_path):
     # Arrange
     schema, holdout, synthetic, gates, facts = refused_run
@@ -71,19 +74,21 @@ def test_report_is_one_offline_file_with_every_section(refused_run, tmp_path):
     assert "Candidates" in text and "diverged" in text
 
 
+@pytest.mark.slow
 def test_banner_is_green_when_passed_and_names_failures_when_refused(refused_run):
     # Arrange
     _, _, _, gates, _ = refused_run
     passed = GateResult(metrics=[m.model_copy(update={"passed": True}) for m in gates.metrics])
 
     # Act
-    green, red = report._banner(passed), report._banner(gates)
+    green, red = banner(passed), banner(gates)
 
     # Assert
     assert 'class="banner pass"' in green and "PUBLISHED" in green
     assert 'class="banner fail"' in red and all(f"<b>{name}</b>" in red for name in gates.failing)
 
 
+@pytest.mark.slow
 def test_failed_render_leaves_the_old_report_and_no_temp_file(refused_run, tmp_path, monkeypatch):
     # Arrange
     schema, holdout, synthetic, gates, facts = refused_run
@@ -106,6 +111,7 @@ def test_failed_render_leaves_the_old_report_and_no_temp_file(refused_run, tmp_p
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
 
 
+@pytest.mark.slow
 def test_artifacts_outside_a_run_are_skipped_quietly(refused_run):
     # Arrange
     _, _, _, gates, facts = refused_run
@@ -134,10 +140,14 @@ def test_artifacts_inside_a_flow_run(refused_run, prefect_harness):
     # Act
     ids = publish_summary()
 
-    # Assert
+    # Assert: the summary names the verdict and each failing check; the table has one record per metric
     assert len(ids) == 2
-    assert Artifact.get("synthgate-summary") is not None
-    assert Artifact.get("synthgate-metrics") is not None
+    summary = Artifact.get("synthgate-summary")
+    assert summary.type == "markdown" and gates.summary() in summary.data
+    assert all(f"| {name} |" in summary.data for name in gates.failing) and "**FAIL**" in summary.data
+    metrics = Artifact.get("synthgate-metrics")
+    table = metrics.data if isinstance(metrics.data, str) else json.dumps(metrics.data)
+    assert all(m.name in table for m in gates.metrics) and '"fail"' in table
 
 
 def _metadata(gates: GateResult, schema, source: str) -> OutputMetadata:
@@ -160,6 +170,7 @@ def _metadata(gates: GateResult, schema, source: str) -> OutputMetadata:
     )
 
 
+@pytest.mark.slow
 def test_summary_table_names_verdict_and_metrics(refused_run):
     # Arrange
     schema, _, _, gates, _ = refused_run
@@ -175,6 +186,7 @@ def test_summary_table_names_verdict_and_metrics(refused_run):
     assert "seed 0" in text
 
 
+@pytest.mark.slow
 def test_regenerate_report_from_parquet(refused_run, penguins, tmp_path):
     # Arrange
     from synthgate.tasks.publish import write_parquet

@@ -1,5 +1,5 @@
 """Scale behaviour without timing anything: batched ingest equals whole-table ingest, row groups equal one-shot output,
-and generating millions of rows keeps memory bounded (issue #9)."""
+and generating millions of rows keeps memory bounded."""
 
 from __future__ import annotations
 
@@ -62,6 +62,7 @@ def _sources(frame: pd.DataFrame, tmp_path: Path) -> list[tuple[str, str | None]
     ]
 
 
+@pytest.mark.slow
 def test_batched_ingest_gives_the_whole_table_schema_hash_and_rows(tmp_path):
     frame = _table()
     for source, table in _sources(frame, tmp_path):
@@ -76,6 +77,7 @@ def test_batched_ingest_gives_the_whole_table_schema_hash_and_rows(tmp_path):
         pd.testing.assert_frame_equal(scanned.sample, whole)  # a table under max_rows is kept whole, in order
 
 
+@pytest.mark.slow
 def test_batched_validation_reports_what_whole_table_validation_reports(tmp_path):
     # Arrange: a schema from clean rows, then data that breaks ranges, value sets and uniqueness across batches
     frame = _table()
@@ -113,6 +115,7 @@ def test_uniform_sample_does_not_depend_on_the_batch_size():
     assert samples[0]["x"].is_monotonic_increasing and samples[0]["x"].between(0, 9_999).all()
 
 
+@pytest.mark.slow
 def test_row_group_output_equals_one_shot_output(tmp_path):
     # Arrange: a fitted GMM; integer identifiers are regenerated, so they must continue across batches too
     frame = mixed_table(800, 6, seed=1)
@@ -173,6 +176,7 @@ ROWS_FOR_MEMORY = 2_000_000
 PEAK_BOUND_BYTES = 150 * 2**20  # one 65,536-row batch plus the kept rows; the whole output would be ~40 MB per column
 
 
+@pytest.mark.slow
 def test_generating_two_million_rows_keeps_peak_memory_bounded(tmp_path):
     # tracemalloc sees numpy/pandas/pyarrow allocations through Python's allocator hooks (torch's own allocator it
     # does not, which is why the bound is on traced memory and the model is tiny).

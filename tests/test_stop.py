@@ -14,7 +14,7 @@ import pytest
 
 from synthgate.schemas.gates import GateResult
 from synthgate.schemas.table import infer_schema
-from synthgate.tasks import report
+from synthgate.tasks import report, report_html
 from synthgate.tasks.gates import evaluate_gates
 from synthgate.tasks.publish import atomic_path, remove_stale_temporaries, temporary_prefix
 from synthgate.tasks.split import split_holdout
@@ -54,12 +54,12 @@ def test_a_passed_report_says_published_only_after_the_commit(tmp_path, penguins
     # Act
     report.write_report(path, schema=schema, real=holdout, synthetic=holdout, gates=passed, facts={}, pending=True)
     before = path.read_text()
-    report.mark_published(path, passed)
+    report_html.mark_published(path, passed)
     after = path.read_text()
 
     # Assert
     assert "NOT PUBLISHED" in before and "PUBLISHED: all" not in before
-    assert "PUBLISHED: all" in after and "NOT PUBLISHED" not in after and report.PENDING_MARK not in after
+    assert "PUBLISHED: all" in after and "NOT PUBLISHED" not in after and report_html.PENDING_MARK not in after
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.html"]
 
 

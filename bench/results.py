@@ -1,0 +1,90 @@
+"""Write a bench's figures as one JSON record in `bench/results/`, with the command, commit and machine behind them.
+
+`docs/performance.md` is rendered from these records (`bench/render_performance.py`), so a figure is quoted once,
+beside how to reproduce it, and a rerun replaces it instead of piling up next to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def commit() -> str:
+    """The checkout's short commit, with `-dirty` when tracked files differ from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=root, check=False).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")
+
+
+def machine(device: str = "cpu") -> str:
+    """CPU cores (those this process may use), the GPU when one ran the bench, Python and torch versions."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = [f"{cores}-core CPU ({platform.machine()})"]
+    try:
+        import torch
+
+        if device.startswith("cuda") and torch.cuda.is_available():
+            parts.insert(0, torch.cuda.get_device_name(0))
+        parts.append(f"torch {torch.__version__}")
+    except ImportError:
+        pass
+    parts.append(f"Python {platform.python_version()}")
+    return ", ".join(parts)
+
+
+def record(
+    name: str,
+    rows: list[dict[str, Any]],
+    *,
+    title: str,
+    device: str = "cpu",
+    notes: list[str] | None = None,
+    directory: Path = RESULTS,
+) -> Path:
+    """Write `bench/results/<name>.json` atomically, replacing the previous figures of the same bench and device.
+
+    Args:
+        name: the bench (`vs_sdv`, `scale`, ...); a CUDA run gets `-cuda` appended, so CPU and GPU figures both stand.
+        rows: one dict per measured row, the same keys in each (the rendered table's columns, in order).
+        title: one line saying what was measured.
+        device: where the models ran.
+        notes: conditions a reader needs (load on the machine, repeats, medians).
+        directory: where records go.
+    """
+    stem = name + ("-cuda" if device.startswith("cuda") else "")
+    payload = {
+        "bench": name,
+        "title": title,
+        "command": "python " + shlex.join(["bench/" + Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "commit": commit(),
+        "machine": machine(device),
+        "recorded": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "notes": list(notes or []),
+        "rows": rows,
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{stem}.json"
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=directory)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle, indent=2, default=str)
+        handle.write("\n")
+    os.replace(tmp, target)
+    print(f"recorded {target}", file=sys.stderr)
+    return target

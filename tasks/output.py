@@ -1,0 +1,58 @@
+"""Draw the synthetic rows: whole in memory, or streamed in row groups into a staged Parquet file."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from synthgate.schemas.request import RunRequest
+from synthgate.schemas.table import TableSchema
+from synthgate.tasks.protect import complete_output_task
+from synthgate.tasks.publish import StagedParquet
+from synthgate.tasks.sample import sample_rows_task, stream_output_task
+from synthgate.tasks.steps import PLAIN, Steps
+from synthgate.tasks.training import Trained
+
+# Streamed output: the gates and report see the first rows (docs/decisions.md#streaming-thresholds).
+GATE_SAMPLE_ROWS = 200_000
+
+
+def draw_synthetic(
+    trained: Trained,
+    train: pd.DataFrame,
+    schema: TableSchema,
+    request: RunRequest,
+    n_rows: int,
+    *,
+    staged: StagedParquet | None,
+    n_holdout: int,
+    step: Steps = PLAIN,
+) -> pd.DataFrame:
+    """`n_rows` complete output rows (every source column, PII faked), or with `staged` the first ones kept.
+
+    With `staged`, all rows go to the staged file batch by batch and the returned frame holds the first
+    `max(GATE_SAMPLE_ROWS, n_holdout)` of them, a uniform sample (draws are independent) for the gates and report.
+    """
+    model, encoder = trained.fitted.model, trained.encoder
+    if staged is not None:
+        return step(stream_output_task)(
+            model,
+            encoder,
+            schema,
+            n_rows,
+            staged,
+            seed=request.seed,
+            keep_rows=max(GATE_SAMPLE_ROWS, n_holdout),
+            conditions=request.conditions,
+            real=train,
+        )
+    synthetic = step(sample_rows_task)(
+        model,
+        encoder,
+        n_rows,
+        seed=request.seed,
+        conditions=request.conditions,
+        balance=request.balance,
+        rows_per_class=request.rows_per_class,
+        train=train,
+    )
+    return step(complete_output_task)(synthetic, schema, seed=request.seed, real=train)
