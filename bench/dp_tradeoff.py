@@ -11,7 +11,7 @@ structure and 2% missing values, one third categories that shift the numbers' me
 schema inferred from the whole table stands in for a user's `--schema` file (on a generated table its ranges are
 known before any row is drawn), so the whole budget goes to training, none to DP preprocessing.
 
-Private runs use the DP defaults of `tasks.dp_preprocess.DP_DEFAULTS` (the flow's); the non-private run of the same
+Private runs use the private settings of each model config (`PRIVATE`, the flow's); the non-private run of the same
 family uses the same epochs and batch size (and no early stopping), so the drop is DP's alone. The gmm row without
 epsilon is the BIC-chosen `gmm`; with epsilon it is `gmm_dp` (fixed k, DP-EM).
 
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import torch
 
-from synthgate.models.registry import build_model
+from synthgate.models.registry import build_model, config_class
 from synthgate.schemas.table import infer_schema
-from synthgate.tasks.dp_preprocess import DP_DEFAULTS, prepare_training
+from synthgate.tasks.dp_preprocess import prepare_training
 from synthgate.tasks.fidelity import column_shapes, pair_trends
 from synthgate.tasks.ingest import read_table
 from synthgate.tasks.privacy import mia_auc, privacy_distances
@@ -72,7 +72,7 @@ def run(
                 encoder, x = prepared.private.encoder, prepared.private.encoded
             # The private run gets the flow's DP defaults; the plain run of a neural family the same epochs and batch
             # size (and no early stopping), so the drop is DP's alone; the plain gmm is the BIC-chosen one.
-            options = {} if name == "gmm" else dict(DP_DEFAULTS.get(name, {}))
+            options = {} if name == "gmm" else dict(config_class(name).PRIVATE)  # the configs' private settings
             options.update((overrides or {}).get(name, {}))
             if name != "gmm" and epochs is not None:
                 options["epochs"] = epochs
@@ -137,7 +137,9 @@ def main() -> None:
     torch.set_num_threads(1)  # shared CPUs: one thread per bench keeps timings comparable
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", default="dataset:penguins")
-    parser.add_argument("--epochs", type=int, default=None, help="neural epochs (default: DP_DEFAULTS)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="neural epochs (default: the configs' PRIVATE settings)"
+    )
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--epsilons", default="none,10,3,1")
     parser.add_argument("--options", default="{}", help='per-model option overrides, JSON: {"gan": {"lr": 5e-4}}')

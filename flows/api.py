@@ -193,7 +193,7 @@ class Synthesizer:
         from synthgate.tasks.validate import validate_table
 
         if self.model not in available_models():
-            raise InvalidInputError(f"model {self.model!r} is not available; choose one of {available_models()}")
+            raise InvalidInputError(f"unknown model {self.model!r}; choose one of {', '.join(available_models())}")
         if self.model == "auto" and self.epsilon is not None:
             raise InvalidInputError("model 'auto' cannot be combined with epsilon: name one model to spend it on")
         schema = resolve_schema(df, name=self.name)

@@ -18,6 +18,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from synthgate.models.registry import model_names
+
 # Quiet, offline-friendly Prefect defaults; a user's own environment wins. Set before Prefect is imported.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
@@ -81,7 +83,11 @@ def run(
     ] = None,
     table: Annotated[str | None, typer.Option(help="SQL sources: a table name or a SELECT query.")] = None,
     model: Annotated[
-        str | None, typer.Option(help="gmm (default), vae, gan, autoencoder, or auto (try all, keep the best).")
+        str | None,
+        typer.Option(help=f"{', '.join(model_names())} (default gmm), or auto (try all, keep the most realistic)."),
+    ] = None,
+    time_budget: Annotated[
+        float | None, typer.Option(help="--model auto: seconds all candidates share (default: scaled to the table).")
     ] = None,
     rows: Annotated[
         int | None, typer.Option(help="Synthetic rows to generate (default: as many as the training split).")
@@ -117,7 +123,10 @@ def run(
     # Privacy options.
     epsilon: Annotated[
         float | None,
-        typer.Option(help="Differential-privacy budget: train vae/gan with DP-SGD spending at most this epsilon."),
+        typer.Option(
+            help="Differential-privacy budget: train the model privately (DP-SGD for vae, gan and autoencoder, DP-EM "
+            "for gmm), spending at most this epsilon."
+        ),
     ] = None,
     delta: Annotated[
         float | None, typer.Option(help="With --epsilon: the DP delta (default 1/(10 n) for n training rows).")
@@ -164,6 +173,7 @@ def run(
             "epsilon": epsilon,
             "delta": delta,
             "rare_category_k": rare_k,
+            "time_budget": time_budget,
         }
         if pii_action:
             overrides["schema_path"] = _pii_overrides(pii_action, schema)
@@ -295,7 +305,13 @@ def schema_infer(
         Path | None, typer.Option("--output", "-o", help="Write the schema YAML here (else print it).")
     ] = None,
 ) -> None:
-    """Infer a table's schema (kinds, dtypes, bounds, categories, PII flags) and print or write it as YAML."""
+    """Infer a table's schema (kinds, dtypes, bounds, categories, formats, PII flags) and print or write it as YAML.
+
+    Each column's kind is listed with the rule that decided it (on stderr, so piped YAML stays clean); correct a
+    wrong one in the YAML and pass it to `synthgate run --schema`.
+    """
+    from rich.table import Table
+
     from synthgate.schemas.table import infer_schema
     from synthgate.tasks.ingest import read_table
     from synthgate.tasks.publish import write_text_atomic
@@ -303,9 +319,15 @@ def schema_infer(
     try:
         frame = read_table(input, table=table)
         name = input.split(":", 1)[1] if input.startswith("dataset:") else (table or Path(input).stem)
-        text = infer_schema(frame, name=name).to_yaml()
+        schema = infer_schema(frame, name=name)
+        text = schema.to_yaml()
     except Exception as exc:
         _fail(exc)
+    summary = Table("column", "kind", "dtype", "why", title=f"{name}: {len(schema.columns)} columns", box=None)
+    for col in schema.columns:
+        why = (col.reason or "").removeprefix(f"{col.kind.value}: ")
+        summary.add_row(col.name, col.kind.value, col.dtype, why)
+    console.print(summary)
     if output:
         write_text_atomic(output, text)
         console.print(f"schema written to {output}")

@@ -67,7 +67,7 @@ def synthetic_copy(
         input: CSV/Parquet path on the worker, a SQLAlchemy URL, or dataset:NAME.
         output: Parquet path on the worker (written only when every gate passes).
         table: for SQL inputs, a table name or a SELECT query.
-        model: gmm, vae, gan, autoencoder or auto.
+        model: a table model named in `models.registry` (gmm, vae, gan, autoencoder), or auto.
         rows: synthetic rows (default: as many as the training split).
         seed: seed for split, training and sampling.
         thresholds: gate thresholds overriding the defaults, e.g. {"detection_auc_max": 0.75}.

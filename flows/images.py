@@ -28,7 +28,7 @@ from synthgate.tasks.images.ingest import ingest_images_task
 from synthgate.tasks.images.privacy import check_privacy_task
 from synthgate.tasks.images.publish import publish_images_task
 from synthgate.tasks.images.report import build_report, vae_interpolations, write_report_task
-from synthgate.tasks.images.train import fit_image_model_task
+from synthgate.tasks.images.train import check_image_model, fit_image_model_task
 from synthgate.tasks.images.validate import split_images_task, validate_images_task
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ def _publish_summary(gates: GateResult, counts: dict[str, int], output: Path | N
 @flow(name="synthesize-images")
 def synthesize_images(request: ImageRunRequest) -> ImageRunResult:
     """Run one image request end to end; raises `GateRefusedError` (report written, nothing published) on refusal."""
+    check_image_model(request.model)  # before any work: the registry is the one list of families
     clock, run_id = _Clock(), _run_id()
     # Ingest and validate: nothing is trained on bad input.
     raw = ingest_images_task(request.input, resize=request.resize)

@@ -147,7 +147,15 @@ def run_table(request: RunRequest, options: RunOptions | None = None, *, step: S
     staged = StagedParquet(request.output) if plan.stream_output(request, n_rows) else None
     with _timed(timings, "sample"), use_threads(threads):
         synthetic = draw_synthetic(
-            trained, prepared.train, prepared.schema, request, n_rows, staged=staged, n_holdout=len(holdout), step=step
+            trained,
+            prepared.train,
+            prepared.schema,
+            request,
+            n_rows,
+            staged=staged,
+            n_holdout=len(holdout),
+            real=source.frame,  # every real row, holdout too: no key or fake value may equal a real one
+            step=step,
         )
     with _timed(timings, "gates"), use_threads(threads):
         gates = judge_output(prepared.train, holdout, synthetic, prepared.schema, request, step=step)

@@ -5,7 +5,7 @@ reconstructions. Fitting a density to the codes after training (as in "From Vari
 Autoencoders", Ghosh et al. 2020, "ex-post density estimation") keeps the sharp decoder and still gives a sampler: codes
 are drawn from the project's `GaussianMixture` (component count by BIC) and decoded.
 
-With `epsilon` both stages are private (issue #7): DP-SGD (`models.privacy`) trains the networks with
+With `epsilon` both stages are private: DP-SGD (`models.privacy`) trains the networks with
 (1 - dp_latent_share) of the budget, with no validation split or early stopping, and the codes are squashed into
 (-2, 2) by 2 tanh(z / 2) so their bound is known before any row is seen; the latent mixture is then `gmm_dp` (DP-EM
 on noisy sufficient statistics, fixed components, `models/gmm_dp.py`) with the rest. The code standardisation is off
@@ -14,49 +14,28 @@ on noisy sufficient statistics, fixed components, `models/gmm_dp.py`) with the r
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from synthgate.models.backprop import mlp_backward, mlp_forward, supports_hand_backprop
-from synthgate.models.base import (
-    check_matrix,
-    config_from_dict,
-    load_checkpoint,
-    make_generator,
-    require_fitted,
-    resolve_device,
-    save_checkpoint,
-    to_device,
-)
-from synthgate.models.encoders.table import Span
+from synthgate.models.backprop import mlp_backward, mlp_forward
+from synthgate.models.base import make_generator, require_fitted
 from synthgate.models.gmm import GaussianMixture, GMMConfig
-from synthgate.models.nn import (
-    MLP,
-    SpanLayout,
-    TrainingRows,
-    as_conditions,
-    packed_decoder_state,
-    spans_from_meta,
-    spans_to_meta,
-)
-from synthgate.models.privacy import default_delta, index_loader, make_private
-from synthgate.models.registry import register
-from synthgate.models.training import History, Progress, adam, autocast, seeded, split_validation, train
+from synthgate.models.layout import TrainingRows, packed_decoder_state
+from synthgate.models.nn import MLP, as_conditions
+from synthgate.models.privacy import default_delta
+from synthgate.models.table_model import PrivateDefaults, TableModel
+from synthgate.models.training import autocast, split_validation
 from synthgate.schemas.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
-class AutoencoderConfig:
+class AutoencoderConfig(PrivateDefaults):
     latent_dim: int = 16
-    # One hidden layer of 128, batches of 1000 and a high learning rate, as the VAE: on the 20k x 12 bench table at
-    # 50 epochs (two seeds, one thread) 13.5 s CPU and shapes / pairs 0.926 / 0.888 against 29.5 s and 0.924 / 0.898
-    # for two layers of 256, batches of 500 and lr 1e-3; wine and penguins scored higher.
-    hidden: tuple[int, ...] = (128,)
+    hidden: tuple[int, ...] = (128,)  # small and fast, as the vae's: docs/decisions.md#autoencoder-size
     epochs: int = 300
     batch_size: int = 1000
     lr: float = 5e-3
@@ -64,14 +43,9 @@ class AutoencoderConfig:
     latent_noise: float = 0.05  # N(0, s^2) added to codes in training: a smoother decoder between training codes
     n_components: int | None = None  # latent GMM components; None picks them by BIC
     max_components: int = 12
-    # The latent GMM is fitted on at most this many codes (a uniform subsample): at most 12 components of 16-d
-    # Gaussians are about 1,800 parameters, and refitting them on a million codes made the fit grow faster than the
-    # rows (100k -> 1M rows x 30: 10.9 -> 170 s).
+    # The latent GMM is fitted on at most this many codes (a uniform subsample), at scikit-learn's tolerance, 10x the
+    # table GMM's: docs/decisions.md#autoencoder-latent-gmm.
     latent_rows: int = 100_000
-    # EM tolerance of the latent GMM: scikit-learn's default, 10x the table GMM's. A 16-d full-covariance density
-    # creeps for dozens of iterations below it; on 10k x 10 its fit took 1.84 -> 0.72 s (BIC search and refit) with
-    # the same shapes / pairs (0.931 / 0.896 -> 0.930 / 0.894; 20k bench table at 50 epochs 0.930 / 0.889 -> 0.935 /
-    # 0.888).
     latent_tol: float = 1e-3
     val_fraction: float = 0.1
     patience: int | None = 30
@@ -86,6 +60,10 @@ class AutoencoderConfig:
     # The encoder reads each mode one-hot folded into one ordinal feature (`SpanLayout.fold_modes`), as the VAE's
     # does. Checkpoints saved before it load with False.
     fold_modes: bool = True
+    hand_backprop: bool = True  # CPU steps with the hand-written gradients (`models.backprop`); False: autograd
+
+    # Used instead of the defaults when `epsilon` is set (`PrivateDefaults`): docs/decisions.md#dp-defaults.
+    PRIVATE: ClassVar[dict[str, Any]] = {"batch_size": 1000, "epochs": 20}
 
 
 class AutoencoderModule(nn.Module):
@@ -106,8 +84,7 @@ class AutoencoderModule(nn.Module):
         return self.decoder(self.code(x) + noise)  # (n, d) raw outputs
 
 
-@register("autoencoder")
-class Autoencoder:
+class Autoencoder(TableModel):
     """Deterministic autoencoder plus a latent `GaussianMixture`.
 
     Args:
@@ -123,121 +100,72 @@ class Autoencoder:
         n_features_in_: width of the encoded rows seen in `fit`.
     """
 
+    kind: ClassVar[str] = "autoencoder"
     config_class: ClassVar[type] = AutoencoderConfig
-    supports_conditions: ClassVar[bool] = False  # the latent GMM has no handle on a column; the task layer filters
-    # The encoder the flow fits for it (see `GenerativeModel`): z-scores, unlike the vae and the gan. At 50 epochs,
-    # seeds 0-2, shapes / pairs with z-scores against modes: penguins 0.959 / 0.901 against 0.951 / 0.880, wine
-    # 0.914 / 0.940 against 0.905 / 0.936, the 20k x 12 bench table 0.976 / 0.961 against 0.931 / 0.907; through the
-    # flow at its defaults the holdout detection AUC of breast cancer 0.60-0.63 against 0.85-0.86 (5 tables, 2 seeds).
+    # z-scores, unlike the vae and the gan: docs/decisions.md#normalization-per-model.
     normalization: ClassVar[str] = "standard"
 
-    def __init__(self, config: AutoencoderConfig | None = None, *, spans: list[Span] | None = None, device: Any = None):
-        self.config = config
-        self.spans = spans
-        self.device = device
-        self.n_features_in_: int | None = None
-
     def _build(self, n_features: int, device: torch.device) -> None:
-        cfg = self.config or AutoencoderConfig()
-        self.device_ = device  # where sampling generators should live (tasks.sample makes them here)
-        self.layout_ = SpanLayout(self.spans, n_features, device)
-        n_in = self.layout_.encoder_width(cfg.fold_modes)
-        self.module_ = AutoencoderModule(n_in, cfg, self.layout_.packed_width).to(device)
+        n_in = self.layout_.encoder_width(self.cfg.fold_modes)
+        self.module_ = AutoencoderModule(n_in, self.cfg, self.layout_.packed_width).to(device)
 
     def _gmm_config(self) -> GMMConfig:
-        cfg = self.config or AutoencoderConfig()
+        cfg = self.cfg
         return GMMConfig(
             n_components=cfg.n_components, max_components=cfg.max_components, seed=cfg.seed, tol=cfg.latent_tol
         )
 
-    def fit(
-        self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[Progress], None] | None = None
-    ) -> Self:
-        """Train the autoencoder on encoded rows `x` (n, n_features), then fit the GMM to the codes of the rows (a
-        uniform subsample of `latent_rows` when there are more)."""
-        cfg = self.config or AutoencoderConfig()
-        device = resolve_device(self.device)
-        x = to_device(check_matrix(x), device)
-        private = cfg.epsilon is not None
-        with seeded(cfg.seed, device):
-            gen = make_generator(cfg.seed, device)
-            self._build(x.shape[1], device)
-            train_rows, x_val = (None, None) if private else split_validation(x, cfg.val_fraction, gen)
-            opt = adam(self.module_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-            net, dp, delta = self.module_, None, None
-            if private:  # DP-SGD hook (models/privacy.py) with the networks' share of the budget
-                delta = cfg.delta or default_delta(x.shape[0])
-                keep = 1 - cfg.dp_latent_share
-                dp = make_private(
-                    self.module_,
-                    opt,
-                    index_loader(x.shape[0], cfg.batch_size),
-                    epsilon=keep * cfg.epsilon,
-                    delta=keep * delta,
-                    epochs=cfg.epochs,
-                    max_grad_norm=cfg.max_grad_norm,
-                )
-                opt, net = dp.optimizer, dp.module
+    def _fit(self, x: Tensor, gen: torch.Generator, progress: Any) -> None:
+        """Train the autoencoder, then fit the GMM to the codes of the rows (a uniform subsample of `latent_rows`
+        when there are more)."""
+        cfg, device, private = self.cfg, self.device_, self.private
+        train_rows, x_val = (None, None) if private else split_validation(x, cfg.val_fraction, gen)
+        opt = self._optimizer(self.module_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        net, dp = self.module_, None
+        if private:  # DP-SGD hook (models/privacy.py) with the networks' share of the budget
+            dp = self._make_private(self.module_, opt, x.shape[0], share=1 - cfg.dp_latent_share)
+            opt, net = dp.optimizer, dp.module
 
-            layout = self.layout_
-            training_rows = TrainingRows(layout, x, cfg.fold_modes)
+        layout = self.layout_
+        training_rows = TrainingRows(layout, x, cfg.fold_modes)
+        by_hand = self._hand_backprop(device, *self.module_.children())
 
-            # Gradients by hand on CPU (`models.backprop`); autograd under DP-SGD and on CUDA (autocast).
-            by_hand = device.type == "cpu" and not private and all(map(supports_hand_backprop, self.module_.children()))
+        def step(index: Tensor | None) -> Tensor:  # (b,) rows of x, or None for all; the packed rows are the target
+            inputs, packed = training_rows.take(index)
+            noise = cfg.latent_noise * torch.randn(packed.shape[0], cfg.latent_dim, device=device)
+            if by_hand:
+                loss = self._loss_and_gradients(inputs, packed, noise)
+            else:
+                with autocast(device):
+                    loss = layout.packed_loss(net(inputs, noise).float(), packed)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+            opt.step()
+            return loss
 
-            def step(index: Tensor | None) -> Tensor:  # (b,) rows of x, or None for all; the packed rows are the target
-                inputs, packed = training_rows.take(index)
-                noise = cfg.latent_noise * torch.randn(packed.shape[0], cfg.latent_dim, device=device)
-                if by_hand:
-                    loss = self._loss_and_gradients(inputs, packed, noise)
-                else:
-                    with autocast(device):
-                        loss = layout.packed_loss(net(inputs, noise).float(), packed)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                opt.step()
-                return loss
+        validation = None if x_val is None else TrainingRows(layout, x_val, cfg.fold_modes)
 
-            validation = None if x_val is None else TrainingRows(layout, x_val, cfg.fold_modes)
+        def evaluate(part: slice) -> Tensor:  # rows x_val[part]; their encoder input and target made once a fit
+            inputs, packed = validation.take(None)
+            zero = torch.zeros(part.stop - part.start, cfg.latent_dim, device=device)
+            return layout.packed_loss(self.module_(inputs[part], zero).float(), packed[part])
 
-            def evaluate(part: slice) -> Tensor:  # rows x_val[part]; their encoder input and target made once a fit
-                inputs, packed = validation.take(None)
-                zero = torch.zeros(part.stop - part.start, cfg.latent_dim, device=device)
-                return layout.packed_loss(self.module_(inputs[part], zero).float(), packed[part])
-
-            self.history_: History = train(
-                step,
-                x,
-                rows=train_rows,
-                modules={"autoencoder": self.module_},
-                epochs=cfg.epochs,
-                batch_size=cfg.batch_size,
-                generator=gen,
-                evaluate=evaluate,
-                x_val=x_val,
-                patience=None if private else cfg.patience,
-                progress=progress,
-                name="autoencoder",
-                privacy=dp,
-                indices=True,
-            )
-            if dp is not None:
-                self.module_ = dp.detach()
-                self._fit_private_latent(self._codes(x), delta, dp.report(), device)
-                self.n_features_in_ = x.shape[1]
-                return self
-            coded = x
-            if x.shape[0] > cfg.latent_rows:  # a uniform subsample: the density has a few thousand parameters
-                pick = torch.randperm(x.shape[0], generator=gen, device=gen.device)[: cfg.latent_rows]
-                coded = x.index_select(0, pick.to(device))  # only these rows are coded (at 1M rows 10x fewer)
-            codes = self._codes(coded)  # (n, latent)
-            self.latent_mean_ = codes.mean(0)
-            self.latent_std_ = codes.std(0).clamp(min=1e-6)
-            self.latent_ = GaussianMixture(self._gmm_config(), device=device).fit(
-                (codes - self.latent_mean_) / self.latent_std_
-            )
-        self.n_features_in_ = x.shape[1]
-        return self
+        self._train_module(step, evaluate, x, gen, rows=train_rows, x_val=x_val, privacy=dp, progress=progress)
+        if dp is not None:
+            self.module_ = dp.detach()
+            delta = cfg.delta or default_delta(x.shape[0])
+            self._fit_private_latent(self._codes(x), delta, dp.report(), device)
+            return
+        coded = x
+        if x.shape[0] > cfg.latent_rows:  # a uniform subsample: the density has a few thousand parameters
+            pick = torch.randperm(x.shape[0], generator=gen, device=gen.device)[: cfg.latent_rows]
+            coded = x.index_select(0, pick.to(device))  # only these rows are coded
+        codes = self._codes(coded)  # (n, latent)
+        self.latent_mean_ = codes.mean(0)
+        self.latent_std_ = codes.std(0).clamp(min=1e-6)
+        self.latent_ = GaussianMixture(self._gmm_config(), device=device).fit(
+            (codes - self.latent_mean_) / self.latent_std_
+        )
 
     def _loss_and_gradients(self, inputs: Tensor, target: Tensor, noise: Tensor) -> Tensor:
         """The reconstruction loss of a batch, with every parameter's `.grad` set by hand (`models.backprop`).
@@ -257,8 +185,8 @@ class Autoencoder:
     @torch.no_grad()
     def _codes(self, x: Tensor, chunk_rows: int = 65_536) -> Tensor:
         """Latent codes of rows (n, d) in chunks: one pass over a million rows at once allocates gigabytes of
-        activations (first-touch memory made the 1M-row fit grow 11.7x over 100k)."""
-        fold = (self.config or AutoencoderConfig()).fold_modes
+        activations (docs/decisions.md#autoencoder-latent-gmm)."""
+        fold = self.cfg.fold_modes
         chunks = (self.layout_.encoder_input(x[i : i + chunk_rows], fold) for i in range(0, x.shape[0], chunk_rows))
         return torch.cat([self.module_.code(chunk).float() for chunk in chunks])
 
@@ -266,7 +194,7 @@ class Autoencoder:
         """DP-EM mixture on the bounded codes with the latent share of the budget; no standardisation."""
         from synthgate.models.gmm_dp import DPGaussianMixture, DPGMMConfig
 
-        cfg = self.config
+        cfg = self.cfg
         share = cfg.dp_latent_share
         self.latent_mean_ = torch.zeros(cfg.latent_dim, device=device)
         self.latent_std_ = torch.ones(cfg.latent_dim, device=device)
@@ -307,49 +235,26 @@ class Autoencoder:
         probs = self.layout_.activate(self.module_.decoder(z))
         return self.layout_.draw(probs, gen)
 
-    def save(self, directory: Path) -> None:
-        require_fitted(self)
-        directory = Path(directory)
-        state = {
-            **self.module_.state_dict(),
-            "latent_mean": self.latent_mean_,
-            "latent_std": self.latent_std_,
-        }
-        h = self.history_
-        meta = {
-            "n_features_in": self.n_features_in_,
-            "spans": spans_to_meta(self.spans),
-            "packed_output": True,
-            "epochs_run": h.epochs_run,
-            "best_epoch": h.best_epoch,
-            "fit_seconds": h.seconds,
-        }
-        if getattr(self, "privacy_", None):
-            meta["privacy"] = self.privacy_
-        save_checkpoint(
-            directory, kind="autoencoder", config=self.config or AutoencoderConfig(), state=state, meta=meta
-        )
+    def _state(self) -> dict[str, Tensor]:
+        return {**self.module_.state_dict(), "latent_mean": self.latent_mean_, "latent_std": self.latent_std_}
+
+    def _save_extra(self, directory: Path) -> None:
         self.latent_.save(directory / "latent_gmm")  # the GMM's own checkpoint, in a subfolder
 
     @classmethod
-    def load(cls, directory: Path, *, device: torch.device | str = "cpu") -> Self:
-        directory = Path(directory)
-        config, state, meta = load_checkpoint(directory, device=device)
-        # A checkpoint saved before `fold_modes` existed has an encoder on the full input.
-        config = config_from_dict(AutoencoderConfig, {"fold_modes": False, **config})
-        model = cls(config, spans=spans_from_meta(meta["spans"]), device=device)
-        model._build(meta["n_features_in"], resolve_device(device))
-        model.latent_mean_ = state.pop("latent_mean")
-        model.latent_std_ = state.pop("latent_std")
+    def _saved_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        return {"fold_modes": False, **config}  # saved before `fold_modes`: an encoder on the full input
+
+    def _load_state(self, state: dict[str, Tensor], meta: dict[str, Any], directory: Path) -> None:
+        self.latent_mean_ = state.pop("latent_mean")
+        self.latent_std_ = state.pop("latent_std")
         packed = meta.get("packed_output", False)  # saved before the packed layout: converted, same samples
-        model.module_.load_state_dict(packed_decoder_state(state, model.layout_, "decoder", packed=packed))
-        model.module_.eval()
-        if model.config.epsilon is not None:
+        self.module_.load_state_dict(packed_decoder_state(state, self.layout_, "decoder", packed=packed))
+        self.module_.eval()
+        device = self.latent_mean_.device
+        if self.private:
             from synthgate.models.gmm_dp import DPGaussianMixture
 
-            model.latent_ = DPGaussianMixture.load(directory / "latent_gmm", device=device)
-            model.privacy_ = meta.get("privacy")
+            self.latent_ = DPGaussianMixture.load(directory / "latent_gmm", device=device)
         else:
-            model.latent_ = GaussianMixture.load(directory / "latent_gmm", device=device)
-        model.n_features_in_ = meta["n_features_in"]
-        return model
+            self.latent_ = GaussianMixture.load(directory / "latent_gmm", device=device)

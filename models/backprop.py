@@ -1,11 +1,10 @@
 """Hand-written backward passes for plain ReLU MLPs: training steps on small batches with half of autograd's ops.
 
-On the 2-core CPU this project is measured on, a tensor op costs 6-10 us to dispatch whatever its size, and autograd
-adds about as many ops again for its backward (each forward op's backward node, the gradient accumulation, the
-copies that make gradients contiguous). A vae step on penguins (344 rows, one step an epoch) spent about half its
-time there. A Linear/ReLU stack's gradients are two products, a sum and a mask per layer, so a step that computes them
-directly needs about half the ops: a penguins vae epoch took 3.46 -> 2.44 ms, and one on the 20k x 12 bench table
-96 -> 81 ms, with the same gradients to float rounding (tested against autograd).
+On a small CPU a tensor op costs microseconds to dispatch whatever its size, and autograd adds about as many ops again
+for its backward (each forward op's backward node, the gradient accumulation, the copies that make gradients
+contiguous). A Linear/ReLU stack's gradients are two products, a sum and a mask per layer, so a step that computes them
+directly needs about half the ops, with the same gradients to float rounding (tested against autograd; figures in
+docs/decisions.md#hand-backprop). Each neural config's `hand_backprop=False` trains through autograd instead.
 
 Only networks of `nn.Linear` (`NarrowInputLinear` included), `nn.LayerNorm` (through aten's own forward and backward
 kernels), `nn.ReLU` and `nn.LeakyReLU` layers qualify (`supports_hand_backprop`), and the gan's `ResidualGenerator`
@@ -129,12 +128,11 @@ def _linear_backward(layer: nn.Linear, x: Tensor, grad: Tensor, *, param_grads: 
     """Set a linear layer's contiguous weight and bias gradients (with `param_grads`) from its input `x` (n, d_in)
     and output gradient `grad` (n, d_out); return the input's gradient (n, d_in), or `grad` itself without
     `input_grad` (nothing below needs it)."""
-    # A narrow input (a latent code) makes products whose last dimension is narrow, which MKL runs 4-5x slower here
-    # (see `NarrowInputLinear`): compute them transposed.
+    # A narrow input (a latent code) makes products whose last dimension is narrow, which MKL runs slowly (see
+    # `NarrowInputLinear`): compute them transposed.
     narrow = layer.in_features < NARROW
     # The weight gradient of a layer that widens a small input to 128 or more units (an encoder's first layer) also
-    # runs faster transposed: 1.2-1.6x for 24-38 inputs to 128 units over 178-2000 rows, 464 -> 288 us for the vae's
-    # 38 inputs on the 20k x 12 bench table. Layers into fewer units (the gan's critic: 64) run it slower so.
+    # runs faster transposed; into fewer units (the gan's critic) slower (docs/decisions.md#cpu-kernels).
     transposed = narrow or layer.in_features < WIDE_UNITS <= layer.out_features
     if param_grads:
         layer.weight.grad = (x.t() @ grad).t().contiguous() if transposed else grad.t() @ x  # (d_out, d_in)

@@ -24,10 +24,11 @@ FORMAT_VERSION = 1
 class GenerativeModel(Protocol):
     """What the pipeline needs from a model; see `models.registry` for the implementations.
 
-    A class may set `normalization` ("standard" or "mode") to say how `TableEncoder` should encode continuous columns
-    for it; the flow reads it through `models.registry.normalization_for`. The vae and the gan ask for "mode": per-mode
-    offsets plus a mode one-hot, which their output heads fit better than one z-score of a multi-modal column. The
-    gmm and the autoencoder keep z-scores, which measured better for them.
+    A class may set `normalization` ("standard", "mode" or "mode_bic") to say how `TableEncoder` should encode
+    continuous columns for it; the flow reads it through `models.registry.normalization_for`. The vae asks for "mode":
+    per-mode offsets plus a mode one-hot, which its output heads fit better than one z-score of a multi-modal column;
+    the gan for "mode_bic", the same with overlapping modes merged while BIC falls. The gmm and the autoencoder keep
+    z-scores (docs/decisions.md#normalization-per-model).
     """
 
     def fit(self, x: Tensor, *, conditions: Tensor | None = None) -> Self: ...
@@ -79,9 +80,8 @@ def require_fitted(model: Any, attribute: str = "n_features_in_") -> None:
 
 def _all_finite(x: Tensor) -> bool:
     """Whether `x` has no NaN or infinity. A sum is NaN or infinite when any entry is (or when finite entries
-    overflow, rare, and then the exact test decides): one reduction instead of a boolean tensor of the input's size
-    (2 s for `isfinite(x).all()` on 1M x 232 floats). The sum stays in the input's dtype: `sum(dtype=float64)`
-    converts a float64 copy of the whole input first (27x slower, and 1.9 GB more at 1M x 237)."""
+    overflow, rare, and then the exact test decides): one reduction instead of a boolean tensor of the input's size.
+    The sum stays in the input's dtype: `sum(dtype=float64)` converts a float64 copy of the whole input first."""
     if not x.is_floating_point():
         return True
     return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())

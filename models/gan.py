@@ -6,322 +6,95 @@ What makes a GAN work on tables, all from CTGAN:
 - training-by-sampling: the level is drawn with probability proportional to log(1 + frequency), and a real row with
   that level is picked for the critic, so rare categories are seen often enough to be learnt;
 - Gumbel-softmax outputs for one-hot groups (Jang et al. 2017), so gradients pass through discrete columns;
-- PacGAN packing (Lin et al. 2018): the critic judges `pac` rows at once, which discourages mode collapse (5 here,
-  against CTGAN's 10: see `GANConfig.pac`);
+- PacGAN packing (Lin et al. 2018): the critic judges `pac` rows at once, which discourages mode collapse;
 - the WGAN-GP loss (Gulrajani et al. 2017): a critic with a gradient penalty instead of weight clipping.
 
 Departures from CTGAN: the generator's loss also matches the batch's feature means and covariances to the real
-batch's (`moment_matching_loss`; off under DP-SGD), which teaches it the columns' correlations in tens of steps (the
-critic alone had not taught wine's after 300); training-by-sampling vectorised on the device (one gather per batch,
+batch's (`models.moments`; off under DP-SGD), which teaches it the columns' correlations in tens of steps;
+training-by-sampling vectorised on the device (one gather per batch,
 no per-row numpy); draws at sampling time that come from the caller's generator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from synthgate.models.backprop import (
-    mlp_backward,
-    mlp_forward,
-    residual_backward,
-    residual_forward,
-    supports_hand_backprop,
-)
-from synthgate.models.base import (
-    check_matrix,
-    config_from_dict,
-    load_checkpoint,
-    make_generator,
-    require_fitted,
-    resolve_device,
-    save_checkpoint,
-    to_device,
-)
-from synthgate.models.encoders.table import Span
-from synthgate.models.nn import (
-    MLP,
-    ResidualGenerator,
-    SpanLayout,
-    as_conditions,
-    normal,
-    packed_decoder_state,
-    spans_from_meta,
-    spans_to_meta,
-    uniform,
-)
-from synthgate.models.privacy import default_delta, index_loader, make_private
-from synthgate.models.registry import register
-from synthgate.models.training import History, Progress, WeightAverage, adam, autocast, seeded, train
+from synthgate.models.base import make_generator, require_fitted
+from synthgate.models.conditioner import Conditioner
+from synthgate.models.gan_backprop import GANGradients
+from synthgate.models.layout import packed_decoder_state
+from synthgate.models.moments import moment_matching_loss, moment_projection
+from synthgate.models.nn import MLP, ResidualGenerator, as_conditions, normal, uniform
+from synthgate.models.optim import WeightAverage
+from synthgate.models.table_model import PrivateDefaults, TableModel
+from synthgate.models.training import autocast
 from synthgate.schemas.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
-class GANConfig:
-    # Noise 64, a critic of 64 units without dropout, and sampling from averaged weights (`ema_share`). On the 20k x 12
-    # bench table at 50 epochs, seeds 0-2, shapes / pairs went from 0.910-0.938 / 0.864-0.881 (noise 128, critic 128
-    # with dropout 0.5, last weights) to 0.977-0.978 / 0.903-0.904 (seeds 0-1), and a fit took a quarter less time
-    # (1.33x in one process); penguins 0.902-0.926 / 0.667-0.674 -> 0.878-0.895 / 0.656-0.661, wine within seed noise.
-    # The averaging made the difference: alone it took the 20k table to 0.977-0.978 / 0.907-0.910, and the cheaper
-    # networks then cost nothing there (noise 64 alone: 0.977-0.979 / 0.905-0.908).
-    noise_dim: int = 64
-    generator_hidden: tuple[int, ...] = (128,)  # one layer of 128: 1.7x faster than two of 256 and better
+class GANConfig(PrivateDefaults):
+    noise_dim: int = 64  # small networks and averaged weights: docs/decisions.md#gan-small-networks
+    generator_hidden: tuple[int, ...] = (128,)
     critic_hidden: tuple[int, ...] = (64,)
-    # "residual": CTGAN's residual BatchNorm blocks (`models.nn.ResidualGenerator`); "mlp": a LayerNorm MLP (the
-    # generator of checkpoints saved before the option existed).
+    # "residual": CTGAN's BatchNorm blocks (docs/decisions.md#gan-residual-generator); "mlp": a LayerNorm MLP.
     generator: str = "residual"
     epochs: int = 300
-    # Twice CTGAN's 500; must be a multiple of pac. The gan's cost is mostly per step, not per row: on the 20k x 12
-    # bench table a fit at 1000 rows a batch took 1.33x less time than at 500 (4 epochs, median of 6 alternating),
-    # and scored higher at 50 epochs (seeds 0-2, shapes / pairs 0.955 / 0.922 -> 0.967 / 0.935); mixed_table(5000,
-    # 30) at 30 epochs, seeds 0-1: 8.08 -> 4.62 s, 0.970 / 0.926 -> 0.967 / 0.919. Tables under 500 rows (penguins,
-    # wine) train as before, on one batch of every whole pack.
-    batch_size: int = 1000
-    # Rows the critic judges together (PacGAN). CTGAN's 10 left the critic, 64 units wide, too little of each row to
-    # see how its columns go together: on the planted table (defaults, merged modes, seeds 0-2) the correlation came
-    # out 0.825-0.869 against 0.905 at 10, 0.877-0.893 at 5 and 0.896-0.903 at 1. One row a pack lost column shapes
-    # on small tables (50 epochs, seeds 0-2: penguins 0.944 -> 0.917, wine 0.895 -> 0.848); at 5 they held
-    # (penguins 0.944 / 0.832 -> 0.936 / 0.828, wine 0.895 / 0.907 -> 0.897 / 0.913, the 20k x 12 table 0.979 /
-    # 0.948 -> 0.976 / 0.948, seeds 0-1) at the same speed.
-    pac: int = 5
-    # The generator's rate. With the moment matching below its gradient has a steady part, and a fast generator
-    # learns the columns' correlations in few steps. At 50 epochs, seeds 0-2, shapes / pairs with the matching, at
-    # 5e-4 / 1e-3 / 2e-3 / 4e-3: wine 0.903 / 0.818, 0.900 / 0.844, 0.889 / 0.895, 0.899 / 0.909; penguins at 2e-3 /
-    # 4e-3 0.958 / 0.776, 0.955 / 0.823; the 20k x 12 bench table at 5e-4 / 2e-3 / 4e-3 0.969 / 0.932, 0.961 / 0.928,
-    # 0.955 / 0.922. At the default 300 epochs, 4e-3: wine 0.898 / 0.936, penguins 0.959 / 0.881. (Without the
-    # matching, 5e-4 was best: a faster generator cost wine 0.1-0.2 of shapes.)
-    lr: float = 4e-3
-    # The critic's own rate (the two time-scale rule, Heusel et al. 2017). Without moment matching a critic at 4x the
-    # generator's 5e-4 had lifted penguins 0.886 / 0.658 -> 0.932 / 0.688 and wine 0.812 / 0.805 -> 0.841 / 0.808
-    # (50 epochs, seeds 0-2). With the matching and the generator at 4e-3, a critic at 8e-3 measured the same as at
-    # 2e-3 (wine 0.901 / 0.909, penguins 0.959 / 0.817). None: the generator's `lr`.
-    critic_lr: float | None = 2e-3
-    # Weight of the moment-matching term in the generator's loss (`moment_matching_loss`): the squared distance
-    # between the fake and the real batch's feature means and covariances, on the encoded rows the critic sees
-    # (generative moment matching, Li et al. 2015; McGAN, Mroueh et al. 2017, matches the same two moments of critic
-    # features). A one-hidden-layer critic that sees a batch of 17 packs learns correlations between columns slowly:
-    # at 50 epochs (one step an epoch on wine) the synthetic correlations of wine's 78 number pairs regressed on the
-    # real ones with slope -0.04, and 0.004 at 300 epochs; CTGAN scores the same there. The matching gives the
-    # generator that signal directly: slope 0.71 at 50 epochs, shapes / pairs 0.841 / 0.808 -> 0.899 / 0.909 (seeds
-    # 0-2, with the rate above). Weight 3 measured no better. Off under DP-SGD: it reads real rows, which only the
-    # private critic may touch. 0 turns it off.
+    batch_size: int = 1000  # a multiple of pac; twice CTGAN's: docs/decisions.md#gan-batch-size
+    pac: int = 5  # rows the critic judges together (PacGAN), half CTGAN's: docs/decisions.md#gan-pac
+    lr: float = 4e-3  # the generator's; fast with moment matching: docs/decisions.md#gan-learning-rates
+    critic_lr: float | None = 2e-3  # the critic's own rate (two time-scale rule); None: `lr`
+    # Weight of the feature mean and covariance matching in the generator's loss (`models.moments`); 0 turns it off,
+    # and DP-SGD does: docs/decisions.md#gan-moment-matching.
     moment_weight: float = 1.0
     betas: tuple[float, float] = (0.5, 0.9)  # WGAN-GP's Adam settings (Gulrajani et al. 2017, Algorithm 1)
     weight_decay: float = 1e-6
     critic_steps: int = 1  # critic updates per generator update; CTGAN uses 1 despite WGAN-GP's 5
     gp_weight: float = 10.0  # lambda of the gradient penalty
-    # Lazy regularisation (Karras et al. 2020, StyleGAN2 sec. 3.1): the penalty's double backward on every k-th critic
-    # step only, weighted by k so its average pull is unchanged.
-    # Measured on the 20k x 12 bench table at 50 epochs, two seeds, one thread: 39.0 s CPU (shapes 0.824, pairs 0.725)
-    # with neither, 28.4 s with `reuse_fake`, 23.5 s (0.833, 0.736) with both; wine and penguins within seed noise.
+    # The penalty on every k-th critic step, weighted by k (StyleGAN2's lazy regularisation), and the generator step
+    # reusing the critic step's fake rows: docs/decisions.md#gan-lazy-penalty.
     gp_every: int = 4
-    reuse_fake: bool = True  # the generator step reuses the last critic step's fake rows and graph (a forward saved)
+    reuse_fake: bool = True
     tau: float = 0.2  # Gumbel-softmax temperature during training
-    # Samples come from an exponential moving average of the generator's weights (Yazici et al. 2019), whose horizon
-    # is this share of all generator steps; 0 samples the last weights. The average is never trained; its BatchNorm
-    # statistics are recomputed once at the end. GAN training oscillates, and the last weights sit wherever the
-    # oscillation left them: on the planted-structure table (seeds 0-4) the category mean shift came out 3.57-4.81
-    # against 4.01 with the last weights, 3.99-4.17 with the average.
+    # Samples come from a moving average of the generator's weights over this share of its steps (0: the last
+    # weights): docs/decisions.md#gan-weight-average.
     ema_share: float = 0.1
-    critic_dropout: float = 0.0  # CTGAN's 0.5 lowered the 20k table's shapes / pairs (0.970-0.974 / 0.893-0.898)
+    critic_dropout: float = 0.0  # CTGAN's 0.5 scored lower: docs/decisions.md#gan-small-networks
     seed: int = 0  # seeds weight init, conditional draws and noise during fit; sampling uses the caller's generator
-    # Differential privacy (DP-SGD, models/privacy.py); epsilon None trains without it. With an epsilon
-    # only the critic sees real rows and is made private (the generator is post-processing of it); the conditional
-    # vector and training-by-sampling are off (their level counts are private) and weight clipping replaces the
-    # gradient penalty, whose double backward on real rows Opacus cannot clip (DPGAN, Xie et al. 2018).
+    # Differential privacy (DP-SGD, models/privacy.py); epsilon None trains without it. Only the critic sees real rows
+    # and is made private; the conditional vector and training-by-sampling are off (their level counts are private).
     epsilon: float | None = None
     delta: float | None = None  # None: 1 / (10 n), see models.privacy.default_delta
     max_grad_norm: float = 1.0  # per-sample clipping bound C
-    weight_clip: float = 0.01  # with epsilon: critic weights clamped to [-c, c] after each step (WGAN, Arjovsky 2017)
-    # With epsilon: "wasserstein" (weight clipping keeps the critic Lipschitz) or "logistic": the non-saturating GAN
-    # loss (Goodfellow et al. 2014), which needs no Lipschitz critic, so no clipping that starves it.
+    # With epsilon the gradient penalty (a double backward Opacus cannot clip) is replaced: "wasserstein" clamps the
+    # critic's weights to [-weight_clip, weight_clip] (DPGAN, Xie et al. 2018); "logistic" is the non-saturating GAN
+    # loss (Goodfellow et al. 2014), which needs no Lipschitz critic.
     private_loss: str = "wasserstein"
+    weight_clip: float = 0.01
+    hand_backprop: bool = True  # CPU steps with the hand-written gradients (`models.backprop`); False: autograd
+
+    # Used instead of the defaults when `epsilon` is set (`PrivateDefaults`): docs/decisions.md#dp-defaults.
+    PRIVATE: ClassVar[dict[str, Any]] = {
+        "batch_size": 2000,
+        "epochs": 30,
+        "lr": 5e-4,
+        "critic_hidden": (128, 128),
+        "pac": 1,
+        "private_loss": "logistic",
+    }
 
 
 # With DP the conditional vector is off: a layout with no categorical spans gives a Conditioner with zero levels.
 _NO_CATEGORIES = SimpleNamespace(spans=[], soft_spans=[])
 
 
-# Rows of up to this many encoded features match their moments exactly. Wider rows match them along MOMENT_SKETCH
-# random directions drawn afresh each step: the exact covariance gap costs two (d, b) x (b, d) products, 1.9-2.4 ms a
-# step at d = 237 (a 30-column table) and 39-45 ms at d = 1000, where the rest of a gan step grows as b d 128. On
-# mixed_table(10000, 30) (237 features) a 5-epoch fit took 1.09x the time without matching with 128 directions and
-# 0.94x with 64 (median of 5); on mixed_table(5000, 30), 30 epochs, seeds 0-1, shapes / pairs 0.931 / 0.860 without
-# matching, 0.951 / 0.917 exact, 0.964 / 0.926 with 128 directions, 0.969 / 0.926 with 64. Narrow tables lose by
-# a sketch: 32 directions on wine's 56 features cost 0.899 / 0.909 -> 0.889 / 0.882.
-MOMENT_EXACT_WIDTH = 128
-MOMENT_SKETCH = 64
-
-
-def moment_projection(width: int, device: torch.device) -> Tensor | None:
-    """None when rows of `width` features are matched exactly; else a (width, MOMENT_SKETCH) Gaussian projection with
-    variance 1 / MOMENT_SKETCH (E[P P^T] = I, so the projected mean gap's expected square is the full one's), from the
-    global RNG, which `fit` seeds."""
-    if width <= MOMENT_EXACT_WIDTH:
-        return None
-    return torch.randn(width, MOMENT_SKETCH, device=device).mul_(MOMENT_SKETCH**-0.5)
-
-
-def moment_matching_loss(fake: Tensor, real: Tensor, projection: Tensor | None = None) -> Tensor:
-    """||m_f - m_r||^2 + ||C_f - C_r||_F^2 for batches of rows `fake` (b, d) and `real` (b', d): the squared distance
-    between their feature means m and covariances C (over rows, divided by the row count), of the rows times
-    `projection` (d, k) when given (`moment_projection`). Differentiable in `fake`. Computed in float32 with autocast
-    off: a covariance gap is a difference of near-equal sums, which bfloat16's three digits would drown."""
-    with torch.autocast(fake.device.type, enabled=False):
-        fake, real = fake.float(), real.float()
-        if projection is not None:
-            fake, real = fake @ projection, real @ projection
-        mean_f, mean_r = fake.mean(0), real.mean(0)
-        centred_f, centred_r = fake - mean_f, real - mean_r
-        gap = centred_f.t() @ centred_f / fake.shape[0] - centred_r.t() @ centred_r / real.shape[0]  # (d, d)
-        return (mean_f - mean_r).pow(2).sum() + gap.pow(2).sum()
-
-
-@torch.no_grad()
-def moment_matching_by_hand(
-    fake: Tensor, real: Tensor, weight: float, d_fake: Tensor, projection: Tensor | None = None
-) -> Tensor:
-    """`weight * moment_matching_loss(fake, real, projection)` without autograd, for batches of equal size b; adds its
-    gradient with respect to `fake` into `d_fake` (b, d) in place.
-
-    With F and R the centred fake and real rows, G = C_f - C_r = (F^T F - R^T R) / b is the symmetric part of
-    (F - R)^T (F + R) / b (the cross terms F^T R - R^T F are antisymmetric): one (d, b) x (b, d) product where two
-    were, a quarter of the matching's time on the 20k x 12 bench table (666 -> 494 us). The covariance term's gradient
-    is 4 F G / b (the centring adds nothing: F's rows sum to zero), the mean term's 2 (m_f - m_r) / b.
-    """
-    if projection is not None:  # the projected rows' gradient, carried back through the projection
-        d_projected = fake.new_zeros(fake.shape[0], projection.shape[1])
-        loss = moment_matching_by_hand(fake @ projection, real @ projection, weight, d_projected)
-        d_fake.addmm_(d_projected, projection.t())
-        return loss
-    b = fake.shape[0]
-    mean_f, mean_r = fake.mean(0), real.mean(0)
-    centred_f, centred_r = fake - mean_f, real - mean_r
-    product = (centred_f - centred_r).t() @ (centred_f + centred_r)  # (d, d)
-    gap = (product + product.t()).mul_(0.5 / b)  # C_f - C_r (an in-place add would read what it writes)
-    mean_gap = mean_f - mean_r  # (d,)
-    d_fake.addmm_(centred_f, gap, alpha=4 * weight / b).add_(mean_gap, alpha=2 * weight / b)
-    return weight * (mean_gap.dot(mean_gap) + gap.pow(2).sum())
-
-
-class Conditioner:
-    """The conditional vector over categorical spans and training-by-sampling, vectorised.
-
-    Global level ids run over all categorical spans in order, so a cond vector is `one_hot(level_id, n_levels)`.
-    For each level the rows having it are stored contiguously in `rows`, from `offset[g]`, `count[g]` of them, so a
-    real row for a drawn level is one gather.
-
-    Attributes:
-        n_levels: width of the cond vector.
-        span_of: (n_levels,) index of the categorical span each level belongs to.
-        level_in_span: (n_levels,) position of each level inside its span.
-        soft_row: (n_cond_spans,) row of each categorical span in the `SpanLayout` softmax block.
-        p_train: (n_levels,) log-frequency draw probabilities (span uniform, then level by log(1 + count)).
-        p_sample: (n_levels,) empirical draw probabilities for unconditional sampling.
-    """
-
-    def __init__(self, layout: SpanLayout, device: torch.device):
-        self.spans = [s for s in layout.spans if s.activation == "softmax" and s.role == "category"]
-        soft_rows = {s: i for i, s in enumerate(layout.soft_spans)}
-        self.soft_row = torch.tensor([soft_rows[s] for s in self.spans], dtype=torch.long, device=device)
-        self.n_levels = sum(s.width for s in self.spans)
-        self.span_of = torch.tensor(
-            [i for i, s in enumerate(self.spans) for _ in range(s.width)], dtype=torch.long, device=device
-        )
-        self.level_in_span = torch.tensor([j for s in self.spans for j in range(s.width)], dtype=torch.long).to(device)
-        self.span_start = torch.tensor([s.start for s in self.spans], dtype=torch.long, device=device)
-        # Filled by `fit_counts` (training data) or `load_state` (checkpoint).
-        self.count = torch.zeros(self.n_levels, device=device)
-
-    def fit_counts(self, x: Tensor) -> None:
-        """Index the rows of `x` (n, d) by level; set the draw probabilities from the level counts."""
-        n = x.shape[0]
-        rows, counts, offsets = [], [], []
-        for i, s in enumerate(self.spans):  # one sort per categorical column, vectorised over rows
-            code = x[:, s.start : s.stop].argmax(1)  # (n,)
-            count = torch.bincount(code, minlength=s.width)  # (w,)
-            rows.append(torch.argsort(code, stable=True))  # rows grouped by level
-            counts.append(count)
-            offsets.append(i * n + torch.cumsum(count, 0) - count)  # where each level's rows begin in `rows`
-        empty = torch.zeros(0, dtype=torch.long, device=x.device)
-        self.rows = torch.cat(rows) if rows else empty  # (n_spans * n,)
-        self.count = torch.cat(counts).float() if counts else empty.float()  # (n_levels,)
-        self.offset = torch.cat(offsets) if offsets else empty  # (n_levels,)
-        self._set_probabilities()
-
-    def _set_probabilities(self) -> None:
-        n_spans = max(len(self.spans), 1)
-        log_count = torch.log1p(self.count)
-        per_span = torch.zeros(len(self.spans), device=self.count.device).index_add_(0, self.span_of, log_count)
-        self.p_train = log_count / per_span[self.span_of].clamp(min=1e-12) / n_spans
-        per_span_n = torch.zeros(len(self.spans), device=self.count.device).index_add_(0, self.span_of, self.count)
-        self.p_sample = self.count / per_span_n[self.span_of].clamp(min=1e-12) / n_spans
-
-    def draw_training(self, b: int) -> tuple[Tensor, Tensor]:
-        """(b,) level ids drawn by log-frequency and (b,) indices of real rows having them (global RNG, seeded)."""
-        level = torch.multinomial(self.p_train, b, replacement=True)  # (b,)
-        pick = (torch.rand(b, device=level.device) * self.count[level]).long()  # (b,) position within the level
-        return level, self.rows[self.offset[level] + pick]
-
-    def one_hot(self, level: Tensor) -> Tensor:
-        return F.one_hot(level, self.n_levels).float()  # (b, n_levels)
-
-    def _conditioned_logits(self, logits: Tensor, level: Tensor, layout: SpanLayout) -> tuple[Tensor, Tensor]:
-        """Each row's logits (b, w) for its conditioned span, from raw packed output, and where they sit in the softmax
-        block (`packed_soft_logits`): (b, 1, w) indices along its span dimension."""
-        block = layout.packed_soft_logits(logits)  # (b, n_soft, w)
-        span = self.soft_row[self.span_of[level]]  # (b,) the conditioned span's row in the block
-        index = span[:, None, None].expand(-1, 1, block.shape[2])  # (b, 1, w)
-        return block.gather(1, index).squeeze(1), index
-
-    def condition_loss(self, logits: Tensor, level: Tensor, layout: SpanLayout) -> Tensor:
-        """Cross-entropy of the generator's raw packed output for each row's conditioned span (Xu et al. 2019,
-        sec. 4.3)."""
-        chosen, _ = self._conditioned_logits(logits, level, layout)  # (b, w)
-        return F.cross_entropy(chosen.float(), self.level_in_span[level])
-
-    @torch.no_grad()
-    def condition_loss_by_hand(self, logits: Tensor, level: Tensor, layout: SpanLayout, d_logits: Tensor) -> Tensor:
-        """`condition_loss` without autograd: returns the loss and adds its gradient with respect to `logits` into
-        `d_logits` (b, packed_width), in place. Cross-entropy's gradient is softmax minus the one-hot, over b rows,
-        on the conditioned span's slots only (0 on its padding, whose probability is 0)."""
-        b, offset = logits.shape[0], layout.linear.numel() + layout.sigmoid.numel()
-        chosen, index = self._conditioned_logits(logits, level, layout)
-        log_p = torch.log_softmax(chosen, dim=1)  # (b, w)
-        target = self.level_in_span[level][:, None]  # (b, 1)
-        loss = -log_p.gather(1, target).mean()
-        d_chosen = log_p.exp_().scatter_add_(1, target, log_p.new_full(target.shape, -1.0)).div_(b)  # (b, w)
-        d_logits[:, offset:].view(b, *layout.soft_pad.shape).scatter_add_(1, index, d_chosen[:, None, :])
-        return loss
-
-    def from_conditions(self, cond: Tensor) -> tuple[Tensor, Tensor]:
-        """Levels fixed by user conditions (n, d), NaN = free: per row the first fully given categorical span.
-
-        Returns:
-            `(level, has)`: (n,) level ids (0 where none) and (n,) bool, True where a categorical span was fixed.
-        """
-        n = cond.shape[0]
-        level = torch.zeros(n, dtype=torch.long, device=cond.device)
-        has = torch.zeros(n, dtype=torch.bool, device=cond.device)
-        offset = 0
-        for s in self.spans:  # one small op per categorical column, vectorised over rows
-            part = cond[:, s.start : s.stop]  # (n, w)
-            given = ~torch.isnan(part).any(1) & ~has
-            level = torch.where(given, offset + part.nan_to_num(-1).argmax(1), level)
-            has = has | given
-            offset += s.width
-        return level, has
-
-
-@register("gan")
-class GAN:
+class GAN(GANGradients, TableModel):
     """Conditional WGAN-GP over the `TableEncoder` layout (CTGAN-style).
 
     Args:
@@ -335,27 +108,17 @@ class GAN:
         n_features_in_: width of the encoded rows seen in `fit`.
     """
 
+    kind: ClassVar[str] = "gan"
     config_class: ClassVar[type] = GANConfig
     supports_conditions: ClassVar[bool] = True  # natively on categorical spans through the conditional vector
-    # The encoder the flow fits for it (see `GenerativeModel`): modes merged while BIC falls, because the gan draws
-    # each column's mode on its own. With the EM's overlapping modes, seeds 0-2 at the defaults: planted-table
-    # correlation 0.787-0.820 against 0.905, the 20k x 12 bench table at 50 epochs 0.968 / 0.935; merged 0.825-0.869
-    # and 0.978-0.979 / 0.948-0.950 (see `models.encoders.modes._merge_by_bic`, and `pac` for the rest of the gap).
+    # Modes merged while BIC falls, because the gan draws each column's mode on its own:
+    # docs/decisions.md#normalization-per-model.
     normalization: ClassVar[str] = "mode_bic"
-
-    def __init__(self, config: GANConfig | None = None, *, spans: list[Span] | None = None, device: Any = None):
-        self.config = config
-        self.spans = spans
-        self.device = device
-        self.n_features_in_: int | None = None
 
     # -------------------------------------------------------------------------------------------------- fitting
     def _build(self, n_features: int, device: torch.device) -> None:
-        cfg = self.config or GANConfig()
-        self.device_ = device  # where sampling generators should live (tasks.sample makes them here)
-        self.layout_ = SpanLayout(self.spans, n_features, device)
-        private = cfg.epsilon is not None
-        self.cond_ = Conditioner(_NO_CATEGORIES if private else self.layout_, device)
+        cfg = self.cfg
+        self.cond_ = Conditioner(_NO_CATEGORIES if self.private else self.layout_, device)
         c = self.cond_.n_levels
         if cfg.generator not in ("residual", "mlp"):
             raise InvalidInputError(f"generator must be 'residual' or 'mlp', got {cfg.generator!r}")
@@ -369,6 +132,7 @@ class GAN:
             activation=nn.LeakyReLU,
             norm=False,  # WGAN-GP's penalty is per sample: no normalisation across the batch in the critic
             dropout=cfg.critic_dropout,
+            narrow=not self.private,  # Opacus computes per-sample gradients for plain nn.Linear only
         ).to(device)
         # Value features with a mode one-hot are offsets in about [-1, 1]: tanh there, as CTGAN; plain z-scores stay
         # linear. (n_linear,) bool over the layout's value features.
@@ -388,7 +152,7 @@ class GAN:
 
     def _packs(self, rows: Tensor, cond: Tensor) -> Tensor:
         """The critic's input: rows (b, d) with their cond vectors (b, c), `pac` rows a pack, (b / pac, pac * (d + c))."""
-        pac = (self.config or GANConfig()).pac
+        pac = self.cfg.pac
         return torch.cat([rows, cond], 1).reshape(rows.shape[0] // pac, -1)
 
     def _critic(self, rows: Tensor, cond: Tensor, net: nn.Module | None = None) -> Tensor:
@@ -396,7 +160,7 @@ class GAN:
 
     def _gradient_penalty(self, real: Tensor, fake: Tensor, cond: Tensor) -> Tensor:
         """lambda * (||grad D(x_hat)|| - 1)^2 on random interpolates of packed rows (Gulrajani et al. 2017, eq. 3)."""
-        cfg = self.config or GANConfig()
+        cfg = self.cfg
         alpha = torch.rand(real.shape[0] // cfg.pac, 1, 1, device=real.device)  # one mix per pack
         alpha = alpha.expand(-1, cfg.pac, 1).reshape(-1, 1)  # (b, 1)
         mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
@@ -404,293 +168,165 @@ class GAN:
         norms = grad.reshape(real.shape[0] // cfg.pac, -1).norm(2, dim=1)  # per pack
         return cfg.gp_weight * (norms - 1).pow(2).mean()
 
-    def _penalty_by_hand(
-        self, real: Tensor, fake: Tensor, cond: Tensor, scale: float
-    ) -> tuple[Tensor, list[tuple[nn.Parameter, Tensor]]]:
-        """`scale` times the gradient penalty and its gradients for the critic's two weight matrices, in closed form.
-
-        For the one-hidden-layer critic f(x) = w2 . (m * lrelu(W1 x + b1)) + b2 (dropout mask m), the input gradient
-        is W1^T (s * m * w2) with s the LeakyReLU slope at each unit, a step function of x whose own derivative is 0.
-        So with S = s * m * w2 per pack, G = S W1 (kept on the rows' columns: the penalty is on the gradient with
-        respect to the interpolated rows, not their cond vectors) and R = dPenalty/dG, zero on the cond columns:
-        dW1 = S^T R, dw2 = sum over packs of (R W1^T) * s * m, and the biases get nothing. Four thin products and a
-        few elementwise ops: autograd's double backward through the penalty took about 4 ms a penalty step on the 20k
-        x 12 bench table, this about 2.5. Same random draws in the same order as `_gradient_penalty` (the mixing
-        weights, then the dropout mask), and the same values to float rounding (tested against it).
-
-        Returns:
-            `(penalty, grads)`: the scaled penalty (0-d) and `(parameter, gradient)` pairs, W1's and w2's, to add to
-            those parameters' gradients.
-        """
-        cfg = self.config or GANConfig()
-        first, act, *middle, last = self.critic_
-        packs = real.shape[0] // cfg.pac
-        alpha = torch.rand(packs, 1, 1, device=real.device).expand(-1, cfg.pac, 1).reshape(-1, 1)  # (b, 1)
-        mixed = torch.lerp(fake, real, alpha)  # alpha * real + (1 - alpha) * fake
-        x = self._packs(mixed, cond)  # (packs, pac * (d + c))
-        w1, w2 = first.weight, last.weight  # (h, D), (1, h)
-        with torch.no_grad():
-            pre = torch.addmm(first.bias, x, w1.t())  # (packs, h)
-            # The dropout layer's mask (drawn as its forward would draw it) times the LeakyReLU's slope at each unit;
-            # leaky_relu_backward does both in one op, where a `where` over a bool mask is 10x slower on CPU.
-            keep = middle[0].mask(pre.shape, pre.device) if middle else torch.ones_like(pre)
-            slope = torch.ops.aten.leaky_relu_backward(keep, pre, act.negative_slope, False)  # (packs, h)
-            s = slope * w2  # (packs, h)
-            # The critic's input gradient per pack, on the rows' columns only: the cond vectors are not interpolated.
-            g = (s @ w1).view(packs, cfg.pac, -1)[..., : real.shape[1]].reshape(packs, -1)  # (packs, pac * d)
-            norms = g.norm(dim=1, keepdim=True)  # (packs, 1)
-            penalty = scale * cfg.gp_weight * (norms - 1).pow(2).mean()
-            r = g * (2 * scale * cfg.gp_weight / packs * (norms - 1) / norms.clamp_min(1e-12))  # (packs, pac * d)
-            r = F.pad(r.view(packs, cfg.pac, -1), (0, cond.shape[1])).view(packs, -1)  # (packs, D), 0 on cond columns
-            grad_w1 = s.t() @ r  # (h, D)
-            grad_w2 = ((r @ w1.t()) * slope).sum(0, keepdim=True)  # (1, h)
-        return penalty, [(w1, grad_w1), (w2, grad_w2)]
-
-    @torch.no_grad()
-    def _generate_by_hand(self, noise: Tensor, cond: Tensor) -> tuple[Tensor, Tensor, tuple[Any, list[Tensor]]]:
-        """`_generate` at the training temperature without a graph: raw packed logits (b, packed_width), activated rows
-        (b, d), and what `_generator_loss_and_gradients` needs for the backward. The same random draws in the same
-        order."""
-        cfg = self.config or GANConfig()
-        forward = residual_forward if isinstance(self.generator_, ResidualGenerator) else mlp_forward
-        logits, saved = forward(self.generator_, torch.cat([noise, cond], 1))
-        parts = self.layout_.activate_parts(logits, tau=cfg.tau, squash=self.bounded_)
-        return logits, self.layout_.unpack(torch.cat(parts, dim=1)), (saved, parts)
-
-    @torch.no_grad()
-    def _critic_loss_and_gradients(self, real: Tensor, fake: Tensor, cond: Tensor, *, penalty: bool) -> Tensor:
-        """The critic's loss D(fake) - D(real) on a batch (plus the lazily scaled gradient penalty when `penalty`),
-        with every critic `.grad` set by hand (`models.backprop`): the loss and gradients of the autograd step, in
-        about half the tensor ops. Fake and real packs go through one forward, as there."""
-        cfg = self.config or GANConfig()
-        packs = real.shape[0] // cfg.pac
-        rows = self._packs(torch.cat([fake, real]), torch.cat([cond, cond]))
-        scores, saved = mlp_forward(self.critic_, rows)  # (2 packs, 1): fake packs first
-        loss = scores[:packs].mean() - scores[packs:].mean()
-        d_scores = scores.new_full(scores.shape, 1.0 / packs)
-        d_scores[packs:] = -1.0 / packs
-        mlp_backward(self.critic_, saved, d_scores, input_grad=False)
-        if penalty:
-            value, grads = self._penalty_by_hand(real, fake, cond, cfg.gp_every)
-            loss = loss + value
-            for param, grad in grads:
-                param.grad.add_(grad)
-        return loss
-
-    @torch.no_grad()
-    def _generator_loss_and_gradients(
-        self,
-        logits: Tensor,
-        fake: Tensor,
-        cond: Tensor,
-        level: Tensor | None,
-        saved: tuple[Any, list[Tensor]],
-        real: Tensor | None = None,
-    ) -> Tensor:
-        """The generator's loss -D(fake) (plus the condition loss, and the moment matching against `real` when
-        given) for rows `_generate_by_hand` made, with every generator `.grad` set by hand; the critic's gradients are
-        left alone (it is not updated by this step)."""
-        cfg = self.config or GANConfig()
-        packs = fake.shape[0] // cfg.pac
-        score, critic_saved = mlp_forward(self.critic_, self._packs(fake, cond))
-        loss = -score.mean()
-        d_rows = mlp_backward(
-            self.critic_, critic_saved, score.new_full(score.shape, -1.0 / packs), input_grad=True, param_grads=False
-        )
-        d_fake = d_rows.view(fake.shape[0], -1)[:, : fake.shape[1]]  # the rows' columns, not the cond vectors'
-        if real is not None:
-            d_fake = d_fake.contiguous()  # the matching adds into it: a copy when cond columns are skipped
-            projection = moment_projection(fake.shape[1], fake.device)
-            loss = loss + moment_matching_by_hand(fake, real, cfg.moment_weight, d_fake, projection)
-        generator_saved, parts = saved
-        d_logits = self.layout_.activate_backward(parts, d_fake, tau=cfg.tau, squash=self.bounded_)
-        if level is not None:
-            loss = loss + self.cond_.condition_loss_by_hand(logits, level, self.layout_, d_logits)
-        if isinstance(self.generator_, ResidualGenerator):
-            residual_backward(self.generator_, generator_saved, d_logits)
-        else:
-            mlp_backward(self.generator_, generator_saved, d_logits, input_grad=False)
-        return loss
-
-    def fit(
-        self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[Progress], None] | None = None
-    ) -> Self:
-        """Train on encoded rows `x` (n, n_features); conditions at fit time are not used (every level is learnt)."""
-        cfg = self.config or GANConfig()
-        device = resolve_device(self.device)
-        x = to_device(check_matrix(x), device)  # (n, d), moved once
+    def _check_rows(self, x: Tensor) -> None:
+        cfg = self.cfg
         min_rows = max(cfg.pac, 2)  # a PacGAN pack, and two rows a batch for the generator's BatchNorm
         if x.shape[0] < min_rows:
             raise InvalidInputError(f"the gan needs at least max(pac, 2)={min_rows} rows, got {x.shape[0]}")
         if cfg.batch_size % cfg.pac:
             raise InvalidInputError(f"batch_size ({cfg.batch_size}) must be a multiple of pac ({cfg.pac})")
-        with seeded(cfg.seed, device):
-            gen = make_generator(cfg.seed, device)
-            self._build(x.shape[1], device)
-            self.cond_.fit_counts(x)
-            opt_g = adam(self.generator_.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-            opt_d = adam(
-                self.critic_.parameters(),
-                lr=cfg.lr if cfg.critic_lr is None else cfg.critic_lr,
-                betas=tuple(cfg.betas),
-                weight_decay=cfg.weight_decay,
-                private=cfg.epsilon is not None,
-            )
-            has_cond = self.cond_.n_levels > 0
-            critic, dp = self.critic_, None
-            if cfg.epsilon is not None:  # DP-SGD hook (models/privacy.py): the critic alone touches real rows
-                dp = make_private(
-                    self.critic_,
-                    opt_d,
-                    index_loader(x.shape[0], cfg.batch_size),
-                    epsilon=cfg.epsilon,
-                    delta=cfg.delta or default_delta(x.shape[0]),
-                    epochs=cfg.epochs,
-                    max_grad_norm=cfg.max_grad_norm,
-                )
-                opt_d, critic = dp.optimizer, dp.module
-                # A row is in exactly one pack and gradients are clipped per pack: average over packs, not rows.
-                opt_d.expected_batch_size = max(1, opt_d.expected_batch_size // cfg.pac)
+        if cfg.private_loss not in ("wasserstein", "logistic"):
+            raise InvalidInputError(f"private_loss must be 'wasserstein' or 'logistic', got {cfg.private_loss!r}")
 
-            def draw(batch: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
-                """Real rows, cond vectors and levels for a batch of row indices (b,) into `x`, or None for all rows
-                (then the rows are shuffled here, so that a pack's last rows are not always the same)."""
-                if batch is None and not has_cond:
-                    batch = torch.randperm(x.shape[0], generator=gen, device=gen.device).to(device)
-                b = (x.shape[0] if batch is None else batch.shape[0]) // cfg.pac * cfg.pac
-                if not has_cond:
-                    return x.index_select(0, batch[:b]), torch.zeros(b, 0, device=device), None
-                level, rows = self.cond_.draw_training(b)
-                return x.index_select(0, rows), self.cond_.one_hot(level), level
+    def _fit(self, x: Tensor, gen: torch.Generator, progress: Any) -> None:
+        """Train on encoded rows `x` (n, n_features)."""
+        cfg, device = self.cfg, self.device_
+        min_rows = max(cfg.pac, 2)
+        self.cond_.fit_counts(x)
+        opt_g = self._optimizer(
+            self.generator_.parameters(), lr=cfg.lr, private=False, betas=tuple(cfg.betas),
+            weight_decay=cfg.weight_decay,
+        )  # fmt: skip
+        opt_d = self._optimizer(
+            self.critic_.parameters(),
+            lr=cfg.lr if cfg.critic_lr is None else cfg.critic_lr,
+            betas=tuple(cfg.betas),
+            weight_decay=cfg.weight_decay,
+        )
+        has_cond = self.cond_.n_levels > 0
+        critic, dp = self.critic_, None
+        if self.private:  # DP-SGD hook (models/privacy.py): the critic alone touches real rows
+            dp = self._make_private(self.critic_, opt_d, x.shape[0])
+            opt_d, critic = dp.optimizer, dp.module
+            # A row is in exactly one pack and gradients are clipped per pack: average over packs, not rows.
+            opt_d.expected_batch_size = max(1, opt_d.expected_batch_size // cfg.pac)
 
-            batch_size = max(cfg.pac, min(cfg.batch_size, x.shape[0] - x.shape[0] % cfg.pac))
-            # Samples come from averaged generator weights over the last `ema_share` of the generator steps.
-            steps = cfg.epochs * max(1, x.shape[0] // batch_size)
-            average = WeightAverage(self.generator_, cfg.ema_share * steps) if cfg.ema_share > 0 else None
-            critic_updates = [0]
-            # The penalty's gradients in closed form for the default one-hidden-layer critic (`_penalty_by_hand`).
-            closed_form = len(tuple(cfg.critic_hidden)) == 1
-            logistic = dp is not None and cfg.private_loss == "logistic"
-            matching = cfg.moment_weight > 0 and dp is None  # real rows reach the generator only without DP-SGD
-            if cfg.private_loss not in ("wasserstein", "logistic"):
-                raise InvalidInputError(f"private_loss must be 'wasserstein' or 'logistic', got {cfg.private_loss!r}")
+        def draw(batch: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+            """Real rows, cond vectors and levels for a batch of row indices (b,) into `x`, or None for all rows
+            (then the rows are shuffled here, so that a pack's last rows are not always the same)."""
+            if batch is None and not has_cond:
+                batch = torch.randperm(x.shape[0], generator=gen, device=gen.device).to(device)
+            b = (x.shape[0] if batch is None else batch.shape[0]) // cfg.pac * cfg.pac
+            if not has_cond:
+                return x.index_select(0, batch[:b]), torch.zeros(b, 0, device=device), None
+            level, rows = self.cond_.draw_training(b)
+            return x.index_select(0, rows), self.cond_.one_hot(level), level
 
-            # Gradients by hand on CPU (`models.backprop`) for the default networks; autograd under DP-SGD, for
-            # other critics and on CUDA (autocast).
-            by_hand = (
-                device.type == "cpu"
-                and dp is None
-                and cfg.reuse_fake
-                and closed_form
-                and all(map(supports_hand_backprop, (self.generator_, self.critic_)))
-            )
+        batch_size = max(cfg.pac, min(cfg.batch_size, x.shape[0] - x.shape[0] % cfg.pac))
+        # Samples come from averaged generator weights over the last `ema_share` of the generator steps.
+        steps = cfg.epochs * max(1, x.shape[0] // batch_size)
+        average = WeightAverage(self.generator_, cfg.ema_share * steps) if cfg.ema_share > 0 else None
+        critic_updates = [0]
+        # The penalty's gradients in closed form for the default one-hidden-layer critic (`_penalty_by_hand`).
+        closed_form = len(tuple(cfg.critic_hidden)) == 1
+        logistic = dp is not None and cfg.private_loss == "logistic"
+        matching = cfg.moment_weight > 0 and dp is None  # real rows reach the generator only without DP-SGD
 
-            def step_by_hand(batch: Tensor | None) -> Tensor:
-                """`step` with hand-written gradients: the same draws in the same order, the same updates."""
-                for _ in range(cfg.critic_steps):
-                    real, cond, level = draw(batch)
-                    noise = torch.randn(real.shape[0], cfg.noise_dim, device=device)
-                    logits, fake, saved = self._generate_by_hand(noise, cond)
-                    penalty = critic_updates[0] % cfg.gp_every == 0
-                    loss_d = self._critic_loss_and_gradients(real, fake, cond, penalty=penalty)
-                    critic_updates[0] += 1
-                    opt_d.step()
-                loss_g = self._generator_loss_and_gradients(
-                    logits, fake, cond, level, saved, real if matching else None
-                )
-                opt_g.step()
-                if average is not None:
-                    average.update()
-                return loss_d + loss_g
+        # Gradients by hand on CPU (`models.backprop`) for the default networks; autograd under DP-SGD, for
+        # other critics and on CUDA (autocast).
+        by_hand = cfg.reuse_fake and closed_form and self._hand_backprop(device, self.generator_, self.critic_)
 
-            def step(batch: Tensor | None) -> Tensor:
-                # Critic: maximise D(real) - D(fake) under the gradient penalty (WGAN-GP, Gulrajani et al. 2017).
-                for _ in range(cfg.critic_steps):
-                    real, cond, level = draw(batch)
-                    with autocast(device):
-                        logits, fake = self._generate(
-                            torch.randn(real.shape[0], cfg.noise_dim, device=device), cond, tau=cfg.tau
-                        )
-                        if dp is None:
-                            # Fake and real packs in one forward: one weight-gradient matmul in the backward instead
-                            # of two thin ones and their sum (on the 30-column table those were 3.6 of a 24 ms step).
-                            scores = self._critic(torch.cat([fake.detach(), real]), torch.cat([cond, cond]), critic)
-                            score_fake, score_real = scores.chunk(2)
-                        else:  # Opacus clips per sample: only real packs may be samples of the private batch
-                            score_fake = self._critic(fake.detach(), cond, critic)
-                            score_real = self._critic(real, cond, critic)
-                        if logistic:  # -log(1 - sigmoid(D(fake))) - log(sigmoid(D(real)))
-                            loss_d = F.softplus(score_fake).mean() + F.softplus(-score_real).mean()
-                        else:
-                            loss_d = score_fake.mean() - score_real.mean()
-                        penalty_grads = None
-                        if dp is None and critic_updates[0] % cfg.gp_every == 0:
-                            if closed_form:
-                                penalty, penalty_grads = self._penalty_by_hand(real, fake.detach(), cond, cfg.gp_every)
-                                loss_d = loss_d + penalty
-                            else:
-                                penalty = self._gradient_penalty(real, fake.detach(), cond)
-                                loss_d = loss_d + cfg.gp_every * penalty
-                    critic_updates[0] += 1
-                    opt_d.zero_grad(set_to_none=True)
-                    loss_d.backward()
-                    for param, grad in penalty_grads or ():
-                        param.grad.add_(grad)
-                    opt_d.step()
-                    if dp is not None and not logistic:
-                        with torch.no_grad():
-                            for p in self.critic_.parameters():
-                                p.clamp_(-cfg.weight_clip, cfg.weight_clip)
-                # Generator: fool the critic and honour the conditional vector (Xu et al. 2019, sec. 4.3).
-                if dp is not None:
-                    dp.module.disable_hooks()  # the generator step needs no per-sample critic gradients
-                else:  # nor any critic weight gradients: its backward computes the input gradient only
-                    self.critic_.requires_grad_(False)
-                with autocast(device):
-                    if not cfg.reuse_fake:
-                        real, cond, level = draw(batch)
-                        logits, fake = self._generate(
-                            torch.randn(real.shape[0], cfg.noise_dim, device=device), cond, tau=cfg.tau
-                        )
-                    critic_fake = self._critic(fake, cond)
-                    loss_g = F.softplus(-critic_fake).mean() if logistic else -critic_fake.mean()
-                    if level is not None:
-                        loss_g = loss_g + self.cond_.condition_loss(logits, level, self.layout_)
-                    if matching:
-                        projection = moment_projection(fake.shape[1], device)
-                        loss_g = loss_g + cfg.moment_weight * moment_matching_loss(fake, real, projection)
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                opt_g.step()
-                if average is not None:
-                    average.update()
-                if dp is not None:
-                    dp.module.enable_hooks()
-                else:
-                    self.critic_.requires_grad_(True)
-                return loss_d.detach() + loss_g.detach()
-
-            self.history_: History = train(
-                step_by_hand if by_hand else step,
-                x,
-                modules={"generator": self.generator_, "critic": self.critic_},
-                epochs=cfg.epochs,
-                batch_size=batch_size,
-                generator=gen,
-                progress=progress,
-                name="gan",
-                drop_last=True,
-                privacy=dp,
-                min_private_rows=min_rows,
-                indices=True,  # `draw` picks the real rows (by level with the conditional vector)
-            )
-            if dp is not None:
-                self.critic_ = dp.detach()
-                self.privacy_ = dp.report()
+        def step_by_hand(batch: Tensor | None) -> Tensor:
+            """`step` with hand-written gradients: the same draws in the same order, the same updates."""
+            for _ in range(cfg.critic_steps):
+                real, cond, level = draw(batch)
+                noise = torch.randn(real.shape[0], cfg.noise_dim, device=device)
+                logits, fake, saved = self._generate_by_hand(noise, cond)
+                penalty = critic_updates[0] % cfg.gp_every == 0
+                loss_d = self._critic_loss_and_gradients(real, fake, cond, penalty=penalty)
+                critic_updates[0] += 1
+                opt_d.step()
+            loss_g = self._generator_loss_and_gradients(logits, fake, cond, level, saved, real if matching else None)
+            opt_g.step()
             if average is not None:
-                average.apply()
-                self._recalibrate_norms(cfg.batch_size * 4, device)
-        return self
+                average.update()
+            return loss_d + loss_g
+
+        def step(batch: Tensor | None) -> Tensor:
+            # Critic: maximise D(real) - D(fake) under the gradient penalty (WGAN-GP, Gulrajani et al. 2017).
+            for _ in range(cfg.critic_steps):
+                real, cond, level = draw(batch)
+                with autocast(device):
+                    logits, fake = self._generate(
+                        torch.randn(real.shape[0], cfg.noise_dim, device=device), cond, tau=cfg.tau
+                    )
+                    if dp is None:
+                        # Fake and real packs in one forward: one weight-gradient matmul in the backward instead
+                        # of two thin ones and their sum.
+                        scores = self._critic(torch.cat([fake.detach(), real]), torch.cat([cond, cond]), critic)
+                        score_fake, score_real = scores.chunk(2)
+                    else:  # Opacus clips per sample: only real packs may be samples of the private batch
+                        score_fake = self._critic(fake.detach(), cond, critic)
+                        score_real = self._critic(real, cond, critic)
+                    if logistic:  # -log(1 - sigmoid(D(fake))) - log(sigmoid(D(real)))
+                        loss_d = F.softplus(score_fake).mean() + F.softplus(-score_real).mean()
+                    else:
+                        loss_d = score_fake.mean() - score_real.mean()
+                    penalty_grads = None
+                    if dp is None and critic_updates[0] % cfg.gp_every == 0:
+                        if closed_form:
+                            penalty, penalty_grads = self._penalty_by_hand(real, fake.detach(), cond, cfg.gp_every)
+                            loss_d = loss_d + penalty
+                        else:
+                            penalty = self._gradient_penalty(real, fake.detach(), cond)
+                            loss_d = loss_d + cfg.gp_every * penalty
+                critic_updates[0] += 1
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                for param, grad in penalty_grads or ():
+                    param.grad.add_(grad)
+                opt_d.step()
+                if dp is not None and not logistic:
+                    with torch.no_grad():
+                        for p in self.critic_.parameters():
+                            p.clamp_(-cfg.weight_clip, cfg.weight_clip)
+            # Generator: fool the critic and honour the conditional vector (Xu et al. 2019, sec. 4.3).
+            if dp is not None:
+                dp.module.disable_hooks()  # the generator step needs no per-sample critic gradients
+            else:  # nor any critic weight gradients: its backward computes the input gradient only
+                self.critic_.requires_grad_(False)
+            with autocast(device):
+                if not cfg.reuse_fake:
+                    real, cond, level = draw(batch)
+                    logits, fake = self._generate(
+                        torch.randn(real.shape[0], cfg.noise_dim, device=device), cond, tau=cfg.tau
+                    )
+                critic_fake = self._critic(fake, cond)
+                loss_g = F.softplus(-critic_fake).mean() if logistic else -critic_fake.mean()
+                if level is not None:
+                    loss_g = loss_g + self.cond_.condition_loss(logits, level, self.layout_)
+                if matching:
+                    projection = moment_projection(fake.shape[1], device)
+                    loss_g = loss_g + cfg.moment_weight * moment_matching_loss(fake, real, projection)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            if average is not None:
+                average.update()
+            if dp is not None:
+                dp.module.enable_hooks()
+            else:
+                self.critic_.requires_grad_(True)
+            return loss_d.detach() + loss_g.detach()
+
+        self._train(
+            step_by_hand if by_hand else step,
+            x,
+            modules={"generator": self.generator_, "critic": self.critic_},
+            batch_size=batch_size,
+            generator=gen,
+            progress=progress,
+            drop_last=True,
+            privacy=dp,
+            min_private_rows=min_rows,
+            indices=True,  # `draw` picks the real rows (by level with the conditional vector)
+        )
+        if dp is not None:
+            self.critic_ = dp.detach()
+            self.privacy_ = dp.report()
+        if average is not None:
+            average.apply()
+            self._recalibrate_norms(cfg.batch_size * 4, device)
 
     @torch.no_grad()
     def _recalibrate_norms(self, n: int, device: torch.device) -> None:
@@ -705,7 +341,7 @@ class GAN:
         cond = torch.zeros(n, self.cond_.n_levels, device=device)
         if self.cond_.n_levels:
             cond = self.cond_.one_hot(torch.multinomial(self.cond_.p_train, n, replacement=True))
-        cfg = self.config or GANConfig()
+        cfg = self.cfg
         self.generator_.train()
         self.generator_(torch.cat([torch.randn(n, cfg.noise_dim, device=device), cond], 1))
         self.generator_.eval()
@@ -725,7 +361,7 @@ class GAN:
             generator: source of all randomness here (noise, unconditional levels, category and flag draws).
         """
         require_fitted(self)
-        cfg = self.config or GANConfig()
+        cfg = self.cfg
         device = self.bounded_.device
         gen = generator if generator is not None else make_generator(None, device)
         self.generator_.eval()
@@ -745,34 +381,23 @@ class GAN:
         return self.layout_.draw(rows.float(), gen, draw_modes=True)
 
     # ---------------------------------------------------------------------------------------------- persistence
-    def save(self, directory: Path) -> None:
-        require_fitted(self)
-        state = {
+    def _state(self) -> dict[str, Tensor]:
+        return {
             **{f"generator.{k}": v for k, v in self.generator_.state_dict().items()},
             **{f"critic.{k}": v for k, v in self.critic_.state_dict().items()},
             "cond.count": self.cond_.count,
         }
-        h = getattr(self, "history_", None)
-        meta = {
-            "n_features_in": self.n_features_in_,
-            "spans": spans_to_meta(self.spans),
-            "packed_output": True,
-            **({"epochs_run": h.epochs_run, "fit_seconds": h.seconds} if h else {}),
-        }
-        save_checkpoint(directory, kind="gan", config=self.config or GANConfig(), state=state, meta=meta)
 
     @classmethod
-    def load(cls, directory: Path, *, device: torch.device | str = "cpu") -> Self:
-        config, state, meta = load_checkpoint(directory, device=device)
-        config.setdefault("generator", "mlp")  # saved before the residual generator: it had the LayerNorm MLP
-        model = cls(config_from_dict(GANConfig, config), spans=spans_from_meta(meta["spans"]), device=device)
-        model._build(meta["n_features_in"], resolve_device(device))
+    def _saved_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        return {"generator": "mlp", **config}  # saved before the residual generator: it had the LayerNorm MLP
+
+    def _load_state(self, state: dict[str, Tensor], meta: dict[str, Any], directory: Path) -> None:
         # Saved before the packed output order: the generator's head is converted, and samples the same rows.
-        state = packed_decoder_state(state, model.layout_, "generator", packed=meta.get("packed_output", False))
-        model.generator_.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("generator.")})
-        model.critic_.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("critic.")})
-        model.cond_.count = state["cond.count"].float()
-        model.cond_._set_probabilities()
-        model.generator_.eval()
-        model.critic_.eval()
-        return model
+        state = packed_decoder_state(state, self.layout_, "generator", packed=meta.get("packed_output", False))
+        self.generator_.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("generator.")})
+        self.critic_.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("critic.")})
+        self.cond_.count = state["cond.count"].float()
+        self.cond_._set_probabilities()
+        self.generator_.eval()
+        self.critic_.eval()

@@ -12,10 +12,8 @@ from `AUTO_REGRESS_ROWS` rows): x | component k, levels c ~ N(mu_k + B onehot(c)
 mixture (Lauritzen & Wermuth 1989, "Graphical models for associations between variables, some of which are
 qualitative and some quantitative") whose level shifts B are shared by the components. The shifts reproduce additive
 category effects (species moving bill length, a segment moving income) that a plain latent-class mixture needs one
-component per category combination for: on the generated 30-column bench table with ten such effects (100k training
-rows) the plain mixture's output was told from held-out rows with detection AUC 0.996, this one's 0.504, and the 1M-row
-run was refused by that gate. Shifts per component were tried first: BIC then prices every component at d_c x levels
-more parameters and buys too few of them. B is refitted in every M-step by ridge least squares of x minus the
+component per category combination for (docs/decisions.md#gmm-level-shifts). Shifts per component were tried
+first: BIC then prices every component at d_c x levels more parameters and buys too few of them. B is refitted in every M-step by ridge least squares of x minus the
 component means on the one-hots (`ridge` pseudo-rows shrink the shift of a rarely seen level), an ECM step (Meng &
 Rubin 1993); the normal equations' Cholesky factor is computed once per fit.
 
@@ -49,17 +47,22 @@ from synthgate.models.base import (
     to_device,
 )
 from synthgate.models.encoders.table import Span
-from synthgate.models.registry import register
+from synthgate.models.gmm_math import (
+    MixtureLayout,
+    PreparedRows,
+    draw_levels,
+    gaussian_log_prob,
+    group_onehot,
+    precision_cholesky,
+    weighted_covariances,
+)
 from synthgate.schemas.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 
 
-# With fewer rows the shared shifts and the components compete for the same signal, and BIC's penalty then starves the
-# components that carry the categories' joint: on penguins (344 rows) the species-island total variation rose from
-# 0.02 to 0.15, and detection AUC on penguins and wine was 0.02-0.07 worse on average over three splits. From a few
-# thousand rows BIC's penalty is small beside the likelihood and the shifts only add (20k-row bench table: equal scores;
-# 100k rows with ten category effects: detection AUC 0.996 -> 0.504).
+# Below this many rows the shared shifts and the components compete for the same signal and BIC starves the components
+# that carry the categories' joint: docs/decisions.md#gmm-level-shifts.
 AUTO_REGRESS_ROWS = 2_000
 
 
@@ -79,8 +82,7 @@ class GMMConfig:
     kmeans_iter: int = 10
     selection_rows: int = 5_000  # BIC search runs on at most this many rows, then the winner is refitted on all
     # The search compares candidates whose BICs differ by hundreds: it stops EM at `tol * search_tol_factor`, and the
-    # winner is then refitted from its own parameters to `tol`. Autoencoder on 10k x 30: fit 3.07 -> 2.04 s; the same
-    # k and scores on penguins, wine and the 20k bench table (at 100x the mixed table's latent k changed: 0.933 -> 0.924).
+    # winner is then refitted from its own parameters to `tol` (docs/decisions.md#gmm-search-tolerance).
     search_tol_factor: float = 30.0
     seed: int = 0  # seeds initialisation only; sampling randomness comes from the caller's generator
     # Continuous means shift with each row's levels (conditional-Gaussian mixture); None: from AUTO_REGRESS_ROWS rows.
@@ -89,117 +91,6 @@ class GMMConfig:
     condition_pool: int = 20  # candidate draws per row when conditioning on continuous values (importance resampling)
 
 
-# ------------------------------------------------------------------------------------------------- Gaussian maths
-def _precision_cholesky(cov: Tensor) -> Tensor:
-    """(k, d, d) covariances -> (k, d, d) upper factors P with P P^T = inverse covariance."""
-    chol, info = torch.linalg.cholesky_ex(cov)
-    if bool((info > 0).any()):
-        raise InvalidInputError(
-            "a component's covariance is singular; decrease n_components, increase reg_covar, or scale the input data"
-        )
-    eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device).expand_as(cov)
-    return torch.linalg.solve_triangular(chol, eye, upper=False).transpose(-1, -2)
-
-
-def _gaussian_log_prob(x: Tensor, means: Tensor, prec_chol: Tensor) -> Tensor:
-    """log N(x | mean_k, cov_k) for every row and component: (n, d), (k, d), (k, d, d) -> (n, k)."""
-    n, d = x.shape
-    if d == 0:
-        return torch.zeros(n, means.shape[0], dtype=x.dtype, device=x.device)
-    log_det = torch.log(torch.diagonal(prec_chol, dim1=-2, dim2=-1)).sum(-1)  # (k,)
-    shifted = torch.einsum("kd,kde->ke", means, prec_chol)  # (k, d)
-    maha = torch.empty(n, means.shape[0], dtype=x.dtype, device=x.device)
-    # One (n, d) @ (d, d) product per component: an einsum over all of them at once materialises an (n, k, d) tensor
-    # (640 MB at 800k rows, k=5, d=20) and was the slowest line of a 1M-row fit (bench/PROFILE.md).
-    for j in range(means.shape[0]):
-        y = x @ prec_chol[j] - shifted[j]  # (n, d)
-        maha[:, j] = (y * y).sum(1)
-    return -0.5 * (d * math.log(2 * math.pi) + maha) + log_det
-
-
-def _weighted_covariances(x: Tensor, resp: Tensor, nk: Tensor, means: Tensor, reg: float) -> Tensor:
-    """M-step covariances: (n, d), (n, k), (k,), (k, d) -> (k, d, d)."""
-    k, d = means.shape
-    cov = torch.empty(k, d, d, dtype=x.dtype, device=x.device)
-    eye = torch.eye(d, dtype=x.dtype, device=x.device)
-    for j in range(k):  # k is small; each step is one (d, n) @ (n, d) product
-        diff = x - means[j]
-        cov[j] = (resp[:, j : j + 1] * diff).T @ diff / nk[j] + reg * eye
-    return cov
-
-
-def _draw_levels(probs: Tensor, comp: Tensor, gen: torch.Generator) -> Tensor:
-    """One categorical draw per row from its component's level probabilities, by inverse CDF.
-
-    `torch.multinomial(probs[comp], 1)` builds an (n, levels) matrix and samples row by row; one uniform per row and a
-    search in the component's cumulative probabilities does the same draw in a few vector operations.
-    """
-    cum = probs.cumsum(1)  # (k, levels)
-    cum[:, -1] = 1.0  # rounding must not leave a gap above the last level
-    u = torch.rand(comp.shape[0], 1, dtype=probs.dtype, device=probs.device, generator=gen)
-    return torch.searchsorted(cum[comp], u).squeeze(1).clamp(max=probs.shape[1] - 1)
-
-
-@dataclass
-class _Layout:
-    """Which encoded dimensions are continuous and which form categorical groups (softmax spans, missing flags)."""
-
-    continuous: Tensor  # (d_c,) column indices
-    groups: list[Tensor]  # per categorical group: its column indices (a missing flag is a 2-level group)
-    binary: list[bool]  # per group: True when it is a single 0/1 column (missing indicator)
-
-    @classmethod
-    def from_spans(cls, spans: list[Span] | None, n_features: int, device: torch.device) -> _Layout:
-        if not spans:
-            return cls(torch.arange(n_features, device=device), [], [])
-        cont, groups, binary = [], [], []
-        for span in spans:
-            idx = torch.arange(span.start, span.stop, device=device)
-            if span.activation == "linear":
-                cont.extend(idx.tolist())
-            else:
-                groups.append(idx)
-                binary.append(span.activation == "sigmoid")
-        return cls(torch.tensor(cont, dtype=torch.long, device=device), groups, binary)
-
-
-@dataclass
-class _Prepared:
-    """The encoded rows split once into the continuous block and the concatenated one-hot groups."""
-
-    continuous: Tensor  # (n, d_c)
-    onehot: Tensor  # (n, total levels)
-    widths: list[int]  # levels per group, in order
-    gram_chol: Tensor | None = None  # Cholesky factor of onehot^T onehot + ridge I, when the means shift with levels
-
-    @classmethod
-    def of(cls, x: Tensor, layout: _Layout, *, ridge: float | None = None) -> _Prepared:
-        """Slice `x` once; with a `ridge`, also factor the level shifts' normal equations (fixed for the whole fit)."""
-        groups = _group_onehot(x, layout)
-        onehot = torch.cat(groups, dim=1) if groups else x[:, :0]
-        gram_chol = None
-        if ridge is not None and groups:
-            eye = torch.eye(onehot.shape[1], dtype=onehot.dtype, device=onehot.device)
-            gram_chol = torch.linalg.cholesky(onehot.T @ onehot + ridge * eye)
-        return cls(x[:, layout.continuous], onehot, [g.shape[1] for g in groups], gram_chol)
-
-    def shifted(self, coef: Tensor | None) -> Tensor:
-        """The continuous block minus each row's level shifts (n, d_c): what the components' Gaussians model."""
-        return self.continuous if coef is None else self.continuous - self.onehot @ coef
-
-
-def _group_onehot(x: Tensor, layout: _Layout) -> list[Tensor]:
-    """Per categorical group, an (n, levels) one-hot; a 0/1 flag becomes the two levels [0, 1]."""
-    out = []
-    for idx, is_binary in zip(layout.groups, layout.binary, strict=True):
-        block = x[:, idx]
-        if is_binary:
-            block = torch.cat([1 - block, block], dim=1)
-        out.append(block)
-    return out
-
-
-@register("gmm")
 class GaussianMixture:
     """Mixed-type Gaussian mixture fitted with EM.
 
@@ -230,16 +121,14 @@ class GaussianMixture:
         self.n_features_in_: int | None = None
 
     # -------------------------------------------------------------------------------------------------- fitting
-    def fit(
-        self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[dict], None] | None = None
-    ) -> Self:
+    def fit(self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[..., None] | None = None) -> Self:
         """Fit by EM; with `n_components=None` pick the component count by BIC on (a subsample of) `x`."""
         cfg = self.config
         device = resolve_device(self.device)
         x = to_device(check_matrix(x), device, torch.float64)  # (n, d); float64: EM sums many small terms
         n, d = x.shape
         self._fit_rows = n
-        layout = _Layout.from_spans(self.spans, d, device)
+        layout = MixtureLayout.from_spans(self.spans, d, device)
         gen = make_generator(cfg.seed, device)
         if cfg.n_components is not None:
             if not 1 <= cfg.n_components <= n:
@@ -259,8 +148,6 @@ class GaussianMixture:
                     break
                 bics[k] = self._bic(params, sub.shape[0], layout)
                 logger.info("gmm: k=%d BIC=%.1f (%d EM iterations)", k, bics[k], params["n_iter"])
-                if progress:
-                    progress({"stage": "bic", "k": k, "bic": bics[k]})
                 if best is None or bics[k] < min(v for kk, v in bics.items() if kk != k):
                     best, worse_in_a_row = params, 0
                 else:
@@ -283,7 +170,7 @@ class GaussianMixture:
     def _fit_k(
         self,
         x: Tensor,
-        layout: _Layout,
+        layout: MixtureLayout,
         k: int,
         gen: torch.Generator,
         *,
@@ -294,7 +181,7 @@ class GaussianMixture:
         cfg = self.config
         tol = cfg.tol if tol is None else tol
         # The continuous block and one-hot groups, sliced once for every EM iteration.
-        data = _Prepared.of(x, layout, ridge=self.config.ridge if self._regresses() else None)
+        data = PreparedRows.of(x, layout, ridge=self.config.ridge if self._regresses() else None)
         best: dict[str, Any] | None = None
         for _ in range(1 if start is not None else cfg.n_init):
             if start is not None:
@@ -346,22 +233,22 @@ class GaussianMixture:
         labels = torch.cdist(x, centers).argmin(dim=1)
         return torch.nn.functional.one_hot(labels, k).to(x.dtype)
 
-    def _e_step(self, data: _Prepared, params: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    def _e_step(self, data: PreparedRows, params: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """Returns (mean log-likelihood per row, (n, k) log responsibilities)."""
         weighted = self._log_prob_components(data, params) + torch.log(params["weights"])
         log_norm = torch.logsumexp(weighted, dim=1, keepdim=True)  # (n, 1)
         return float(log_norm.mean()), weighted - log_norm
 
     @staticmethod
-    def _log_prob_components(data: _Prepared, params: dict[str, Any]) -> Tensor:
+    def _log_prob_components(data: PreparedRows, params: dict[str, Any]) -> Tensor:
         """(n, k) log p(x | component): the Gaussian block plus every categorical group in one matmul."""
-        log_prob = _gaussian_log_prob(data.shifted(params.get("coef")), params["means"], params["prec_chol"])
+        log_prob = gaussian_log_prob(data.shifted(params.get("coef")), params["means"], params["prec_chol"])
         if params["level_probs"]:
             log_levels = torch.log(torch.cat(params["level_probs"], dim=1))  # (k, total levels)
             log_prob = log_prob + data.onehot @ log_levels.T
         return log_prob
 
-    def _m_step(self, data: _Prepared, resp: Tensor, coef: Tensor | None = None) -> dict[str, Any]:
+    def _m_step(self, data: PreparedRows, resp: Tensor, coef: Tensor | None = None) -> dict[str, Any]:
         """Weights, means, covariances and level probabilities; with levels regressed, the shifts too (ECM).
 
         `coef` is the previous iteration's shifts: the means are taken with them held, the shifts refitted with the
@@ -377,7 +264,7 @@ class GaussianMixture:
             coef = None
         values = data.shifted(coef)
         means = resp.T @ values / nk[:, None]  # (k, d_c)
-        cov = _weighted_covariances(values, resp, nk, means, self.config.reg_covar)
+        cov = weighted_covariances(values, resp, nk, means, self.config.reg_covar)
         level_probs = []
         if data.widths:
             counts = resp.T @ data.onehot + self.config.cat_smoothing  # (k, total levels)
@@ -386,12 +273,12 @@ class GaussianMixture:
             "weights": nk / n,
             "means": means,
             "cov": cov,
-            "prec_chol": _precision_cholesky(cov),
+            "prec_chol": precision_cholesky(cov),
             "level_probs": level_probs,
             "coef": coef,
         }
 
-    def _bic(self, params: dict[str, Any], n: int, layout: _Layout) -> float:
+    def _bic(self, params: dict[str, Any], n: int, layout: MixtureLayout) -> float:
         """BIC = -2 log L + p log n, with p counting weights, means, covariances and level probabilities."""
         k, d_c = params["means"].shape
         n_params = (k - 1) + k * d_c + k * d_c * (d_c + 1) // 2
@@ -400,7 +287,7 @@ class GaussianMixture:
             n_params += d_c * sum(p.shape[1] - 1 for p in params["level_probs"])
         return -2 * params["lower_bound"] * n + n_params * math.log(n)
 
-    def _set_params(self, params: dict[str, Any], layout: _Layout, n_features: int) -> None:
+    def _set_params(self, params: dict[str, Any], layout: MixtureLayout, n_features: int) -> None:
         self.weights_ = params["weights"]
         self.means_ = params["means"]
         self.covariances_ = params["cov"]
@@ -420,7 +307,7 @@ class GaussianMixture:
         """(n,) log-likelihood of each encoded row under the mixture."""
         require_fitted(self)
         x = check_matrix(x).to(self.means_.device, torch.float64)
-        data = _Prepared.of(x, self.layout_)
+        data = PreparedRows.of(x, self.layout_)
         weighted = self._log_prob_components(data, self._params()) + torch.log(self.weights_)
         return torch.logsumexp(weighted, dim=1)
 
@@ -488,16 +375,16 @@ class GaussianMixture:
             log_density = torch.empty(pool, dtype=torch.float64, device=device)
             for j in range(self.n_components_):  # log N(x_b | centre_b, cov_bb) of each candidate
                 rows = comp == j
-                prec_bb = _precision_cholesky(self.covariances_[j][b][:, b])[None]  # (1, d_b, d_b)
+                prec_bb = precision_cholesky(self.covariances_[j][b][:, b])[None]  # (1, d_b, d_b)
                 residual = xb[None, :] - centre[rows][:, b]  # (n_j, d_b)
-                log_density[rows] = _gaussian_log_prob(residual, torch.zeros_like(xb)[None, :], prec_bb)[:, 0]
+                log_density[rows] = gaussian_log_prob(residual, torch.zeros_like(xb)[None, :], prec_bb)[:, 0]
             pick = torch.multinomial(torch.softmax(log_density, 0), n, replacement=True, generator=gen)
             comp, onehot, centre = comp[pick], onehot[pick], centre[pick]
         else:
             if bool(cont_fixed.any()):  # plain mixture: reweight components by the fixed values' marginal density
                 b = cont_fixed
-                prec_bb = _precision_cholesky(self.covariances_[:, b][:, :, b])
-                log_w = log_w + _gaussian_log_prob(condition[cont][b][None, :], self.means_[:, b], prec_bb)[0]
+                prec_bb = precision_cholesky(self.covariances_[:, b][:, :, b])
+                log_w = log_w + gaussian_log_prob(condition[cont][b][None, :], self.means_[:, b], prec_bb)[0]
             comp, onehot = self._draw_structure(n, log_w, condition, fixed, gen)
             centre = self._centres(comp, onehot)
         out = torch.zeros(n, d, dtype=torch.float64, device=device)
@@ -511,7 +398,7 @@ class GaussianMixture:
 
     def _condition_onehot(self, condition: Tensor, idx: Tensor, is_binary: bool) -> Tensor:
         """(1, levels) one-hot of one categorical group fixed by `condition`."""
-        return _group_onehot(condition[None, :].nan_to_num(0), _Layout(idx[:0], [idx], [is_binary]))[0]
+        return group_onehot(condition[None, :].nan_to_num(0), MixtureLayout(idx[:0], [idx], [is_binary]))[0]
 
     def _split_onehot(self, onehot: Tensor) -> list[Tensor]:
         return list(torch.split(onehot, [p.shape[1] for p in self.level_probs_], dim=1)) if self.level_probs_ else []
@@ -526,7 +413,7 @@ class GaussianMixture:
             if condition is not None and bool(fixed[idx].any()):
                 blocks.append(self._condition_onehot(condition, idx, is_binary).expand(n, -1))
             else:
-                level = _draw_levels(probs, comp, gen)  # (n,)
+                level = draw_levels(probs, comp, gen)  # (n,)
                 blocks.append(torch.nn.functional.one_hot(level, probs.shape[1]).to(torch.float64))
         onehot = torch.cat(blocks, dim=1) if blocks else torch.zeros(n, 0, dtype=torch.float64, device=comp.device)
         return comp, onehot
@@ -581,13 +468,13 @@ class GaussianMixture:
         config, state, meta = load_checkpoint(directory, device=device)
         spans = [Span(**s) for s in meta["spans"]] if meta["spans"] else None
         model = cls(config_from_dict(GMMConfig, config), spans=spans, device=device)
-        layout = _Layout.from_spans(spans, meta["n_features_in"], torch.device(device))
+        layout = MixtureLayout.from_spans(spans, meta["n_features_in"], torch.device(device))
         n_groups = len(layout.groups)
         params = {
             "weights": state["weights"],
             "means": state["means"],
             "cov": state["covariances"],
-            "prec_chol": _precision_cholesky(state["covariances"]),
+            "prec_chol": precision_cholesky(state["covariances"]),
             "level_probs": [state[f"level_probs.{i}"] for i in range(n_groups)],
             "coef": state.get("coef"),
             "converged": meta["converged"],

@@ -38,9 +38,9 @@ import torch
 from torch import Tensor
 
 from synthgate.models.base import check_matrix, config_from_dict, make_generator, resolve_device
-from synthgate.models.gmm import GaussianMixture, GMMConfig, _Layout, _precision_cholesky, _Prepared
+from synthgate.models.gmm import GaussianMixture, GMMConfig
+from synthgate.models.gmm_math import MixtureLayout, PreparedRows, precision_cholesky
 from synthgate.models.privacy import check_budget, default_delta, gaussian_epsilon, gaussian_sigma
-from synthgate.models.registry import register
 from synthgate.schemas.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,6 @@ class DPGMMConfig(GMMConfig):
     init_var: float = 0.25  # initial covariances init_var * I: narrow enough that components separate in few steps
 
 
-@register("gmm_dp")
 class DPGaussianMixture(GaussianMixture):
     """A `GaussianMixture` fitted by DP-EM; sampling, conditioning and scoring are the parent's (post-processing).
 
@@ -74,9 +73,7 @@ class DPGaussianMixture(GaussianMixture):
     def __init__(self, config: DPGMMConfig | None = None, *, spans: Any = None, device: Any = None):
         super().__init__(config or DPGMMConfig(), spans=spans, device=device)
 
-    def fit(
-        self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[dict], None] | None = None
-    ) -> Self:
+    def fit(self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[..., None] | None = None) -> Self:
         """Run `max_iter` DP-EM iterations with `n_components` components, spending at most (epsilon, delta)."""
         cfg = self.config
         if cfg.n_components is None:
@@ -92,8 +89,8 @@ class DPGaussianMixture(GaussianMixture):
         n, d = x.shape
         delta = cfg.delta if cfg.delta is not None else default_delta(n)
         check_budget(cfg.epsilon, delta, n)
-        layout = _Layout.from_spans(self.spans, d, device)
-        data = _Prepared.of(x, layout)
+        layout = MixtureLayout.from_spans(self.spans, d, device)
+        data = PreparedRows.of(x, layout)
         d_c = data.continuous.shape[1]
         radius = cfg.bound * math.sqrt(max(d_c, 1))
         norms = data.continuous.norm(dim=1, keepdim=True).clamp_min(1e-12)  # (n, 1)
@@ -103,11 +100,9 @@ class DPGaussianMixture(GaussianMixture):
         z_total = gaussian_sigma(cfg.epsilon, delta)
         z = z_total * math.sqrt(_BLOCKS * cfg.max_iter)
         params = self._random_params(cfg.n_components, d_c, data.widths, device, gen)
-        for it in range(1, cfg.max_iter + 1):
+        for _ in range(cfg.max_iter):
             _, log_resp = self._e_step(data, params)
             params = self._noisy_m_step(data, log_resp.exp(), params, z, radius, gen)
-            if progress:
-                progress({"stage": "dp-em", "iteration": it, "n_iter": cfg.max_iter})
         spent = gaussian_epsilon(z / math.sqrt(_BLOCKS * cfg.max_iter), delta)
         params.update(lower_bound=float("nan"), converged=True, n_iter=cfg.max_iter)
         self._set_params(params, layout, d)
@@ -142,13 +137,13 @@ class DPGaussianMixture(GaussianMixture):
             "weights": torch.full((k,), 1 / k, dtype=f64, device=device),
             "means": means,
             "cov": cov,
-            "prec_chol": _precision_cholesky(cov),
+            "prec_chol": precision_cholesky(cov),
             "level_probs": level_probs,
         }
 
     def _noisy_m_step(
         self,
-        data: _Prepared,
+        data: PreparedRows,
         resp: Tensor,
         previous: dict[str, Any],
         z: float,
@@ -190,7 +185,7 @@ class DPGaussianMixture(GaussianMixture):
             "weights": weights / weights.sum(),
             "means": means,
             "cov": cov,
-            "prec_chol": _precision_cholesky(cov),
+            "prec_chol": precision_cholesky(cov),
             "level_probs": level_probs,
         }
 

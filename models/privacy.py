@@ -97,10 +97,6 @@ class PrivateTraining:
     epochs: int
     skipped_steps: int = 0
 
-    @property
-    def steps_per_epoch(self) -> int:
-        return len(self.loader)
-
     def spent_epsilon(self) -> float:
         """Epsilon spent so far at `delta`, from the accountant's record of every noisy step taken."""
         if not self.engine.accountant.history:

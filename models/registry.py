@@ -1,62 +1,92 @@
-"""The one place that maps a model name (`--model gmm`) to its class and config.
+"""The one place that names the models (`--model gmm`) and says where each class lives.
 
-An explicit dict rather than entry-point magic: a reader finds every model here, and an unknown name fails with the
-list of known ones.
+An explicit dict of import paths rather than entry points or import-time registration: a reader finds every model
+here, an unknown name fails with the list of known ones, and naming the models imports neither torch nor a model
+module (`synthgate --help` and `RunRequest` validation read the names; only `get_model` imports the class).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from synthgate.models.base import GenerativeModel
-from synthgate.models.encoders.table import Span
 from synthgate.schemas.errors import InvalidInputError
 
-# name -> (model class, config dataclass); filled below, one line per model.
-MODELS: dict[str, tuple[type, type]] = {}
+if TYPE_CHECKING:
+    import torch
 
+    from synthgate.models.base import GenerativeModel
+    from synthgate.models.encoders.table import Span
 
-def register(name: str) -> Callable[[type], type]:
-    """Class decorator: `@register("gmm")` on a model whose `config_class` attribute names its config dataclass."""
-
-    def wrap(cls: type) -> type:
-        MODELS[name] = (cls, cls.config_class)
-        return cls
-
-    return wrap
-
-
-def _load_builtin_models() -> None:
-    # Imported for their @register side effect; kept in one function so the list of families is in one place.
-    import synthgate.models.gmm  # noqa: F401
-
-    for optional in (
-        "synthgate.models.gmm_dp",
-        "synthgate.models.vae",
-        "synthgate.models.gan",
-        "synthgate.models.autoencoder",
-        "synthgate.models.image",
-    ):
-        try:
-            __import__(optional)
-        except ModuleNotFoundError as exc:  # a family still being written is simply not offered
-            if exc.name != optional:
-                raise
+# The table families: what `--model` offers and what `auto` tries, in this order.
+TABLE_MODELS: dict[str, str] = {
+    "gmm": "synthgate.models.gmm:GaussianMixture",
+    "arn": "synthgate.models.arn:ARN",
+    "vae": "synthgate.models.vae:VAE",
+    "gan": "synthgate.models.gan:GAN",
+    "autoencoder": "synthgate.models.autoencoder:Autoencoder",
+}
+# A family whose private training is another class: `--model gmm --epsilon E` trains `gmm_dp` (DP-EM). The other
+# table families take `epsilon` in their own config.
+PRIVATE_VARIANTS: dict[str, str] = {"gmm": "gmm_dp"}
+# Image families, by their `synthgate images --model` name.
+IMAGE_MODELS: dict[str, str] = {
+    "vae": "synthgate.models.image.vae:ImageVAE",
+    "gan": "synthgate.models.image.gan:ImageGAN",
+    "autoencoder": "synthgate.models.image.autoencoder:ImageAutoencoder",
+    "augment": "synthgate.models.image.augment:ImageAugment",
+}
+# Every class `get_model` can return, by registry name.
+MODELS: dict[str, str] = {
+    **TABLE_MODELS,
+    "gmm_dp": "synthgate.models.gmm_dp:DPGaussianMixture",
+    **{f"image_{name}": path for name, path in IMAGE_MODELS.items()},
+}
 
 
 def model_names() -> list[str]:
-    _load_builtin_models()
-    return sorted(MODELS)
+    """The table families a run may name (`--model`), without `auto` and without private variants."""
+    return list(TABLE_MODELS)
+
+
+def image_model_names() -> list[str]:
+    """The image families `synthgate images --model` may name."""
+    return list(IMAGE_MODELS)
+
+
+def private_name(name: str) -> str:
+    """The registry name trained for family `name` under a privacy budget (`gmm` -> `gmm_dp`)."""
+    return PRIVATE_VARIANTS.get(name, name)
+
+
+def get_model(name: str) -> type:
+    """The class of model `name`, imported on first use.
+
+    Raises:
+        InvalidInputError: `name` is not a registered model.
+    """
+    if name not in MODELS:
+        raise InvalidInputError(f"unknown model {name!r}; choose one of {', '.join(model_names())}")
+    module, _, attribute = MODELS[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def config_class(name: str) -> type:
+    """The config dataclass of model `name`."""
+    return get_model(name).config_class
 
 
 def normalization_for(name: str) -> str:
-    """How `TableEncoder` encodes continuous columns for model `name`: its class's `normalization` ("mode" for the
-    vae and the gan), else "standard" (see `GenerativeModel`)."""
-    _load_builtin_models()
-    return getattr(MODELS[name][0], "normalization", "standard")
+    """How `TableEncoder` encodes continuous columns for model `name`: its class's `normalization`, else
+    "standard" (see `GenerativeModel`)."""
+    return getattr(get_model(name), "normalization", "standard")
+
+
+def supports_privacy(name: str) -> bool:
+    """Whether table family `name` has a private training path (its config, or its private variant's, takes
+    `epsilon`)."""
+    return "epsilon" in config_class(private_name(name)).__dataclass_fields__
 
 
 def build_model(
@@ -67,20 +97,15 @@ def build_model(
     options: dict[str, Any] | None = None,
 ) -> GenerativeModel:
     """Instantiate model `name` with `options` as its config fields; unknown names or options fail clearly."""
-    _load_builtin_models()
-    if name not in MODELS:
-        raise InvalidInputError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    cls, config_cls = MODELS[name]
+    cls = get_model(name)
     try:
-        config = config_cls(**(options or {}))
+        config = cls.config_class(**(options or {}))
     except TypeError as exc:
-        fields = sorted(config_cls.__dataclass_fields__)
+        fields = sorted(cls.config_class.__dataclass_fields__)
         raise InvalidInputError(f"bad options for model {name!r}: {exc}; valid options are {fields}") from exc
     return cls(config, spans=spans, device=device)
 
 
-def load_model(name: str, directory, *, device: torch.device | str = "cpu") -> GenerativeModel:
-    _load_builtin_models()
-    if name not in MODELS:
-        raise InvalidInputError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    return MODELS[name][0].load(directory, device=device)
+def load_model(name: str, directory: Path, *, device: torch.device | str = "cpu") -> GenerativeModel:
+    """Load a model of registry name `name` saved by its `save`."""
+    return get_model(name).load(directory, device=device)

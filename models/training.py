@@ -8,7 +8,8 @@ everything else, so speed and reporting are fixed in one place:
   DataLoader, no per-row Python, no host-device copies per step;
 - mixed precision (bfloat16 autocast) on CUDA only, via `autocast`; bfloat16 needs no GradScaler;
 - a validation split, early stopping on it, and the best epoch's weights (copied in memory) restored at the end;
-- a `progress` callback and a log line every `log_every` epochs: epoch, loss, val_loss, rows/s, ETA;
+- one callback after every epoch (`progress`: a progress bar, a cancellation check), and a log line on logger
+  `synthgate.models.training` every tenth of the epochs and at the last: epoch, loss, val_loss, rows/s, ETA;
 - the batch shrinks to what a share of the device's free memory holds (`memory_batch_size`), never grows.
 """
 
@@ -23,7 +24,6 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -55,6 +55,24 @@ class History:
     epochs_run: int = 0
     seconds: float = 0.0
     stopped_early: bool = False
+
+
+# A log line every this share of the epochs (and at the last one): ten lines a fit in Prefect's logs, whatever its length.
+LOG_SHARE = 0.1
+
+
+def log_due(epoch: int, n_epochs: int) -> bool:
+    """Whether epoch `epoch` (1-based) of `n_epochs` gets a log line: every `LOG_SHARE` of them, and the last."""
+    return epoch == n_epochs or epoch % max(1, round(n_epochs * LOG_SHARE)) == 0
+
+
+def log_epoch(name: str, report: Progress, *, unit: str = "rows") -> None:
+    """The one log line format of a training epoch, for table and image models alike."""
+    val = "" if report.val_loss is None else f" val_loss {report.val_loss:.4f}"
+    logger.info(
+        "%s: epoch %d/%d loss %.4f%s, %.0f %s/s, ETA %.1f s",
+        name, report.epoch, report.n_epochs, report.loss, val, report.rows_per_s, unit, report.eta_s,
+    )  # fmt: skip
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -100,8 +118,8 @@ def split_validation(x: Tensor, fraction: float, generator: torch.Generator) -> 
 
     Returns `(train_rows, x_val)`: the indices of the training rows, for `train(..., rows=train_rows)`, and a copy of
     the validation rows; `(None, None)` when nothing is held out. Indices, not a copy of the training rows: `train`
-    gathers each batch from the full tensor, so a 1M-row fit does not allocate a second copy of them (that copy took
-    5-10 s of first-touch memory here).
+    gathers each batch from the full tensor, so a 1M-row fit does not allocate a second copy of them
+    (docs/decisions.md#cpu-kernels).
     """
     n = x.shape[0]
     n_val = round(n * fraction) if n >= 10 else 0
@@ -123,7 +141,6 @@ def train(
     x_val: Tensor | None = None,
     patience: int | None = None,
     progress: Callable[[Progress], None] | None = None,
-    log_every: int = 10,
     name: str = "model",
     drop_last: bool = False,
     rows: Tensor | None = None,
@@ -145,7 +162,8 @@ def train(
             `x_val`, enables best-epoch restore and early stopping. A slice, not the rows: the caller keeps what it
             derives from `x_val` (an encoder's input, a packed target) across epochs instead of rebuilding it.
         patience: stop after this many epochs without a better validation loss (None: never stop early).
-        progress: called after every epoch with a `Progress`.
+        progress: called after every epoch with a `Progress`: the one per-epoch hook (a progress bar, a
+            cancellation check that raises to stop the fit).
         drop_last: skip a final short batch (PacGAN needs batches that are a multiple of its pack size).
         rows: indices of the rows of `x` to train on (`split_validation`'s); all rows when None.
         privacy: DP-SGD (`models.privacy.make_private`): batches are Poisson-sampled by its loader instead of shuffled
@@ -172,15 +190,13 @@ def train(
     best_val, best_state, since_best = math.inf, None, 0
     start = time.perf_counter()
     # Train mode once, and again only after an evaluation: `Module.train()` walks every submodule through
-    # `__setattr__` (36 us for the vae's network, 1% of a penguins epoch of one step).
+    # `__setattr__`, a measurable share of a small table's one-step epoch.
     for m in modules.values():
         m.train()
     whole = indices and rows is None and privacy is None and batch_size >= n
     # Where each epoch's shuffled rows are cut into batches. With `drop_last`, full batches and the remainder left
-    # out. Without it, equal batches (sizes differ by at most a row), not full batches and a remainder: 2250 rows in
-    # batches of 2000 made steps of 2000 and 250, and the small one's noisy gradient counted as much as the large
-    # one's (the vae's planted category shift at 300 epochs, seeds 0-3: 3.58-3.66 against 3.68-3.76 in two steps of
-    # 1125).
+    # out. Without it, equal batches (sizes differ by at most a row), so no small remainder's noisy gradient counts as
+    # much as a full batch's: docs/decisions.md#vae-batch-size.
     if drop_last and n >= batch_size:
         bounds = list(range(0, n - n % batch_size + 1, batch_size))
     else:
@@ -198,7 +214,7 @@ def train(
             else:  # DP-SGD: Poisson sampling is what the accountant assumes (models/privacy.py)
                 batches = (idx.to(x.device) for idx in privacy.batches(min_rows=min_private_rows))
             if not indices:
-                # index_select, not x[index]: on CPU the advanced-indexing gather of a batch took 3x as long.
+                # index_select, not x[index]: on CPU the advanced-indexing gather of a batch is slower.
                 batches = (x.index_select(0, idx) for idx in batches)
         total = torch.zeros((), device=x.device)
         n_steps = 0
@@ -210,7 +226,7 @@ def train(
         if evaluate is not None and x_val is not None:
             for m in modules.values():
                 m.eval()
-            with torch.no_grad():  # in training-batch chunks: one pass over 100k rows at once was 2x slower per row
+            with torch.no_grad():  # in training-batch chunks: one pass over many rows is slower per row
                 total_val = torch.zeros((), device=x_val.device)
                 for i in range(0, x_val.shape[0], batch_size):
                     part = slice(i, min(i + batch_size, x_val.shape[0]))
@@ -236,22 +252,14 @@ def train(
         )
         if progress is not None:
             progress(report)
-        if epoch % log_every == 0 or epoch == epochs:
-            logger.info(
-                "%s: epoch %d/%d loss %.4f val_loss %s %.0f rows/s eta %.1fs",
-                name,
-                epoch,
-                epochs,
-                report.loss,
-                "n/a" if val is None else f"{val:.4f}",
-                report.rows_per_s,
-                report.eta_s,
-            )
-        if privacy is not None and privacy.spent_epsilon() > privacy.epsilon * (1 + 1e-6):
+        over_budget = privacy is not None and privacy.spent_epsilon() > privacy.epsilon * (1 + 1e-6)
+        history.stopped_early = patience is not None and since_best >= patience
+        if log_due(epoch, epochs) or over_budget or history.stopped_early:
+            log_epoch(name, report)
+        if over_budget:
             logger.warning("%s: privacy budget %.3g spent at epoch %d: stopping", name, privacy.epsilon, epoch)
             break
-        if patience is not None and since_best >= patience:
-            history.stopped_early = True
+        if history.stopped_early:
             logger.info("%s: early stop at epoch %d (best %d)", name, epoch, history.best_epoch)
             break
     if best_state is not None:
@@ -263,122 +271,6 @@ def train(
         m.eval()
     history.seconds = time.perf_counter() - start
     return history
-
-
-def adam(params, *, lr: float, private: bool = False, **kwargs) -> torch.optim.Adam:
-    """Adam with the fused kernel (one op per step for all parameters instead of about ten per parameter tensor).
-
-    Under DP-SGD (`private`) the plain implementation is kept: Opacus's `DPOptimizer` wraps and steps it.
-    """
-    if private:
-        return torch.optim.Adam(params, lr=lr, **kwargs)
-    return FusedAdam(params, lr=lr, fused=True, **kwargs)
-
-
-class FusedAdam(torch.optim.Adam):
-    """`torch.optim.Adam(fused=True)` whose steps after the first call the fused kernel directly.
-
-    `Adam.step` regroups the parameters by device and dtype and re-reads every option on each call: about 140 us of
-    Python around a 50 us kernel for a small network, so 3% of a vae step on penguins and two of those per gan step.
-    The first step (which creates the state) and any unusual one (a closure, a parameter without a gradient, mixed
-    devices or dtypes) go through `Adam.step`; the state is Adam's own, so checkpoints and `state_dict` are unchanged.
-    """
-
-    def step(self, closure=None):
-        lists = getattr(self, "_fused_lists", None)
-        if closure is None and lists is not None:
-            params, exp_avgs, exp_avg_sqs, steps, counter = lists
-            grads = [p.grad for p in params]
-            if all(g is not None for g in grads):
-                group = self.param_groups[0]
-                beta1, beta2 = group["betas"]
-                with torch.no_grad():
-                    counter.add_(1)  # every parameter's step count: they are views of this one tensor
-                    torch._fused_adam_(
-                        params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],
-                        beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
-                        maximize=False, grad_scale=None, found_inf=None,
-                    )  # fmt: skip
-                return None
-        loss = super().step(closure)
-        self._fused_lists = self._direct_lists()
-        return loss
-
-    # `Optimizer.__init__` wraps a class's `step` in its profiler and hook dispatcher unless the function is marked
-    # `hooked`: another ~60 us of Python per call here. Our models register no optimizer hooks, so the fast path
-    # goes unwrapped.
-    step.hooked = True
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """`Optimizer.zero_grad`, without its profiler scope and per-group bookkeeping when grads are simply dropped
-        (~40 us a call for a small network)."""
-        if not set_to_none:
-            return super().zero_grad(set_to_none=False)
-        for group in self.param_groups:
-            for p in group["params"]:
-                p.grad = None
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        super().load_state_dict(state_dict)
-        self._fused_lists = None  # the state tensors were replaced: rebuilt by the next step
-
-    def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
-        self._fused_lists = None
-
-    def _direct_lists(self) -> tuple[Any, ...] | None:
-        """The tensors the kernel takes, when one plain group of same-device, same-dtype parameters allows it.
-
-        The per-parameter step counts become views of one tensor, so a step counts them all with one `add_`:
-        `_foreach_add_` on a CPU list of 0-d tensors took 43 us for the vae's nine (a scalar `add_` 7 us). Each state
-        still holds its own 0-d `step` tensor, as Adam keeps it; they only share their storage until a reload.
-        """
-        if len(self.param_groups) != 1:
-            return None
-        group = self.param_groups[0]
-        params = group["params"]
-        if group["amsgrad"] or group["maximize"] or isinstance(group["lr"], Tensor) or not params:
-            return None
-        if len({(p.device, p.dtype) for p in params}) != 1 or any(p not in self.state for p in params):
-            return None
-        states = [self.state[p] for p in params]
-        if len({(s["step"].device, s["step"].dtype, s["step"].item()) for s in states}) != 1:
-            return None  # the counts differ (a state loaded from elsewhere): no shared counter
-        counter = torch.stack([s["step"] for s in states])  # (n_params,)
-        for i, s in enumerate(states):
-            s["step"] = counter[i]
-        return (
-            list(params),
-            [s["exp_avg"] for s in states],
-            [s["exp_avg_sq"] for s in states],
-            [s["step"] for s in states],
-            counter,
-        )
-
-
-class WeightAverage:
-    """An exponential moving average of a module's parameters, kept beside them (Polyak averaging; Yazici et al.
-    2019 for GANs), and copied into the module once training ends.
-
-    Args:
-        module: the network whose parameters are averaged; the average starts from their current values.
-        horizon: the average's time constant in `update` calls (its rate is 1 / horizon), at least 1.
-    """
-
-    def __init__(self, module: nn.Module, horizon: float):
-        self.live = [p.detach() for p in module.parameters()]
-        self.average = [p.clone() for p in self.live]
-        self.rate = 1.0 / max(1.0, horizon)
-
-    @torch.no_grad()
-    def update(self) -> None:
-        """Move the average towards the current parameters: one fused lerp for all of them."""
-        torch._foreach_lerp_(self.average, self.live, self.rate)
-
-    @torch.no_grad()
-    def apply(self) -> None:
-        """Overwrite the module's parameters with the average."""
-        torch._foreach_copy_(self.live, self.average)
 
 
 @contextlib.contextmanager

@@ -8,59 +8,32 @@ is trained on the ELBO with a standard-normal prior (Kingma & Welling 2014) and 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from synthgate.models.backprop import clamp_backward, mlp_backward, mlp_forward, supports_hand_backprop
-from synthgate.models.base import (
-    check_matrix,
-    config_from_dict,
-    load_checkpoint,
-    make_generator,
-    require_fitted,
-    resolve_device,
-    save_checkpoint,
-    to_device,
-)
-from synthgate.models.encoders.table import Span
-from synthgate.models.nn import (
-    MLP,
-    SpanLayout,
-    TrainingRows,
-    as_conditions,
-    normal,
-    packed_decoder_state,
-    spans_from_meta,
-    spans_to_meta,
-)
-from synthgate.models.privacy import default_delta, index_loader, make_private
-from synthgate.models.registry import register
-from synthgate.models.training import History, Progress, adam, autocast, seeded, split_validation, train
+from synthgate.models.backprop import clamp_backward, mlp_backward, mlp_forward
+from synthgate.models.base import check_matrix, make_generator, require_fitted
+from synthgate.models.layout import TrainingRows, packed_decoder_state
+from synthgate.models.nn import MLP, as_conditions, normal
+from synthgate.models.table_model import PrivateDefaults, TableModel
+from synthgate.models.training import autocast, split_validation
 from synthgate.schemas.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
-class VAEConfig:
-    # 8, not 16: on the 20k x 12 bench table at 50 epochs, seeds 0-2, shapes / pairs 0.925 / 0.877 -> 0.934 / 0.891
-    # (penguins and wine within seed noise), and a tenth fewer multiply-adds per row
-    latent_dim: int = 8
+class VAEConfig(PrivateDefaults):
+    latent_dim: int = 8  # 8, not 16: docs/decisions.md#vae-latent
     hidden: tuple[int, ...] = (128,)  # one hidden layer each way: as good as two of 256 on our tables, far cheaper
     norm: bool = False  # LayerNorm after hidden layers (its CPU backward costs as much as the matmuls here)
     epochs: int = 300
-    # Four times TVAE's 500: a quarter of the steps per epoch on large tables, the whole table on small ones. Batches
-    # of 2000 train 1.13-1.19x faster than 1000 on the 20k x 12 bench table (the products run at a larger size and
-    # the fixed cost per step is paid half as often); with `marginal_start` they lose no quality (50 epochs, seeds
-    # 0-4, shapes / pairs 0.937 / 0.903; 1000-row batches without it, seeds 0-2: 0.937 / 0.902).
-    batch_size: int = 2000
+    batch_size: int = 2000  # four times TVAE's 500: docs/decisions.md#vae-batch-size
     lr: float = 5e-3  # high for Adam, but a small net at 1 step per epoch on small tables needs it
     weight_decay: float = 1e-5
-    beta: float = 1.0  # weight of the KL term: the true ELBO. TVAE's 0.5 (loss_factor=2) leaves prior holes that
-    # weaken pairs when sampling from the prior (planted test: corr 0.79 at 0.5, 0.87 at 1.0 vs 0.905 real)
+    beta: float = 1.0  # weight of the KL term: the true ELBO, not TVAE's 0.5 (docs/decisions.md#vae-beta)
     min_sigma: float = 0.01  # floor of the decoder's per-feature sigma (TVAE clamps to [0.01, 1])
     val_fraction: float = 0.1  # rows held out for early stopping; 0 trains on everything for all epochs
     patience: int | None = 30  # epochs without a better validation ELBO before stopping; None never stops
@@ -70,22 +43,21 @@ class VAEConfig:
     epsilon: float | None = None
     delta: float | None = None  # None: 1 / (10 n), see models.privacy.default_delta
     max_grad_norm: float = 1.0  # per-sample clipping bound C
-    # The encoder sees each mode one-hot folded into one ordinal feature (`SpanLayout.fold_modes`): a first layer on
-    # a third of the inputs on mode-normalised tables, and better penguins quality at 50 epochs, seeds 0-2 (shapes /
-    # pairs 0.856-0.876 / 0.703-0.726 against 0.803-0.864 / 0.658-0.700). Checkpoints saved before it load with False.
+    # The encoder sees each mode one-hot folded into one ordinal feature (`SpanLayout.fold_modes`), a third of the
+    # inputs: docs/decisions.md#fold-modes. Checkpoints saved before it load with False.
     fold_modes: bool = True
-    # The decoder starts as the model of independent columns (`marginal_start`): its output biases at the training
-    # rows' marginals (`SpanLayout.marginal_output`) and its output weights at `START_WEIGHT_SCALE` of their default
-    # draw, so training begins from the right column shapes and spends its steps on the dependencies. 50 epochs,
-    # seeds 0-2, shapes / pairs: penguins 0.860 / 0.702 -> 0.888 / 0.767, wine 0.833 / 0.901 -> 0.848 / 0.907, the
-    # 20k x 12 table at 2000-row batches 0.927 / 0.882 -> 0.937 / 0.903 (seeds 0-4). Off under DP-SGD: the marginals
-    # would be read from private rows without noise.
+    # The decoder starts as the model of independent columns (output biases at the training rows' marginals, output
+    # weights scaled by `START_WEIGHT_SCALE`), so training spends its steps on the dependencies; off under DP-SGD
+    # (the marginals would be read without noise): docs/decisions.md#vae-marginal-start.
     marginal_start: bool = True
+    hand_backprop: bool = True  # CPU steps with the hand-written gradients (`models.backprop`); False: autograd
+
+    # Used instead of the defaults when `epsilon` is set (`PrivateDefaults`): docs/decisions.md#dp-defaults.
+    PRIVATE: ClassVar[dict[str, Any]] = {"batch_size": 1000, "epochs": 20}
 
 
 # The decoder's output weights at the start of a `marginal_start` fit, as a share of their default draw: small, so
-# every row's first output is near the marginals. 0.1, 0.2 and 0.3 score alike (the 20k table at 2000-row batches,
-# seeds 0-4: 0.937 / 0.903 at 0.2, 0.936 / 0.901 at 0.3; penguins and wine within seed noise of each other).
+# every row's first output is near the marginals (docs/decisions.md#vae-marginal-start).
 START_WEIGHT_SCALE = 0.2
 
 
@@ -113,8 +85,7 @@ class VAEModule(nn.Module):
         return self.decoder(z), mu, logvar, std
 
 
-@register("vae")
-class VAE:
+class VAE(TableModel):
     """Tabular VAE over the `TableEncoder` layout.
 
     Args:
@@ -128,27 +99,19 @@ class VAE:
         n_features_in_: width of the encoded rows seen in `fit`.
     """
 
+    kind: ClassVar[str] = "vae"
     config_class: ClassVar[type] = VAEConfig
-    supports_conditions: ClassVar[bool] = False  # prior sampling cannot pin a column; the task layer filters
     normalization: ClassVar[str] = "mode"  # the encoder the flow fits for it (see `GenerativeModel`)
-
-    def __init__(self, config: VAEConfig | None = None, *, spans: list[Span] | None = None, device: Any = None):
-        self.config = config
-        self.spans = spans
-        self.device = device
-        self.n_features_in_: int | None = None
 
     # -------------------------------------------------------------------------------------------------- fitting
     def _build(self, n_features: int, device: torch.device) -> None:
-        cfg = self.config or VAEConfig()
-        self.device_ = device  # where sampling generators should live (tasks.sample makes them here)
-        self.layout_ = SpanLayout(self.spans, n_features, device)
+        cfg = self.cfg
         n_in = self.layout_.encoder_width(cfg.fold_modes)
         self.module_ = VAEModule(n_in, self.layout_.linear.numel(), cfg, self.layout_.packed_width).to(device)
         self.n_features_in_ = n_features
 
     def _sigma(self) -> Tensor:
-        cfg = self.config or VAEConfig()
+        cfg = self.cfg
         return self.module_.log_sigma.clamp(math.log(cfg.min_sigma), 0.0)  # (n_linear,)
 
     def _loss(self, inputs: Tensor, target: Tensor, noise: Tensor, net: nn.Module | None = None) -> Tensor:
@@ -157,7 +120,7 @@ class VAE:
         `inputs` are the encoder's view of the rows (`SpanLayout.encoder_input`); `target` is their packed copy
         (`SpanLayout.pack`), the decoder's target.
         """
-        cfg = self.config or VAEConfig()
+        cfg = self.cfg
         logits, mu, logvar, std = (net or self.module_)(inputs, noise)
         recon = self.layout_.packed_loss(logits.float(), target, self._sigma())  # mean per row
         # KL(N(mu, std^2) || N(0, I)) = 0.5 * sum(mu^2 + std^2 - logvar - 1) per row (Kingma & Welling, app. B), from
@@ -169,10 +132,9 @@ class VAE:
         """`_loss` of a batch, with every parameter's `.grad` set by hand instead of by autograd (`models.backprop`).
 
         `target` is the packed batch (`SpanLayout.pack`). The same loss and gradients as `_loss(...).backward()` to
-        float rounding, in about half the tensor ops (a penguins epoch 1.4x faster on this CPU, see
-        `models.backprop`); a clamp's bounds themselves pass no gradient here, a measure-zero difference.
+        float rounding, in about half the tensor ops (`models.backprop`); a clamp's bounds themselves pass no gradient here, a measure-zero difference.
         """
-        cfg = self.config or VAEConfig()
+        cfg = self.cfg
         module, n = self.module_, inputs.shape[0]
         with torch.no_grad():
             encoded, encoder_saved = mlp_forward(module.encoder, inputs)
@@ -195,81 +157,46 @@ class VAE:
             module.log_sigma.grad = clamp_backward(d_log_sigma, module.log_sigma, math.log(cfg.min_sigma), 0.0)
         return loss
 
-    def fit(
-        self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[[Progress], None] | None = None
-    ) -> Self:
-        """Train on encoded rows `x` (n, n_features); `conditions` is not used (the VAE does not condition)."""
-        cfg = self.config or VAEConfig()
-        device = resolve_device(self.device)
-        x = to_device(check_matrix(x), device)  # (n, d), moved once
-        with seeded(cfg.seed, device):
-            gen = make_generator(cfg.seed, device)
-            private = cfg.epsilon is not None
-            self._build(x.shape[1], device)
-            train_rows, x_val = (None, None) if private else split_validation(x, cfg.val_fraction, gen)
-            if cfg.marginal_start and not private:
-                self._start_at_marginals(x, x_val)
-            opt = adam(self.module_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, private=private)
-            net, dp = self.module_, None
-            if private:  # DP-SGD hook (models/privacy.py)
-                self.module_.log_sigma.requires_grad_(False)  # used outside forward: Opacus cannot clip its grads
-                dp = make_private(
-                    self.module_,
-                    opt,
-                    index_loader(x.shape[0], cfg.batch_size),
-                    epsilon=cfg.epsilon,
-                    delta=cfg.delta or default_delta(x.shape[0]),
-                    epochs=cfg.epochs,
-                    max_grad_norm=cfg.max_grad_norm,
-                )
-                opt, net = dp.optimizer, dp.module
-            latent = cfg.latent_dim
-            training_rows = TrainingRows(self.layout_, x, cfg.fold_modes)
+    def _fit(self, x: Tensor, gen: torch.Generator, progress: Any) -> None:
+        cfg, device, private = self.cfg, self.device_, self.private
+        train_rows, x_val = (None, None) if private else split_validation(x, cfg.val_fraction, gen)
+        if cfg.marginal_start and not private:
+            self._start_at_marginals(x, x_val)
+        opt = self._optimizer(self.module_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        net, dp = self.module_, None
+        if private:  # DP-SGD hook (models/privacy.py)
+            self.module_.log_sigma.requires_grad_(False)  # used outside forward: Opacus cannot clip its grads
+            dp = self._make_private(self.module_, opt, x.shape[0])
+            opt, net = dp.optimizer, dp.module
+        latent = cfg.latent_dim
+        training_rows = TrainingRows(self.layout_, x, cfg.fold_modes)
+        by_hand = self._hand_backprop(device, *self.module_.children())
 
-            # Gradients by hand on CPU (`models.backprop`); autograd under DP-SGD and on CUDA (autocast).
-            by_hand = device.type == "cpu" and not private and all(map(supports_hand_backprop, self.module_.children()))
+        def step(index: Tensor | None) -> Tensor:  # (b,) rows of x, or None for all of them
+            inputs, packed = training_rows.take(index)
+            noise = torch.randn(packed.shape[0], latent, device=device)
+            if by_hand:
+                loss = self._loss_and_gradients(inputs, packed, noise)
+            else:
+                with autocast(device):
+                    loss = self._loss(inputs, packed, noise, net)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+            opt.step()
+            return loss
 
-            def step(index: Tensor | None) -> Tensor:  # (b,) rows of x, or None for all of them
-                inputs, packed = training_rows.take(index)
-                noise = torch.randn(packed.shape[0], latent, device=device)
-                if by_hand:
-                    loss = self._loss_and_gradients(inputs, packed, noise)
-                else:
-                    with autocast(device):
-                        loss = self._loss(inputs, packed, noise, net)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                opt.step()
-                return loss
+        validation = None if x_val is None else TrainingRows(self.layout_, x_val, cfg.fold_modes)
 
-            validation = None if x_val is None else TrainingRows(self.layout_, x_val, cfg.fold_modes)
+        def evaluate(part: slice) -> Tensor:  # rows x_val[part]; their encoder input and target made once a fit
+            inputs, packed = validation.take(None)
+            # The posterior mean stands in for the noise draw: a stable score for early stopping.
+            zero = torch.zeros(part.stop - part.start, latent, device=device)
+            return self._loss(inputs[part], packed[part], zero)
 
-            def evaluate(part: slice) -> Tensor:  # rows x_val[part]; their encoder input and target made once a fit
-                inputs, packed = validation.take(None)
-                # The posterior mean stands in for the noise draw: a stable score for early stopping.
-                zero = torch.zeros(part.stop - part.start, latent, device=device)
-                return self._loss(inputs[part], packed[part], zero)
-
-            self.history_: History = train(
-                step,
-                x,
-                rows=train_rows,
-                modules={"vae": self.module_},
-                epochs=cfg.epochs,
-                batch_size=cfg.batch_size,
-                generator=gen,
-                evaluate=evaluate,
-                x_val=x_val,
-                patience=None if private else cfg.patience,
-                progress=progress,
-                name="vae",
-                privacy=dp,
-                indices=True,
-            )
-            if dp is not None:
-                self.module_ = dp.detach()
-                self.privacy_ = dp.report()
-        return self
+        self._train_module(step, evaluate, x, gen, rows=train_rows, x_val=x_val, privacy=dp, progress=progress)
+        if dp is not None:
+            self.module_ = dp.detach()
+            self.privacy_ = dp.report()
 
     @torch.no_grad()
     def _start_at_marginals(self, x: Tensor, x_val: Tensor | None) -> None:
@@ -309,7 +236,7 @@ class VAE:
         if conditions is not None:
             as_conditions(conditions, n, self.n_features_in_, self.layout_.linear.device)  # shape errors first
             raise InvalidInputError("the vae does not support conditions natively; sample and filter rows instead")
-        cfg = self.config or VAEConfig()
+        cfg = self.cfg
         device = self.layout_.linear.device
         gen = generator if generator is not None else make_generator(None, device)
         self.module_.eval()
@@ -333,38 +260,21 @@ class VAE:
         device = self.layout_.linear.device
         self.module_.eval()
         rows = torch.stack([torch.as_tensor(row_a), torch.as_tensor(row_b)]).float().to(device)  # (2, d)
-        fold = (self.config or VAEConfig()).fold_modes
+        fold = self.cfg.fold_modes
         mu, _ = self.module_.encode(self.layout_.encoder_input(check_matrix(rows, "rows"), fold))
         t = torch.linspace(0, 1, steps, device=device)[:, None]  # (steps, 1)
         z = (1 - t) * mu[0] + t * mu[1]  # (steps, latent)
         return self._decode(z, None)
 
     # ---------------------------------------------------------------------------------------------- persistence
-    def save(self, directory: Path) -> None:
-        require_fitted(self)
-        meta = {
-            "n_features_in": self.n_features_in_,
-            "spans": spans_to_meta(self.spans),
-            "packed_output": True,
-            **_history_meta(self),
-        }
-        save_checkpoint(
-            directory, kind="vae", config=self.config or VAEConfig(), state=self.module_.state_dict(), meta=meta
-        )
+    def _state(self) -> dict[str, Tensor]:
+        return self.module_.state_dict()
 
     @classmethod
-    def load(cls, directory: Path, *, device: torch.device | str = "cpu") -> Self:
-        config, state, meta = load_checkpoint(directory, device=device)
-        # A checkpoint saved before `fold_modes` existed has an encoder on the full input.
-        config = config_from_dict(VAEConfig, {"fold_modes": False, **config})
-        model = cls(config, spans=spans_from_meta(meta["spans"]), device=device)
-        model._build(meta["n_features_in"], resolve_device(device))
+    def _saved_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        return {"fold_modes": False, **config}  # saved before `fold_modes`: an encoder on the full input
+
+    def _load_state(self, state: dict[str, Tensor], meta: dict[str, Any], directory: Path) -> None:
         packed = meta.get("packed_output", False)  # saved before the packed layout: converted, same samples
-        model.module_.load_state_dict(packed_decoder_state(state, model.layout_, "decoder", packed=packed))
-        model.module_.eval()
-        return model
-
-
-def _history_meta(model: Any) -> dict[str, Any]:
-    h = getattr(model, "history_", None)
-    return {"epochs_run": h.epochs_run, "best_epoch": h.best_epoch, "fit_seconds": h.seconds} if h else {}
+        self.module_.load_state_dict(packed_decoder_state(state, self.layout_, "decoder", packed=packed))
+        self.module_.eval()

@@ -24,6 +24,7 @@ FIXES = {
     "expect_column_values_to_be_between": "correct or remove those rows, or widen minimum/maximum in the schema",
     "expect_column_values_to_be_in_set": "correct those values, or add them to the column's `categories` in the schema",
     "expect_column_values_to_be_unique": "remove duplicate rows, or change the column's kind from identifier",
+    "expect_column_values_to_match_strftime_format": "write every date in the column's format, or correct `format`",
 }
 
 
@@ -56,9 +57,11 @@ def column_expectations(col: ColumnSchema) -> list[Any]:
     out: list[Any] = [gxe.ExpectColumnValuesToBeOfType(column=col.name, type_=gx_type_name(col.dtype))]
     if not col.nullable:
         out.append(gxe.ExpectColumnValuesToNotBeNull(column=col.name))
-    if col.kind in (ColumnKind.CONTINUOUS, ColumnKind.INTEGER, ColumnKind.DATETIME) and (
-        col.minimum is not None or col.maximum is not None
-    ):
+    text_dates = col.kind == ColumnKind.DATETIME and col.format is not None
+    if text_dates:  # GX reads text bounds as dates and refuses to compare them with text: the format is the check
+        out.append(gxe.ExpectColumnValuesToMatchStrftimeFormat(column=col.name, strftime_format=col.format))
+    ranged = col.kind in (ColumnKind.CONTINUOUS, ColumnKind.INTEGER, ColumnKind.DATETIME) and not text_dates
+    if ranged and (col.minimum is not None or col.maximum is not None):
         out.append(
             gxe.ExpectColumnValuesToBeBetween(
                 column=col.name, min_value=_bound(col.minimum, col), max_value=_bound(col.maximum, col)

@@ -11,8 +11,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-IMAGE_MODEL_NAMES = ("vae", "gan", "autoencoder", "augment")
-
 
 class ImageSchema(BaseModel):
     """Shape, classes and value range of one image set (inferred at validation, carried into the output metadata)."""
@@ -91,7 +89,7 @@ class ImageRunRequest(BaseModel):
 
     input: str = Field(description="folder, .npz, .parquet or dataset:digits")
     output: Path = Field(description="Parquet file to publish (PNG bytes + label)")
-    model: Literal["vae", "gan", "autoencoder", "augment"] = "vae"
+    model: str = Field("vae", description="an image family of the model registry (checked before any work)")
     per_class: int | None = Field(None, gt=0, description="synthetic images per class")
     balance: bool = Field(False, description="fill every class up to the largest class's count")
     seed: int = Field(0, ge=0)

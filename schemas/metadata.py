@@ -17,12 +17,14 @@ METADATA_KEY = b"synthgate"
 
 
 class CandidateScore(BaseModel):
-    """One model tried by `--model auto`: its holdout fidelity score and what it cost."""
+    """One model tried by `--model auto`: its validation scores (realism, fidelity), why it was excluded, its cost."""
 
     model: str
     score: float | None
     fit_seconds: float
     error: str | None = None
+    detection_auc: float | None = None
+    excluded: str | None = None
 
 
 class OutputMetadata(BaseModel):

@@ -98,4 +98,25 @@ def pii_from_content(series: pd.Series) -> PIIKind | None:
 
 def detect_pii(name: str, series: pd.Series) -> PIIKind | None:
     """Content first (it is evidence), then the name (a hint that also covers empty or odd-looking columns)."""
-    return pii_from_content(series) or pii_from_name(name)
+    found = explain_pii(name, series)
+    return None if found is None else found[0]
+
+
+_CONTENT_WORDS = {
+    PIIKind.EMAIL: "e-mail addresses",
+    PIIKind.PHONE: "phone numbers",
+    PIIKind.PERSON_NAME: "person names",
+    PIIKind.NATIONAL_ID: "national id numbers",
+    PIIKind.ADDRESS: "street addresses",
+}
+
+
+def explain_pii(name: str, series: pd.Series) -> tuple[PIIKind, str] | None:
+    """`detect_pii` with the evidence in words, for the schema's one-line reason a person can check."""
+    kind = pii_from_content(series)
+    if kind is not None:
+        return kind, f"{int(CONTENT_MATCH_SHARE * 100)}%+ of sampled values look like {_CONTENT_WORDS[kind]}"
+    kind = pii_from_name(name)
+    if kind is not None:
+        return kind, f"name {name!r} says {kind.value.replace('_', ' ')}"
+    return None

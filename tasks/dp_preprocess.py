@@ -32,9 +32,9 @@ from prefect.cache_policies import NO_CACHE
 from scipy.stats import norm
 from torch import Tensor
 
-import synthgate.models.gmm_dp  # noqa: F401  (registers "gmm_dp", the model `--model gmm --epsilon` trains)
 from synthgate.models.encoders.table import MISSING, ColumnState, TableEncoder, _numeric_values
 from synthgate.models.privacy import gaussian_sigma
+from synthgate.models.registry import model_names, private_name, supports_privacy
 from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema
 from synthgate.tasks.protect import RARE_LABEL, training_frame
 
@@ -188,35 +188,8 @@ def encoder_from_schema(schema: TableSchema) -> TableEncoder:
     return encoder
 
 
-# ------------------------------------------------------------------------------------------ the flow's one call
-# The models with a DP path: DP-SGD (models/privacy.py), DP-EM (gmm), or both (autoencoder: networks + latent mixture)
-PRIVATE_MODELS = ("vae", "gan", "gmm", "autoencoder")
-# --model name -> the registry name trained when --epsilon is set (a model whose own config takes epsilon maps to itself)
-PRIVATE_REGISTRY = {"gmm": "gmm_dp"}  # models/gmm_dp.py: DP-EM on noisy sufficient statistics (Park et al. 2017)
+# How each family's private training is described in the run's notes.
 _MECHANISM = {"gmm": "DP-EM", "autoencoder": "DP-SGD + DP-EM latent mixture"}
-# Model options a private run starts from (the user's --model-options / --epochs override them), chosen with
-# bench/dp_tradeoff.py at a fixed epsilon. DP-SGD's noise on the mean gradient is sigma * C / batch and sigma grows only
-# slowly with the sampling rate, so large Poisson batches with fewer epochs beat many small noisy steps; the noise's
-# norm grows with the parameter count and Opacus's per-sample gradients cost rows x epochs x parameters, so the small
-# default networks (one hidden layer of 128) suit DP well. The GAN's critic is private per PacGAN pack (cheap).
-DP_DEFAULTS: dict[str, dict[str, Any]] = {
-    "vae": {"batch_size": 1000, "epochs": 20, "max_grad_norm": 1.0},
-    # Critic noise is averaged over the clipped samples of a batch, and a PacGAN pack is one sample: pac 1 gives ten
-    # times the samples for the same noise. The logistic loss needs no weight clipping. Mixed 20k x 12 at epsilon 3,
-    # column shapes: 0.52 (batch 500, pac 10, clipped Wasserstein) -> 0.62 (batch 2000) -> 0.68 (logistic) -> 0.835
-    # (pac 1) against 0.885 without DP; see bench/dp_tradeoff.
-    "gan": {
-        "batch_size": 2000,
-        "epochs": 30,
-        "lr": 5e-4,
-        "critic_hidden": (128, 128),
-        "max_grad_norm": 1.0,
-        "pac": 1,
-        "private_loss": "logistic",
-    },
-    "gmm": {"n_components": 5, "max_iter": 10},
-    "autoencoder": {"batch_size": 1000, "epochs": 20, "max_grad_norm": 1.0},
-}
 
 
 @dataclass
@@ -228,20 +201,18 @@ class PreparedTraining:
     private: PrivateEncoding | None
     suppressed: dict[str, list[Any]]
     notes: list[str] = field(default_factory=list)
-    model: str | None = None  # the requested --model, whose DP_DEFAULTS a private run starts from
+    model: str | None = None  # the requested --model
 
     def model_name(self, requested: str) -> str:
-        """The registry name to build: with epsilon, `gmm` becomes `gmm_dp` (fixed k, DP-EM); others are unchanged."""
-        if self.private is None:
-            return requested
-        return PRIVATE_REGISTRY.get(requested, requested)
+        """The registry name to build: with epsilon, the family's private variant (`gmm` -> `gmm_dp`, DP-EM)."""
+        return requested if self.private is None else private_name(requested)
 
     def model_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        """The model's options with the training share of the budget added."""
+        """The model's options with the training share of the budget added; the config's own private settings
+        (`PrivateDefaults`) apply to whatever the options leave at its defaults."""
         if self.private is None:
             return dict(options)
-        defaults = DP_DEFAULTS.get(self.model or "", {})
-        return {**defaults, **options, "epsilon": self.private.train_epsilon, "delta": self.private.train_delta}
+        return {**options, "epsilon": self.private.train_epsilon, "delta": self.private.train_delta}
 
     def spent(self, model: Any) -> tuple[float | None, float | None]:
         """(epsilon, delta) spent by preprocessing plus training (basic composition); (None, None) without DP."""
@@ -273,11 +244,11 @@ def prepare_training(
     from synthgate.tasks.protect import DEFAULT_RARE_K, check_pii_actions, suppress_rare_categories
 
     check_pii_actions(schema)
-    if epsilon is not None and model not in PRIVATE_MODELS:
+    if epsilon is not None and not supports_privacy(model):
+        private = ", ".join(name for name in model_names() if supports_privacy(name))
         raise InvalidInputError(
-            f"--epsilon needs a model with a private training path ({', '.join(PRIVATE_MODELS)}); {model!r} has none "
-            "yet; choose --model "
-            f"{', '.join(PRIVATE_MODELS)}, or drop --epsilon"
+            f"--epsilon needs a model with a private training path; {model!r} has none yet; choose --model "
+            f"{private}, or drop --epsilon"
         )
     k = DEFAULT_RARE_K if rare_k is None else rare_k
     train, schema, suppressed = suppress_rare_categories(train, schema, k=k)

@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from synthgate.schemas.table import ColumnSchema, TableSchema
 from synthgate.tasks.distance import NUMERIC_KINDS, category_labels, numeric_values
+from synthgate.tasks.giveaways import find_giveaways
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class Score:
 
     value: float | None
     parts: dict[str, float] = field(default_factory=dict)
-    info: dict[str, float | int | str] = field(default_factory=dict)
+    info: dict[str, float | int | str | list] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------------ column shapes
@@ -222,6 +223,9 @@ def detection_auc(
     classifier scores every row out of fold; the value is max(AUC, 1 - AUC): 0.5 means indistinguishable, 1.0 means
     every row is told apart. Small tables repeat the cross-validation with fresh folds and average, because one split
     of 100 rows is mostly noise.
+
+    The score's `parts` hold each column's AUC alone (and the pairs that tell more than their columns), and
+    `info["give_aways"]` the report's "what gives the synthetic rows away" list (see `tasks.giveaways`).
     """
     rng = np.random.default_rng(seed)
     n = min(len(holdout), len(synthetic), max_rows)
@@ -239,8 +243,10 @@ def detection_auc(
     with threadpool_limits(FIT_THREADS, user_api="openmp"):
         aucs = [_oof_auc(x, y, mask, folds, seed, seed + r) for r in range(repeats)]
     auc = float(np.mean(aucs))
-    info = {"real_rows": n, "synthetic_rows": n_syn, "folds": folds, "repeats": repeats, "raw_auc": auc}
-    return Score(max(auc, 1.0 - auc), info=info)
+    info: dict = {"real_rows": n, "synthetic_rows": n_syn, "folds": folds, "repeats": repeats, "raw_auc": auc}
+    # Which columns and pairs the rows are told apart by: per-column AUCs in `parts`, the report's list in `info`.
+    parts, info["give_aways"] = find_giveaways(real, syn, schema.modelled, seed=seed)
+    return Score(max(auc, 1.0 - auc), parts, info)
 
 
 def _oof_auc(x: np.ndarray, y: np.ndarray, mask: np.ndarray, folds: int, seed: int, split_seed: int) -> float:

@@ -25,14 +25,17 @@ def draw_synthetic(
     *,
     staged: StagedParquet | None,
     n_holdout: int,
+    real: pd.DataFrame | None = None,
     step: Steps = PLAIN,
 ) -> pd.DataFrame:
     """`n_rows` complete output rows (every source column, PII faked), or with `staged` the first ones kept.
 
     With `staged`, all rows go to the staged file batch by batch and the returned frame holds the first
     `max(GATE_SAMPLE_ROWS, n_holdout)` of them, a uniform sample (draws are independent) for the gates and report.
+    `real` (default `train`) is every real row the output's keys and fake values must differ from.
     """
     model, encoder = trained.fitted.model, trained.encoder
+    real = train if real is None else real
     if staged is not None:
         return step(stream_output_task)(
             model,
@@ -43,7 +46,7 @@ def draw_synthetic(
             seed=request.seed,
             keep_rows=max(GATE_SAMPLE_ROWS, n_holdout),
             conditions=request.conditions,
-            real=train,
+            real=real,
         )
     synthetic = step(sample_rows_task)(
         model,
@@ -55,4 +58,4 @@ def draw_synthetic(
         rows_per_class=request.rows_per_class,
         train=train,
     )
-    return step(complete_output_task)(synthetic, schema, seed=request.seed, real=train)
+    return step(complete_output_task)(synthetic, schema, seed=request.seed, real=real)

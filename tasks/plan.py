@@ -72,7 +72,7 @@ def check_request(request: RunRequest, options: RunOptions) -> None:
         InvalidInputError: an unknown model, `auto` with `epsilon`, or a half-given or malformed write-back target.
     """
     if request.model not in available_models():
-        raise InvalidInputError(f"model {request.model!r} is not available; choose one of {available_models()}")
+        raise InvalidInputError(f"unknown model {request.model!r}; choose one of {', '.join(available_models())}")
     if request.model == "auto" and request.epsilon is not None:
         raise InvalidInputError("--model auto cannot be combined with --epsilon: name one model to spend the budget on")
     if bool(options.write_url) != bool(options.write_table):

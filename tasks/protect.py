@@ -4,10 +4,9 @@ Identifier, free-text and PII columns never reach a model (`training_frame`). Ra
 on the training split before encoding (`suppress_rare_categories`), so a value seen a handful of times cannot be
 reproduced. In the output, identifiers are regenerated and PII columns follow their schema `pii_action`:
 
-- `drop` (the default, and the only choice for free text unless the user says otherwise): the column is not published.
-- `fake`: Faker values of the column's kind (emails, names, phones, national IDs, addresses, sentences). Synthetic rows
-  are not real people, so there is no real value to map: each synthetic *entity* gets its own fake value, drawn from a
-  Faker seeded by the run, and the same entity key (the row's regenerated identifier, or the row itself when the table
+- `fake` (the default): Faker values of the column's kind (emails, names, phones, national IDs, addresses). Synthetic
+  rows are not real people, so there is no real value to map: each synthetic *entity* gets its own fake value, drawn
+  from a Faker seeded by the run, and the same entity key (the row's regenerated identifier, or the row itself when the table
   has none) always gets the same fake value within a run. On real data (`pseudonymize`) the same real value maps to the
   same fake value within a run, through a keyed hash of the value.
 - `hash`: HMAC-SHA256 with a secret from `SYNTHGATE_HASH_KEY` (never stored or logged). Hashing a *sampled real value*
@@ -15,6 +14,9 @@ reproduced. In the output, identifiers are regenerated and PII columns follow th
   the person is in the training data), so the synthetic column holds the keyed hash of the synthetic entity's surrogate
   value: an opaque, consistent pseudonym with the real column's format (64 hex characters) and no link to any real row.
   `pseudonymize` applies the keyed hash to real values, for a protected copy of the real table.
+- `drop`: the column is not published.
+
+Free text is PII until shown otherwise: by default the output holds Faker text with the real column's lengths.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from prefect.cache_policies import NO_CACHE
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.pii import PIIKind
 from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema
+from synthgate.tasks.keys import column_key, new_identifiers, row_hash, row_uniform
 
 HASH_KEY_ENV = "SYNTHGATE_HASH_KEY"
 # Categories with fewer training rows than this are merged into the rare bucket (k-anonymity-style threshold on each
@@ -144,7 +147,7 @@ _FAKERS = {
 def _faker() -> Any:
     from faker import Faker
 
-    return Faker()
+    return Faker(use_weighting=False)  # uniform picks, much faster: docs/decisions.md#pii-fake-default
 
 
 def _fake_one(kind: PIIKind, entity: str, run_seed: int) -> str:
@@ -189,7 +192,7 @@ def pseudonymize(frame: pd.DataFrame, schema: TableSchema, *, seed: int) -> pd.D
     """
     out = frame.copy()
     for col in schema.pii_columns:
-        action = col.pii_action or "drop"
+        action = col.pii_action or "fake"
         if col.name not in out.columns:
             continue
         if action == "drop":
@@ -207,53 +210,103 @@ def pseudonymize(frame: pd.DataFrame, schema: TableSchema, *, seed: int) -> pd.D
 
 
 # ----------------------------------------------------------------------------------------------------- output
-def _new_identifiers(col: ColumnSchema, n: int, rng: np.random.Generator) -> pd.Series:
-    """Fresh unique identifiers of the column's dtype, unrelated to real ones."""
-    if col.dtype.lower().startswith(("int", "uint")):
-        start = int(rng.integers(10**6, 10**7))
-        return pd.Series(np.arange(start, start + n), dtype=col.dtype)
-    return pd.Series([f"SYN-{i:09d}" for i in rng.permutation(10 * max(n, 1))[:n]], dtype=col.dtype)
-
-
 def output_columns(schema: TableSchema) -> list[ColumnSchema]:
-    """Columns of the published table: everything but PII columns whose action is `drop`."""
-    return [c for c in schema.columns if not (c.pii is not None and (c.pii_action or "drop") == "drop")]
+    """Columns of the published table: every source column, in order, but PII columns whose action is `drop`."""
+    return [c for c in schema.columns if not (c.pii is not None and c.pii_action == "drop")]
+
+
+def _null_mask(col: ColumnSchema, rows: np.ndarray, real: pd.DataFrame | None, seed: int) -> np.ndarray:
+    """Rows left empty in a column that is not modelled: the real column's share of them, drawn per row."""
+    if not col.nullable or real is None or col.name not in real or len(real) == 0:
+        return np.zeros(len(rows), dtype=bool)
+    return row_uniform(column_key(seed, col.name, "null"), rows) < float(real[col.name].isna().mean())
+
+
+def _free_text(col: ColumnSchema, rows: np.ndarray, real: pd.Series | None, *, seed: int, avoid: set[str]) -> list[str]:
+    """Faker text whose lengths follow the real column's (only the lengths are read, never the text)."""
+    lengths = np.sort(real.dropna().astype(str).str.len().to_numpy()) if real is not None else np.empty(0)
+    picks = row_uniform(column_key(seed, col.name, "length"), rows)
+    targets = lengths[(picks * lengths.size).astype(int)] if lengths.size else np.full(len(rows), 60)
+    seeds = row_hash(column_key(seed, col.name, "text"), rows)
+    fake = _faker()
+    out = []
+    for target, row_seed in zip(targets.tolist(), seeds.tolist(), strict=True):
+        fake.seed_instance(row_seed)
+        text = _text_of_length(fake, int(target))
+        while text in avoid:
+            text = _text_of_length(fake, int(target))
+        out.append(text)
+    return out
+
+
+def _text_of_length(fake: Any, target: int) -> str:
+    """Faker sentences cut at the last word that fits `target` characters (Faker's own limit runs short)."""
+    text = fake.text(max_nb_chars=max(2 * target, 40)).replace("\n", " ")
+    if len(text) <= target:
+        return text
+    cut = text.rfind(" ", 0, target + 1)
+    return text[: cut if cut > 0 else target].rstrip(" ,.") + "."
+
+
+def _empty(col: ColumnSchema, n: int) -> pd.Series:
+    return pd.Series([None] * n, dtype=object).astype(col.dtype)
 
 
 def complete_output(
-    synthetic: pd.DataFrame, schema: TableSchema, *, seed: int, real: pd.DataFrame | None = None
+    synthetic: pd.DataFrame,
+    schema: TableSchema,
+    *,
+    seed: int,
+    real: pd.DataFrame | None = None,
+    offset: int = 0,
+    total: int | None = None,
 ) -> pd.DataFrame:
-    """Add regenerated identifiers and apply PII actions, returning columns in the schema's order.
+    """The whole synthetic table: modelled columns as decoded, the rest regenerated, every column in schema order.
+
+    Identifiers are new keys in the source's format (`tasks.keys`); PII columns get fake values of their kind, one
+    per synthetic entity, or keyed hashes of those (`hash`), or are left out (`drop`); free text is Faker text of the
+    real lengths; empty columns stay empty. Columns the model does not see keep the real column's share of nulls.
 
     Args:
         synthetic: the decoded modelled columns.
         schema: the run's schema.
         seed: the run seed (identifiers and fakes are reproducible per run).
-        real: the real rows, only to make sure no fake value equals a real one; never copied into the output.
+        real: the real rows, only to read null shares and text lengths and to make sure no identifier or fake value
+            equals a real one; never copied into the output.
+        offset: rows already written by earlier batches of a streamed output (keys stay unique across batches).
+        total: rows of the whole output, when known.
     """
-    rng = np.random.default_rng(seed)
     n = len(synthetic)
+    rows = np.arange(offset, offset + n)
+    total = total if total is not None else offset + n
     out: dict[str, pd.Series] = {}
     entity_keys: list[str] | None = None
     for col in schema.columns:  # identifiers first: they are the entity keys of the PII columns
         if col.kind == ColumnKind.IDENTIFIER and col.pii is None:
-            out[col.name] = _new_identifiers(col, n, rng)
-            entity_keys = entity_keys or [f"{col.name}={v}" for v in out[col.name]]
-    entity_keys = entity_keys or [f"row={i}" for i in range(n)]
+            source = real[col.name] if real is not None and col.name in real else None
+            keys = new_identifiers(col, rows, seed=seed, total=total, real=source)
+            entity_keys = entity_keys or [f"{col.name}={v}" for v in keys]
+            out[col.name] = keys.mask(_null_mask(col, rows, real, seed))
+    entity_keys = entity_keys or [f"row={r}" for r in rows]
     for col in output_columns(schema):
         if col.name in out:
             continue
         if col.is_modelled:
             out[col.name] = synthetic[col.name].reset_index(drop=True)
-        elif col.pii is None:  # non-PII free text the user kept: not modelled, so published empty
-            out[col.name] = pd.Series([None] * n, dtype=col.dtype if col.dtype != "str" else "str")
+        elif col.kind == ColumnKind.EMPTY:
+            out[col.name] = _empty(col, n)
         else:
-            avoid = set(real[col.name].dropna().astype(str)) if real is not None and col.name in real else set()
-            fakes = fake_values(col.pii, entity_keys, seed=seed, avoid=avoid)
+            source = real[col.name] if real is not None and col.name in real else None
+            avoid = set(source.dropna().astype(str)) if source is not None else set()
+            if col.pii is None or col.pii == PIIKind.FREE_TEXT:
+                values = _free_text(col, rows, source, seed=seed, avoid=avoid)
+            else:
+                values = fake_values(col.pii, entity_keys, seed=seed, avoid=avoid)
             if col.pii_action == "hash":
                 key = hash_key()
-                fakes = [keyed_hash(v, key) for v in fakes]
-            out[col.name] = pd.Series(fakes, dtype="str" if col.dtype == "str" else object)
+                values = [keyed_hash(v, key) for v in values]
+            series = pd.Series(values, dtype=object).mask(_null_mask(col, rows, real, seed))
+            out[col.name] = series.astype(col.dtype) if col.dtype in ("str", "string", "object") else series
     return pd.DataFrame({c.name: out[c.name] for c in output_columns(schema)})
 
 

@@ -206,12 +206,29 @@ def dcr_figure(histogram: Mapping[str, list[float]]) -> str:
 # ---------------------------------------------------------------------------------------------------------- HTML
 def _candidate_table(candidates: Sequence[CandidateScore]) -> str:
     rows = "".join(
-        f"<tr><td>{html.escape(c.model)}</td><td class='num'>{fmt(c.score)}</td><td class='num'>{c.fit_seconds:.1f}</td>"
-        f"<td>{html.escape(c.error or '')}</td></tr>"
+        f"<tr><td>{html.escape(c.model)}</td><td class='num'>{fmt(c.detection_auc)}</td><td class='num'>{fmt(c.score)}"
+        f"</td><td class='num'>{c.fit_seconds:.1f}</td><td>{html.escape(c.error or c.excluded or '')}</td></tr>"
         for c in candidates
     )
     return (
-        f"<table><tr><th>model</th><th>holdout fidelity score</th><th>fit seconds</th><th>error</th></tr>{rows}</table>"
+        "<table><tr><th>model</th><th>validation detection AUC</th><th>validation fidelity score</th>"
+        f"<th>fit seconds</th><th>error or exclusion</th></tr>{rows}</table>"
+    )
+
+
+def _closest(candidates: Sequence[CandidateScore], gates: GateResult) -> str:
+    """When auto's pick was refused: the candidate that came closest to passing on realism, and what held each back."""
+    scored = [c for c in candidates if c.detection_auc is not None]
+    if gates.passed or not scored:
+        return ""
+    best = min(scored, key=lambda c: (c.excluded is not None, c.detection_auc))
+    why = [
+        f"{c.model}: {c.error or c.excluded or f'validation detection AUC {c.detection_auc:.3f}'}" for c in candidates
+    ]
+    return (
+        f"<p><b>No candidate passed the gates.</b> Closest on realism: <b>{html.escape(best.model)}</b>, validation "
+        f"detection AUC {best.detection_auc:.3f}{'; ' + html.escape(best.excluded) if best.excluded else ''}. "
+        f"Each candidate: {html.escape('; '.join(why))}.</p>"
     )
 
 
@@ -220,6 +237,26 @@ def _details(gates: GateResult, name: str) -> dict:
         return gates.metric(name).details
     except KeyError:
         return {}
+
+
+def _giveaways_section(gates: GateResult) -> str:
+    """'What gives the synthetic rows away': the columns and pairs the detection test's single-column classifiers
+    tell real from synthetic rows by (`tasks.giveaways`), strongest first; empty when there are none."""
+    found = _details(gates, "detection_auc").get("give_aways") or []
+    if not found:
+        return ""
+    rows = "".join(
+        f"<tr><td><b>{html.escape(str(f['columns']))}</b></td><td class='num'>{fmt(f['auc'])}</td>"
+        f"<td>{html.escape(str(f['why']))}</td></tr>"
+        for f in found
+    )
+    return (
+        "<section id='give-aways'><h2>What gives the synthetic rows away</h2>"
+        "<p class='muted'>AUC of a classifier given only these columns (0.5: no help); for a column, the value range "
+        "whose share differs most.</p>"
+        f"<table><tr><th>columns</th><th>AUC alone</th><th>where real and synthetic differ most</th></tr>{rows}"
+        "</table></section>"
+    )
 
 
 RISK_METRICS = ("singling_out_risk", "linkability_risk", "inference_risk", "mia_auc")
@@ -308,11 +345,16 @@ def render_report(
     )
     no_real = "" if real is not None else "<p class='muted'>The real data was not available: synthetic only.</p>"
     notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in [*notes, *gates.notes]) or "<li>No notes.</li>"
-    cand = f"<h2>Candidates (--model auto)</h2>{_candidate_table(candidates)}" if candidates else ""
+    cand = (
+        f"<h2>Candidates (--model auto)</h2>{_closest(candidates, gates)}{_candidate_table(candidates)}"
+        if candidates
+        else ""
+    )
     body = f"""<div class="muted">generated {datetime.now(UTC).isoformat(timespec="seconds")} &middot; real = holdout rows the model never saw</div>
 <section id="verdict">{banner(gates, pending=pending)}</section>
 <section id="metrics"><h2>Metrics</h2>
 {metric_table(gates)}</section>
+{_giveaways_section(gates)}
 <section id="distributions"><h2>Distributions: real vs synthetic</h2>{no_real}
 <p class="muted"><span class="swatch" style="background:{REAL_COLOR}"></span>real (holdout) &nbsp;
 <span class="swatch" style="background:{SYN_COLOR}"></span>synthetic &middot; titles give each column's shape score

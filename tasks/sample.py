@@ -101,7 +101,7 @@ def sample_table(
         rate = have / drawn if drawn else 1.0
         size = min(BATCH_ROWS, max(want, math.ceil(want / max(rate, 0.01) * 1.2)))
         raw = model.sample(size, conditions=native, generator=generator)
-        frame = encoder.inverse_transform(raw)
+        frame = encoder.inverse_transform(raw, snap=True)
         drawn += size
         if categorical:
             frame = frame[_satisfies(frame, categorical)]
@@ -183,24 +183,6 @@ def sample_batches(
         done += size
 
 
-def _renumber_identifiers(batch: pd.DataFrame, schema: TableSchema, *, offset: int, seed: int) -> pd.DataFrame:
-    """Make regenerated identifiers unique across batches (`complete_output` numbers each batch from its seed).
-
-    Integer identifiers become the one-shot sequence (`start + row`); text identifiers are drawn without repeats
-    inside the batch's own block of ten times its row count, so blocks never overlap.
-    """
-    rng = np.random.default_rng([seed, offset])
-    for col in schema.columns:
-        if col.kind != ColumnKind.IDENTIFIER or col.pii is not None or col.name not in batch:
-            continue
-        if col.dtype.lower().startswith(("int", "uint")):
-            batch[col.name] = (batch[col.name] + offset).astype(col.dtype)
-        else:
-            ids = 10 * offset + rng.permutation(10 * len(batch))[: len(batch)]
-            batch[col.name] = pd.Series([f"SYN-{i:09d}" for i in ids], dtype=col.dtype)
-    return batch
-
-
 def stream_output(
     model: GenerativeModel,
     encoder: TableEncoder,
@@ -219,14 +201,13 @@ def stream_output(
     Memory holds one batch plus the kept rows, whatever `n` is. The rows are independent draws, so the first
     `keep_rows` are a uniform sample of the output: the gates, the validity check and the report run on them.
     """
-    pii_real = None
+    unmodelled = None  # the real columns `complete_output` reads null shares, lengths and values to avoid from
     if real is not None:
-        pii_real = real[[c.name for c in schema.pii_columns if c.name in real]]
+        unmodelled = real[[c.name for c in schema.columns if not c.is_modelled and c.name in real]]
     kept: list[pd.DataFrame] = []
     have = 0
     for batch in sample_batches(model, encoder, n, seed=seed, conditions=conditions, batch_rows=batch_rows):
-        out = complete_output(batch, schema, seed=seed, real=pii_real)
-        out = _renumber_identifiers(out, schema, offset=staged.n_rows, seed=seed)
+        out = complete_output(batch, schema, seed=seed, real=unmodelled, offset=staged.n_rows, total=n)
         staged.write(out)
         if have < keep_rows:
             kept.append(out.iloc[: keep_rows - have])

@@ -1,15 +1,20 @@
-"""`--model auto`: fit every candidate family, score each on the holdout, keep the best.
+"""`--model auto`: fit every candidate family, score each on a validation split of the training rows, keep the best.
 
 Each candidate is one mapped Prefect task (tagged `gpu`, like training), so candidates run in parallel and each
-shows up in the run with its own time and state. The score is the mean of column shapes and pair trends against the
-holdout; the privacy gate still judges the winner afterwards, so a candidate that copies rows cannot win publication.
+shows up in the run with its own time and state. A candidate is fitted on the training rows minus a validation split
+carved from them (the gate's holdout is never looked at, so the gate's verdict stays an unbiased test) and scored on
+that split: realism first (detection AUC, the gate real tables fail; an independent-marginals sampler can top shapes
+and pairs), then the mean of column shapes and pair trends, then ML utility when a target is given. A candidate whose
+rows copy training rows (exact-match ratio or DCR share excess over the default privacy gates) is excluded, whatever
+its realism. Every candidate shares one time budget: a fit still running past it is stopped, and one whose own
+estimate says it cannot finish in time is pruned early.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pandas as pd
@@ -18,19 +23,50 @@ from prefect.cache_policies import NO_CACHE
 
 from synthgate.models.base import GenerativeModel
 from synthgate.models.encoders.table import TableEncoder
-from synthgate.models.registry import MODELS, model_names, normalization_for
+from synthgate.models.registry import config_class, model_names, normalization_for
 from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.gates import GateThresholds
 from synthgate.schemas.metadata import CandidateScore
 from synthgate.schemas.table import TableSchema
-from synthgate.tasks.fidelity import column_shapes, pair_trends
+from synthgate.tasks import privacy
+from synthgate.tasks.fidelity import column_shapes, detection_auc, ml_utility, pair_trends
 from synthgate.tasks.preprocess import encode_training
 from synthgate.tasks.sample import sample_rows
+from synthgate.tasks.split import split_holdout
 from synthgate.tasks.train import fit_model
 
 logger = logging.getLogger(__name__)
 
 # Rows drawn to score a candidate: stable scores, cheap next to training (docs/decisions.md#auto-score).
 SCORE_ROWS = 5_000
+VALIDATION_FRACTION = 0.2  # of the training rows, carved off for scoring candidates
+# Detection AUCs closer than this are a tie, decided by shapes and pairs: on a few hundred validation rows the AUC
+# itself moves by about this much between seeds.
+AUC_TIE = 0.02  # docs/decisions.md#auto-realism-first
+PRIVACY_QUERIES = 500  # validation rows queried in the candidates' distance check
+
+
+class OverBudgetError(RuntimeError):
+    """A candidate's fit ran, or would run, past `--time-budget`."""
+
+
+def default_time_budget(n_rows: int, n_columns: int) -> float:
+    """Seconds all candidates share by default: a minute plus 0.2 ms per training cell (8k x 54 cells: 146 s)."""
+    return 60.0 + n_rows * max(n_columns, 1) / 5_000
+
+
+def budget_watch(deadline: float) -> Any:
+    """A progress callback that stops a fit past `deadline` (perf_counter seconds) or once its ETA overshoots it."""
+
+    def watch(event: Any) -> None:
+        now = time.perf_counter()
+        eta = event.get("eta_s") if isinstance(event, dict) else getattr(event, "eta_s", None)
+        if now > deadline:
+            raise OverBudgetError("stopped: past the time budget")
+        if eta is not None and now + eta > deadline + 0.5 * max(deadline - now, 0) + 5:
+            raise OverBudgetError(f"pruned: its own estimate ({eta:.0f} s more) overshoots the time budget")
+
+    return watch
 
 
 @dataclass
@@ -40,37 +76,61 @@ class Candidate:
     name: str
     model: GenerativeModel | None
     encoder: TableEncoder | None
-    score: float | None
+    score: float | None  # mean of shapes and pairs on the validation split
     fit_seconds: float
     device: str = "cpu"
     error: str | None = None
+    detection: float | None = None  # detection AUC on the validation split (0.5 = indistinguishable)
+    utility: float | None = None
+    excluded: str | None = None  # why a privacy check excluded it
+    measures: dict[str, float] = field(default_factory=dict)
+
+    def rank_key(self) -> tuple[float, float, float, float]:
+        """Realism first (detection AUC in AUC_TIE steps), then shapes and pairs, then utility, then speed."""
+        auc = self.detection if self.detection is not None else 1.0
+        return (-round(auc / AUC_TIE), self.score or 0.0, self.utility or 0.0, -self.fit_seconds)
 
     def as_score(self) -> CandidateScore:
         return CandidateScore(
-            model=self.name, score=self.score, fit_seconds=round(self.fit_seconds, 3), error=self.error
+            model=self.name,
+            score=self.score,
+            fit_seconds=round(self.fit_seconds, 3),
+            error=self.error,
+            detection_auc=None if self.detection is None else round(self.detection, 4),
+            excluded=self.excluded,
         )
 
 
 def options_for(name: str, options: dict[str, Any]) -> dict[str, Any]:
     """The subset of shared options a family understands (`epochs` means nothing to the GMM)."""
-    known = {f.name for f in fields(MODELS[name][1])}
+    known = {f.name for f in fields(config_class(name))}
     return {k: v for k, v in options.items() if k in known}
 
 
 def evaluate_candidate(
     name: str,
     train: pd.DataFrame,
-    holdout: pd.DataFrame,
+    holdout: pd.DataFrame | None,
     schema: TableSchema,
     *,
     device: str = "auto",
     options: dict[str, Any] | None = None,
     seed: int = 0,
+    target: str | None = None,
+    deadline: float | None = None,
 ) -> Candidate:
-    """Fit `name` on `train` and score its samples against `holdout`; failures become a scored-None candidate."""
+    """Fit `name` on most of `train`, score it on a validation split of `train`; failures become unscored candidates.
+
+    Args:
+        holdout: unused, kept for callers of the earlier signature: the gate's holdout is never scored on.
+        target: a column to weigh ML utility on (third in the ranking).
+        deadline: `time.perf_counter()` value past which the fit is stopped (see `budget_watch`).
+    """
+    del holdout  # the gate's holdout must stay unseen by the selection
     start = time.perf_counter()
     try:
-        encoder, encoded = encode_training(train, schema, normalization=normalization_for(name))
+        fit_rows, val = split_holdout(train, fraction=VALIDATION_FRACTION, seed=seed)
+        encoder, encoded = encode_training(fit_rows, schema, normalization=normalization_for(name))
         fitted = fit_model(
             encoded,
             model=name,
@@ -78,36 +138,67 @@ def evaluate_candidate(
             device=device,
             options=options_for(name, options or {}),
             seed=seed,
+            progress=None if deadline is None else budget_watch(deadline),
         )
-        synthetic = sample_rows(fitted.model, encoder, min(SCORE_ROWS, max(len(train), len(holdout))), seed=seed)
-        parts = [column_shapes(holdout, synthetic, schema).value, pair_trends(holdout, synthetic, schema).value]
-        known = [p for p in parts if p is not None]
-        score = sum(known) / len(known) if known else None
-        logger.info(
-            "auto: %s scored %s in %.1f s", name, f"{score:.3f}" if score is not None else "n/a", fitted.seconds
-        )
-        return Candidate(name, fitted.model, encoder, score, fitted.seconds, fitted.device)
+        synthetic = sample_rows(fitted.model, encoder, min(SCORE_ROWS, max(len(fit_rows), len(val))), seed=seed)
+        return _scored(name, fitted, encoder, fit_rows, val, synthetic, schema, target, seed)
     except Exception as exc:  # one failing family must not sink the others
         logger.warning("auto: %s failed: %s", name, exc)
         return Candidate(name, None, None, None, time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}")
 
 
+def _scored(name, fitted, encoder, fit_rows, val, synthetic, schema, target, seed) -> Candidate:
+    """Realism, fidelity, utility and the privacy exclusion of one fitted candidate on the validation split."""
+    detection = detection_auc(val, synthetic, schema, seed=seed).value
+    parts = [column_shapes(val, synthetic, schema).value, pair_trends(val, synthetic, schema).value]
+    known = [p for p in parts if p is not None]
+    score = sum(known) / len(known) if known else None
+    utility = ml_utility(fit_rows, val, synthetic, schema, target, seed=seed).value if target else None
+    limits = GateThresholds()
+    exact = privacy.exact_match_ratio(fit_rows, val, synthetic, schema).value
+    dist = privacy.privacy_distances(fit_rows, val, synthetic, schema, seed=seed, max_queries=PRIVACY_QUERIES)
+    dcr = privacy.dcr_share_excess(dist).value
+    excluded = None
+    if exact is not None and limits.exact_match_ratio_max is not None and exact > limits.exact_match_ratio_max:
+        excluded = f"excluded: exact-match ratio {exact:.2f} > {limits.exact_match_ratio_max}"
+    elif dcr is not None and limits.dcr_share_excess_max is not None and dcr > limits.dcr_share_excess_max:
+        excluded = f"excluded: DCR share excess {dcr:.3f} > {limits.dcr_share_excess_max}"
+    logger.info(
+        "auto: %s detection %s, fidelity %s in %.1f s%s",
+        name,
+        _f(detection),
+        _f(score),
+        fitted.seconds,
+        f" ({excluded})" if excluded else "",
+    )
+    measures = {k: v for k, v in {"exact_match_ratio": exact, "dcr_share_excess": dcr}.items() if v is not None}
+    return Candidate(
+        name, fitted.model, encoder, score, fitted.seconds, fitted.device, None, detection, utility, excluded, measures
+    )
+
+
+def _f(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def pick_best(candidates: list[Candidate]) -> Candidate:
-    """The highest-scoring candidate; ties go to the faster one."""
+    """The most realistic candidate that passed the privacy check (see `Candidate.rank_key`).
+
+    When every fitted candidate was excluded for copying, the least realistic-looking copy is not better than none:
+    the most realistic one is still returned, and the privacy gate refuses it with the measured reason.
+    """
     scored = [c for c in candidates if c.score is not None]
     if not scored:
         errors = "; ".join(f"{c.name}: {c.error}" for c in candidates)
         raise InvalidInputError(f"--model auto: no candidate could be fitted ({errors})")
-    return max(scored, key=lambda c: (c.score, -c.fit_seconds))
-
-
-FAMILIES = ("gmm", "vae", "gan", "autoencoder")  # the table families; variants such as gmm_dp need a budget
+    private = [c for c in scored if c.excluded is None] or scored
+    return max(private, key=Candidate.rank_key)
 
 
 def candidate_names() -> list[str]:
-    """The table families `auto` tries (image models and private variants are not candidates)."""
-    available = set(model_names())
-    return [n for n in FAMILIES if n in available]
+    """The table families `auto` tries: every one the registry offers (image models and private variants are not
+    candidates)."""
+    return model_names()
 
 
 evaluate_candidate_task = task(name="auto-candidate", tags=["gpu"], cache_policy=NO_CACHE)(evaluate_candidate)

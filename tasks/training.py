@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from synthgate.schemas.table import TableSchema
 from synthgate.tasks.cache import load_cached_task, save_cached_task
 from synthgate.tasks.dp_preprocess import PreparedTraining
 from synthgate.tasks.preprocess import encode_training_task
-from synthgate.tasks.select import candidate_names, evaluate_candidate_task, pick_best
+from synthgate.tasks.select import candidate_names, default_time_budget, evaluate_candidate_task, pick_best
 from synthgate.tasks.steps import PLAIN, Steps
 from synthgate.tasks.stop import stop_scope
 from synthgate.tasks.train import FitResult, fit_model_task
@@ -70,8 +71,10 @@ def device_of(model: object) -> str:
 def train_candidates(
     train: pd.DataFrame, holdout: pd.DataFrame, schema: TableSchema, request: RunRequest, *, step: Steps = PLAIN
 ) -> Trained:
-    """`--model auto`: fit every table family (in parallel when orchestrated), keep the best on holdout fidelity."""
+    """`--model auto`: fit every table family (in parallel when orchestrated) on the training rows, keep the most
+    realistic that does not copy (tasks/select.py), all within one time budget."""
     names = candidate_names()
+    budget = request.time_budget or default_time_budget(len(train), len(schema.modelled))
     with stop_scope():  # an error here (a signal, a cancellation) stops the candidates' fits at their next epoch
         outcomes = step.map(
             evaluate_candidate_task,
@@ -82,6 +85,8 @@ def train_candidates(
             device=request.device,
             options=request.model_options,
             seed=request.seed,
+            target=request.target,
+            deadline=time.perf_counter() + budget,
         )
     best = pick_best(outcomes)
     logger.info("auto: kept %s (score %.3f) of %s", best.name, best.score, ", ".join(names))

@@ -149,7 +149,7 @@ def test_synthesizer_save_load_reproduces_samples(fitted, tmp_path):
 def test_synthesizer_misuse_fails_with_the_fix():
     with pytest.raises(NotFittedError, match="call fit"):
         synthgate.Synthesizer().sample(5)
-    with pytest.raises(InvalidInputError, match="not available"):
+    with pytest.raises(InvalidInputError, match="unknown model"):
         synthgate.Synthesizer(model="nope").fit(pd.DataFrame({"a": [1.0, 2.0]}))
     with pytest.raises(InvalidInputError, match=r"Synthesizer\.save"):
         synthgate.Synthesizer.load("/nonexistent/folder")

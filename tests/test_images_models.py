@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-import synthgate.models.image  # noqa: F401  (registers the image models)
 from synthgate.models.image.classifier import predict_features, train_classifier
-from synthgate.models.registry import MODELS, build_model
+from synthgate.models.registry import MODELS, build_model, get_model, image_model_names
 from synthgate.schemas.errors import InvalidInputError, NotFittedError
 from synthgate.tasks.images.ingest import ingest_images
 from synthgate.tasks.images.validate import split_images, validate_images
 
-IMAGE_MODELS = ["image_vae", "image_gan", "image_autoencoder", "image_augment"]
+IMAGE_MODELS = [f"image_{name}" for name in image_model_names()]
 
 
 def _tiny(name: str):
@@ -45,9 +44,13 @@ def digit_classifier(digits):
     return train_classifier(train.images, train.labels, 10, seed=0, device="cpu")
 
 
-def test_image_models_are_registered():
-    # Assert
+def test_every_image_model_in_the_registry_resolves_to_its_class():
+    # Act
+    classes = {name: get_model(name) for name in IMAGE_MODELS}
+
+    # Assert: each name imports a class whose checkpoints say the same name.
     assert set(IMAGE_MODELS) <= set(MODELS)
+    assert {name: cls.kind for name, cls in classes.items()} == {name: name for name in IMAGE_MODELS}
 
 
 @pytest.mark.slow

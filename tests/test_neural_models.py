@@ -8,6 +8,7 @@ effect fails one of the three checks.
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from synthgate.models.autoencoder import Autoencoder, AutoencoderConfig
 from synthgate.models.base import make_generator
 from synthgate.models.encoders.table import TableEncoder
 from synthgate.models.gan import GAN, GANConfig
-from synthgate.models.registry import MODELS, build_model, model_names, normalization_for
+from synthgate.models.registry import MODELS, build_model, config_class, normalization_for
 from synthgate.models.vae import VAE, VAEConfig
 from synthgate.schemas.errors import NotFittedError
 from synthgate.schemas.table import infer_schema
@@ -172,7 +173,7 @@ def small_encoded(penguins):
 def test_moment_matching_by_hand_equals_autograd(small_encoded, projected):
     # Arrange: real encoded penguins and a perturbed batch of other rows as the fakes; wide rows are matched through a
     # random projection (here to 16 directions)
-    from synthgate.models.gan import moment_matching_by_hand, moment_matching_loss
+    from synthgate.models.moments import moment_matching_by_hand, moment_matching_loss
 
     _, x = small_encoded
     draw = torch.Generator().manual_seed(0)
@@ -193,7 +194,7 @@ def test_moment_matching_by_hand_equals_autograd(small_encoded, projected):
 
 
 def test_wide_rows_are_matched_through_a_fresh_projection_each_call():
-    from synthgate.models.gan import MOMENT_EXACT_WIDTH, MOMENT_SKETCH, moment_projection
+    from synthgate.models.moments import MOMENT_EXACT_WIDTH, MOMENT_SKETCH, moment_projection
 
     narrow = moment_projection(MOMENT_EXACT_WIDTH, torch.device("cpu"))
     first, second = (moment_projection(MOMENT_EXACT_WIDTH + 1, torch.device("cpu")) for _ in range(2))
@@ -209,9 +210,11 @@ def test_moment_matching_reads_real_rows_only_without_dp(small_encoded, monkeypa
     import synthgate.models.gan as gan_module
 
     calls = []
-    for name in ("moment_matching_loss", "moment_matching_by_hand"):
-        real = getattr(gan_module, name)
-        monkeypatch.setattr(gan_module, name, lambda *args, real=real: calls.append(1) or real(*args))
+    import synthgate.models.gan_backprop as backprop_module
+
+    for module, name in ((gan_module, "moment_matching_loss"), (backprop_module, "moment_matching_by_hand")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *args, real=real: calls.append(1) or real(*args))
     encoder, x = small_encoded
 
     # Act
@@ -229,7 +232,7 @@ def test_gan_closed_form_penalty_matches_autograds_double_backward(dropout, smal
     # Arrange: a critic over real encoded penguins (with their cond vectors) and generator output as the fakes.
     encoder, x = small_encoded
     gan = GAN(GANConfig(critic_dropout=dropout), spans=encoder.spans_, device="cpu")
-    gan._build(x.shape[1], torch.device("cpu"))
+    gan._setup(x.shape[1], torch.device("cpu"))
     gan.cond_.fit_counts(x)
     level, rows = gan.cond_.draw_training(100)
     real, cond = x[rows], gan.cond_.one_hot(level)
@@ -251,11 +254,11 @@ def test_gan_closed_form_penalty_matches_autograds_double_backward(dropout, smal
     assert bias_grad.abs().max() == 0
 
 
-@pytest.mark.parametrize("name", [n for n in model_names() if not n.startswith("image_")])  # table models
+@pytest.mark.parametrize("name", [n for n in MODELS if not n.startswith("image_")])  # table models
 def test_contract(name, small_encoded, tmp_path):
     # Arrange
     encoder, x = small_encoded
-    options = {"epochs": 2} if "epochs" in MODELS[name][1].__dataclass_fields__ else {"n_components": 2}
+    options = {"epochs": 2} if "epochs" in config_class(name).__dataclass_fields__ else {"n_components": 2}
     model = build_model(name, spans=encoder.spans_, device="cpu", options=options)
 
     # Act / Assert: sample before fit refuses.
@@ -363,11 +366,10 @@ def test_hand_written_gradients_train_the_weights_autograd_would(name, small_enc
     encoder, x = small_encoded
     config = type(FAST[name])(epochs=3)
 
-    # Act: the default CPU fit, then the same fit through autograd.
+    # Act: the default CPU fit, then the same fit through autograd (the `hand_backprop` switch off).
     by_hand = CLASSES[name](config, spans=encoder.spans_).fit(x)
     hand_calls = len(calls)
-    monkeypatch.setattr(module, "supports_hand_backprop", lambda network: False)
-    by_autograd = CLASSES[name](config, spans=encoder.spans_).fit(x)
+    by_autograd = CLASSES[name](replace(config, hand_backprop=False), spans=encoder.spans_).fit(x)
 
     # Assert: the first fit took the hand-written path and the second did not; both trained the same weights.
     assert hand_calls > 0 and len(calls) == hand_calls
@@ -382,24 +384,26 @@ def test_gan_hand_written_gradients_train_the_weights_autograd_would(small_encod
     # networks (residual generator, one-hidden-layer critic) and lazy penalty steps among the three epochs. With a
     # sketch narrower than penguins' 57 features, the moment matching goes through random projections (drawn in the
     # same order on both paths).
-    import synthgate.models.gan as gan_module
 
     if sketch:
-        monkeypatch.setattr(gan_module, "MOMENT_EXACT_WIDTH", sketch)
-        monkeypatch.setattr(gan_module, "MOMENT_SKETCH", sketch)
+        import synthgate.models.moments as moments_module
+
+        monkeypatch.setattr(moments_module, "MOMENT_EXACT_WIDTH", sketch)
+        monkeypatch.setattr(moments_module, "MOMENT_SKETCH", sketch)
+    import synthgate.models.gan_backprop as backprop_module
+
     calls = []
-    real = gan_module.residual_backward
-    monkeypatch.setattr(gan_module, "residual_backward", lambda *args: calls.append(1) or real(*args))
+    real = backprop_module.residual_backward
+    monkeypatch.setattr(backprop_module, "residual_backward", lambda *args: calls.append(1) or real(*args))
     encoder, x = small_encoded
     # The critic at the generator's rate: Adam turns a float-rounding difference in a near-zero gradient into a step
     # of up to lr, and the default critic's 4x rate made two of 30,720 weights differ by 7e-5 after three epochs.
     config = GANConfig(epochs=3, batch_size=100, lr=5e-4, critic_lr=None)
 
-    # Act: the default CPU fit, then the same fit through autograd.
+    # Act: the default CPU fit, then the same fit through autograd (the `hand_backprop` switch off).
     by_hand = GAN(config, spans=encoder.spans_).fit(x)
     hand_calls = len(calls)
-    monkeypatch.setattr(gan_module, "supports_hand_backprop", lambda network: False)
-    by_autograd = GAN(config, spans=encoder.spans_).fit(x)
+    by_autograd = GAN(replace(config, hand_backprop=False), spans=encoder.spans_).fit(x)
 
     # Assert: the first fit took the hand-written path (one generator backward a step) and the second did not; both
     # trained the same generator (BatchNorm statistics included) and critic. The generator's first bias feeds a
@@ -481,3 +485,26 @@ def test_vae_starts_from_the_marginals_except_under_dp(small_encoded):
         fake = synthetic[column].astype(str).value_counts(normalize=True).reindex(real.index, fill_value=0.0)
         assert 0.5 * (real - fake).abs().sum() < 0.05, column
     assert not torch.allclose(private.module_.decoder[-1].bias, plain.layout_.marginal_output(x.mean(0)), atol=0.1)
+
+
+def test_the_registry_names_models_without_importing_torch_and_refuses_unknown_names():
+    # Arrange
+    import subprocess
+    import sys
+
+    from synthgate.models.registry import get_model
+    from synthgate.schemas.errors import InvalidInputError
+
+    probe = (
+        "import sys; from synthgate.models.registry import model_names; from synthgate.schemas.request import "
+        "RunRequest; print(model_names(), 'torch' in sys.modules)"
+    )
+
+    # Act
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+
+    # Assert
+    assert out.strip() == "['gmm', 'vae', 'gan', 'autoencoder'] False"
+    assert get_model("vae") is VAE
+    with pytest.raises(InvalidInputError, match=r"unknown model 'tvae'; choose one of gmm, vae, gan, autoencoder"):
+        get_model("tvae")

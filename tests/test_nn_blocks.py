@@ -16,8 +16,9 @@ from synthgate.models.backprop import (
 )
 from synthgate.models.base import make_generator
 from synthgate.models.encoders.table import Span, TableEncoder
-from synthgate.models.nn import MLP, Dropout, NarrowInputLinear, ResidualGenerator, SpanLayout, TrainingRows
-from synthgate.models.training import FusedAdam
+from synthgate.models.layout import SpanLayout, TrainingRows
+from synthgate.models.nn import MLP, Dropout, NarrowInputLinear, ResidualGenerator
+from synthgate.models.optim import FusedAdam
 from synthgate.schemas.table import infer_schema
 
 
@@ -317,7 +318,7 @@ def test_marginal_output_activates_to_the_column_marginals(penguins, penguins_la
 @pytest.mark.parametrize("log", [False, True])
 def test_softmax_last_pads_large_narrow_blocks_to_the_same_result(log):
     # Arrange: a block big enough to be padded (5 wide, under SOFTMAX_MIN_WIDTH), one too small to be, one wide
-    from synthgate.models.nn import SOFTMAX_MIN_WIDTH, SOFTMAX_PAD_MIN_VALUES, softmax_last
+    from synthgate.models.layout import SOFTMAX_MIN_WIDTH, SOFTMAX_PAD_MIN_VALUES, softmax_last
 
     gen = torch.Generator().manual_seed(0)
     blocks = [

@@ -43,7 +43,7 @@ def test_flow_publishes_no_real_pii_and_no_unique_category(prefect_harness, peop
     overrides = tmp_path / "schema.yaml"
     overrides.write_text(
         "columns:\n  - {name: email, pii_action: fake}\n  - {name: full_name, pii_action: hash}\n"
-        "  - {name: ssn, pii_action: fake}\n"
+        "  - {name: ssn, pii_action: fake}\n  - {name: phone, pii_action: drop}\n"
     )
     request = RunRequest(input=str(source), output=tmp_path / "out.parquet", schema_path=overrides, model="gmm")
     request = request.model_copy(update={"thresholds": request.thresholds.model_copy(update=_no_gates())})
@@ -55,7 +55,7 @@ def test_flow_publishes_no_real_pii_and_no_unique_category(prefect_harness, peop
     # Assert
     real = {str(v) for col in PII_COLUMNS for v in people[col]}
     assert not (_cells(out) & real)
-    assert "phone" not in out.columns  # drop is the default
+    assert "phone" not in out.columns  # dropped on request
     assert set(out["full_name"].str.len()) == {64}  # keyed hashes of surrogates
     assert "Atlantis" not in set(out["island"])
     assert {m.name for m in result.metadata.gates.metrics} >= {
@@ -91,7 +91,7 @@ def test_output_fakes_are_consistent_and_never_real(people):
 def test_pseudonymize_maps_equal_values_to_equal_fakes(people):
     # Arrange
     frame = pd.concat([people.head(5), people.head(5)], ignore_index=True)
-    schema = infer_schema(people).with_overrides({"columns": [{"name": "email", "pii_action": "fake"}]})
+    schema = infer_schema(people).with_overrides({"columns": [{"name": "phone", "pii_action": "drop"}]})
 
     # Act
     out = pseudonymize(frame, schema, seed=1)

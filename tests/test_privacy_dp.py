@@ -222,3 +222,26 @@ def test_dp_lowers_membership_inference_on_an_overfitting_prone_table(penguins):
     print(f"MIA AUC plain {plain:.3f}, DP epsilon 1 {private:.3f}")
     assert plain > 0.65
     assert private < plain - 0.1
+
+
+def test_a_direct_private_config_trains_with_the_settings_the_cli_uses():
+    # Arrange
+    from synthgate.models.gan import GAN, GANConfig
+    from synthgate.models.vae import VAE, VAEConfig
+    from synthgate.tasks.dp_preprocess import PreparedTraining, PrivateEncoding
+
+    budget = PrivateEncoding(None, None, None, 2.7, 1e-6, 0.3, 1e-7)  # what `prepare_training` hands the flow
+    cli_options = PreparedTraining(None, None, budget, {}).model_options({"epochs": 7})
+
+    # Act
+    direct = GAN(GANConfig(epsilon=2.7, delta=1e-6, epochs=7)).cfg
+    through_cli = GAN(GANConfig(**cli_options)).cfg
+    plain = GAN(GANConfig(epochs=7)).cfg
+
+    # Assert: the private settings apply to every field left at its default, the caller's epochs win, and a
+    # non-private config is untouched.
+    assert direct == through_cli
+    assert (direct.pac, direct.private_loss, direct.batch_size, direct.lr) == (1, "logistic", 2000, 5e-4)
+    assert tuple(direct.critic_hidden) == (128, 128) and direct.epochs == 7
+    assert plain == GANConfig(epochs=7)
+    assert VAE(VAEConfig(epsilon=1.0)).cfg.epochs == VAEConfig.PRIVATE["epochs"]

@@ -44,7 +44,7 @@ def test_model_names_come_from_the_registry_and_unknown_ones_are_refused(tmp_pat
 
     # Act / Assert
     assert {"gmm", "vae", "gan", "autoencoder", "auto"} <= set(available_models())
-    with pytest.raises(InvalidInputError, match="'nope' is not available; choose one of"):
+    with pytest.raises(InvalidInputError, match="unknown model 'nope'; choose one of"):
         check_request(request, RunOptions())
 
 

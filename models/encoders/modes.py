@@ -40,9 +40,9 @@ Scalars = float | np.ndarray  # one mode's parameter, or one per neighbouring pa
 def _bin_summaries(values: np.ndarray, n_bins: int) -> tuple[np.ndarray, ...]:
     """Standardise one column and summarise it as equal-count bins, from one sort.
 
-    One column at a time, vectorised over its rows: the temporaries are a column long (8 MB at 1M rows) and reused,
-    where the whole-matrix version allocated a gigabyte of them at 1M x 20, whose first-touch page faults were half
-    of the encoder's fit there; and numpy's vectorised sort of a contiguous column is 8x torch's column sort.
+    One column at a time, vectorised over its rows: the temporaries are a column long and reused, where the
+    whole-matrix version allocated a gigabyte of them on large tables; and numpy's vectorised sort of a contiguous
+    column beats torch's column sort (docs/decisions.md#encoder-speed).
 
     Args:
         values: (n,) floats, NaN (or any non-finite) where missing.
@@ -156,7 +156,7 @@ def fit_modes(matrix: np.ndarray, max_modes: int, *, merge: bool = False) -> lis
     stats = np.stack([np.ones_like(pts_t), pts_t, (pts**2 + within).T], axis=2)  # (d, B, 3)
     cnt_t = np.ascontiguousarray(cnt.T)[:, None, :]  # (d, 1, B)
     resp = np.empty((d, k, len(cnt)))  # the EM's one (d, k, B) array, reused every iteration
-    resp_t = torch.from_numpy(resp)  # the same memory: torch's vectorised float64 exp is 2.5x numpy's here
+    resp_t = torch.from_numpy(resp)  # the same memory: torch's vectorised float64 exp is faster
     coefficients = np.empty((d, k, 3))  # each mode's quadratic in a bin's mean, rewritten every iteration
 
     for it in range(N_ITER):
@@ -214,8 +214,8 @@ def _merge_by_bic(
     The EM starts from `max_modes` modes and its weak Dirichlet prior rarely empties one within its iterations: a
     column drawn from three Gaussians kept all ten modes, six of them tiling the middle Gaussian at a fifth of its
     width. Such modes overlap, so a model that picks a row's mode for each column on its own (the gan draws it)
-    scatters values between neighbours and loses the columns' correlation (0.79-0.82 against 0.905 on the planted
-    table of `tests/test_neural_models`). Each round merges the neighbouring pair whose moment-matched merge loses the
+    scatters values between neighbours and loses the columns' correlation (docs/decisions.md#normalization-per-model).
+    Each round merges the neighbouring pair whose moment-matched merge loses the
     least log-likelihood over the column's bins and keeps the result while what it lost is under BIC's price of the
     three parameters it frees, 1.5 log n; a merge that costs more is judged again after a few EM iterations have let
     the other modes take back the rows they now explain better (only then: EM rounds are most of this step's time).

@@ -31,6 +31,10 @@ Role = Literal["value", "mode", "category", "missing"]
 Normalization = Literal["standard", "mode", "mode_bic"]
 
 MISSING = "__missing__"
+SPIKE_SHARE = 0.01  # an exact value held by 1% of the rows is a spike (multiples of 500, .99 prices, zero inflation)
+MIN_SPIKE_ROWS = 10
+MAX_SPIKES = 30
+SPIKE_WINDOW = 0.5  # in column stds: how far a sampled value may move onto a spike (docs/decisions.md#heaping-snap)
 
 
 @dataclass(frozen=True)
@@ -62,12 +66,15 @@ class ColumnState:
     mode_weights: list[float] = field(default_factory=list)
     mode_means: list[float] = field(default_factory=list)
     mode_stds: list[float] = field(default_factory=list)
+    # Heaped values (round numbers, zero inflation): exact values holding SPIKE_SHARE of the rows, and their shares.
+    spikes: list[float] = field(default_factory=list)
+    spike_shares: list[float] = field(default_factory=list)
 
 
 def _numeric_values(series: pd.Series, col: ColumnSchema) -> np.ndarray:
     """Numbers as float64, with datetimes as seconds since the epoch; missing stays NaN."""
     if col.kind == ColumnKind.DATETIME:
-        stamps = pd.to_datetime(series)
+        stamps = pd.to_datetime(series, format=col.format)  # text dates parse with the schema's format
         seconds = stamps.astype("datetime64[ns]").astype("int64").to_numpy(dtype=np.float64) / 1e9
         seconds[stamps.isna().to_numpy()] = np.nan
         return seconds
@@ -77,7 +84,7 @@ def _numeric_values(series: pd.Series, col: ColumnSchema) -> np.ndarray:
 def _level_codes(series: pd.Series, levels: list[Any], column: str) -> np.ndarray:
     """Index of each value in `levels`; missing maps to the MISSING level. Unknown values are an input error."""
     known = [lv for lv in levels if lv != MISSING]
-    # A hash lookup: a third of building a `pd.Categorical` for the same codes (1.04 -> 0.35 ms a penguins column).
+    # A hash lookup: cheaper than building a `pd.Categorical` for the same codes.
     codes = pd.Index(known).get_indexer(series).astype(np.int64)
     missing = series.isna().to_numpy()
     unknown = (codes < 0) & ~missing
@@ -138,6 +145,8 @@ class TableEncoder:
                 state.mean = float(finite.mean()) if finite.size else 0.0
                 std = float(finite.std()) if finite.size else 1.0
                 state.std = std if std > 1e-12 else 1.0
+                if col.kind != ColumnKind.DATETIME:
+                    state.spikes, state.spike_shares = _find_spikes(finite, len(values))
             states.append(state)
         if self.normalization in ("mode", "mode_bic"):
             from synthgate.models.encoders.modes import fit_modes
@@ -177,8 +186,8 @@ class TableEncoder:
 
         Each column is first read whole into a 1-D array (pandas' per-call cost is paid once per column), then the
         output is filled in blocks of `chunk_rows` rows: a block's scattered one-hot writes and per-mode arrays stay
-        in cache. Writing column by column into the whole (n, width) array made 1M x 30 rows take 8.7 s against
-        0.40 s for 100k, growth 22x per 10x rows.
+        in cache; written column by column into the whole (n, width) array, the time grew faster than the rows
+        (docs/decisions.md#encoder-speed).
         """
         self._require_fitted()
         cols = {c.name: c for c in self.schema.modelled}
@@ -221,11 +230,13 @@ class TableEncoder:
         return self.fit(frame).transform(frame)
 
     # ---------------------------------------------------------------------------------------- inverse transform
-    def inverse_transform(self, x: Tensor | np.ndarray) -> pd.DataFrame:
+    def inverse_transform(self, x: Tensor | np.ndarray, *, snap: bool = False) -> pd.DataFrame:
         """Decode model output (raw values or probabilities) to a DataFrame with the schema's dtypes.
 
         Categories and modes are taken by argmax, missing indicators by a 0.5 threshold, numbers are clipped to the
         schema's bounds and rounded to its decimals, so every decoded row passes the schema's validation suite.
+        With `snap` (for sampled rows, not for round trips), heaped values come back as exact spikes: for each spike,
+        the decoded values nearest to it are set to it until it holds its training share (`_snap_to_spikes`).
         """
         self._require_fitted()
         arr = x.detach().float().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float32)
@@ -256,7 +267,13 @@ class TableEncoder:
             missing = np.zeros(len(arr), dtype=bool)
             if state.has_missing:
                 missing = arr[:, next(spans).start] > 0.5
-            data[state.name] = _restore_numeric(values, missing, col)
+            snapped = np.zeros(len(arr), dtype=bool)
+            if snap and state.spikes:
+                values, snapped = _snap_to_spikes(values, missing, state)
+            series = _restore_numeric(values, missing, col)
+            if snapped.any() and series.dtype.kind == "f":  # log(2) is a spike at full precision, not at 6 decimals
+                series = series.where(~snapped, values)
+            data[state.name] = series
         return pd.DataFrame(data)
 
     # ---------------------------------------------------------------------------------------------- persistence
@@ -291,6 +308,42 @@ class TableEncoder:
     def _require_fitted(self) -> None:
         if self.columns_ is None:
             raise NotFittedError("TableEncoder is not fitted yet; call fit(frame) first")
+
+
+def _find_spikes(finite: np.ndarray, n_rows: int) -> tuple[list[float], list[float]]:
+    """Exact values holding at least SPIKE_SHARE of the rows (MAX_SPIKES largest), with their shares of all rows."""
+    if finite.size == 0:
+        return [], []
+    uniq, counts = np.unique(finite, return_counts=True)
+    keep = counts >= max(MIN_SPIKE_ROWS, SPIKE_SHARE * n_rows)
+    uniq, counts = uniq[keep], counts[keep]
+    top = np.argsort(-counts, kind="stable")[:MAX_SPIKES]
+    return uniq[top].tolist(), (counts[top] / n_rows).tolist()
+
+
+def _snap_to_spikes(values: np.ndarray, missing: np.ndarray, state: ColumnState) -> tuple[np.ndarray, np.ndarray]:
+    """Move the decoded values nearest each spike onto it, up to the spike's training share of these rows.
+
+    A model with a continuous output smears a heaped value (a loan of exactly 500) over its neighbours, and a
+    classifier then tells the rows apart by that column alone. Taking, spike by spike (largest first), the values
+    within SPIKE_WINDOW stds that are nearest to it keeps each row's rank roughly where the model put it.
+
+    Returns:
+        The values with spikes set, and the mask of rows that were set.
+    """
+    out = values.copy()
+    free = ~missing & np.isfinite(values)
+    n = values.size
+    for spike, share in zip(state.spikes, state.spike_shares, strict=True):
+        k = round(share * n)
+        dist = np.abs(values - spike)
+        candidates = np.flatnonzero(free & (dist <= SPIKE_WINDOW * state.std))
+        if k == 0 or candidates.size == 0:
+            continue
+        chosen = candidates[np.argsort(dist[candidates], kind="stable")[:k]]
+        out[chosen] = spike
+        free[chosen] = False
+    return out, ~free & ~missing & np.isfinite(values)
 
 
 def _json_default(value: Any) -> Any:
@@ -336,6 +389,8 @@ def _restore_numeric(values: np.ndarray, missing: np.ndarray, col: ColumnSchema)
         series[missing] = pd.NaT
         if getattr(series.dt, "tz", None) is None and "UTC" in col.dtype:
             series = series.dt.tz_localize("UTC")
+        if col.format is not None:  # dates the source held as text go back as text in the source's format
+            return series.dt.strftime(col.format).astype(col.dtype)
         return series.astype(col.dtype)
     if col.decimals is not None:
         values = np.round(values, col.decimals)
@@ -353,5 +408,5 @@ def _restore_numeric(values: np.ndarray, missing: np.ndarray, col: ColumnSchema)
         arr[missing] = pd.NA
         return pd.Series(arr)
     values = values.astype("float64")
-    values[missing] = np.nan  # in numpy: a masked `Series.__setitem__` took 0.66 ms a penguins column
+    values[missing] = np.nan  # in numpy: a masked `Series.__setitem__` is slower
     return pd.Series(values).astype(dtype)

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from synthgate.models.image.common import ImageModel, ProgressCallback
-from synthgate.models.registry import register
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,6 @@ def random_affine(x: Tensor, cfg: ImageAugmentConfig, generator: torch.Generator
     return out
 
 
-@register("image_augment")
 class ImageAugment(ImageModel):
     """Transforms of training images; see the module docstring.
 

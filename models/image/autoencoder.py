@@ -20,7 +20,6 @@ from torch import Tensor, nn
 from synthgate.models.gmm import GaussianMixture, GMMConfig
 from synthgate.models.image.common import ImageModel, ProgressCallback
 from synthgate.models.image.nets import ConvDecoder, ConvEncoder
-from synthgate.models.registry import register
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,6 @@ class ImageAutoencoderConfig:
     dp_em_iter: int = 1  # DP-EM iterations per class (with one component EM is exact after one)
 
 
-@register("image_autoencoder")
 class ImageAutoencoder(ImageModel):
     """Autoencoder + per-class latent GMM over (n, C, H, W) images in [0, 1].
 

@@ -27,7 +27,7 @@ from synthgate.models.base import (
     save_checkpoint,
 )
 from synthgate.models.privacy import PrivateTraining
-from synthgate.models.training import memory_batch_size
+from synthgate.models.training import Progress, log_due, log_epoch, memory_batch_size
 from synthgate.schemas.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
@@ -287,11 +287,9 @@ class ImageModel:
                 eta_s=elapsed / epoch * (n_epochs - epoch),
                 losses=losses,
             )
-            if epoch == 1 or epoch == n_epochs or epoch % max(1, n_epochs // 10) == 0:
-                log.info(
-                    "%s epoch %d/%d loss %.4f, %.0f images/s, ETA %.1f s",
-                    self.kind, epoch, n_epochs, report.loss, report.images_per_s, report.eta_s,
-                )  # fmt: skip
+            if log_due(epoch, n_epochs):
+                line = Progress(epoch, n_epochs, report.loss, None, report.images_per_s, report.eta_s)
+                log_epoch(self.kind, line, unit="images")
             if progress is not None:
                 progress(report)
             if privacy is not None and privacy.spent_epsilon() > privacy.epsilon * (1 + 1e-6):

@@ -16,7 +16,6 @@ from torch import Tensor, nn
 
 from synthgate.models.image.common import ImageModel, ProgressCallback
 from synthgate.models.image.nets import ConvDecoder, ConvEncoder, one_hot
-from synthgate.models.registry import register
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,6 @@ class ImageGANConfig:
     max_grad_norm: float = 1.0  # per-sample clipping bound C of the discriminator's gradients
 
 
-@register("image_gan")
 class ImageGAN(ImageModel):
     """Conditional GAN over (n, C, H, W) images in [0, 1]; see the module docstring."""
 

@@ -16,7 +16,6 @@ from torch import Tensor, nn
 from synthgate.models.base import require_fitted
 from synthgate.models.image.common import ImageModel, ProgressCallback, check_images, check_labels
 from synthgate.models.image.nets import ConvDecoder, ConvEncoder, one_hot
-from synthgate.models.registry import register
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,6 @@ class ImageVAEConfig:
     max_grad_norm: float = 1.0  # per-sample clipping bound C
 
 
-@register("image_vae")
 class ImageVAE(ImageModel):
     """Conditional VAE over (n, C, H, W) images in [0, 1]; see the module docstring for why it is shaped this way."""
 

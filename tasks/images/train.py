@@ -13,17 +13,14 @@ from prefect.cache_policies import (
     NO_CACHE,  # inputs are image arrays and models: hashing them costs, and caching is keyed on content hashes later
 )
 
-import synthgate.models.image  # noqa: F401  (registers the image models)
 from synthgate.models.image.common import EpochProgress, ImageModel
-from synthgate.models.registry import build_model
+from synthgate.models.registry import build_model, image_model_names
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.tasks.images.validate import ImageData
 
 log = logging.getLogger(__name__)
 
-# --model value on the command line -> registry name.
-IMAGE_MODELS = {"vae": "image_vae", "gan": "image_gan", "autoencoder": "image_autoencoder", "augment": "image_augment"}
-PRIVATE_IMAGE_MODELS = ("vae", "gan", "autoencoder")  # the ones with a DP path (--epsilon)
+PRIVATE_IMAGE_MODELS = ("vae", "gan", "autoencoder")  # the ones with a DP path (--epsilon); augment trains nothing
 
 
 @dataclass
@@ -44,6 +41,12 @@ class FitResult:
     @property
     def seconds_per_epoch(self) -> float:
         return self.fit_seconds / max(self.epochs, 1)
+
+
+def check_image_model(model: str) -> None:
+    """Refuse a model name that is not an image family of the registry (the flow calls this before any work)."""
+    if model not in image_model_names():
+        raise InvalidInputError(f"unknown image model {model!r}; choose one of {', '.join(image_model_names())}")
 
 
 def fit_image_model(
@@ -69,8 +72,7 @@ def fit_image_model(
         epsilon, delta: a differential-privacy budget: DP-SGD (and DP-EM for the autoencoder's latent mixtures);
             the class list is taken as public, the class shares are not (the prior is uniform).
     """
-    if model not in IMAGE_MODELS:
-        raise InvalidInputError(f"unknown image model {model!r}; choose one of {', '.join(IMAGE_MODELS)}")
+    check_image_model(model)
     if epsilon is not None and model not in PRIVATE_IMAGE_MODELS:
         raise InvalidInputError(
             f"--epsilon needs a trained model ({', '.join(PRIVATE_IMAGE_MODELS)}); {model!r} transforms real images"
@@ -86,7 +88,7 @@ def fit_image_model(
         opts["epochs"] = epochs
     if model == "augment" and allow_flips:
         opts["flip_horizontal"] = True
-    net = build_model(IMAGE_MODELS[model], device=device, options=opts)
+    net = build_model(f"image_{model}", device=device, options=opts)
 
     def progress(p: EpochProgress) -> None:
         log.debug(
