@@ -10,6 +10,7 @@ Exit codes (one table, used by every command):
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -243,17 +244,36 @@ def _preflight(request: Any) -> None:
 
 
 def _check_prefect_api() -> None:
-    from synthgate.flows.deploy import check_prefect_api
+    from synthgate.flows.server import check_prefect_api
 
     check_prefect_api()
 
 
 def _run_flow(request: Any, **options: Any) -> None:
+    from synthgate.flows.server import PrefectApi
+    from synthgate.flows.signals import stop_on_signals
+
+    with stop_on_signals() as stopped, PrefectApi() as api:  # the temporary server boots while the flow imports
+        try:
+            _run_flow_on(api, request, **options)
+            return
+        except BaseException:
+            if stopped.signum is None:
+                raise
+    console.print(
+        f"[bold red]STOPPED[/] by {signal.Signals(stopped.signum).name} before the run finished: the output and the "
+        "report are only ever replaced whole, so each is either as before or complete (the report's banner says which)"
+    )
+    raise typer.Exit(128 + stopped.signum)
+
+
+def _run_flow_on(api: Any, request: Any, **options: Any) -> None:
     from synthgate.flows.failures import quiet_failure_logs
     from synthgate.flows.synthesize import synthesize_table
     from synthgate.schemas.errors import GateRefusedError
     from synthgate.tasks.report import summary_table
 
+    api.ready(meanwhile=lambda: _import_later_steps(request.model))
     try:
         with quiet_failure_logs():  # the error is printed once, below; Prefect's run logs keep the traceback
             result = synthesize_table(request, **options)
@@ -268,6 +288,15 @@ def _run_flow(request: Any, **options: Any) -> None:
     out.print(summary_table(result.metadata))
     out.print(f"[bold green]PUBLISHED[/] {result.metadata.n_rows_output} rows to {result.output}")
     out.print(f"report: {result.report}")
+
+
+def _import_later_steps(model: str | None) -> None:
+    """What the flow imports lazily: Great Expectations (every run validates) and, for the neural models, what
+    torch imports when the first optimizer is built (`torch._dynamo`, seconds of a fit otherwise)."""
+    import great_expectations  # noqa: F401
+
+    if model not in (None, "gmm"):
+        import torch._dynamo  # noqa: F401
 
 
 def _fail(exc: BaseException) -> None:
@@ -426,9 +455,9 @@ def setup_command(
 
 def _register_optional_commands() -> None:
     try:
-        from synthgate.flows.images import images_command
+        from synthgate.flows.images_cli import images_command
     except ModuleNotFoundError as exc:
-        if exc.name != "synthgate.flows.images":
+        if exc.name != "synthgate.flows.images_cli":
             raise
         return
     app.command("images")(images_command)

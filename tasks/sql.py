@@ -19,15 +19,18 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import sqlalchemy as sa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.tasks.reader import is_sql_url, redact
 from synthgate.tasks.retry import retry_on_transient
+
+if TYPE_CHECKING:  # loaded when a database is written: a run from a file should not pay its import
+    import sqlalchemy as sa
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,8 @@ def split_table_name(name: str) -> tuple[str | None, str]:
 
 def make_engine(url: str) -> sa.Engine:
     """An engine whose transactions really cover DDL (see the module docstring for SQLite)."""
+    import sqlalchemy as sa
+
     if not is_sql_url(url):
         raise InvalidInputError(f"--write-url {url!r}: not a SQLAlchemy URL (e.g. postgresql+psycopg://user@host/db)")
     try:
@@ -85,6 +90,8 @@ def _unreachable(url: str, exc: sa.exc.OperationalError) -> InvalidInputError:
 
 def stage_table(frame: pd.DataFrame, url: str, table: str) -> StagedTable:
     """Write `frame` into a new staging table beside `table` and commit it; the target is not touched yet."""
+    import sqlalchemy as sa
+
     schema, name = split_table_name(table)
     staging = f"{STAGE_PREFIX}{uuid.uuid4().hex[:12]}"
     engine = make_engine(url)
@@ -103,6 +110,8 @@ def stage_table(frame: pd.DataFrame, url: str, table: str) -> StagedTable:
 
 def commit_staged(staged: StagedTable) -> str:
     """Replace the target with the staging table in one transaction. Returns the target's name."""
+    import sqlalchemy as sa
+
     engine = make_engine(staged.url)
     prep = engine.dialect.identifier_preparer
     qualify = (prep.quote_schema(staged.schema) + ".") if staged.schema else ""
@@ -124,6 +133,8 @@ def commit_staged(staged: StagedTable) -> str:
 
 def discard_staged(staged: StagedTable) -> None:
     """Drop a staging table after a failure; best effort (a leftover `_synthgate_stage_*` table is harmless)."""
+    import sqlalchemy as sa
+
     engine = make_engine(staged.url)
     prep = engine.dialect.identifier_preparer
     qualify = (prep.quote_schema(staged.schema) + ".") if staged.schema else ""
