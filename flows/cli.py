@@ -2,7 +2,7 @@
 
 Exit codes (one table, used by every command):
     0  published (or the command did what it was asked)
-    1  an unexpected error (a bug: please report it with the traceback)
+    1  an unexpected error (a bug: the traceback is written to a log file whose path is printed; please report it)
     2  bad input: missing file, unreadable format, empty table, failed validation, invalid request
     3  a gate refused the synthetic data: nothing was written to the output path; the report says why
 """
@@ -10,12 +10,14 @@ Exit codes (one table, used by every command):
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from synthgate.models.registry import model_names
 
@@ -41,8 +43,10 @@ out = Console()
 
 def exit_code_for(exc: BaseException) -> int:
     """The one mapping from error classes to exit codes."""
+    from synthgate.flows.failures import as_expected
     from synthgate.schemas.errors import GateRefusedError, InvalidInputError
 
+    exc = as_expected(exc)
     if isinstance(exc, GateRefusedError):
         return EXIT_REFUSED
     if isinstance(exc, InvalidInputError):
@@ -81,6 +85,12 @@ def run(
         typer.Option("--output", "-o", help="Parquet file to publish (written only when every gate passes)."),
     ] = None,
     table: Annotated[str | None, typer.Option(help="SQL sources: a table name or a SELECT query.")] = None,
+    encoding: Annotated[
+        str | None, typer.Option(help="CSV text encoding, e.g. utf-8 or cp1252 (default: detected, and logged).")
+    ] = None,
+    sep: Annotated[
+        str | None, typer.Option(help="CSV field separator: , ; tab or | (default: detected, and logged).")
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(help=f"{', '.join(model_names())} (default gmm), or auto (try all, keep the most realistic)."),
@@ -159,6 +169,8 @@ def run(
             "input": input,
             "output": output,
             "table": table,
+            "encoding": encoding,
+            "sep": sep,
             "model": model,
             "rows": rows,
             "seed": seed,
@@ -223,7 +235,7 @@ def _pii_overrides(items: list[str], schema: Path | None) -> Path:
 
 def _preflight(request: Any) -> None:
     """Cheap checks before the Prefect server starts: a missing file should not cost ten seconds."""
-    from synthgate.tasks.ingest import file_format, is_sql_url
+    from synthgate.tasks.reader import file_format, is_sql_url
 
     _check_prefect_api()
     source = request.input
@@ -232,23 +244,44 @@ def _preflight(request: Any) -> None:
 
 
 def _check_prefect_api() -> None:
-    from synthgate.flows.deploy import check_prefect_api
+    from synthgate.flows.server import check_prefect_api
 
     check_prefect_api()
 
 
 def _run_flow(request: Any, **options: Any) -> None:
+    from synthgate.flows.server import PrefectApi
+    from synthgate.flows.signals import stop_on_signals
+
+    with stop_on_signals() as stopped, PrefectApi() as api:  # the temporary server boots while the flow imports
+        try:
+            _run_flow_on(api, request, **options)
+            return
+        except BaseException:
+            if stopped.signum is None:
+                raise
+    console.print(
+        f"[bold red]STOPPED[/] by {signal.Signals(stopped.signum).name} before the run finished: the output and the "
+        "report are only ever replaced whole, so each is either as before or complete (the report's banner says which)"
+    )
+    raise typer.Exit(128 + stopped.signum)
+
+
+def _run_flow_on(api: Any, request: Any, **options: Any) -> None:
+    from synthgate.flows.failures import quiet_failure_logs
     from synthgate.flows.synthesize import synthesize_table
     from synthgate.schemas.errors import GateRefusedError
     from synthgate.tasks.report import summary_table
 
+    api.ready(meanwhile=lambda: _import_later_steps(request.model))
     try:
-        result = synthesize_table(request, **options)
+        with quiet_failure_logs():  # the error is printed once, below; Prefect's run logs keep the traceback
+            result = synthesize_table(request, **options)
     except GateRefusedError as exc:
         meta = getattr(exc, "metadata", None)
         if meta is not None:
             out.print(summary_table(meta))
-        console.print(f"[bold red]REFUSED[/]: {exc}")
+        console.print(f"[bold red]REFUSED[/]: {escape(str(exc))}")
         raise typer.Exit(EXIT_REFUSED) from None
     except Exception as exc:
         _fail(exc)
@@ -257,14 +290,32 @@ def _run_flow(request: Any, **options: Any) -> None:
     out.print(f"report: {result.report}")
 
 
+def _import_later_steps(model: str | None) -> None:
+    """What the flow imports lazily: Great Expectations (every run validates) and, for the neural models, what
+    torch imports when the first optimizer is built (`torch._dynamo`, seconds of a fit otherwise)."""
+    import great_expectations  # noqa: F401
+
+    if model not in (None, "gmm"):
+        import torch._dynamo  # noqa: F401
+
+
 def _fail(exc: BaseException) -> None:
+    """Print one clean block for an expected error, or one line and the crash log's path for a bug; exit."""
+    from synthgate.flows.failures import as_expected, write_crash_log
+
+    exc = as_expected(exc)
     code = exit_code_for(exc)
     if code == EXIT_BUG:
-        console.print_exception()
-        console.print("[bold red]unexpected error[/]: please report it with the traceback above")
+        summary = escape(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        try:
+            where = f"full traceback in {write_crash_log(exc)}"
+        except OSError:  # no writable log folder: the traceback is the only record left
+            console.print_exception()
+            where = "traceback above"
+        console.print(f"[bold red]unexpected error[/]: {summary} ({where}; please report it with that file)")
     else:
         label = "REFUSED" if code == EXIT_REFUSED else "BAD INPUT"
-        console.print(f"[bold red]{label}[/]: {exc}")
+        console.print(f"[bold red]{label}[/]: {escape(str(exc))}")
     raise typer.Exit(code)
 
 
@@ -275,6 +326,8 @@ def schema_infer(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the schema YAML here (else print it).")
     ] = None,
+    encoding: Annotated[str | None, typer.Option(help="CSV text encoding (default: detected).")] = None,
+    sep: Annotated[str | None, typer.Option(help="CSV field separator: , ; tab or | (default: detected).")] = None,
 ) -> None:
     """Infer a table's schema (kinds, dtypes, bounds, categories, formats, PII flags) and print or write it as YAML.
 
@@ -288,7 +341,7 @@ def schema_infer(
     from synthgate.tasks.publish import write_text_atomic
 
     try:
-        frame = read_table(input, table=table)
+        frame = read_table(input, table=table, encoding=encoding, sep=sep)
         name = input.split(":", 1)[1] if input.startswith("dataset:") else (table or Path(input).stem)
         schema = infer_schema(frame, name=name)
         text = schema.to_yaml()
@@ -402,9 +455,9 @@ def setup_command(
 
 def _register_optional_commands() -> None:
     try:
-        from synthgate.flows.images import images_command
+        from synthgate.flows.images_cli import images_command
     except ModuleNotFoundError as exc:
-        if exc.name != "synthgate.flows.images":
+        if exc.name != "synthgate.flows.images_cli":
             raise
         return
     app.command("images")(images_command)

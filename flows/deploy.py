@@ -15,6 +15,7 @@ from typing import Any
 
 from prefect import flow
 
+from synthgate.flows.server import check_prefect_api  # noqa: F401  (re-exported: its old home)
 from synthgate.flows.synthesize import RunResult, synthesize_table
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.request import RunRequest
@@ -138,34 +139,6 @@ def nightly_augmentation(
 
 
 # ------------------------------------------------------------------------------------------------ operations
-
-
-def check_prefect_api(timeout: float = 5.0) -> None:
-    """Fail fast and clearly when PREFECT_API_URL names a server that does not answer.
-
-    Without this, a typo in the URL or a stopped server surfaces as a long retry loop and a bare `httpx.ConnectError`.
-    With PREFECT_API_URL unset there is nothing to check: Prefect starts a temporary local server.
-
-    Raises:
-        InvalidInputError: the server is unreachable or unhealthy; the message names the URL and what to check.
-    """
-    from prefect.settings import PREFECT_API_URL
-
-    url = PREFECT_API_URL.value()
-    if not url:
-        return
-    import httpx
-
-    health = url.rstrip("/") + "/health"
-    try:
-        response = httpx.get(health, timeout=timeout)
-        response.raise_for_status()
-    except httpx.HTTPError as exc:
-        raise InvalidInputError(
-            f"the Prefect server at PREFECT_API_URL={url} is unreachable ({type(exc).__name__}: {exc}); check that "
-            "`prefect server start` is running there and the URL ends in /api, or unset PREFECT_API_URL to let "
-            "synthgate start a temporary local server"
-        ) from exc
 
 
 def ensure_gpu_limit(slots: int, *, tag: str = GPU_TAG) -> int:

@@ -12,11 +12,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from prefect import flow
 
+from synthgate.flows.images_cli import images_command
 from synthgate.schemas.errors import GateRefusedError, InvalidInputError
 from synthgate.schemas.gates import GateResult
 from synthgate.schemas.image import ImageRunRequest
@@ -207,55 +208,6 @@ def _parse_resize(text: str | None) -> tuple[int, int] | None:
     except ValueError as exc:
         raise InvalidInputError(f"--resize must look like HEIGHTxWIDTH, e.g. 64x64; got {text!r}") from exc
     return (h, w)
-
-
-def images_command(
-    input: Annotated[
-        str, typer.Option("--input", help="folder of class sub-folders, .npz, .parquet or dataset:digits")
-    ],
-    output: Annotated[Path, typer.Option("--output", help="Parquet file to publish (PNG bytes + label)")],
-    model: Annotated[str, typer.Option("--model", help="vae, gan, autoencoder or augment")] = "vae",
-    per_class: Annotated[int | None, typer.Option("--per-class", help="synthetic images per class")] = None,
-    balance: Annotated[bool, typer.Option("--balance", help="fill every class up to the largest")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="seed for split, training and sampling")] = 0,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="training epochs (default: the model's)")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
-    resize: Annotated[str | None, typer.Option("--resize", help="HEIGHTxWIDTH to resize every image to")] = None,
-    allow_flips: Annotated[bool, typer.Option("--allow-flips", help="augment: horizontal flips keep labels")] = False,
-    report: Annotated[Path | None, typer.Option("--report", help="HTML report path (default: OUT.html)")] = None,
-    epsilon: Annotated[
-        float | None,
-        typer.Option("--epsilon", help="DP budget: train with DP-SGD (vae, gan, autoencoder) spending at most this"),
-    ] = None,
-    delta: Annotated[
-        float | None, typer.Option("--delta", help="with --epsilon: the DP delta (default 1/(10 n) for n images)")
-    ] = None,
-) -> None:
-    """Synthesize or augment an image set; exit 0 published, 2 bad input, 3 refused by a gate."""
-    from pydantic import ValidationError
-    from rich.console import Console
-
-    console, started = Console(stderr=True), time.perf_counter()
-    try:
-        request = ImageRunRequest(
-            input=input, output=output, model=model, per_class=per_class, balance=balance, seed=seed, epochs=epochs,
-            device=device, resize=_parse_resize(resize), allow_flips=allow_flips, report_path=report, epsilon=epsilon,
-            delta=delta,
-        )  # fmt: skip
-        result = synthesize_images(request)
-    except ValidationError as exc:
-        console.print(f"[red]bad request:[/red] {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT) from exc
-    except GateRefusedError as exc:
-        _print_summary(exc.gate_result, status="REFUSED", output=None, report=Path(exc.report_path or ""),
-                       seconds=time.perf_counter() - started)  # fmt: skip
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(EXIT_REFUSED) from exc
-    except InvalidInputError as exc:
-        console.print(f"[red]bad input:[/red] {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT) from exc
-    _print_summary(result.gates, status="PUBLISHED", output=result.output, report=result.report_path,
-                   seconds=time.perf_counter() - started)  # fmt: skip
 
 
 if __name__ == "__main__":

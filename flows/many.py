@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from synthgate.flows.synthesize import synthesize_table
 from synthgate.schemas.errors import GateRefusedError, InvalidInputError
 from synthgate.schemas.request import RunRequest
-from synthgate.tasks.ingest import _redact, is_sql_url
+from synthgate.tasks.reader import is_sql_url, redact
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def database_tables(source: DatabaseSource) -> list[str]:
         names = sa.inspect(engine).get_table_names(schema=source.schema_name)
     except sa.exc.OperationalError as exc:
         raise InvalidInputError(
-            f"{_redact(source.url)}: cannot reach the database to list its tables ({exc.orig}); check the host, "
+            f"{redact(source.url)}: cannot reach the database to list its tables ({exc.orig}); check the host, "
             "port, credentials and that the server is running"
         ) from exc
     finally:
@@ -96,9 +96,7 @@ def database_tables(source: DatabaseSource) -> list[str]:
     if source.include is not None:
         unknown = sorted(set(source.include) - set(names))
         if unknown:
-            raise InvalidInputError(
-                f"{_redact(source.url)}: include names unknown tables {unknown}; tables are {names}"
-            )
+            raise InvalidInputError(f"{redact(source.url)}: include names unknown tables {unknown}; tables are {names}")
         names = [n for n in names if n in source.include]
     return [n for n in names if n not in set(source.exclude)]
 
@@ -151,7 +149,7 @@ def load_manifest(path: Path | str) -> list[tuple[str, RunRequest]]:
 def run_table(name: str, request: RunRequest, use_cache: bool = True, cache_dir: Path | None = None) -> dict[str, Any]:
     """One table's subflow, its outcome as a summary row. Never raises: one table must not sink the batch."""
     start = time.perf_counter()
-    row: dict[str, Any] = {"table": name, "source": _redact(request.input), "status": "", "output": None}
+    row: dict[str, Any] = {"table": name, "source": redact(request.input), "status": "", "output": None}
     try:
         result = synthesize_table(request, use_cache=use_cache, cache_dir=cache_dir)
         meta = result.metadata

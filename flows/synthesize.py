@@ -26,13 +26,16 @@ from synthgate.tasks.deliver import publish_outputs, refusal
 from synthgate.tasks.dp_preprocess import prepare_training_task
 from synthgate.tasks.output import draw_synthetic
 from synthgate.tasks.plan import RunOptions, plan_run
-from synthgate.tasks.publish import StagedParquet
+from synthgate.tasks.publish import StagedParquet, remove_stale_temporaries
 from synthgate.tasks.record import VERSION, build_metadata
 from synthgate.tasks.report import create_run_artifacts, facts_from_metadata, write_report
+from synthgate.tasks.report_html import mark_published
 from synthgate.tasks.scan import BATCH_ROWS, MAX_TRAIN_ROWS
+from synthgate.tasks.select import candidate_names
 from synthgate.tasks.source import ingest_source, validate_source
 from synthgate.tasks.split import split_holdout_task
 from synthgate.tasks.steps import ORCHESTRATED, Steps
+from synthgate.tasks.threads import plan_threads, use_threads
 from synthgate.tasks.training import encode_for_model, train_or_reuse
 from synthgate.tasks.verdict import judge_output
 
@@ -114,6 +117,10 @@ def run_table(request: RunRequest, options: RunOptions | None = None, *, step: S
     """
     plan = plan_run(request, options or RunOptions())  # the request is checked before any work
     show_progress_logs()
+    remove_stale_temporaries(request.output, request.resolved_report_path)  # left by a killed run
+    threads = plan_threads(
+        parallel_fits=len(candidate_names()) if request.model == "auto" else 1
+    )  # decisions.md#thread-counts
     timings: dict[str, float] = {}
     with _timed(timings, "ingest"):
         ingested = ingest_source(request, plan, step=step)  # read (or profile) the source, resolve the schema
@@ -130,15 +137,15 @@ def run_table(request: RunRequest, options: RunOptions | None = None, *, step: S
         public_schema=request.schema_path is not None,
         seed=request.seed,
     )
-    with _timed(timings, "encode"):
+    with _timed(timings, "encode"), use_threads(threads):
         encoded = encode_for_model(prepared, request.model, step=step)
     key = model_key(source.digest, prepared.schema, request, version=VERSION)
-    with _timed(timings, "train"):
+    with _timed(timings, "train"), use_threads(threads):
         cache = (plan.cache_root, key) if plan.use_cache else None
         trained = train_or_reuse(encoded, prepared, holdout, request, cache=cache, step=step)
     n_rows = request.rows or len(prepared.train)
     staged = StagedParquet(request.output) if plan.stream_output(request, n_rows) else None
-    with _timed(timings, "sample"):
+    with _timed(timings, "sample"), use_threads(threads):
         synthetic = draw_synthetic(
             trained,
             prepared.train,
@@ -150,7 +157,7 @@ def run_table(request: RunRequest, options: RunOptions | None = None, *, step: S
             real=source.frame,  # every real row, holdout too: no key or fake value may equal a real one
             step=step,
         )
-    with _timed(timings, "gates"):
+    with _timed(timings, "gates"), use_threads(threads):
         gates = judge_output(prepared.train, holdout, synthetic, prepared.schema, request, step=step)
     metadata = build_metadata(
         request,
@@ -164,7 +171,7 @@ def run_table(request: RunRequest, options: RunOptions | None = None, *, step: S
         streamed_output=staged is not None,
         timings=timings,
         model_key=key,
-    )
+    ).model_copy(update={"threads": threads.as_dict()})
     report = request.resolved_report_path
     with _timed(timings, "report"):
         facts = facts_from_metadata(metadata)
@@ -177,6 +184,7 @@ def run_table(request: RunRequest, options: RunOptions | None = None, *, step: S
             facts=facts,
             candidates=trained.candidates,
             notes=metadata.notes,
+            pending=gates.passed,  # says PUBLISHED only once the output is committed (mark_published below)
         )
         create_run_artifacts(gates, facts)
     if not gates.passed:
@@ -192,6 +200,7 @@ def run_table(request: RunRequest, options: RunOptions | None = None, *, step: S
             write_table=opts.write_table,
             step=step,
         )
+        mark_published(report, gates)
     return RunResult(
         output=request.output, report=report, metadata=metadata, timings=timings, model_cache=trained.model_cache
     )

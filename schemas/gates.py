@@ -83,11 +83,14 @@ class MetricResult(BaseModel):
         description: str = "",
         details: dict | None = None,
     ) -> MetricResult:
-        """Build a result and its verdict; a metric that could not be computed (value None) fails a set threshold."""
-        if threshold is None:
+        """Build a result and its verdict.
+
+        A metric that could not be computed (value None: pair trends of a one-column table, ML utility where the real
+        model has no skill) is `n/a`: it neither passes nor fails, so a table too small or too narrow for one check is
+        still judged by the others (docs/decisions.md#not-computed-checks).
+        """
+        if threshold is None or value is None:
             passed = None
-        elif value is None:
-            passed = False
         else:
             passed = value >= threshold if direction == "min" else value <= threshold
         return cls(
@@ -115,6 +118,11 @@ class GateResult(BaseModel):
         return all(m.passed is not False for m in self.metrics)
 
     @property
+    def not_computed(self) -> list[str]:
+        """Gated checks that could not be computed (`n/a`): they count neither as passed nor as failed."""
+        return [m.name for m in self.metrics if m.threshold is not None and m.value is None]
+
+    @property
     def failing(self) -> list[str]:
         return [m.name for m in self.metrics if m.passed is False]
 
@@ -126,5 +134,6 @@ class GateResult(BaseModel):
 
     def summary(self) -> str:
         if self.passed:
-            return f"PASSED: all {sum(m.passed is not None for m in self.metrics)} gated checks passed"
+            na = f" ({', '.join(self.not_computed)} n/a)" if self.not_computed else ""
+            return f"PASSED: all {sum(m.passed is not None for m in self.metrics)} gated checks passed{na}"
         return "REFUSED: failing checks: " + ", ".join(self.failing)

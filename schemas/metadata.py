@@ -52,6 +52,9 @@ class OutputMetadata(BaseModel):
     delta: float | None = None
     candidates: list[CandidateScore] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    threads: dict[str, int] = Field(
+        default_factory=dict, description="thread counts the run chose (docs/decisions.md#thread-counts)"
+    )
 
     @property
     def verdict(self) -> str:

@@ -24,6 +24,8 @@ class RunRequest(BaseModel):
     input: str = Field(description="file path, SQLAlchemy URL or dataset:NAME")
     output: Path = Field(description="Parquet file to publish")
     table: str | None = Field(None, description="table name or SELECT query for SQL inputs")
+    encoding: str | None = Field(None, description="CSV text encoding, e.g. cp1252; default: detected")
+    sep: str | None = Field(None, description="CSV field separator (, ; tab |); default: detected")
     model: str = Field("gmm", description="a table family of the model registry, or auto (checked before any work)")
     rows: int | None = Field(None, gt=0, description="synthetic rows; default: as many as the training split")
     seed: int = Field(0, ge=0)

@@ -8,6 +8,7 @@ privacy budget) travels in the Parquet key-value metadata, so the file explains 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -28,12 +29,49 @@ from synthgate.tasks.retry import retry_on_transient
 logger = logging.getLogger(__name__)
 
 
+def temporary_prefix(path: Path) -> str:
+    """Hidden, and naming the writing process, so a later run can tell a dead run's leftovers from a live write."""
+    return f".{Path(path).name}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(*paths: Path | None) -> list[Path]:
+    """Delete temporary files of ours beside `paths` whose writer is dead (a killed run); return what was removed.
+
+    A run killed with SIGKILL cannot clean up; the next run to the same output does. A file written by a process
+    that still runs (another run to the same directory) is left alone.
+    """
+    removed = []
+    for path in (Path(p) for p in paths if p is not None):
+        if not path.parent.is_dir():
+            continue
+        for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
+            if pid.isdigit() and _alive(int(pid)):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    if removed:
+        logger.warning("removed %d temporary file(s) left by an interrupted run: %s", len(removed), removed)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path`, on any error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -79,7 +117,7 @@ class StagedParquet:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(self.path), suffix=".tmp", dir=self.path.parent)
         os.close(fd)
         self.tmp = Path(tmp)
         self.n_rows = 0

@@ -324,6 +324,7 @@ def render_report(
     facts: Mapping[str, Any],
     candidates: Sequence[CandidateScore] | None = None,
     notes: Sequence[str] = (),
+    pending: bool = False,
 ) -> str:
     """The report as one HTML string (see `write_report`); `real` may be None when the real data is not at hand."""
     columns = [c for c in schema.modelled if c.name in synthetic.columns][:MAX_PLOT_COLUMNS]
@@ -350,7 +351,7 @@ def render_report(
         else ""
     )
     body = f"""<div class="muted">generated {datetime.now(UTC).isoformat(timespec="seconds")} &middot; real = holdout rows the model never saw</div>
-<section id="verdict">{banner(gates)}</section>
+<section id="verdict">{banner(gates, pending=pending)}</section>
 <section id="metrics"><h2>Metrics</h2>
 {metric_table(gates)}</section>
 {_giveaways_section(gates)}
@@ -378,6 +379,7 @@ def write_report(
     facts: Mapping[str, Any],
     candidates: Sequence[CandidateScore] | None = None,
     notes: Sequence[str] = (),
+    pending: bool = False,
 ) -> Path:
     """Write the self-contained HTML report to `path` atomically (temp file beside it, then `os.replace`).
 
@@ -391,13 +393,13 @@ def write_report(
         candidates: the models `--model auto` tried, if any.
         notes: the run's notes (budget split, rare-category merges, streaming); shown with the metrics' notes, and
             the privacy ones beside the measured risk.
+        pending: the output is not committed yet: NOT PUBLISHED until `report_html.mark_published` (see `banner`).
 
     Returns:
         The path written.
     """
-    text = render_report(
-        schema=schema, real=real, synthetic=synthetic, gates=gates, facts=facts, candidates=candidates, notes=notes
-    )
+    text = render_report(schema=schema, real=real, synthetic=synthetic, gates=gates, facts=facts, candidates=candidates,
+                         notes=notes, pending=pending)  # fmt: skip
     return write_html(path, text)
 
 
@@ -522,7 +524,13 @@ def regenerate_report(parquet_path: str | Path, html_path: str | Path) -> Path:
     synthetic = pd.read_parquet(parquet_path)
     real: pd.DataFrame | None
     try:
-        real = read_table(meta.request.get("input", meta.source), table=meta.request.get("table"))
+        request = meta.request
+        real = read_table(
+            request.get("input", meta.source),
+            table=request.get("table"),
+            encoding=request.get("encoding"),
+            sep=request.get("sep"),
+        )
         real = real[[c.name for c in schema.modelled if c.name in real.columns]]
     except InvalidInputError as exc:
         logger.warning("regenerate_report: real input unavailable (%s); drawing the synthetic side only", exc)

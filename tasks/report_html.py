@@ -84,9 +84,23 @@ def kv_table(items: Mapping[str, Any]) -> str:
     return f"<table>{rows}</table>"
 
 
-def banner(gates: GateResult, *, what: str = "synthetic table") -> str:
-    """The verdict first: green with the count of passed checks, or red listing each failing check and its need."""
+PENDING_MARK = "<!-- synthgate:pending -->"
+
+
+def banner(gates: GateResult, *, what: str = "synthetic table", pending: bool = False) -> str:
+    """The verdict first: green with the count of passed checks, or red listing each failing check and its need.
+
+    `pending`: the checks passed but the output is not committed yet. The report is written before the output, so
+    until `mark_published` swaps this banner it says NOT PUBLISHED; a run killed in between makes no false claim.
+    """
     gated = [m for m in gates.metrics if m.passed is not None]
+    if gates.passed and pending:
+        return (
+            f'{PENDING_MARK}<div class="banner fail"><b>NOT PUBLISHED: the {len(gated)} gated checks passed, but the '
+            "output was not committed</b><p>This report is written before the output file. If you read this banner "
+            "after the run ended, the run stopped before the output was committed and nothing was published.</p>"
+            f"</div>{PENDING_MARK}"
+        )
     if gates.passed:
         return (
             f'<div class="banner pass"><b>PUBLISHED: all {len(gated)} gated checks passed</b>'
@@ -101,6 +115,19 @@ def banner(gates: GateResult, *, what: str = "synthetic table") -> str:
         f'<div class="banner fail"><b>REFUSED: {len(failing)} of {len(gated)} gated checks failed</b>'
         f"<ul>{''.join(failing)}</ul><p>Nothing was published.</p></div>"
     )
+
+
+def mark_published(path: str | Path, gates: GateResult, *, what: str = "synthetic table") -> Path:
+    """After the output is committed, turn a pending report's banner into the PUBLISHED one (atomically)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    start, end = text.find(PENDING_MARK), text.rfind(PENDING_MARK)
+    if start < 0 or end == start:
+        return path
+    with atomic_path(path) as tmp:
+        tmp.write_text(text[:start] + banner(gates, what=what) + text[end + len(PENDING_MARK) :], encoding="utf-8")
+        tmp.chmod(REPORT_MODE)
+    return path
 
 
 def page(title: str, body: str) -> str:

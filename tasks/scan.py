@@ -27,7 +27,8 @@ from prefect.cache_policies import NO_CACHE
 
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.table import ColumnProfile, TableSchema, profile_schema
-from synthgate.tasks.ingest import FILE_FORMATS, _parse_date_columns, _redact, file_format, is_sql_url, read_table
+from synthgate.tasks.ingest import check_width
+from synthgate.tasks.reader import FILE_FORMATS, TableReader, is_sql_url, redact
 from synthgate.tasks.validate import BatchValidator
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,13 @@ def _coerce(batch: pd.DataFrame, dtypes: dict[str, str] | None) -> pd.DataFrame:
 
 
 def scan_table(
-    source: str, *, table: str | None = None, batch_rows: int = BATCH_ROWS, dtypes: dict[str, str] | None = None
+    source: str,
+    *,
+    table: str | None = None,
+    batch_rows: int = BATCH_ROWS,
+    dtypes: dict[str, str] | None = None,
+    encoding: str | None = None,
+    sep: str | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Yield `source` as DataFrames of at most `batch_rows` rows, with `read_table`'s dtypes and column names.
 
@@ -74,69 +81,24 @@ def scan_table(
         table: for SQL, a table name or a SELECT query.
         batch_rows: rows per batch.
         dtypes: the table-wide dtypes (from a first profiling pass); CSV and SQL chunks are cast to them.
+        encoding: CSV text encoding (default: detected).
+        sep: CSV field separator (default: detected).
 
     Raises:
         InvalidInputError: as `read_table` does: missing file, unknown format, unreadable content, empty table.
     """
     if batch_rows < 1:
         raise InvalidInputError(f"batch rows must be positive, got {batch_rows}")
+    reader = TableReader(source, table=table, encoding=encoding, sep=sep)
     offset = 0
-    for batch in _raw_batches(source, table, batch_rows, parse_dates=dtypes is None):
+    for batch in reader.batches(batch_rows):
         if batch.empty:
             continue
-        batch.columns = [str(c) for c in batch.columns]
         batch.index = pd.RangeIndex(offset, offset + len(batch))
         offset += len(batch)
         yield _coerce(batch, dtypes)
     if offset == 0:
-        raise InvalidInputError(f"{_redact(source)}: the table is empty (0 rows)")
-
-
-def _raw_batches(source: str, table: str | None, batch_rows: int, *, parse_dates: bool) -> Iterator[pd.DataFrame]:
-    if source.startswith("dataset:"):
-        yield read_table(source)
-        return
-    if is_sql_url(source):
-        yield from _sql_batches(source, table, batch_rows)
-        return
-    fmt = file_format(source)
-    try:
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            for record_batch in pq.ParquetFile(source).iter_batches(batch_size=batch_rows):
-                yield record_batch.to_pandas()
-        else:
-            sep = "\t" if Path(source).suffix.lower() == ".tsv" else ","
-            for chunk in pd.read_csv(source, sep=sep, chunksize=batch_rows):
-                yield _parse_date_columns(chunk) if parse_dates else chunk
-    except pd.errors.EmptyDataError as exc:
-        raise InvalidInputError(
-            f"{source}: the file is empty; it needs a header row and at least one data row"
-        ) from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
-        raise InvalidInputError(f"{source}: cannot be read as {fmt} ({exc}); check the file's format") from exc
-
-
-def _sql_batches(url: str, table: str | None, batch_rows: int) -> Iterator[pd.DataFrame]:
-    import sqlalchemy as sa
-
-    if not table:
-        raise InvalidInputError(f"{_redact(url)}: a SQL source needs --table NAME or --table 'SELECT ...'")
-    engine = sa.create_engine(url)
-    query = table if table.strip().lower().startswith(("select", "with")) else None
-    try:
-        with engine.connect() as conn:
-            if query is None:
-                if not sa.inspect(conn).has_table(table):
-                    raise InvalidInputError(f"{_redact(url)}: no table {table!r}")
-                yield from pd.read_sql_table(table, conn, chunksize=batch_rows)
-            else:
-                yield from pd.read_sql_query(sa.text(query), conn, chunksize=batch_rows)
-    except sa.exc.SQLAlchemyError as exc:
-        raise InvalidInputError(f"{_redact(url)}: query failed: {exc}") from exc
-    finally:
-        engine.dispose()
+        raise InvalidInputError(f"{reader.display}: the table is empty (0 rows)")
 
 
 # ------------------------------------------------------------------------------------------------ pass one
@@ -155,11 +117,19 @@ def profile_batches(batches: Iterator[pd.DataFrame], *, name: str = "table") -> 
 
 
 def profile_source(
-    source: str, *, table: str | None = None, name: str = "table", batch_rows: int = BATCH_ROWS
+    source: str,
+    *,
+    table: str | None = None,
+    name: str = "table",
+    batch_rows: int = BATCH_ROWS,
+    encoding: str | None = None,
+    sep: str | None = None,
 ) -> TableSchema:
     """Pass one over `source`: its inferred schema, with bounded memory."""
-    schema = profile_batches(scan_table(source, table=table, batch_rows=batch_rows), name=name)
-    logger.info("scan: profiled %s: %d rows x %d columns", _redact(source), schema.n_rows, len(schema.columns))
+    batches = scan_table(source, table=table, batch_rows=batch_rows, encoding=encoding, sep=sep)
+    schema = profile_batches(batches, name=name)
+    check_width(len(schema.columns), redact(source))
+    logger.info("scan: profiled %s: %d rows x %d columns", redact(source), schema.n_rows, len(schema.columns))
     return schema
 
 
@@ -223,6 +193,8 @@ def scan_source(
     max_rows: int = MAX_TRAIN_ROWS,
     seed: int = 0,
     batch_rows: int = BATCH_ROWS,
+    encoding: str | None = None,
+    sep: str | None = None,
 ) -> ScanResult:
     """Pass two: validate every batch against `schema`, hash the table and keep a uniform sample of `max_rows` rows.
 
@@ -235,7 +207,7 @@ def scan_source(
     sample = UniformSample(max_rows, seed=seed)
     digest, hashed_dtypes = hashlib.sha256(), False
     n_rows = n_batches = 0
-    for batch in scan_table(source, table=table, batch_rows=batch_rows, dtypes=dtypes):
+    for batch in scan_table(source, table=table, batch_rows=batch_rows, dtypes=dtypes, encoding=encoding, sep=sep):
         if not hashed_dtypes:  # `tasks.ingest.data_hash`, fed batch by batch: row hashes do not depend on batching
             digest.update(repr([(c, str(t)) for c, t in batch.dtypes.items()]).encode())
             hashed_dtypes = True

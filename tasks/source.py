@@ -66,10 +66,15 @@ def ingest_source(request: RunRequest, plan: RunPlan, *, step: Steps = PLAIN) ->
     """Read the whole table and resolve its schema, or, when streaming, profile the schema in one batched pass."""
     if plan.stream_input:
         profiled = step(profile_source_task)(
-            request.input, table=request.table, name=table_name(request), batch_rows=plan.options.batch_rows
+            request.input,
+            table=request.table,
+            name=table_name(request),
+            batch_rows=plan.options.batch_rows,
+            encoding=request.encoding,
+            sep=request.sep,
         )
         return Ingested(schema=resolve_profiled_schema(profiled, request.schema_path))
-    frame = step(read_table_task)(request.input, table=request.table)
+    frame = step(read_table_task)(request.input, table=request.table, encoding=request.encoding, sep=request.sep)
     digest = data_hash(frame)
     schema = step(resolve_schema_task)(frame, name=table_name(request), schema_path=request.schema_path)
     return Ingested(schema=schema, frame=frame, digest=digest)
@@ -87,6 +92,8 @@ def validate_source(ingested: Ingested, request: RunRequest, plan: RunPlan, *, s
             max_rows=max_rows + round(max_rows * request.holdout_fraction),
             seed=request.seed,
             batch_rows=plan.options.batch_rows,
+            encoding=request.encoding,
+            sep=request.sep,
         )
         return Source(scanned.sample, ingested.schema, scanned.data_hash, scanned.n_rows)
     step(validate_table_task)(ingested.frame, ingested.schema, source=describe_source(request))

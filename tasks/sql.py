@@ -19,15 +19,18 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import sqlalchemy as sa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from synthgate.schemas.errors import InvalidInputError
-from synthgate.tasks.ingest import _redact, is_sql_url
+from synthgate.tasks.reader import is_sql_url, redact
 from synthgate.tasks.retry import retry_on_transient
+
+if TYPE_CHECKING:  # loaded when a database is written: a run from a file should not pay its import
+    import sqlalchemy as sa
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +60,14 @@ def split_table_name(name: str) -> tuple[str | None, str]:
 
 def make_engine(url: str) -> sa.Engine:
     """An engine whose transactions really cover DDL (see the module docstring for SQLite)."""
+    import sqlalchemy as sa
+
     if not is_sql_url(url):
         raise InvalidInputError(f"--write-url {url!r}: not a SQLAlchemy URL (e.g. postgresql+psycopg://user@host/db)")
     try:
         engine = sa.create_engine(url)
     except Exception as exc:  # unknown driver, malformed URL
-        raise InvalidInputError(f"{_redact(url)}: not a usable SQLAlchemy URL ({exc})") from exc
+        raise InvalidInputError(f"{redact(url)}: not a usable SQLAlchemy URL ({exc})") from exc
     if engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine, "connect")
@@ -78,13 +83,15 @@ def make_engine(url: str) -> sa.Engine:
 
 def _unreachable(url: str, exc: sa.exc.OperationalError) -> InvalidInputError:
     return InvalidInputError(
-        f"{_redact(url)}: cannot write to the database ({exc.orig}); check the host, port, credentials, that the "
+        f"{redact(url)}: cannot write to the database ({exc.orig}); check the host, port, credentials, that the "
         "server is running and that this user may create tables"
     )
 
 
 def stage_table(frame: pd.DataFrame, url: str, table: str) -> StagedTable:
     """Write `frame` into a new staging table beside `table` and commit it; the target is not touched yet."""
+    import sqlalchemy as sa
+
     schema, name = split_table_name(table)
     staging = f"{STAGE_PREFIX}{uuid.uuid4().hex[:12]}"
     engine = make_engine(url)
@@ -94,15 +101,17 @@ def stage_table(frame: pd.DataFrame, url: str, table: str) -> StagedTable:
     except sa.exc.OperationalError as exc:
         raise _unreachable(url, exc) from exc
     except sa.exc.SQLAlchemyError as exc:
-        raise InvalidInputError(f"{_redact(url)}: writing the synthetic rows failed: {exc}") from exc
+        raise InvalidInputError(f"{redact(url)}: writing the synthetic rows failed: {exc}") from exc
     finally:
         engine.dispose()
-    logger.info("sql_stage url=%s table=%s staging=%s rows=%d", _redact(url), table, staging, len(frame))
+    logger.info("sql_stage url=%s table=%s staging=%s rows=%d", redact(url), table, staging, len(frame))
     return StagedTable(url=url, table=name, schema=schema, staging=staging)
 
 
 def commit_staged(staged: StagedTable) -> str:
     """Replace the target with the staging table in one transaction. Returns the target's name."""
+    import sqlalchemy as sa
+
     engine = make_engine(staged.url)
     prep = engine.dialect.identifier_preparer
     qualify = (prep.quote_schema(staged.schema) + ".") if staged.schema else ""
@@ -115,15 +124,17 @@ def commit_staged(staged: StagedTable) -> str:
     except sa.exc.OperationalError as exc:
         raise _unreachable(staged.url, exc) from exc
     except sa.exc.SQLAlchemyError as exc:
-        raise InvalidInputError(f"{_redact(staged.url)}: replacing table {staged.table!r} failed: {exc}") from exc
+        raise InvalidInputError(f"{redact(staged.url)}: replacing table {staged.table!r} failed: {exc}") from exc
     finally:
         engine.dispose()
-    logger.info("sql_publish url=%s table=%s%s", _redact(staged.url), qualify, staged.table)
+    logger.info("sql_publish url=%s table=%s%s", redact(staged.url), qualify, staged.table)
     return staged.table
 
 
 def discard_staged(staged: StagedTable) -> None:
     """Drop a staging table after a failure; best effort (a leftover `_synthgate_stage_*` table is harmless)."""
+    import sqlalchemy as sa
+
     engine = make_engine(staged.url)
     prep = engine.dialect.identifier_preparer
     qualify = (prep.quote_schema(staged.schema) + ".") if staged.schema else ""

@@ -19,6 +19,7 @@ from synthgate.models.base import GenerativeModel, resolve_device
 from synthgate.models.encoders.table import Span
 from synthgate.models.registry import build_model, config_class
 from synthgate.models.training import Progress
+from synthgate.tasks.stop import stoppable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -95,7 +96,7 @@ def fit_model(
             if progress is not None:
                 progress(report)
 
-        instance.fit(encoded, progress=each_epoch)
+        instance.fit(encoded, progress=stoppable(each_epoch))  # a stopped run ends at the next epoch
     seconds = time.perf_counter() - start
     logger.info(
         "train: %s fitted on %d rows x %d features in %.2f s (%s)", model, *encoded.shape, seconds, torch_device

@@ -20,6 +20,7 @@ from synthgate.tasks.dp_preprocess import PreparedTraining
 from synthgate.tasks.preprocess import encode_training_task
 from synthgate.tasks.select import candidate_names, default_time_budget, evaluate_candidate_task, pick_best
 from synthgate.tasks.steps import PLAIN, Steps
+from synthgate.tasks.stop import stop_scope
 from synthgate.tasks.train import FitResult, fit_model_task
 
 logger = logging.getLogger(__name__)
@@ -74,18 +75,19 @@ def train_candidates(
     realistic that does not copy (tasks/select.py), all within one time budget."""
     names = candidate_names()
     budget = request.time_budget or default_time_budget(len(train), len(schema.modelled))
-    outcomes = step.map(
-        evaluate_candidate_task,
-        names,
-        train,
-        holdout,
-        schema,
-        device=request.device,
-        options=request.model_options,
-        seed=request.seed,
-        target=request.target,
-        deadline=time.perf_counter() + budget,
-    )
+    with stop_scope():  # an error here (a signal, a cancellation) stops the candidates' fits at their next epoch
+        outcomes = step.map(
+            evaluate_candidate_task,
+            names,
+            train,
+            holdout,
+            schema,
+            device=request.device,
+            options=request.model_options,
+            seed=request.seed,
+            target=request.target,
+            deadline=time.perf_counter() + budget,
+        )
     best = pick_best(outcomes)
     logger.info("auto: kept %s (score %.3f) of %s", best.name, best.score, ", ".join(names))
     fitted = FitResult(model=best.model, name=best.name, seconds=best.fit_seconds, device=best.device)

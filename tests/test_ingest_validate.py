@@ -37,11 +37,18 @@ def test_csv_parquet_and_sqlite_give_the_same_table(penguins, tmp_path):
     assert data_hash(from_csv) == data_hash(penguins)
 
 
-def test_csv_iso_dates_become_datetimes(tmp_path):
+def test_csv_dates_stay_text_and_infer_as_datetimes_with_their_format(tmp_path):
+    # Arrange: a CSV has no types, so the source's dtype for a date column is text
     path = tmp_path / "d.csv"
     path.write_text("day,amount\n2024-01-03,1.5\n2024-02-10,2.0\n2024-03-01,\n")
+
+    # Act
     frame = read_table(str(path))
-    assert pd.api.types.is_datetime64_any_dtype(frame["day"])
+    day = infer_schema(frame).column("day")
+
+    # Assert: read as the text it is (written back as text), modelled as a datetime
+    assert not pd.api.types.is_datetime64_any_dtype(frame["day"])
+    assert day.kind == "datetime" and day.format == "%Y-%m-%d"
 
 
 @pytest.mark.parametrize(
