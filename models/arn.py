@@ -32,17 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from synthgate.models import base
 from synthgate.models.arn_tokens import ColumnTokens, columns_from_spans, fit_tokens, from_tokens, to_tokens
-from synthgate.models.base import (
-    check_matrix,
-    config_from_dict,
-    load_checkpoint,
-    make_generator,
-    require_fitted,
-    resolve_device,
-    save_checkpoint,
-    to_device,
-)
 from synthgate.models.encoders.table import Span
 from synthgate.models.training import Progress
 from synthgate.schemas.errors import InvalidInputError
@@ -139,8 +130,8 @@ class ARN:
     ) -> Self:
         """Learn the tokens and train the network on encoded rows `x` (n, n_features)."""
         cfg = self.config or ARNConfig()
-        x = check_matrix(x)
-        device = resolve_device(self.device)
+        x = base.check_matrix(x)
+        device = base.resolve_device(self.device)
         spans = self.spans or [Span(f"x{i}", i, 1, "linear", "value") for i in range(x.shape[1])]
         columns = columns_from_spans(spans)
         host = x.cpu().numpy()
@@ -153,11 +144,11 @@ class ARN:
         self.columns_, self.order_, self.n_features_in_ = columns, order, x.shape[1]
         torch.manual_seed(cfg.seed)
         self.module_ = ARNModule([columns[j].n_tokens for j in order], cfg).to(device)
-        self._train(to_device(tokens[:, order], device, torch.long), cfg, device, progress)
+        self._train(base.to_device(tokens[:, order], device, torch.long), cfg, device, progress)
         return self
 
     def _train(self, tokens: Tensor, cfg: ARNConfig, device: torch.device, progress) -> None:
-        gen = make_generator(cfg.seed, "cpu")
+        gen = base.make_generator(cfg.seed, "cpu")
         n = tokens.shape[0]
         private = cfg.epsilon is not None
         n_val = 0 if private or n < 50 else max(1, int(n * cfg.val_fraction))
@@ -247,10 +238,10 @@ class ARN:
     @torch.no_grad()
     def sample(self, n: int, *, conditions: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Draw `n` encoded rows; `conditions` ((n_features,) or (n, n_features), NaN = free) fix columns exactly."""
-        require_fitted(self)
+        base.require_fitted(self)
         cfg = self.config or ARNConfig()
         device = next(self.module_.parameters()).device
-        gen = generator if generator is not None else make_generator(None, device)
+        gen = generator if generator is not None else base.make_generator(None, device)
         forced = self._forced_tokens(conditions, n, device)  # (n, c) in model order, -1 = free; or None
         pool = 1
         if forced is not None:
@@ -309,7 +300,7 @@ class ARN:
 
     # ---------------------------------------------------------------------------------------------- persistence
     def save(self, directory: Path) -> None:
-        require_fitted(self)
+        base.require_fitted(self)
         meta = {
             "n_features_in": self.n_features_in_,
             "columns": [asdict(c) for c in self.columns_],
@@ -318,18 +309,20 @@ class ARN:
             "privacy": self.privacy_,
         }
         state = {k: v for k, v in self.module_.state_dict().items()}
-        save_checkpoint(directory, kind="arn", config=self.config or ARNConfig(), state=state, meta=meta)
+        base.save_checkpoint(directory, kind="arn", config=self.config or ARNConfig(), state=state, meta=meta)
 
     @classmethod
     def load(cls, directory: Path, *, device: torch.device | str = "cpu") -> Self:
-        config, state, meta = load_checkpoint(directory, device=device)
-        cfg = config_from_dict(ARNConfig, config)
+        config, state, meta = base.load_checkpoint(directory, device=device)
+        cfg = base.config_from_dict(ARNConfig, config)
         model = cls(cfg, device=device)
         model.columns_ = [ColumnTokens(**c) for c in meta["columns"]]
         model.order_ = list(meta["order"])
         model.n_features_in_ = int(meta["n_features_in"])
         model.history_, model.privacy_ = meta.get("history"), meta.get("privacy")
-        model.module_ = ARNModule([model.columns_[j].n_tokens for j in model.order_], cfg).to(resolve_device(device))
+        model.module_ = ARNModule([model.columns_[j].n_tokens for j in model.order_], cfg).to(
+            base.resolve_device(device)
+        )
         model.module_.load_state_dict(state)
         model.module_.eval()
         return model

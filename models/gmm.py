@@ -36,16 +36,7 @@ from typing import Any, ClassVar, Self
 import torch
 from torch import Tensor
 
-from synthgate.models.base import (
-    check_matrix,
-    config_from_dict,
-    load_checkpoint,
-    make_generator,
-    require_fitted,
-    resolve_device,
-    save_checkpoint,
-    to_device,
-)
+from synthgate.models import base
 from synthgate.models.encoders.table import Span
 from synthgate.models.gmm_math import (
     MixtureLayout,
@@ -124,12 +115,12 @@ class GaussianMixture:
     def fit(self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[..., None] | None = None) -> Self:
         """Fit by EM; with `n_components=None` pick the component count by BIC on (a subsample of) `x`."""
         cfg = self.config
-        device = resolve_device(self.device)
-        x = to_device(check_matrix(x), device, torch.float64)  # (n, d); float64: EM sums many small terms
+        device = base.resolve_device(self.device)
+        x = base.to_device(base.check_matrix(x), device, torch.float64)  # (n, d); float64: EM sums many small terms
         n, d = x.shape
         self._fit_rows = n
         layout = MixtureLayout.from_spans(self.spans, d, device)
-        gen = make_generator(cfg.seed, device)
+        gen = base.make_generator(cfg.seed, device)
         if cfg.n_components is not None:
             if not 1 <= cfg.n_components <= n:
                 raise InvalidInputError(f"n_components must be between 1 and the number of rows ({n})")
@@ -305,8 +296,8 @@ class GaussianMixture:
     # ------------------------------------------------------------------------------------------------- sampling
     def score_samples(self, x: Tensor) -> Tensor:
         """(n,) log-likelihood of each encoded row under the mixture."""
-        require_fitted(self)
-        x = check_matrix(x).to(self.means_.device, torch.float64)
+        base.require_fitted(self)
+        x = base.check_matrix(x).to(self.means_.device, torch.float64)
         data = PreparedRows.of(x, self.layout_)
         weighted = self._log_prob_components(data, self._params()) + torch.log(self.weights_)
         return torch.logsumexp(weighted, dim=1)
@@ -328,9 +319,9 @@ class GaussianMixture:
         values do the same through their marginal density, and the free continuous dimensions are then drawn from
         each component's Gaussian conditioned on them (Bishop, PRML 2.3.1).
         """
-        require_fitted(self)
+        base.require_fitted(self)
         device = self.means_.device
-        gen = generator if generator is not None else make_generator(None, device)
+        gen = generator if generator is not None else base.make_generator(None, device)
         if conditions is None:
             return self._sample_block(n, None, gen)
         conditions = torch.as_tensor(conditions, dtype=torch.float64, device=device)
@@ -451,7 +442,7 @@ class GaussianMixture:
 
     # ---------------------------------------------------------------------------------------------- persistence
     def save(self, directory: Path) -> None:
-        require_fitted(self)
+        base.require_fitted(self)
         state = {
             "weights": self.weights_,
             "means": self.means_,
@@ -461,13 +452,13 @@ class GaussianMixture:
         }
         spans = [vars(s) for s in self.spans] if self.spans else None
         meta = {"n_features_in": self.n_features_in_, "spans": spans, "bic": self.bic_, "converged": self.converged_}
-        save_checkpoint(directory, kind="gmm", config=self.config, state=state, meta=meta)
+        base.save_checkpoint(directory, kind="gmm", config=self.config, state=state, meta=meta)
 
     @classmethod
     def load(cls, directory: Path, *, device: torch.device | str = "cpu") -> Self:
-        config, state, meta = load_checkpoint(directory, device=device)
+        config, state, meta = base.load_checkpoint(directory, device=device)
         spans = [Span(**s) for s in meta["spans"]] if meta["spans"] else None
-        model = cls(config_from_dict(GMMConfig, config), spans=spans, device=device)
+        model = cls(base.config_from_dict(GMMConfig, config), spans=spans, device=device)
         layout = MixtureLayout.from_spans(spans, meta["n_features_in"], torch.device(device))
         n_groups = len(layout.groups)
         params = {

@@ -18,17 +18,8 @@ from typing import Any, ClassVar, Self
 import torch
 from torch import Tensor, nn
 
+from synthgate.models import base
 from synthgate.models.backprop import supports_hand_backprop
-from synthgate.models.base import (
-    check_matrix,
-    config_from_dict,
-    load_checkpoint,
-    make_generator,
-    require_fitted,
-    resolve_device,
-    save_checkpoint,
-    to_device,
-)
 from synthgate.models.encoders.table import Span
 from synthgate.models.layout import SpanLayout, spans_from_meta, spans_to_meta
 from synthgate.models.optim import adam
@@ -111,12 +102,12 @@ class TableModel:
             progress: called after every epoch with a `Progress` (see `models.training.train`).
         """
         cfg = self.cfg
-        device = resolve_device(self.device)
-        x = to_device(check_matrix(x), device)  # (n, d), moved once
+        device = base.resolve_device(self.device)
+        x = base.to_device(base.check_matrix(x), device)  # (n, d), moved once
         self._check_rows(x)
         self.privacy_: dict[str, Any] | None = None
         with seeded(cfg.seed, device):
-            generator = make_generator(cfg.seed, device)
+            generator = base.make_generator(cfg.seed, device)
             self._setup(x.shape[1], device)
             self._fit(x, generator, progress)
         self.n_features_in_ = x.shape[1]
@@ -211,7 +202,7 @@ class TableModel:
 
     def save(self, directory: Path) -> None:
         """Write the checkpoint (config.json, state.pt, meta.json): the model is rebuilt on load, never unpickled."""
-        require_fitted(self)
+        base.require_fitted(self)
         h = getattr(self, "history_", None)
         meta = {
             "n_features_in": self.n_features_in_,
@@ -220,7 +211,7 @@ class TableModel:
             **({"epochs_run": h.epochs_run, "best_epoch": h.best_epoch, "fit_seconds": h.seconds} if h else {}),
             **({"privacy": self.privacy_} if getattr(self, "privacy_", None) else {}),
         }
-        save_checkpoint(directory, kind=self.kind, config=self.cfg, state=self._state(), meta=meta)
+        base.save_checkpoint(directory, kind=self.kind, config=self.cfg, state=self._state(), meta=meta)
         self._save_extra(Path(directory))
 
     def _save_extra(self, directory: Path) -> None:
@@ -229,10 +220,10 @@ class TableModel:
     @classmethod
     def load(cls, directory: Path, *, device: torch.device | str = "cpu") -> Self:
         """Rebuild a saved model on `device`."""
-        config, state, meta = load_checkpoint(directory, device=device)
-        config = config_from_dict(cls.config_class, cls._saved_config(config))
+        config, state, meta = base.load_checkpoint(directory, device=device)
+        config = base.config_from_dict(cls.config_class, cls._saved_config(config))
         model = cls(config, spans=spans_from_meta(meta["spans"]), device=device)
-        model._setup(meta["n_features_in"], resolve_device(device))
+        model._setup(meta["n_features_in"], base.resolve_device(device))
         model._load_state(state, meta, Path(directory))
         model.privacy_ = meta.get("privacy")
         model.n_features_in_ = meta["n_features_in"]

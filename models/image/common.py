@@ -18,14 +18,7 @@ from typing import Any, ClassVar, Self
 import torch
 from torch import Tensor, nn
 
-from synthgate.models.base import (
-    config_from_dict,
-    load_checkpoint,
-    make_generator,
-    require_fitted,
-    resolve_device,
-    save_checkpoint,
-)
+from synthgate.models import base
 from synthgate.models.privacy import PrivateTraining
 from synthgate.models.training import Progress, log_due, log_epoch, memory_batch_size
 from synthgate.schemas.errors import InvalidInputError
@@ -148,7 +141,7 @@ class ImageModel:
         """
         x = check_images(x)
         y = check_labels(conditions, x.shape[0])
-        device = resolve_device(self.device)
+        device = base.resolve_device(self.device)
         self.device_ = device
         self.image_shape_ = tuple(int(s) for s in x.shape[1:])
         n_classes = max(int(y.max()) + 1, getattr(self.config, "n_classes", None) or 0)
@@ -162,7 +155,7 @@ class ImageModel:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
             self.nets_ = {name: net.to(device) for name, net in self._build().items()}
-        self._train(x, y, make_generator(self.config.seed), progress)
+        self._train(x, y, base.make_generator(self.config.seed), progress)
         for net in self.nets_.values():
             net.eval()
         return self
@@ -170,8 +163,8 @@ class ImageModel:
     @torch.no_grad()
     def sample(self, n: int, *, conditions: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """`n` images (n, C, H, W) in [0, 1] on the CPU; `conditions` are (n,) class labels, else drawn from the prior."""
-        require_fitted(self, "image_shape_")
-        generator = generator if generator is not None else make_generator(None)
+        base.require_fitted(self, "image_shape_")
+        generator = generator if generator is not None else base.make_generator(None)
         if conditions is None:
             labels = torch.multinomial(self.class_prior_, n, replacement=True, generator=generator)
         else:
@@ -182,21 +175,21 @@ class ImageModel:
         return out.clamp(0, 1).cpu()
 
     def save(self, directory: Path) -> None:
-        require_fitted(self, "image_shape_")
+        base.require_fitted(self, "image_shape_")
         state = {f"{name}.{k}": v for name, net in self.nets_.items() for k, v in net.state_dict().items()}
         state["class_prior"] = self.class_prior_
         state.update({f"extra.{k}": v for k, v in self._extra_state().items()})
         meta = {"image_shape": list(self.image_shape_), "n_classes": self.n_classes_, "history": self.history_}
         if getattr(self, "privacy_", None):
             meta["privacy"] = self.privacy_
-        save_checkpoint(Path(directory), kind=self.kind, config=self.config, state=state, meta=meta)
+        base.save_checkpoint(Path(directory), kind=self.kind, config=self.config, state=state, meta=meta)
 
     @classmethod
     def load(cls, directory: Path, *, device: torch.device | str = "cpu") -> Self:
-        config, state, meta = load_checkpoint(Path(directory), device=device)
+        config, state, meta = base.load_checkpoint(Path(directory), device=device)
         if config.get("kind") != cls.kind:
             raise InvalidInputError(f"{directory}: holds a {config.get('kind')!r} model, not {cls.kind!r}")
-        model = cls(config_from_dict(cls.config_class, config), device=device)
+        model = cls(base.config_from_dict(cls.config_class, config), device=device)
         model.device_ = torch.device(device)
         model.image_shape_ = tuple(meta["image_shape"])
         model.n_classes_ = int(meta["n_classes"])
