@@ -47,8 +47,10 @@ class ImageData:
         return digest.hexdigest()
 
 
-def _minority(records, key, majority) -> list[str]:
-    return [f"{r.source} ({key(r)})" for r in records if key(r) != majority]
+def _minority_failure(records, key, majority: str, *, rule: str, detail: str, fix: str) -> ValidationFailure:
+    """One failure naming the images whose `key` differs from the majority's, so the user sees which to fix."""
+    odd = [f"{r.source} ({key(r)})" for r in records if key(r) != majority]
+    return ValidationFailure(column=None, rule=rule, count=len(odd), examples=odd[:10], detail=detail, fix=fix)
 
 
 def validate_images(raw: RawImages, *, min_per_class: int = 10) -> ImageData:
@@ -76,13 +78,12 @@ def validate_images(raw: RawImages, *, min_per_class: int = 10) -> ImageData:
     sizes = Counter(r.pixels.shape[:2] for r in good)
     if len(sizes) > 1:
         majority = sizes.most_common(1)[0][0]
-        odd = _minority(good, lambda r: f"{r.pixels.shape[0]}x{r.pixels.shape[1]}", f"{majority[0]}x{majority[1]}")
         failures.append(
-            ValidationFailure(
-                column=None,
+            _minority_failure(
+                good,
+                lambda r: f"{r.pixels.shape[0]}x{r.pixels.shape[1]}",
+                f"{majority[0]}x{majority[1]}",
                 rule="same_size",
-                count=len(odd),
-                examples=odd[:10],
                 detail=f"images have {len(sizes)} sizes (HxW): {dict((f'{h}x{w}', n) for (h, w), n in sizes.items())}; "
                 f"most are {majority[0]}x{majority[1]}",
                 fix=f"resize them yourself or pass --resize {majority[0]}x{majority[1]}",
@@ -91,13 +92,12 @@ def validate_images(raw: RawImages, *, min_per_class: int = 10) -> ImageData:
     channels = Counter(r.pixels.shape[2] for r in good)
     if len(channels) > 1:
         majority = channels.most_common(1)[0][0]
-        odd = _minority(good, lambda r: f"{r.pixels.shape[2]} channel(s)", f"{majority} channel(s)")
         failures.append(
-            ValidationFailure(
-                column=None,
+            _minority_failure(
+                good,
+                lambda r: f"{r.pixels.shape[2]} channel(s)",
+                f"{majority} channel(s)",
                 rule="same_channels",
-                count=len(odd),
-                examples=odd[:10],
                 detail=f"grayscale and colour images are mixed: {dict(channels)}",
                 fix="convert every image to grayscale or every image to RGB",
             )
