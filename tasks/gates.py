@@ -83,6 +83,7 @@ def evaluate_gates(
     validity: float | None = None,
     max_rows: int = MAX_ROWS,
     max_privacy_queries: int = MAX_PRIVACY_QUERIES,
+    timings: dict[str, float] | None = None,
 ) -> GateResult:
     """Measure every fidelity and privacy metric against the holdout and judge each against its threshold.
 
@@ -97,42 +98,12 @@ def evaluate_gates(
         validity: share of synthetic rows passing the input's validation suite (from `tasks.validate`); skipped if None.
         max_rows: rows per side in the detection test and per training set in ML utility.
         max_privacy_queries: query rows per set in the nearest-record search.
+        timings: a dict to fill with seconds per step, kept out of the result so a seeded result is reproducible; the
+            shared nearest-record search is timed as "nearest_records" (the four distance metrics then cost nothing).
 
     Returns:
         A `GateResult` with every metric's value, threshold, direction and verdict, and notes on subsampling.
         The `dcr_share_excess` metric's details carry the DCR histogram the report draws.
-    """
-    result, _ = evaluate_gates_timed(
-        train,
-        holdout,
-        synthetic,
-        schema,
-        thresholds,
-        target=target,
-        seed=seed,
-        validity=validity,
-        max_rows=max_rows,
-        max_privacy_queries=max_privacy_queries,
-    )
-    return result
-
-
-def evaluate_gates_timed(
-    train: pd.DataFrame,
-    holdout: pd.DataFrame,
-    synthetic: pd.DataFrame,
-    schema: TableSchema,
-    thresholds: GateThresholds | None = None,
-    *,
-    target: str | None = None,
-    seed: int = 0,
-    validity: float | None = None,
-    max_rows: int = MAX_ROWS,
-    max_privacy_queries: int = MAX_PRIVACY_QUERIES,
-) -> tuple[GateResult, dict[str, float]]:
-    """`evaluate_gates`, also returning seconds per step (kept out of the result, so a seeded result is reproducible).
-
-    The shared nearest-record search is timed as "nearest_records"; the four distance metrics then cost nothing.
     """
     thresholds = thresholds or GateThresholds()
     _check_columns(schema, train=train, holdout=holdout, synthetic=synthetic)
@@ -143,7 +114,7 @@ def evaluate_gates_timed(
     if len(holdout) == 0 or len(synthetic) == 0 or len(train) == 0:
         raise InvalidInputError("gates need non-empty train, holdout and synthetic tables")
 
-    timings: dict[str, float] = {}
+    timings = {} if timings is None else timings
 
     def timed(name: str, fn: Callable[[], object]) -> object:
         start = time.perf_counter()
@@ -231,7 +202,7 @@ def evaluate_gates_timed(
         "passed" if all(m.passed is not False for m in metrics) else "refused",
         ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()),
     )
-    return GateResult(metrics=metrics, notes=notes), timings
+    return GateResult(metrics=metrics, notes=notes)
 
 
 def _check_columns(schema: TableSchema, **frames: pd.DataFrame) -> None:
