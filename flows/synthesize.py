@@ -28,7 +28,7 @@ from synthgate.tasks.output import draw_synthetic
 from synthgate.tasks.plan import RunOptions, plan_run
 from synthgate.tasks.publish import StagedParquet, remove_stale_temporaries
 from synthgate.tasks.record import VERSION, build_metadata
-from synthgate.tasks.report import create_run_artifacts, facts_from_metadata, write_report
+from synthgate.tasks.report import create_run_artifacts, facts_from_metadata, render_report, write_report
 from synthgate.tasks.report_html import mark_published
 from synthgate.tasks.scan import BATCH_ROWS, MAX_TRAIN_ROWS
 from synthgate.tasks.select import candidate_names
@@ -175,8 +175,7 @@ def run_table(request: RunRequest, options: RunOptions | None = None, *, step: S
     report = request.resolved_report_path
     with _timed(timings, "report"):
         facts = facts_from_metadata(metadata)
-        write_report(
-            report,
+        html = render_report(
             schema=prepared.schema,
             real=holdout,
             synthetic=synthetic,
@@ -186,6 +185,7 @@ def run_table(request: RunRequest, options: RunOptions | None = None, *, step: S
             notes=metadata.notes,
             pending=gates.passed,  # says PUBLISHED only once the output is committed (mark_published below)
         )
+        write_report(report, html)
         create_run_artifacts(gates, facts)
     if not gates.passed:
         raise refusal(gates, report, metadata, staged)
