@@ -55,23 +55,10 @@ def distribution_figure(
             lo, hi = np.quantile(both, [0.005, 0.995])
             n_bins = int(np.clip(np.sqrt(min(rea.size or syn.size, syn.size)), 10, 40))  # coarser for small samples
             bins = np.linspace(lo, hi if hi > lo else lo + 1, n_bins + 1)
-            if rea.size:
-                ax.hist(
-                    np.clip(rea[np.isfinite(rea)], lo, hi),
-                    bins,
-                    density=True,
-                    alpha=0.55,
-                    color=REAL_COLOR,
-                    label="real",
-                )
-            ax.hist(
-                np.clip(syn[np.isfinite(syn)], lo, hi),
-                bins,
-                density=True,
-                alpha=0.55,
-                color=SYN_COLOR,
-                label="synthetic",
-            )
+            for values, color, label in ((rea, REAL_COLOR, "real"), (syn, SYN_COLOR, "synthetic")):
+                if values.size:  # no real side when the report draws the synthetic rows alone
+                    finite = np.clip(values[np.isfinite(values)], lo, hi)
+                    ax.hist(finite, bins, density=True, alpha=0.55, color=color, label=label)
         ax.set_yticks([])
         if col.kind.value == "datetime":
             ax.tick_params(axis="x", labelrotation=30)

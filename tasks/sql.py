@@ -157,17 +157,7 @@ def write_table(frame: pd.DataFrame, url: str, table: str) -> str:
         raise
 
 
-stage_table_task = task(
-    name="stage-sql-table",
-    retries=2,
-    retry_delay_seconds=[1, 5],
-    retry_condition_fn=retry_on_transient,
-    cache_policy=NO_CACHE,
-)(stage_table)
-commit_staged_task = task(
-    name="publish-sql-table",
-    retries=2,
-    retry_delay_seconds=[1, 5],
-    retry_condition_fn=retry_on_transient,
-    cache_policy=NO_CACHE,
-)(commit_staged)
+# Both steps talk to the database: retried on transient errors only, never cached.
+_DATABASE_STEP = {"retries": 2, "retry_delay_seconds": [1, 5], "retry_condition_fn": retry_on_transient}
+stage_table_task = task(name="stage-sql-table", cache_policy=NO_CACHE, **_DATABASE_STEP)(stage_table)
+commit_staged_task = task(name="publish-sql-table", cache_policy=NO_CACHE, **_DATABASE_STEP)(commit_staged)

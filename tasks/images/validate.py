@@ -47,10 +47,16 @@ class ImageData:
         return digest.hexdigest()
 
 
-def _minority_failure(records, key, majority: str, *, rule: str, detail: str, fix: str) -> ValidationFailure:
-    """One failure naming the images whose `key` differs from the majority's, so the user sees which to fix."""
-    odd = [f"{r.source} ({key(r)})" for r in records if key(r) != majority]
-    return ValidationFailure(column=None, rule=rule, count=len(odd), examples=odd[:10], detail=detail, fix=fix)
+def _minority(records, key, majority: str) -> list[str]:
+    """The images whose `key` differs from the majority's, each with its own value, so the user sees which to fix."""
+    return [f"{r.source} ({key(r)})" for r in records if key(r) != majority]
+
+
+def _failure(rule: str, offenders: list[str], detail: str, fix: str, column: str | None = None) -> ValidationFailure:
+    """A broken rule with how many items break it and the first ten of them."""
+    return ValidationFailure(
+        column=column, rule=rule, count=len(offenders), examples=offenders[:10], detail=detail, fix=fix
+    )
 
 
 def validate_images(raw: RawImages, *, min_per_class: int = 10) -> ImageData:
@@ -66,77 +72,67 @@ def validate_images(raw: RawImages, *, min_per_class: int = 10) -> ImageData:
     good = [r for r in raw.records if r.error is None]
     if bad:
         failures.append(
-            ValidationFailure(
-                column=None,
-                rule="readable_image",
-                count=len(bad),
-                examples=[r.source for r in bad[:10]],
-                detail=f"cannot decode {bad[0].source}: {bad[0].error}",
-                fix="delete or re-export these files as PNG/JPEG; nothing was trained",
+            _failure(
+                "readable_image",
+                [r.source for r in bad],
+                f"cannot decode {bad[0].source}: {bad[0].error}",
+                "delete or re-export these files as PNG/JPEG; nothing was trained",
             )
         )
     sizes = Counter(r.pixels.shape[:2] for r in good)
     if len(sizes) > 1:
-        majority = sizes.most_common(1)[0][0]
+        (h, w), _ = sizes.most_common(1)[0]
         failures.append(
-            _minority_failure(
-                good,
-                lambda r: f"{r.pixels.shape[0]}x{r.pixels.shape[1]}",
-                f"{majority[0]}x{majority[1]}",
-                rule="same_size",
-                detail=f"images have {len(sizes)} sizes (HxW): {dict((f'{h}x{w}', n) for (h, w), n in sizes.items())}; "
-                f"most are {majority[0]}x{majority[1]}",
-                fix=f"resize them yourself or pass --resize {majority[0]}x{majority[1]}",
+            _failure(
+                "same_size",
+                _minority(good, lambda r: f"{r.pixels.shape[0]}x{r.pixels.shape[1]}", f"{h}x{w}"),
+                f"images have {len(sizes)} sizes (HxW): {dict((f'{a}x{b}', n) for (a, b), n in sizes.items())}; "
+                f"most are {h}x{w}",
+                f"resize them yourself or pass --resize {h}x{w}",
             )
         )
     channels = Counter(r.pixels.shape[2] for r in good)
     if len(channels) > 1:
         majority = channels.most_common(1)[0][0]
         failures.append(
-            _minority_failure(
-                good,
-                lambda r: f"{r.pixels.shape[2]} channel(s)",
-                f"{majority} channel(s)",
-                rule="same_channels",
-                detail=f"grayscale and colour images are mixed: {dict(channels)}",
-                fix="convert every image to grayscale or every image to RGB",
+            _failure(
+                "same_channels",
+                _minority(good, lambda r: f"{r.pixels.shape[2]} channel(s)", f"{majority} channel(s)"),
+                f"grayscale and colour images are mixed: {dict(channels)}",
+                "convert every image to grayscale or every image to RGB",
             )
         )
-    out_of_range = [r for r in good if float(r.pixels.min()) < 0 or float(r.pixels.max()) > 1]
+    out_of_range = [r.source for r in good if float(r.pixels.min()) < 0 or float(r.pixels.max()) > 1]
     if out_of_range:
         failures.append(
-            ValidationFailure(
-                column=None,
-                rule="pixel_range",
-                count=len(out_of_range),
-                examples=[r.source for r in out_of_range[:10]],
-                detail="float pixels must lie in [0, 1]",
-                fix="store uint8 pixels (0-255) or floats scaled to [0, 1]",
+            _failure(
+                "pixel_range",
+                out_of_range,
+                "float pixels must lie in [0, 1]",
+                "store uint8 pixels (0-255) or floats scaled to [0, 1]",
             )
         )
     per_class = Counter(r.label for r in good)
     empty = [c for c in raw.classes if per_class[c] == 0]
     if empty:
         failures.append(
-            ValidationFailure(
+            _failure(
+                "non_empty_class",
+                empty,
+                "these classes have no readable image",
+                "add images to these class folders or remove the folders",
                 column="label",
-                rule="non_empty_class",
-                count=len(empty),
-                examples=empty[:10],
-                detail="these classes have no readable image",
-                fix="add images to these class folders or remove the folders",
             )
         )
     small = [f"{c} ({per_class[c]})" for c in raw.classes if 0 < per_class[c] < min_per_class]
     if small:
         failures.append(
-            ValidationFailure(
+            _failure(
+                "min_images_per_class",
+                small,
+                f"a class needs at least {min_per_class} images to train on and to keep a holdout share",
+                "add images to these classes, merge or drop them, or lower min_per_class",
                 column="label",
-                rule="min_images_per_class",
-                count=len(small),
-                examples=small[:10],
-                detail=f"a class needs at least {min_per_class} images to train on and to keep a holdout share",
-                fix="add images to these classes, merge or drop them, or lower min_per_class",
             )
         )
     if not good and not failures:
