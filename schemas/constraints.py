@@ -136,13 +136,17 @@ def numeric_values(series: pd.Series, kind: str, fmt: str | None = None) -> np.n
     """Float64 values (datetimes as seconds since the epoch, text dates parsed with `fmt` when the schema has one);
     missing or unparsable is NaN."""
     if kind == "datetime":
-        stamps = series if pd.api.types.is_datetime64_any_dtype(series) else _parse_dates(series, fmt)
-        if getattr(stamps.dt, "tz", None) is not None:
-            stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-        seconds = stamps.astype("datetime64[ns]").astype("int64").to_numpy(dtype=np.float64) / 1e9
-        seconds[stamps.isna().to_numpy()] = np.nan
-        return seconds
+        return epoch_seconds(series if pd.api.types.is_datetime64_any_dtype(series) else _parse_dates(series, fmt))
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def epoch_seconds(stamps: pd.Series) -> np.ndarray:
+    """Datetimes as float64 seconds since the epoch, time zones converted to UTC first; NaT is NaN."""
+    if getattr(stamps.dt, "tz", None) is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    seconds = stamps.astype("datetime64[ns]").astype("int64").to_numpy(dtype=np.float64) / 1e9
+    seconds[stamps.isna().to_numpy()] = np.nan
+    return seconds
 
 
 def _parse_dates(series: pd.Series, fmt: str | None = None) -> pd.Series:

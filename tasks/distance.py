@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from synthgate.schemas.constraints import epoch_seconds
 from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema
 
 logger = logging.getLogger(__name__)
@@ -41,12 +42,7 @@ _MISSING = "__missing__"
 def numeric_values(series: pd.Series, col: ColumnSchema) -> np.ndarray:
     """Numbers as float64 (datetimes as seconds since the epoch); missing values are NaN."""
     if col.kind == ColumnKind.DATETIME:
-        stamps = pd.to_datetime(series, errors="coerce")
-        if getattr(stamps.dt, "tz", None) is not None:
-            stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-        seconds = stamps.astype("datetime64[ns]").astype("int64").to_numpy(dtype=np.float64) / 1e9
-        seconds[stamps.isna().to_numpy()] = np.nan
-        return seconds
+        return epoch_seconds(pd.to_datetime(series, errors="coerce"))
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
