@@ -18,6 +18,16 @@ from synthgate.tasks.validate import valid_row_share
 warnings.filterwarnings("ignore", category=UserWarning)
 
 
+def _private_penguins(penguins, model: str, *, public_schema: bool):
+    """Complete penguin rows, 80% of them prepared for `model` at epsilon 1 as the flow does; returns (train, prepared)."""
+    frame = penguins.dropna().reset_index(drop=True)
+    train, _ = split_holdout(frame, fraction=0.2, seed=0)
+    schema = infer_schema(frame)
+    return train, prepare_training(
+        train, schema, model=model, epsilon=1.0, delta=None, rare_k=None, public_schema=public_schema
+    )
+
+
 @pytest.mark.slow
 def test_accountant_matches_opacus_for_a_known_configuration():
     # Arrange: 1000 rows, batches of 100 (q = 0.1), 5 epochs = 50 steps, target (3, 1e-4).
@@ -61,11 +71,7 @@ def test_dp_autoencoder_spends_within_budget_and_round_trips(penguins, tmp_path)
     # Arrange: DP-SGD on the networks (80% of the budget), then DP-EM on the bounded codes (20%).
     from synthgate.models.registry import build_model, load_model
 
-    frame = penguins.dropna().reset_index(drop=True)
-    train, _ = split_holdout(frame, fraction=0.2, seed=0)
-    prepared = prepare_training(
-        train, infer_schema(frame), model="autoencoder", epsilon=1.0, delta=None, rare_k=None, public_schema=True
-    )
+    _, prepared = _private_penguins(penguins, "autoencoder", public_schema=True)
     private = prepared.private
     options = prepared.model_options({"epochs": 3, "batch_size": 64})
 
@@ -90,11 +96,7 @@ def test_dp_gmm_at_epsilon_one_is_schema_valid_and_within_budget(penguins):
     # Arrange: DP bounds from 10% of the budget, DP-EM with the rest (the flow builds prepared.model_name("gmm")).
     from synthgate.models.registry import build_model
 
-    frame = penguins.dropna().reset_index(drop=True)
-    train, _ = split_holdout(frame, fraction=0.2, seed=0)
-    prepared = prepare_training(
-        train, infer_schema(frame), model="gmm", epsilon=1.0, delta=None, rare_k=None, public_schema=False
-    )
+    train, prepared = _private_penguins(penguins, "gmm", public_schema=False)
     private = prepared.private
     name = prepared.model_name("gmm")
 
@@ -155,11 +157,7 @@ def test_dp_vae_at_epsilon_one_is_schema_valid(penguins):
     # Arrange
     from synthgate.models.vae import VAE, VAEConfig
 
-    frame = penguins.dropna().reset_index(drop=True)
-    train, _ = split_holdout(frame, fraction=0.2, seed=0)
-    prepared = prepare_training(
-        train, infer_schema(frame), model="vae", epsilon=1.0, delta=None, rare_k=None, public_schema=True
-    )
+    train, prepared = _private_penguins(penguins, "vae", public_schema=True)
     private = prepared.private
     config = VAEConfig(**prepared.model_options({"epochs": 5, "batch_size": 64}))
 
