@@ -47,6 +47,49 @@ def wine() -> pd.DataFrame:
     return frame
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules of small matrices that must run on one thread whatever SYNTHGATE_TEST_THREADS says: a second
+    thread only adds spin-waiting on shared cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def small_encoded(penguins):
+    """Complete penguin rows encoded with modes for continuous columns, as the flow does for the neural models."""
+    from synthgate.models.encoders.table import TableEncoder
+    from synthgate.schemas.table import infer_schema
+
+    frame = penguins.dropna().reset_index(drop=True)
+    encoder = TableEncoder(infer_schema(frame), normalization="mode").fit(frame)
+    return encoder, encoder.transform(frame)
+
+
+@pytest.fixture
+def output_metadata():
+    """Build the metadata a published file carries for `frame`: a passing gate, every row counted as output."""
+    from datetime import UTC, datetime
+
+    from synthgate.schemas.gates import GateResult, MetricResult
+    from synthgate.schemas.metadata import OutputMetadata
+    from synthgate.schemas.table import infer_schema
+
+    def build(frame: pd.DataFrame) -> OutputMetadata:
+        gates = GateResult(metrics=[MetricResult.judge("column_shapes", "fidelity", 0.9, 0.85, "min")])
+        return OutputMetadata(
+            synthgate_version="test", run_id="r1", created_at=datetime.now(UTC), source="x.parquet", model="gmm",
+            seed=1, n_rows_input=len(frame), n_rows_train=len(frame), n_rows_holdout=0, n_rows_output=len(frame),
+            data_hash="abc", schema=infer_schema(frame).model_dump(mode="json"), request={"input": "x"}, gates=gates,
+        )  # fmt: skip
+
+    return build
+
+
 def pytest_collection_modifyitems(config, items):
     """A test that starts the Prefect test harness is slow by definition (the harness alone takes 10-50 s to start),
     so `make test-fast` (`-m "not slow"`) never starts a Prefect server."""

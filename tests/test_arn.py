@@ -13,16 +13,9 @@ from synthgate.models.encoders.table import TableEncoder
 from synthgate.schemas.table import infer_schema
 from synthgate.tasks.sample import encode_conditions
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 FAST = ARNConfig(embed_dim=16, hidden=32, epochs=3, batch_size=256)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two shared cores: torch's second thread only adds spin-waiting to these small matrices."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -2,43 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pandas as pd
 import pytest
 
 from synthgate.models.encoders import TableEncoder
 from synthgate.models.gmm import GaussianMixture
 from synthgate.schemas.errors import InvalidInputError
-from synthgate.schemas.gates import GateResult, MetricResult
-from synthgate.schemas.metadata import OutputMetadata
 from synthgate.schemas.table import infer_schema
 from synthgate.tasks.publish import read_metadata, write_parquet
 from synthgate.tasks.sample import sample_rows
 
 
-def _metadata(frame: pd.DataFrame) -> OutputMetadata:
-    gates = GateResult(metrics=[MetricResult.judge("column_shapes", "fidelity", 0.9, 0.85, "min")])
-    return OutputMetadata(
-        synthgate_version="test", run_id="r1", created_at=datetime.now(UTC), source="dataset:penguins", model="gmm",
-        seed=1, n_rows_input=len(frame), n_rows_train=len(frame), n_rows_holdout=0, n_rows_output=len(frame),
-        data_hash="abc", schema=infer_schema(frame).model_dump(mode="json"), request={"input": "x"}, gates=gates,
-    )  # fmt: skip
-
-
-def test_parquet_round_trip_keeps_dtypes_and_metadata(penguins, tmp_path):
+def test_parquet_round_trip_keeps_dtypes_and_metadata(penguins, tmp_path, output_metadata):
     path = tmp_path / "out" / "p.parquet"
-    write_parquet(penguins, path, _metadata(penguins))
+    write_parquet(penguins, path, output_metadata(penguins))
     pd.testing.assert_frame_equal(pd.read_parquet(path), penguins)
     meta = read_metadata(path)
     assert meta.run_id == "r1" and meta.gates.metric("column_shapes").passed is True
     assert [p.name for p in path.parent.iterdir()] == ["p.parquet"]  # no temp file left
 
 
-def test_failed_write_leaves_nothing_behind(tmp_path):
+def test_failed_write_leaves_nothing_behind(tmp_path, output_metadata):
     bad = pd.DataFrame({"a": [object(), object()]})  # arrow cannot convert arbitrary objects
     with pytest.raises(Exception):  # noqa: B017 - any arrow error; the point is what is left on disk
-        write_parquet(bad, tmp_path / "x.parquet", _metadata(pd.DataFrame({"a": [1, 2]})))
+        write_parquet(bad, tmp_path / "x.parquet", output_metadata(pd.DataFrame({"a": [1, 2]})))
     assert list(tmp_path.iterdir()) == []
 
 

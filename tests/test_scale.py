@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,6 @@ from bench.tables import mixed_table
 from synthgate.models.encoders import TableEncoder
 from synthgate.models.gmm import GaussianMixture, GMMConfig
 from synthgate.schemas.errors import ValidationFailedError
-from synthgate.schemas.gates import GateResult, MetricResult
-from synthgate.schemas.metadata import OutputMetadata
 from synthgate.schemas.table import infer_schema
 from synthgate.tasks.ingest import data_hash, read_table
 from synthgate.tasks.publish import StagedParquet, read_metadata, write_parquet
@@ -29,15 +26,6 @@ from synthgate.tasks.scan import UniformSample, profile_source, scan_source
 from synthgate.tasks.validate import validate_table
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _metadata(frame: pd.DataFrame) -> OutputMetadata:
-    gates = GateResult(metrics=[MetricResult.judge("column_shapes", "fidelity", 0.9, 0.85, "min")])
-    return OutputMetadata(
-        synthgate_version="test", run_id="r1", created_at=datetime.now(UTC), source="x.parquet", model="gmm",
-        seed=1, n_rows_input=len(frame), n_rows_train=len(frame), n_rows_holdout=0, n_rows_output=len(frame),
-        data_hash="abc", schema=infer_schema(frame).model_dump(mode="json"), request={"input": "x"}, gates=gates,
-    )  # fmt: skip
 
 
 def _table() -> pd.DataFrame:
@@ -116,7 +104,7 @@ def test_uniform_sample_does_not_depend_on_the_batch_size():
 
 
 @pytest.mark.slow
-def test_row_group_output_equals_one_shot_output(tmp_path):
+def test_row_group_output_equals_one_shot_output(tmp_path, output_metadata):
     # Arrange: a fitted GMM; integer identifiers are regenerated, so they must continue across batches too
     frame = mixed_table(800, 6, seed=1)
     frame["row_id"] = np.arange(len(frame))
@@ -127,12 +115,12 @@ def test_row_group_output_equals_one_shot_output(tmp_path):
     from synthgate.tasks.protect import complete_output
 
     one_shot = complete_output(sample_rows(model, encoder, n, seed=9), schema, seed=9)
-    write_parquet(one_shot, tmp_path / "one.parquet", _metadata(one_shot))
+    write_parquet(one_shot, tmp_path / "one.parquet", output_metadata(one_shot))
 
     # Act: the same seed, streamed batch by batch into row groups
     staged = StagedParquet(tmp_path / "many.parquet")
     kept = stream_output(model, encoder, schema, n, staged, seed=9, keep_rows=1_500)
-    staged.commit(_metadata(one_shot))
+    staged.commit(output_metadata(one_shot))
 
     # Assert
     streamed = pd.read_parquet(tmp_path / "many.parquet")
