@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from synthgate.schemas.request import ParquetRunRequest
+
 
 class ImageSchema(BaseModel):
     """Shape, classes and value range of one image set (inferred at validation, carried into the output metadata)."""
@@ -78,7 +80,7 @@ class ImageGateThresholds(BaseModel):
     )
 
 
-class ImageRunRequest(BaseModel):
+class ImageRunRequest(ParquetRunRequest):
     """One image synthesis or augmentation run.
 
     `input` is a folder of class sub-folders of PNG/JPEG files, an `.npz` file (`images`, `labels`), a Parquet file with
@@ -107,13 +109,6 @@ class ImageRunRequest(BaseModel):
     thresholds: ImageGateThresholds = Field(default_factory=ImageGateThresholds)
     report_path: Path | None = Field(None, description="HTML report; default: beside the output, OUT.html")
 
-    @field_validator("output")
-    @classmethod
-    def _parquet_output(cls, value: Path) -> Path:
-        if value.suffix.lower() != ".parquet":
-            raise ValueError(f"output {str(value)!r} must end in .parquet")
-        return value
-
     @field_validator("resize")
     @classmethod
     def _positive_size(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -136,7 +131,3 @@ class ImageRunRequest(BaseModel):
         if self.delta is not None and self.epsilon is None:
             raise ValueError("--delta only means something with --epsilon")
         return self
-
-    @property
-    def resolved_report_path(self) -> Path:
-        return self.report_path or self.output.with_suffix(".html")

@@ -12,7 +12,25 @@ from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.gates import GateThresholds
 
 
-class RunRequest(BaseModel):
+class ParquetRunRequest(BaseModel):
+    """What the table and image run requests share: `output` is a Parquet file, the report defaults to beside it.
+
+    Each subclass declares `output` and `report_path` itself, so its fields keep their own order.
+    """
+
+    @field_validator("output", check_fields=False)
+    @classmethod
+    def _parquet_output(cls, value: Path) -> Path:
+        if value.suffix.lower() != ".parquet":
+            raise ValueError(f"output {str(value)!r} must end in .parquet")
+        return value
+
+    @property
+    def resolved_report_path(self) -> Path:
+        return self.report_path or self.output.with_suffix(".html")
+
+
+class RunRequest(ParquetRunRequest):
     """One synthesis run of a table.
 
     `input` is a file path (CSV or Parquet), a SQLAlchemy URL (with `table` naming a table, or a `SELECT` query), or
@@ -47,22 +65,11 @@ class RunRequest(BaseModel):
         None, gt=0, description="--model auto: seconds for all candidates; default scaled to the table"
     )
 
-    @field_validator("output")
-    @classmethod
-    def _parquet_output(cls, value: Path) -> Path:
-        if value.suffix.lower() != ".parquet":
-            raise ValueError(f"output {str(value)!r} must end in .parquet")
-        return value
-
     @model_validator(mode="after")
     def _consistent(self) -> RunRequest:
         if self.rows_per_class is not None and self.balance is None:
             raise ValueError("rows_per_class needs balance=COLUMN to say which classes to fill")
         return self
-
-    @property
-    def resolved_report_path(self) -> Path:
-        return self.report_path or self.output.with_suffix(".html")
 
     @classmethod
     def from_sources(cls, config: Path | None = None, **overrides: Any) -> RunRequest:
