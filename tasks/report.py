@@ -355,8 +355,7 @@ def regenerate_report(parquet_path: str | Path, html_path: str | Path) -> Path:
     except InvalidInputError as exc:
         logger.warning("regenerate_report: real input unavailable (%s); drawing the synthetic side only", exc)
         real = None
-    return write_report(
-        html_path,
+    text = render_report(
         schema=schema,
         real=real,
         synthetic=synthetic,
@@ -365,3 +364,4 @@ def regenerate_report(parquet_path: str | Path, html_path: str | Path) -> Path:
         candidates=meta.candidates,
         notes=meta.notes,
     )
+    return write_report(html_path, text)
