@@ -18,6 +18,12 @@ from synthgate.tasks.validate import valid_row_share
 warnings.filterwarnings("ignore", category=UserWarning)
 
 
+def _assert_same_draws(model, loaded, n: int, *, seed: int) -> None:
+    """A saved and reloaded model draws exactly what the fitted one draws from the same seed."""
+    same = [m.sample(n, generator=torch.Generator().manual_seed(seed)) for m in (model, loaded)]
+    assert torch.equal(*same)
+
+
 def _private_penguins(penguins, model: str, *, public_schema: bool):
     """Complete penguin rows, 80% of them prepared for `model` at epsilon 1 as the flow does; returns (train, prepared)."""
     frame = penguins.dropna().reset_index(drop=True)
@@ -87,8 +93,7 @@ def test_dp_autoencoder_spends_within_budget_and_round_trips(penguins, tmp_path)
     assert prepared.spent(model)[0] <= 1.0 + 1e-6
     assert valid_row_share(synthetic, prepared.schema) == 1.0
     assert loaded.privacy_ == model.privacy_
-    same = [m.sample(20, generator=torch.Generator().manual_seed(1)) for m in (model, loaded)]
-    assert torch.equal(*same)
+    _assert_same_draws(model, loaded, 20, seed=1)
 
 
 @pytest.mark.slow
@@ -148,8 +153,7 @@ def test_dp_gmm_refuses_a_bic_search_and_round_trips(tmp_path):
     with pytest.raises(InvalidInputError, match="n_components"):
         DPGaussianMixture(DPGMMConfig(n_components=None), device="cpu").fit(x)
     assert loaded.config == model.config and loaded.privacy_ == model.privacy_
-    same = [m.sample(50, generator=torch.Generator().manual_seed(3)) for m in (model, loaded)]
-    assert torch.equal(*same)
+    _assert_same_draws(model, loaded, 50, seed=3)
 
 
 @pytest.mark.slow
