@@ -205,28 +205,35 @@ def _sample(frame: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFra
     return frame.iloc[rng.choice(len(frame), size=min(n, len(frame)), replace=False)].reset_index(drop=True)
 
 
-def singling_out(
-    train: pd.DataFrame,
-    control: pd.DataFrame,
-    synthetic: pd.DataFrame,
-    schema: TableSchema,
-    *,
-    n_attacks: int = DEFAULT_ATTACKS,
-    n_cols: int = 3,
-    seed: int = 0,
-) -> AttackResult:
+@dataclass(frozen=True)
+class Attack:
+    """What every attack is given: the rows the model saw (`train`), real rows it never saw (`control`), the release
+    and its schema, and how many targets to draw per side with which seed."""
+
+    train: pd.DataFrame
+    control: pd.DataFrame
+    synthetic: pd.DataFrame
+    schema: TableSchema
+    n_attacks: int = DEFAULT_ATTACKS
+    seed: int = 0
+
+    def start(self) -> tuple[np.random.Generator, _Space]:
+        """A generator fresh from the seed and the release's space: each attack draws the same way whatever ran before."""
+        return np.random.default_rng(self.seed), _Space(self.synthetic, self.schema)
+
+
+def singling_out(attack: Attack, *, n_cols: int = 3) -> AttackResult:
     """Multivariate singling out: predicates from synthetic rows that isolate one synthetic row, tried on real data."""
-    rng = np.random.default_rng(seed)
-    space = _Space(synthetic, schema)
-    syn = np.asfortranarray(space.encode(synthetic))  # column-major: predicates scan whole columns
-    n_ref = min(len(train), len(control))
-    tr = np.asfortranarray(space.encode(_sample(train, n_ref, rng)))
-    co = np.asfortranarray(space.encode(_sample(control, n_ref, rng)))
+    rng, space = attack.start()
+    syn = np.asfortranarray(space.encode(attack.synthetic))  # column-major: predicates scan whole columns
+    n_ref = min(len(attack.train), len(attack.control))
+    tr = np.asfortranarray(space.encode(_sample(attack.train, n_ref, rng)))
+    co = np.asfortranarray(space.encode(_sample(attack.control, n_ref, rng)))
     k = min(n_cols, syn.shape[1])
     medians = np.median(syn, axis=0) if len(syn) else np.zeros(syn.shape[1])
     queries: list[list[tuple[int, str, float]]] = []
-    for _ in range(n_attacks * 5):  # predicates that do not single out a synthetic row are discarded
-        if len(queries) >= n_attacks or k == 0:
+    for _ in range(attack.n_attacks * 5):  # predicates that do not single out a synthetic row are discarded
+        if len(queries) >= attack.n_attacks or k == 0:
             break
         row = syn[rng.integers(len(syn))]
         query: list[tuple[int, str, float]] = []
@@ -258,58 +265,39 @@ def _matches(data: np.ndarray, query: list[tuple[int, str, float]]) -> int:
     return int(mask.sum())
 
 
-def linkability(
-    train: pd.DataFrame,
-    control: pd.DataFrame,
-    synthetic: pd.DataFrame,
-    schema: TableSchema,
-    *,
-    n_attacks: int = DEFAULT_ATTACKS,
-    n_neighbors: int = 1,
-    seed: int = 0,
-) -> AttackResult:
+def linkability(attack: Attack, *, n_neighbors: int = 1) -> AttackResult:
     """Link the two column halves of a record through its nearest synthetic rows on each half."""
-    rng = np.random.default_rng(seed)
-    space = _Space(synthetic, schema)
-    syn = space.encode(synthetic)
+    rng, space = attack.start()
+    syn = space.encode(attack.synthetic)
     cols = rng.permutation(syn.shape[1])
     halves = [cols[: len(cols) // 2], cols[len(cols) // 2 :]]
 
     def hits(frame: pd.DataFrame) -> tuple[int, int]:
-        x = space.encode(_sample(frame, n_attacks, rng))
+        x = space.encode(_sample(frame, attack.n_attacks, rng))
         near = nearest_in_groups(space, x, syn, halves, k=n_neighbors)  # (n, k, 2)
         linked = sum(bool(set(row[:, 0]) & set(row[:, 1])) for row in near)
         return linked, len(x)
 
-    (ht, nt), (hc, nc) = hits(train), hits(control)
+    (ht, nt), (hc, nc) = hits(attack.train), hits(attack.control)
     return risk_from_counts("linkability_risk", ht, nt, hc, nc)
 
 
-def inference(
-    train: pd.DataFrame,
-    control: pd.DataFrame,
-    synthetic: pd.DataFrame,
-    schema: TableSchema,
-    *,
-    secret: str | None = None,
-    n_attacks: int = DEFAULT_ATTACKS,
-    seed: int = 0,
-) -> AttackResult:
+def inference(attack: Attack, *, secret: str | None = None) -> AttackResult:
     """Guess a secret column from the nearest synthetic row on all other columns; the worst column when `secret` is None.
 
     Every candidate secret is one column group (all other columns), so one pass over the synthetic rows finds the
     nearest row for every secret at once.
     """
-    rng = np.random.default_rng(seed)
-    space = _Space(synthetic, schema)
-    syn = space.encode(synthetic)
+    rng, space = attack.start()
+    syn = space.encode(attack.synthetic)
     names = [c.name for c in space.columns]
     targets = [names.index(secret)] if secret is not None else list(range(len(names)))
     targets = [j for j in targets if len(names) > 1]
     if not targets:
         return risk_from_counts("inference_risk", 0, 0, 0, 0)
     groups = [np.array([i for i in range(len(names)) if i != j]) for j in targets]
-    xt, xc = space.encode(_sample(train, n_attacks, rng)), space.encode(_sample(control, n_attacks, rng))
+    xt = space.encode(_sample(attack.train, attack.n_attacks, rng))
+    xc = space.encode(_sample(attack.control, attack.n_attacks, rng))
     near_t = nearest_in_groups(space, xt, syn, groups)[:, 0, :]  # (n, n_targets)
     near_c = nearest_in_groups(space, xc, syn, groups)[:, 0, :]
 
@@ -345,11 +333,8 @@ def measure_risks(
     thresholds = thresholds or {}
     if len(synthetic) > MAX_SYNTHETIC_ROWS:
         synthetic = _sample(synthetic, MAX_SYNTHETIC_ROWS, np.random.default_rng(seed))
-    results = [
-        singling_out(train, control, synthetic, schema, n_attacks=n_attacks, seed=seed),
-        linkability(train, control, synthetic, schema, n_attacks=n_attacks, seed=seed),
-        inference(train, control, synthetic, schema, n_attacks=n_attacks, seed=seed),
-    ]
+    attack = Attack(train, control, synthetic, schema, n_attacks=n_attacks, seed=seed)
+    results = [singling_out(attack), linkability(attack), inference(attack)]
     for r in results:
         logger.info(
             "risk: %s %.3f [%.3f, %.3f] (train %.3f, control %.3f)",
