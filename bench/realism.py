@@ -24,12 +24,10 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-RESULTS = Path(__file__).parent / "results" / "realism.json"
 PEERS_NOT_RUN = ("sdv_gaussiancopula", "sdv_tvae", "sdv_ctgan", "mostlyai_tabularargn")
 
 # table -> (loader, ML-utility target or None)
@@ -222,7 +220,6 @@ def main() -> None:
     parser.add_argument("--tables", nargs="+", default=[*SMALL, *RDATASETS])
     parser.add_argument("--models", nargs="+", default=["gmm", "arn", "cart"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     jobs = [(t, m, s) for t in args.tables for m in args.models for s in args.seeds]
     runs = []
@@ -232,11 +229,21 @@ def main() -> None:
             print(json.dumps(result), flush=True)
     rows = median_rows(runs)
     print_table(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"runs": runs, "median": rows, "peers_not_run": list(PEERS_NOT_RUN)}
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    tmp.replace(args.out)
+    from bench.results import record
+
+    record(
+        "realism",
+        [record_row(row) for row in rows],
+        title="Realism on real tables: detection AUC, quality, utility and privacy per table and model (median of seeds)",
+        notes=[f"peers not run in this bench yet: {', '.join(PEERS_NOT_RUN)}"],
+    )
+
+
+def record_row(row: dict) -> dict:
+    """A median row as the performance page shows it: give-aways joined into one readable cell."""
+    flat = {k: v for k, v in row.items() if k != "give_aways"}
+    flat["give_aways"] = "; ".join(f"{g['columns']} ({g['auc']:.2f})" for g in row.get("give_aways", [])[:3])
+    return flat
 
 
 if __name__ == "__main__":
