@@ -139,22 +139,27 @@ def test_a_pattern_too_small_for_the_output_gains_digits_not_duplicates():
 
 
 @pytest.mark.slow
-def test_crm_table_publishes_whole_with_default_options(prefect_harness, tmp_path):
-    # Arrange: the CRM table without its `city` column. A city always lies in one state; keeping that fixed
-    # combination is the inter-column rules' job, and until they land the gmm puts 80% of cities in a wrong state,
-    # which the detection gate rightly refuses (AUC 0.88).
+@pytest.mark.parametrize("export", ["parquet", "cp1252-semicolon-csv"])
+def test_crm_table_publishes_whole_with_default_options(prefect_harness, tmp_path, export):
+    # Arrange: the whole CRM export, as Parquet and as a spreadsheet's cp1252 `;` CSV (accented names included)
     from synthgate.flows.synthesize import synthesize_table
 
-    real = crm_table(2000, seed=0).drop(columns="city")
-    source = tmp_path / "crm.parquet"
-    real.to_parquet(source)
+    real = crm_table(2000, seed=0)
+    real.loc[real.index[:25], "name"] = [f"José Müller {i}" for i in range(25)]
+    if export == "parquet":
+        source = tmp_path / "crm.parquet"
+        real.to_parquet(source)
+    else:
+        source = tmp_path / "crm.csv"
+        real.to_csv(source, sep=";", index=False, encoding="cp1252")
+        real = pd.read_csv(source, sep=";", encoding="cp1252")  # the source's own dtypes, as a CSV gives them
     request = RunRequest(input=str(source), output=tmp_path / "out.parquet", model="gmm")
 
     # Act
     result = synthesize_table(request, use_cache=False)
     out = pd.read_parquet(result.output)
 
-    # Assert
+    # Assert: published, whole, keys in format and new, no real PII, every rule between columns held
     assert result.published
     _assert_whole(out, real)
     assert not set(out["customer_id"]) & set(real["customer_id"])
@@ -164,5 +169,8 @@ def test_crm_table_publishes_whole_with_default_options(prefect_harness, tmp_pat
     cells = {str(v) for col in PII for v in out[col].dropna()}
     assert not cells & {str(v) for col in PII for v in real[col].dropna()}
     assert set(out["country"]) == {"US"}
+    assert (pd.to_datetime(out["last_login"]) >= pd.to_datetime(out["signup_date"])).all()
+    city_state = real.groupby("city")["state"].first()
+    assert (out["state"] == out["city"].map(city_state)).all()
     kinds = {c["name"]: c["kind"] for c in result.metadata.schema_["columns"]}
     assert kinds["annual_income"] == ColumnKind.CONTINUOUS and kinds["signup_date"] == ColumnKind.DATETIME
