@@ -399,19 +399,21 @@ def many_command(
     """Synthesise many tables in parallel; one summary at the end. Exit code: the worst table's (0 all published)."""
     from rich.table import Table
 
+    from synthgate.flows.failures import quiet_failure_logs
     from synthgate.flows.many import load_manifest, run_many
 
     try:
         load_manifest(manifest)
         _check_prefect_api()
-        rows = run_many(
-            manifest,
-            runner=runner,
-            ray_address=ray_address,
-            max_workers=max_workers,
-            use_cache=not no_cache,
-            gpus_per_table=gpus_per_table,
-        )
+        with quiet_failure_logs():  # each table's error is in the summary; Prefect's run logs keep the tracebacks
+            rows = run_many(
+                manifest,
+                runner=runner,
+                ray_address=ray_address,
+                max_workers=max_workers,
+                use_cache=not no_cache,
+                gpus_per_table=gpus_per_table,
+            )
     except Exception as exc:
         _fail(exc)
     summary = Table(title="synthgate many")

@@ -40,6 +40,7 @@ def images_command(
     from rich.console import Console
 
     from synthgate.flows import images as flow  # the flow stack (torch, Prefect) loads only when the command runs
+    from synthgate.flows.failures import quiet_failure_logs
     from synthgate.schemas.errors import GateRefusedError, InvalidInputError
     from synthgate.schemas.image import ImageRunRequest
 
@@ -50,7 +51,8 @@ def images_command(
             device=device, resize=flow._parse_resize(resize), allow_flips=allow_flips, report_path=report, epsilon=epsilon,
             delta=delta,
         )  # fmt: skip
-        result = flow.synthesize_images(request)
+        with quiet_failure_logs():  # the error is printed once, below; Prefect's run logs keep the traceback
+            result = flow.synthesize_images(request)
     except ValidationError as exc:
         console.print(f"[red]bad request:[/red] {exc}")
         raise typer.Exit(flow.EXIT_BAD_INPUT) from exc

@@ -12,6 +12,7 @@ from synthgate.schemas.errors import GateRefusedError
 from synthgate.schemas.gates import GateResult, MetricResult
 from synthgate.schemas.image import ImageGateThresholds, ImageRunRequest
 from synthgate.tasks.images.publish import read_images_parquet
+from tests.terminal import prefect_console
 
 
 @pytest.mark.slow
@@ -43,10 +44,12 @@ def test_bad_input_exits_2_before_any_training(prefect_harness, tmp_path):
     app.command()(images_command)
 
     # Act
-    result = CliRunner().invoke(app, ["--input", str(tmp_path / "imgs"), "--output", str(tmp_path / "o.parquet")])
+    with prefect_console() as logs:
+        result = CliRunner().invoke(app, ["--input", str(tmp_path / "imgs"), "--output", str(tmp_path / "o.parquet")])
 
-    # Assert
+    # Assert: one clean message, no traceback from Prefect's failed-run logs
     assert result.exit_code == 2, result.output
+    assert "Traceback" not in logs.getvalue() + result.output
     assert not (tmp_path / "o.parquet").exists()
 
 

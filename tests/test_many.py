@@ -65,6 +65,7 @@ def test_many_publishes_the_good_tables_despite_a_bad_one(prefect_harness, tmp_p
 
     from synthgate.flows.cli import app
     from synthgate.flows.many import SUMMARY_KEY
+    from tests.terminal import prefect_console
 
     # Arrange
     small = penguins.dropna().reset_index(drop=True)
@@ -83,10 +84,12 @@ def test_many_publishes_the_good_tables_despite_a_bad_one(prefect_harness, tmp_p
     )
 
     # Act
-    result = CliRunner().invoke(app, ["many", manifest, "--no-cache"])
+    with prefect_console() as logs:
+        result = CliRunner().invoke(app, ["many", manifest, "--no-cache"])
 
     # Assert
     assert result.exit_code == 2, result.output  # bad input is the worst outcome here
+    assert "Traceback" not in logs.getvalue() + result.output  # the bad table's error is in the summary, once
     assert (tmp_path / "out" / "first.parquet").exists() and (tmp_path / "out" / "second.parquet").exists()
     assert not (tmp_path / "out" / "broken.parquet").exists()
     assert len(pd.read_parquet(tmp_path / "out" / "first.parquet")) > 0

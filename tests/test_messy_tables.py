@@ -6,12 +6,9 @@ their tracebacks), so each test captures both.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,27 +24,11 @@ from synthgate.flows.failures import _HideRunFailures, as_expected
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.tasks.ingest import MAX_COLUMNS, read_table
 from synthgate.tasks.split import split_holdout_task
+from tests.terminal import prefect_console
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 runner = CliRunner()
 CLEAN_EXITS = {EXIT_OK, EXIT_BAD_INPUT, EXIT_REFUSED}
-
-
-@contextlib.contextmanager
-def prefect_console() -> Iterator[io.StringIO]:
-    """What Prefect's console handler would print to the terminal, collected in a buffer."""
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    buffer = io.StringIO()
-    handlers = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
-    saved = [(h, h.stream, h.console.file) for h in handlers]
-    for handler in handlers:
-        handler.stream = handler.console.file = buffer
-    try:
-        yield buffer
-    finally:
-        for handler, stream, file in saved:
-            handler.stream, handler.console.file = stream, file
 
 
 def run_cli(*args: str) -> tuple[int, str]:
