@@ -9,7 +9,6 @@ Exit codes (one table, used by every command):
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path
@@ -20,11 +19,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from synthgate.models.registry import model_names
-
-# Quiet, offline-friendly Prefect defaults; a user's own environment wins. Set before Prefect is imported.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "synthgate")
 
 EXIT_OK, EXIT_BUG, EXIT_BAD_INPUT, EXIT_REFUSED = 0, 1, 2, 3
 
