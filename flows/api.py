@@ -188,14 +188,11 @@ class Synthesizer:
             ValidationFailedError: the table breaks its own inferred schema (e.g. mixed types in a column).
         """
         from synthgate.tasks.dp_preprocess import prepare_training
-        from synthgate.tasks.plan import available_models
+        from synthgate.tasks.plan import check_model_choice
         from synthgate.tasks.preprocess import resolve_schema
         from synthgate.tasks.validate import validate_table
 
-        if self.model not in available_models():
-            raise InvalidInputError(f"unknown model {self.model!r}; choose one of {', '.join(available_models())}")
-        if self.model == "auto" and self.epsilon is not None:
-            raise InvalidInputError("model 'auto' cannot be combined with epsilon: name one model to spend it on")
+        check_model_choice(self.model, self.epsilon)
         schema = resolve_schema(df, name=self.name)
         validate_table(df, schema, source="the DataFrame passed to Synthesizer.fit")
         prepared = prepare_training(

@@ -65,16 +65,21 @@ class RunPlan:
         return self.stream_input or (self.options.stream is None and too_many)
 
 
+def check_model_choice(model: str, epsilon: float | None) -> None:
+    """Refuse a model name the registry does not know, or `auto` with a privacy budget (the CLI and the API alike)."""
+    if model not in available_models():
+        raise InvalidInputError(f"unknown model {model!r}; choose one of {', '.join(available_models())}")
+    if model == "auto" and epsilon is not None:
+        raise InvalidInputError("--model auto cannot be combined with --epsilon: name one model to spend the budget on")
+
+
 def check_request(request: RunRequest, options: RunOptions) -> None:
     """Refuse what the request alone makes impossible, before any data is read.
 
     Raises:
         InvalidInputError: an unknown model, `auto` with `epsilon`, or a half-given or malformed write-back target.
     """
-    if request.model not in available_models():
-        raise InvalidInputError(f"unknown model {request.model!r}; choose one of {', '.join(available_models())}")
-    if request.model == "auto" and request.epsilon is not None:
-        raise InvalidInputError("--model auto cannot be combined with --epsilon: name one model to spend the budget on")
+    check_model_choice(request.model, request.epsilon)
     if bool(options.write_url) != bool(options.write_table):
         raise InvalidInputError("write-back needs both --write-url URL and --write-table NAME")
     if options.write_table:
