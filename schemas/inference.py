@@ -24,7 +24,7 @@ import pandas as pd
 from synthgate.schemas.constraints import discover_constraints
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.pii import PIIKind, explain_pii
-from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema
+from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema, plain_scalar
 
 # Integer columns with at most this many distinct values are categorical (years, ratings, flags): their values are a
 # set, not a scale, and one-hot encoding keeps them exact.
@@ -75,11 +75,6 @@ _RESOLUTIONS = ((86_400.0, "day"), (3_600.0, "hour"), (60.0, "minute"), (1.0, "s
 
 
 # ------------------------------------------------------------------------------------------------- helpers
-def _native(value: Any) -> Any:
-    """numpy/pandas scalars to plain Python, so YAML and JSON stay readable."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _decimals(values: pd.Series, limit: int = 6) -> int:
     """Smallest number of decimal places (up to `limit`) that represents every value exactly."""
     arr = values.to_numpy(dtype=float)
@@ -231,7 +226,7 @@ class ColumnProfile:
             self._update_time(non_null)
             return
         if pd.api.types.is_numeric_dtype(series):
-            self._update_bounds(_native(non_null.min()), _native(non_null.max()))
+            self._update_bounds(plain_scalar(non_null.min()), plain_scalar(non_null.max()))
             if not pd.api.types.is_integer_dtype(series):
                 self.decimals = max(self.decimals or 0, _decimals(non_null))
             return
@@ -310,7 +305,7 @@ class ColumnProfile:
         return round(len(self._hashes) / max(self._tracked_rows, 1) * self.n_non_null)
 
     def _categories(self) -> list[Any]:
-        return sorted(_native(v) for v in self.values or ())
+        return sorted(plain_scalar(v) for v in self.values or ())
 
     def to_schema(self) -> ColumnSchema:
         """The column's schema, with the rule that decided it in `reason`."""
@@ -324,7 +319,7 @@ class ColumnProfile:
         if dtype.startswith("datetime64"):
             return self._datetime(base, f"datetime: dtype {dtype}")
         if dtype == "category":
-            levels = [_native(c) for c in self.categorical_levels or []]
+            levels = [plain_scalar(c) for c in self.categorical_levels or []]
             reason = f"categorical: pandas category dtype with {len(levels)} levels"
             return ColumnSchema(kind=ColumnKind.CATEGORICAL, categories=levels, reason=reason, **base)
         if self.n_distinct == 1 and self.values is not None:  # one level, so the output stays constant

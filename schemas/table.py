@@ -11,9 +11,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_validator
 
 from synthgate.schemas.constraints import Constraint, check_constraints
 from synthgate.schemas.errors import InvalidInputError
@@ -45,6 +46,11 @@ MAX_CATEGORY_SHARE = 0.5
 TEXT_MEAN_LENGTH = 40
 
 Scalar = bool | int | float | str
+
+
+def plain_scalar(value: Any) -> Any:
+    """numpy/pandas scalars to plain Python, so a schema dumps to YAML and JSON whatever code built it."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 class ColumnSchema(BaseModel):
@@ -83,6 +89,11 @@ class ColumnSchema(BaseModel):
     pii_action: PIIAction | None = None
     format: str | None = None
     reason: str | None = None
+
+    @field_serializer("minimum", "maximum", "categories")
+    def _plain(self, value: Any) -> Any:
+        # `model_copy(update=...)` skips validation, so a numpy scalar put there by a step must still dump.
+        return [plain_scalar(v) for v in value] if isinstance(value, list) else plain_scalar(value)
 
     @model_validator(mode="after")
     def _check(self) -> ColumnSchema:

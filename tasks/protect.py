@@ -35,7 +35,7 @@ from prefect.cache_policies import NO_CACHE
 from synthgate.schemas.constraints import suppress_in_rules
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.pii import PIIKind
-from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema
+from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema, plain_scalar
 from synthgate.tasks.keys import column_key, new_identifiers, row_hash, row_uniform
 
 HASH_KEY_ENV = "SYNTHGATE_HASH_KEY"
@@ -93,10 +93,10 @@ def suppress_rare_categories(
             replacement: Any = label
             categories = [*kept, label] if label not in kept else kept
         elif kept:
-            replacement = counts.loc[kept].idxmax()
+            replacement = plain_scalar(counts.loc[kept].idxmax())
             categories = kept
         else:  # numeric column whose every value is rare: nothing safe to keep but one value
-            replacement = counts.idxmax()
+            replacement = plain_scalar(counts.idxmax())
             categories = [replacement]
         mask = series.isin(rare)
         if stringy and not pd.api.types.is_object_dtype(series) and not pd.api.types.is_string_dtype(series):

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from faker import Faker
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -276,9 +276,12 @@ def messy_tables(draw) -> tuple[pd.DataFrame, list[str]]:
 @settings(
     max_examples=int(os.environ.get("SYNTHGATE_MESSY_EXAMPLES", "12")),
     deadline=None,
+    derandomize=True,  # the same examples on every machine, so CI's verdict does not depend on the draw
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(table=messy_tables(), fmt=st.sampled_from(["csv", "parquet"]))
+# found by a random draw: every value of a small integer column is rare, so it is replaced by a numpy scalar
+@example(table=(pd.DataFrame({0: [850, 635, 509, 267, 305, 38, 72, 13, 172, 812, 648, 912]}), ["0"]), fmt="csv")
 def test_random_messy_tables_end_in_a_clean_exit_without_traceback(table, fmt):
     # Arrange
     frame, names = table

@@ -123,3 +123,16 @@ def test_rare_categories_become_one_bucket(people):
     assert suppressed["island"] == ["Atlantis"]
     assert "Atlantis" not in set(train["island"]) and RARE_LABEL in set(train["island"])
     assert "Atlantis" not in protected.column("island").categories
+
+
+def test_an_integer_column_whose_every_value_is_rare_keeps_a_schema_that_dumps_to_json():
+    # Arrange: twelve distinct small integers read as categories, each seen once
+    frame = pd.DataFrame({"level": [850, 635, 509, 267, 305, 38, 72, 13, 172, 812, 648, 912]})
+    schema = infer_schema(frame)
+
+    # Act
+    train, protected, suppressed = suppress_rare_categories(frame, schema, k=5)
+
+    # Assert: one value stands for all, as a plain int the schema can write (run caching and YAML need it)
+    assert len(suppressed["level"]) == 12 and train["level"].nunique() == 1
+    assert protected.model_dump(mode="json")["columns"][0]["categories"] == [int(train["level"].iloc[0])]
