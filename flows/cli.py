@@ -33,8 +33,8 @@ app = typer.Typer(
 )
 schema_app = typer.Typer(help="Inspect and write table schemas.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)  # the terminal wraps: paths in messages stay whole
+out = Console(soft_wrap=True)
 
 
 def exit_code_for(exc: BaseException) -> int:
