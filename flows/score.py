@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.metadata import OutputMetadata
 from synthgate.schemas.scoring import ScoreSummary
 from synthgate.tasks.drift import DEFAULT_ALPHA, calibrate, column_drift, score_drift
 from synthgate.tasks.ingest import read_table_task
@@ -63,6 +64,7 @@ class ScoreResult:
     summary: ScoreSummary
     output: Path
     report: Path | None
+    metadata: OutputMetadata | None = None  # the run behind the model, when it was found through its output
 
     @property
     def drifted(self) -> bool:
@@ -128,4 +130,4 @@ def run_score(request: ScoreRequest, *, step: Steps = PLAIN) -> ScoreResult:
             schema=scoring.schema,
         )  # fmt: skip
         report = write_score_report(request.report, html)
-    return ScoreResult(summary, output, report)
+    return ScoreResult(summary, output, report, scoring.metadata)

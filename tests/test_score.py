@@ -197,3 +197,79 @@ def test_the_command_exits_4_on_drift_and_2_on_a_bad_batch(published):
     # Assert
     assert drift.exit_code == 4, drift.output
     assert bad.exit_code == 2 and not (folder / "n.parquet").exists()
+
+
+def test_the_newest_batch_is_the_last_modified_table_file(tmp_path):
+    # Arrange
+    import os
+
+    from synthgate.flows.watch import newest_batch
+
+    for i, name in enumerate(["b.csv", "a.parquet", "notes.md"]):
+        (tmp_path / name).write_text("x\n1\n")
+        os.utime(tmp_path / name, (1_000 + i, 1_000 + i))
+
+    # Act
+    newest, by_glob = newest_batch(str(tmp_path)), newest_batch(str(tmp_path / "*.csv"))
+
+    # Assert
+    assert newest.endswith("a.parquet") and by_glob.endswith("b.csv")
+    with pytest.raises(InvalidInputError, match="no CSV or Parquet batch"):
+        newest_batch(str(tmp_path / "*.tsv"))
+
+
+def test_watching_regenerates_only_when_the_newest_batch_drifted(published, tmp_path):
+    # Arrange
+    from synthgate.flows.watch import watch_once
+
+    folder, unseen, _ = published
+    batches = tmp_path / "batches"
+    batches.mkdir()
+    unseen.to_csv(batches / "monday.csv", index=False)
+    asked: list[dict] = []
+    watch = dict(output_dir=tmp_path / "watch", fpr=FPR, cache_dir=str(folder / "cache"), trigger=asked.append)
+
+    # Act
+    steady = watch_once(str(folder / "out.parquet"), str(batches), **watch)
+    unseen[unseen["target"] == "malignant"].to_csv(batches / "tuesday.csv", index=False)
+    moved = watch_once(str(folder / "out.parquet"), str(batches), **watch)
+
+    # Assert
+    assert not steady["drifted"] and moved["drifted"] and moved["batch"].endswith("tuesday.csv")
+    assert (tmp_path / "watch" / "tuesday.scores.parquet").exists() and (
+        tmp_path / "watch" / "tuesday.drift.html"
+    ).exists()
+    assert asked == [
+        {
+            "input": moved["batch"],
+            "output": str(tmp_path / "watch" / "tuesday-synthetic.parquet"),
+            "model": "gmm",
+            "seed": 3,
+        }
+    ]
+
+
+@pytest.mark.slow
+def test_the_watch_table_flow_scores_publishes_and_queues_a_regeneration(
+    published, tmp_path, prefect_harness, monkeypatch
+):
+    # Arrange
+    from prefect.artifacts import Artifact
+
+    from synthgate.flows import watch
+
+    folder, unseen, _ = published
+    unseen[unseen["target"] == "benign"].to_csv(tmp_path / "benign.csv", index=False)
+    queued: list[dict] = []
+    monkeypatch.setattr(watch, "_run_on_demand", queued.append)  # no on-demand deployment on the test server
+
+    # Act
+    summary = watch.watch_table(
+        model=str(folder / "out.parquet"), batches=str(tmp_path / "*.csv"), output_dir=str(tmp_path / "watch"),
+        fpr=FPR, cache_dir=str(folder / "cache"),
+    )  # fmt: skip
+
+    # Assert
+    assert summary["drifted"] and queued and queued[0]["input"] == str(tmp_path / "benign.csv")
+    assert pd.read_parquet(summary["scores"])["is_anomaly"].dtype == bool
+    assert "DRIFT" in Artifact.get("watch-table").data
