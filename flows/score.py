@@ -111,6 +111,11 @@ def run_score(request: ScoreRequest, *, step: Steps = PLAIN) -> ScoreResult:
             f"{threshold.fpr_bound:.2%}, above the {request.fpr:.2%} asked; pass a larger --reference to go lower"
         )
     scored = step(score_rows_task)(scoring, rows)
+    broken = [cols for cols in scored.broken if cols]
+    if broken:
+        rules = sorted({" >= ".join(cols[:2]) if len(cols) == 2 else " + ".join(cols) for cols in broken})
+        notes.append(f"{len(broken)} row(s) break a rule between columns the model holds ({'; '.join(rules[:5])}): "
+                     "scored +inf, as the model gives them probability zero")  # fmt: skip
     half = request.alpha / 2  # half for the scores, half shared by the columns: family-wise level alpha
     scores_moved = score_drift(scored.score, holdout_scores, alpha=half)
     columns = column_drift(rows, reference, scoring.schema, alpha=half)

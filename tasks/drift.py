@@ -37,12 +37,12 @@ def calibrate(holdout_scores: np.ndarray, fpr: float) -> Threshold:
     `fpr_bound` says the rate it guarantees instead, 1 / (m + 1).
 
     Raises:
-        InvalidInputError: `fpr` outside (0, 1), or no finite holdout score.
+        InvalidInputError: `fpr` outside (0, 1), or no holdout score.
     """
     if not 0 < fpr < 1:
         raise InvalidInputError(f"--fpr must be between 0 and 1 (exclusive), got {fpr}")
     scores = np.sort(np.asarray(holdout_scores, dtype=np.float64))
-    scores = scores[np.isfinite(scores)]
+    scores = scores[~np.isnan(scores)]  # +inf stays: a row breaking a rule is above every threshold
     m = scores.size
     if m == 0:
         raise InvalidInputError("no holdout rows to calibrate the threshold on; pass --reference with unseen rows")

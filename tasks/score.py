@@ -217,27 +217,76 @@ def source_columns(encoder: TableEncoder) -> dict[str, list[str]]:
     return {j.columns[0]: list(j.columns) for j in joints}
 
 
+def rule_breaks(rows: pd.DataFrame, encoder: TableEncoder) -> tuple[np.ndarray, list[list[str]]]:
+    """Rows that break a rule between columns the model holds by construction (`models.encoders.constraints`): a
+    bound (`high >= low`) crossed, or a fixed combination never seen in training.
+
+    Returns:
+        `(broken, columns)`: an (n,) bool mask, and per row the columns of the rules it breaks.
+    """
+    from synthgate.models.encoders.constraints import _label, _plain
+    from synthgate.schemas.constraints import numeric_values
+
+    rules = encoder.constraints_
+    broken = np.zeros(len(rows), dtype=bool)
+    columns: list[list[str]] = [[] for _ in range(len(rows))]
+    if rules is None:
+        return broken, columns
+    kinds = {c.name: (c.kind.value, c.format) for c in encoder.schema.columns}
+    for gap in rules.gaps_:
+        high = numeric_values(rows[gap.column], *kinds[gap.column])
+        for low_name in gap.lower:
+            low = numeric_values(rows[low_name], *kinds[low_name])
+            both = np.isfinite(high) & np.isfinite(low)
+            bad = both & ((high <= low) if low_name in gap.strict else (high < low))
+            for i in np.flatnonzero(bad):
+                columns[i] += [gap.column, low_name]
+            broken |= bad
+    for joint in rules.joints_:
+        seen = {_label(lv) for lv in joint.levels}  # the encoder's own labels of the combinations it was fitted on
+        values = rows[joint.columns].astype(object).where(rows[joint.columns].notna(), None)
+        for i, combo in enumerate(values.itertuples(index=False, name=None)):
+            if _label([_plain(v) for v in combo]) not in seen:
+                columns[i] += list(joint.columns)
+                broken[i] = True
+    return broken, columns
+
+
 @dataclass
 class Scored:
     """Per-row scores and per-source-column parts of one frame."""
 
-    score: np.ndarray  # (n,)
+    score: np.ndarray  # (n,), +inf where a row breaks a rule the model holds (probability zero under it)
     parts: pd.DataFrame  # (n, source columns)
-    notes: list[str] = field(default_factory=list)
+    broken: list[list[str]] = field(default_factory=list)  # per row, the columns of the rules it breaks
 
     def top_columns(self, n: int = N_TOP) -> list[list[str]]:
-        """Per row, the `n` columns that contribute most to its score, largest first."""
+        """Per row, the `n` columns that contribute most to its score, largest first; a broken rule's columns lead."""
         names = np.asarray(self.parts.columns)
-        order = np.argsort(-self.parts.to_numpy(), axis=1, kind="stable")[:, :n]
-        return [list(row) for row in names[order]]
+        order = np.argsort(-self.parts.to_numpy(), axis=1, kind="stable")
+        tops = []
+        for i, row in enumerate(names[order]):
+            first = list(dict.fromkeys(self.broken[i])) if self.broken else []
+            tops.append((first + [c for c in row if c not in first])[:n])
+        return tops
 
 
 def score_rows(scoring: ScoringModel, rows: pd.DataFrame) -> Scored:
-    """Encode checked rows (`check_batch`) and score them with the model's own score (`models.scoring`)."""
+    """Encode checked rows (`check_batch`) and score them with the model's own score (`models.scoring`).
+
+    A row that breaks a rule between columns (`rule_breaks`) scores +inf: the model gives it probability zero, as
+    it can only generate rows that hold the rules; its top columns are the rule's.
+    """
     from synthgate.models.scoring import column_parts
 
     if not hasattr(scoring.model, "anomaly_scores"):
         raise InvalidInputError(f"model {scoring.name!r} cannot score rows; use gmm, vae, autoencoder, arn or gan")
+    broken, broken_columns = rule_breaks(rows, scoring.encoder)
+    if broken.any():  # the encoder cannot read an unseen combination: score a seen one, then mark the row impossible
+        rows = rows.copy()
+        for joint in scoring.encoder.constraints_.joints_:
+            for column, value in zip(joint.columns, joint.levels[0], strict=True):
+                rows.loc[broken, column] = value
     encoded = scoring.encoder.transform(rows)
     result = scoring.model.anomaly_scores(encoded)
     names, parts = column_parts(result.features, scoring.encoder.spans_)
@@ -247,7 +296,8 @@ def score_rows(scoring: ScoringModel, rows: pd.DataFrame) -> Scored:
         sources = joints.get(name, [name])
         for source in sources:  # a fixed combination's part is shared by its columns
             by_source[source] = by_source.get(source, 0) + part / len(sources)
-    return Scored(result.score.numpy(), pd.DataFrame(by_source, index=rows.index))
+    score = np.where(broken, np.inf, result.score.numpy())
+    return Scored(score, pd.DataFrame(by_source, index=rows.index), broken_columns)
 
 
 # ---------------------------------------------------------------------------------------------------- writing

@@ -273,3 +273,19 @@ def test_the_watch_table_flow_scores_publishes_and_queues_a_regeneration(
     assert summary["drifted"] and queued and queued[0]["input"] == str(tmp_path / "benign.csv")
     assert pd.read_parquet(summary["scores"])["is_anomaly"].dtype == bool
     assert "DRIFT" in Artifact.get("watch-table").data
+
+
+def test_a_row_that_breaks_a_rule_between_columns_is_impossible_and_names_the_rule(published):
+    # Arrange
+    folder, unseen, _ = published
+    rows = unseen.head(10).copy()
+    rows.loc[0, "worst radius"] = rows.loc[0, "mean radius"] - 1.0  # breast_cancer holds worst X >= mean X
+
+    # Act
+    result = _score(folder, rows, "rule")
+
+    # Assert
+    out = pd.read_parquet(result.output)
+    assert np.isinf(out.loc[0, "anomaly_score"]) and out.loc[0, "is_anomaly"]
+    assert {"worst radius", "mean radius"} <= set(out.loc[0, "top_columns"])
+    assert np.isfinite(out.loc[1:, "anomaly_score"]).all()
