@@ -6,7 +6,8 @@ plausible" and, where the family has one, a negative log-likelihood or a bound o
 - `gmm`: the exact negative log-likelihood of the mixture, continuous block and categorical / missing-flag groups
   together (the same density `GaussianMixture.score_samples` returns).
 - `vae`: the negative importance-weighted bound (Burda et al. 2016, "Importance Weighted Autoencoders", eq. 8) with
-  `n_samples` posterior draws from a fixed seed, so a row always gets the same score; one draw is the negative ELBO.
+  `n_samples` posterior draws from fixed noise shared by all rows, so a row gets the same score in any batch; one
+  draw is the negative ELBO.
 - `autoencoder`: the reconstruction loss the model trained on plus the negative log-density of the row's code under
   the latent mixture (the ex-post density the model samples from).
 - `arn`: the chain-rule negative log-probability of the row's tokens, sum over columns of -log p(token_j | tokens
@@ -161,7 +162,7 @@ def _unpack_parts(layout: SpanLayout, packed_nll: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def vae_scores(model: Any, x: Tensor, *, n_samples: int = 16) -> RowScores:
+def vae_scores(model: Any, x: Tensor, *, n_samples: int = 8) -> RowScores:
     """Negative importance-weighted bound of a `VAE` with `n_samples` posterior draws (1: the negative ELBO).
 
     log p(x) >= log mean_k p(x | z_k) p(z_k) / q(z_k | x), z_k ~ q(z | x). A feature's part is its reconstruction
@@ -174,13 +175,15 @@ def vae_scores(model: Any, x: Tensor, *, n_samples: int = 16) -> RowScores:
     log_sigma = model._sigma()
     gen = torch.Generator(device=device)
     gen.manual_seed(SCORE_SEED)
+    # The same K standard-normal draws for every row: a row's score does not depend on the batch it came in.
+    shared = torch.randn(n_samples, 1, cfg.latent_dim, generator=gen, device=device)
 
     def one(rows: Tensor) -> RowScores:
         rows = rows.to(device)
         n = rows.shape[0]
         mu, logvar = module.encode(layout.encoder_input(rows, cfg.fold_modes))
         std = torch.exp(0.5 * logvar)
-        eps = torch.randn(n_samples, *mu.shape, generator=gen, device=device)  # (K, n, latent)
+        eps = shared.expand(n_samples, *mu.shape)  # (K, n, latent)
         z = mu + std * eps
         out = module.decoder(z.reshape(-1, mu.shape[1])).reshape(n_samples, n, -1)
         slots = _packed_nll(layout, out, layout.pack(rows)[None], log_sigma)  # (K, n, packed)
@@ -189,10 +192,10 @@ def vae_scores(model: Any, x: Tensor, *, n_samples: int = 16) -> RowScores:
         log_qz = (-0.5 * eps * eps - torch.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)
         log_w = (log_px_z + log_pz - log_qz).double()  # (K, n)
         bound = torch.logsumexp(log_w, dim=0) - math.log(n_samples)
-        weights = torch.softmax(log_w, dim=0)[..., None]  # (K, n, 1)
-        return RowScores(-bound, _unpack_parts(layout, (weights * slots.double()).sum(0)))
+        weights = torch.softmax(log_w, dim=0).float()[..., None]  # (K, n, 1)
+        return RowScores(-bound, _unpack_parts(layout, (weights * slots).sum(0)))
 
-    return score_in_chunks(x, one)
+    return score_in_chunks(x, one, chunk_rows=max(1, CHUNK_ROWS // n_samples))  # K draws per row held at once
 
 
 @torch.no_grad()

@@ -98,3 +98,17 @@ def test_gan_critic_scores_are_finite_and_repeatable(penguin_split):
     # Assert
     assert torch.isfinite(first.score).all() and torch.equal(first.score, second.score)
     assert first.features.shape == x.shape
+
+
+@pytest.mark.parametrize("name", ["vae", "arn"])
+def test_a_row_scores_the_same_alone_and_in_a_batch(name, penguin_split):
+    # Arrange
+    train, test, schema = penguin_split
+    encoder, model = _fit(name, train, schema)
+    x = encoder.transform(test)
+
+    # Act
+    together, alone = model.anomaly_scores(x).score, model.anomaly_scores(x[5:6]).score
+
+    # Assert
+    torch.testing.assert_close(alone[0], together[5], rtol=1e-5, atol=1e-5)
