@@ -103,7 +103,8 @@ def run_score(request: ScoreRequest, *, step: Steps = PLAIN) -> ScoreResult:
     batch = step(read_table_task)(request.input, table=request.table, encoding=request.encoding, sep=request.sep)
     rows, notes = check_batch(batch, scoring.schema, source=request.input)
     held, reference, held_from, reference_from, more = _unseen_rows(scoring, request, step)
-    holdout_scores = step(score_rows_task)(scoring, held).score
+    held_scored = step(score_rows_task)(scoring, held)
+    holdout_scores = held_scored.score
     threshold = calibrate(holdout_scores, request.fpr)
     if threshold.fpr_bound > request.fpr:
         notes.append(
@@ -111,9 +112,9 @@ def run_score(request: ScoreRequest, *, step: Steps = PLAIN) -> ScoreResult:
             f"{threshold.fpr_bound:.2%}, above the {request.fpr:.2%} asked; pass a larger --reference to go lower"
         )
     scored = step(score_rows_task)(scoring, rows)
-    broken = [cols for cols in scored.broken if cols]
+    broken = [found for found in scored.rules if found]
     if broken:
-        rules = sorted({" >= ".join(cols[:2]) if len(cols) == 2 else " + ".join(cols) for cols in broken})
+        rules = sorted({rule for found in broken for rule, _ in found})
         notes.append(f"{len(broken)} row(s) break a rule between columns the model holds ({'; '.join(rules[:5])}): "
                      "scored +inf, as the model gives them probability zero")  # fmt: skip
     half = request.alpha / 2  # half for the scores, half shared by the columns: family-wise level alpha
@@ -125,7 +126,8 @@ def run_score(request: ScoreRequest, *, step: Steps = PLAIN) -> ScoreResult:
         holdout_source=held_from, score_drift=scores_moved, columns=columns, column_reference=reference_from,
         alpha=request.alpha, drifted=scores_moved.drifted or any(c.moved for c in columns), notes=notes + more,
     )  # fmt: skip
-    output = step(write_scores_task)(batch, scored, threshold, summary, request.output)
+    typical = held_scored.parts.median()  # a column's usual part: top columns are those above theirs
+    output = step(write_scores_task)(batch, scored, threshold, summary, request.output, typical=typical)
     report = None
     if request.report is not None:
         from synthgate.tasks.score_report import render_score_report, write_score_report

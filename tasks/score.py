@@ -222,16 +222,16 @@ def rule_breaks(rows: pd.DataFrame, encoder: TableEncoder) -> tuple[np.ndarray, 
     bound (`high >= low`) crossed, or a fixed combination never seen in training.
 
     Returns:
-        `(broken, columns)`: an (n,) bool mask, and per row the columns of the rules it breaks.
+        `(broken, rules)`: an (n,) bool mask, and per row the rules it breaks as (description, columns) pairs.
     """
     from synthgate.models.encoders.constraints import _label, _plain
     from synthgate.schemas.constraints import numeric_values
 
     rules = encoder.constraints_
     broken = np.zeros(len(rows), dtype=bool)
-    columns: list[list[str]] = [[] for _ in range(len(rows))]
+    found: list[list[tuple[str, list[str]]]] = [[] for _ in range(len(rows))]
     if rules is None:
-        return broken, columns
+        return broken, found
     kinds = {c.name: (c.kind.value, c.format) for c in encoder.schema.columns}
     for gap in rules.gaps_:
         high = numeric_values(rows[gap.column], *kinds[gap.column])
@@ -239,17 +239,18 @@ def rule_breaks(rows: pd.DataFrame, encoder: TableEncoder) -> tuple[np.ndarray, 
             low = numeric_values(rows[low_name], *kinds[low_name])
             both = np.isfinite(high) & np.isfinite(low)
             bad = both & ((high <= low) if low_name in gap.strict else (high < low))
+            rule = f"{gap.column} {'>' if low_name in gap.strict else '>='} {low_name}"
             for i in np.flatnonzero(bad):
-                columns[i] += [gap.column, low_name]
+                found[i].append((rule, [gap.column, low_name]))
             broken |= bad
     for joint in rules.joints_:
         seen = {_label(lv) for lv in joint.levels}  # the encoder's own labels of the combinations it was fitted on
         values = rows[joint.columns].astype(object).where(rows[joint.columns].notna(), None)
         for i, combo in enumerate(values.itertuples(index=False, name=None)):
             if _label([_plain(v) for v in combo]) not in seen:
-                columns[i] += list(joint.columns)
+                found[i].append((f"{' + '.join(joint.columns)}: a combination unseen in training", list(joint.columns)))
                 broken[i] = True
-    return broken, columns
+    return broken, found
 
 
 @dataclass
@@ -258,15 +259,20 @@ class Scored:
 
     score: np.ndarray  # (n,), +inf where a row breaks a rule the model holds (probability zero under it)
     parts: pd.DataFrame  # (n, source columns)
-    broken: list[list[str]] = field(default_factory=list)  # per row, the columns of the rules it breaks
+    rules: list[list[tuple[str, list[str]]]] = field(default_factory=list)  # per row, the rules it breaks
 
-    def top_columns(self, n: int = N_TOP) -> list[list[str]]:
-        """Per row, the `n` columns that contribute most to its score, largest first; a broken rule's columns lead."""
-        names = np.asarray(self.parts.columns)
-        order = np.argsort(-self.parts.to_numpy(), axis=1, kind="stable")
+    def top_columns(self, n: int = N_TOP, *, typical: pd.Series | None = None) -> list[list[str]]:
+        """Per row, the `n` columns that contribute most to its score beyond `typical` (each column's median part on
+        rows the model never saw), largest first; a broken rule's columns lead.
+
+        Without `typical`, a column with many levels always leads: its part is large on every row, however usual.
+        """
+        parts = self.parts if typical is None else self.parts - typical.reindex(self.parts.columns).fillna(0.0)
+        names = np.asarray(parts.columns)
+        order = np.argsort(-parts.to_numpy(), axis=1, kind="stable")
         tops = []
         for i, row in enumerate(names[order]):
-            first = list(dict.fromkeys(self.broken[i])) if self.broken else []
+            first = list(dict.fromkeys(c for _, cols in self.rules[i] for c in cols)) if self.rules else []
             tops.append((first + [c for c in row if c not in first])[:n])
         return tops
 
@@ -281,7 +287,7 @@ def score_rows(scoring: ScoringModel, rows: pd.DataFrame) -> Scored:
 
     if not hasattr(scoring.model, "anomaly_scores"):
         raise InvalidInputError(f"model {scoring.name!r} cannot score rows; use gmm, vae, autoencoder, arn or gan")
-    broken, broken_columns = rule_breaks(rows, scoring.encoder)
+    broken, rules = rule_breaks(rows, scoring.encoder)
     if broken.any():  # the encoder cannot read an unseen combination: score a seen one, then mark the row impossible
         rows = rows.copy()
         for joint in scoring.encoder.constraints_.joints_:
@@ -297,20 +303,28 @@ def score_rows(scoring: ScoringModel, rows: pd.DataFrame) -> Scored:
         for source in sources:  # a fixed combination's part is shared by its columns
             by_source[source] = by_source.get(source, 0) + part / len(sources)
     score = np.where(broken, np.inf, result.score.numpy())
-    return Scored(score, pd.DataFrame(by_source, index=rows.index), broken_columns)
+    return Scored(score, pd.DataFrame(by_source, index=rows.index), rules)
 
 
 # ---------------------------------------------------------------------------------------------------- writing
 def write_scores(
-    frame: pd.DataFrame, scored: Scored, threshold: Threshold, summary: ScoreSummary, path: str | Path
+    frame: pd.DataFrame,
+    scored: Scored,
+    threshold: Threshold,
+    summary: ScoreSummary,
+    path: str | Path,
+    *,
+    typical: pd.Series | None = None,
 ) -> Path:
-    """The batch's rows plus `anomaly_score`, `is_anomaly` and `top_columns`, written atomically with `summary` in
-    the Parquet footer."""
+    """The batch's rows plus `anomaly_score`, `is_anomaly` and `top_columns` (beyond `typical` parts, see
+    `Scored.top_columns`), written atomically with `summary` in the Parquet footer."""
     out = frame.drop(columns=[c for c in SCORE_COLUMNS if c in frame.columns]).reset_index(drop=True)
     out["anomaly_score"] = scored.score
     out["is_anomaly"] = scored.score > threshold.value
     table = pa.Table.from_pandas(out, preserve_index=False)
-    table = table.append_column("top_columns", pa.array(scored.top_columns(), type=pa.list_(pa.string())))
+    table = table.append_column(
+        "top_columns", pa.array(scored.top_columns(typical=typical), type=pa.list_(pa.string()))
+    )
     meta = {**(table.schema.metadata or {}), SCORE_METADATA_KEY: summary.model_dump_json().encode()}
     with atomic_path(Path(path)) as tmp:
         pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")

@@ -289,3 +289,26 @@ def test_a_row_that_breaks_a_rule_between_columns_is_impossible_and_names_the_ru
     assert np.isinf(out.loc[0, "anomaly_score"]) and out.loc[0, "is_anomaly"]
     assert {"worst radius", "mean radius"} <= set(out.loc[0, "top_columns"])
     assert np.isfinite(out.loc[1:, "anomaly_score"]).all()
+
+
+def test_an_unseen_fixed_combination_breaks_its_rule_and_leads_the_top_columns():
+    # Arrange
+    from bench.tables import crm_table
+    from synthgate.models.encoders.table import TableEncoder
+    from synthgate.schemas.table import infer_schema
+    from synthgate.tasks.score import Scored, rule_breaks
+
+    frame = crm_table(800, seed=0)
+    encoder = TableEncoder(infer_schema(frame)).fit(frame)
+    rows = frame.head(6).copy()
+    rows.loc[0, "state"] = next(s for s in frame["state"].unique() if s != rows.loc[0, "state"])
+
+    # Act
+    broken, rules = rule_breaks(rows, encoder)
+
+    # Assert
+    assert broken.tolist() == [True, False, False, False, False, False]
+    assert {"city", "state"} == set(rules[0][0][1])
+    parts = pd.DataFrame({"city": [9.0] * 6, "state": [0.0] * 6, "income": [1.0, 5.0, 0.0, 0.0, 0.0, 0.0]})
+    tops = Scored(np.zeros(6), parts, rules).top_columns(2, typical=parts.median())
+    assert set(tops[0]) == {"city", "state"} and tops[1][0] == "income"  # not city, whose part is always large
