@@ -6,7 +6,6 @@ Prefect; they load when the command runs. Exit codes follow `flows.cli`'s table,
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -49,7 +48,6 @@ def score_command(
 
     from synthgate.flows.cli import _fail
 
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")  # the command runs outside any flow
     try:
         from synthgate.flows.score import ScoreRequest, run_score
 
