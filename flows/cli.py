@@ -5,6 +5,7 @@ Exit codes (one table, used by every command):
     1  an unexpected error (a bug: the traceback is written to a log file whose path is printed; please report it)
     2  bad input: missing file, unreadable format, empty table, failed validation, invalid request
     3  a gate refused the synthetic data: nothing was written to the output path; the report says why
+    4  `synthgate score`: the batch drifted from the rows the model learned from (scores and report written)
 """
 
 from __future__ import annotations
@@ -459,6 +460,9 @@ def setup_command(
 
 
 def _register_optional_commands() -> None:
+    from synthgate.flows.score_cli import score_command  # typer only: the scoring stack loads when it runs
+
+    app.command("score")(score_command)
     try:
         from synthgate.flows.images_cli import images_command
     except ModuleNotFoundError as exc:
