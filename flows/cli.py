@@ -384,64 +384,6 @@ def report_command(
         _fail(exc)
 
 
-@app.command("many")
-def many_command(
-    manifest: Annotated[Path, typer.Argument(help="YAML manifest: `tables:` to synthesise and/or a `database:`.")],
-    runner: Annotated[
-        str, typer.Option(help="threads (this machine) or ray (a local Ray, or the cluster at --ray-address).")
-    ] = "threads",
-    ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster, e.g. ray://head:10001 or auto; default: start a local Ray.")
-    ] = None,
-    max_workers: Annotated[int, typer.Option(help="Tables at once (threads, or CPUs of a local Ray).")] = 2,
-    gpus_per_table: Annotated[
-        float | None,
-        typer.Option(help="Ray: GPUs per table's task (default 1 when the cluster has GPUs, else none)."),
-    ] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Always train; don't reuse stored models.")] = False,
-) -> None:
-    """Synthesise many tables in parallel; one summary at the end. Exit code: the worst table's (0 all published)."""
-    from rich.table import Table
-
-    from synthgate.flows.failures import quiet_failure_logs
-    from synthgate.flows.many import load_manifest, run_many
-
-    try:
-        load_manifest(manifest)
-        _check_prefect_api()
-        with quiet_failure_logs():  # each table's error is in the summary; Prefect's run logs keep the tracebacks
-            rows = run_many(
-                manifest,
-                runner=runner,
-                ray_address=ray_address,
-                max_workers=max_workers,
-                use_cache=not no_cache,
-                gpus_per_table=gpus_per_table,
-            )
-    except Exception as exc:
-        _fail(exc)
-    summary = Table(title="synthgate many")
-    for column in ("table", "status", "rows", "model_cache", "seconds", "output / error"):
-        summary.add_column(column)
-    for row in rows:
-        detail = row.get("output") or row.get("error", "")
-        summary.add_row(
-            row["table"], row["status"], str(row.get("rows", "")), str(row.get("model_cache", "")),
-            str(row["seconds"]), str(detail),
-        )  # fmt: skip
-    out.print(summary)
-    statuses = {row["status"] for row in rows}
-    code = next(
-        (
-            c
-            for s, c in (("error", EXIT_BUG), ("bad input", EXIT_BAD_INPUT), ("refused", EXIT_REFUSED))
-            if s in statuses
-        ),
-        EXIT_OK,
-    )
-    raise typer.Exit(code)
-
-
 @app.command("setup")
 def setup_command(
     gpu_slots: Annotated[
@@ -460,8 +402,10 @@ def setup_command(
 
 
 def _register_optional_commands() -> None:
-    from synthgate.flows.score_cli import score_command  # typer only: the scoring stack loads when it runs
+    from synthgate.flows.many_cli import many_command  # typer only: each stack loads when its command runs
+    from synthgate.flows.score_cli import score_command
 
+    app.command("many")(many_command)
     app.command("score")(score_command)
     try:
         from synthgate.flows.images_cli import images_command

@@ -138,7 +138,11 @@ def _alive(pid: int) -> bool:
 def _start_training_run(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
     """`synthgate run` on penguins with a vae and far more epochs than it will get; returns once training logs."""
     out, log = tmp_path / "out.parquet", tmp_path / "run.log"
-    env = {**os.environ, "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(ROOT / ".prefect-home")), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(ROOT / ".prefect-home")),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
     env.pop("PREFECT_API_URL", None)
     cmd = [sys.executable, "-m", "synthgate.flows.cli", "run", "--input", "dataset:penguins", "--output", str(out)]
     cmd += ["--model", "vae", "--epochs", "100000", "--no-cache"]
