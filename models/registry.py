@@ -29,7 +29,7 @@ TABLE_MODELS: dict[str, str] = {
     "autoencoder": "synthgate.models.autoencoder:Autoencoder",
 }
 # Families `--model` offers that `auto` does not try (docs/decisions.md#cart-family).
-NOT_IN_AUTO: frozenset[str] = frozenset({"cart"})
+NOT_IN_AUTO: frozenset[str] = frozenset()
 # A family whose private training is another class: `--model gmm --epsilon E` trains `gmm_dp` (DP-EM). The other
 # table families take `epsilon` in their own config.
 PRIVATE_VARIANTS: dict[str, str] = {"gmm": "gmm_dp"}
