@@ -81,6 +81,7 @@ class TextModel:
     Attributes:
         vocab_: the tokens, specials first, then placeholders, then characters seen at least `min_char_count` times.
         n_cond_: width of the row vector the model was fitted with.
+        null_bias_: shift of the missing token's log-odds that matches the training missing share.
         module_: the trained network.
         history_: training loss per logged step.
     """
@@ -158,7 +159,29 @@ class TextModel:
             if step % 50 == 0 or step == cfg.steps - 1:
                 self.history_.append(float(loss.detach()))
         self.module_ = module.eval()
+        self.null_bias_ = self._calibrate_null(cond, sum(t is None for t in texts) / len(texts))
         return self
+
+    @torch.no_grad()
+    def _calibrate_null(self, cond: Tensor, share: float) -> float:
+        """The shift of the missing token's log-odds that makes the training rows' mean missing chance `share`.
+
+        The missing token is one target per row among dozens of characters, so a short training run leaves its
+        chance off; shifting its log-odds keeps how it varies with the row and restores the column's missing share.
+        """
+        vocab = self.vocab_ or []
+        null_id = vocab.index(NULL)
+        if share <= 0.0 or share >= 1.0:
+            return -math.inf if share <= 0.0 else 50.0  # all missing: a finite shift keeps softmax defined
+        start = torch.full((cond.shape[0], 1), vocab.index(BOS), dtype=torch.long, device=cond.device)
+        logits = self.module_(start, cond)[0][:, 0]  # (n, n_tokens)
+        others = torch.cat([logits[:, :null_id], logits[:, null_id + 1 :]], dim=1).logsumexp(-1)
+        log_odds = logits[:, null_id] - others  # (n,)
+        lo, hi = -30.0, 30.0
+        for _ in range(60):  # bisection: the mean chance grows with the shift
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if float(torch.sigmoid(log_odds + mid).mean()) < share else (lo, mid)
+        return (lo + hi) / 2
 
     # ---------------------------------------------------------------------------------------- sample
     @torch.no_grad()
@@ -190,7 +213,9 @@ class TextModel:
             temperature, top_p = (1.0, 1.0) if step == 0 else (max(self.config.temperature, 1e-4), self.config.top_p)
             logits = logits[:, -1] / temperature  # (n, n_tokens)
             logits[:, banned] = -math.inf
-            if step > 0:
+            if step == 0:
+                logits[:, null_id] += self.null_bias_
+            else:
                 logits[:, null_id] = -math.inf  # a missing value is decided by the first token only
             token = _top_p(logits, top_p, generator).unsqueeze(1)
             token[done] = eos_id
@@ -214,7 +239,12 @@ class TextModel:
     # ------------------------------------------------------------------------------------------- io
     def save(self, directory: Path) -> None:
         require_fitted(self, "n_cond_")
-        meta = {"vocab": self.vocab_, "placeholders": list(self.placeholders), "n_cond": self.n_cond_}
+        meta = {
+            "vocab": self.vocab_,
+            "placeholders": list(self.placeholders),
+            "n_cond": self.n_cond_,
+            "null_bias": self.null_bias_,
+        }
         save_checkpoint(directory, kind="text", config=self.config, state=self.module_.state_dict(), meta=meta)
 
     @classmethod
@@ -222,6 +252,7 @@ class TextModel:
         config_data, state, meta = load_checkpoint(directory, device=device)
         model = cls(config_from_dict(TextConfig, config_data), placeholders=tuple(meta["placeholders"]), device=device)
         model.vocab_, model.n_cond_ = list(meta["vocab"]), int(meta["n_cond"])
+        model.null_bias_ = float(meta["null_bias"])
         module = _GRU(len(model.vocab_), model.n_cond_, model.config).to(torch.device(device))
         module.load_state_dict(state)
         model.module_ = module.eval()
