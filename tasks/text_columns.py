@@ -31,7 +31,8 @@ from synthgate.tasks.text_privacy import PLACEHOLDERS, fill, scrub_column
 logger = logging.getLogger(__name__)
 
 TextAction = Literal["synthesize", "fake", "drop"]
-# Longer texts stay Faker text: a character model trained in seconds does not hold a page together.
+# Longer texts stay Faker text: a character model trained in seconds does not hold a page together
+# (docs/decisions.md#text-columns).
 TEXT_MAX_MEAN_LENGTH = 1000
 
 

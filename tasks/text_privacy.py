@@ -103,13 +103,19 @@ def _fake(kind: str, key: str, seed: int) -> str:
     return str(getattr(fake, _FAKER_METHOD[kind])())
 
 
+def _holds_real(value: str, avoid: set[str]) -> bool:
+    """Whether a real value is part of `value`: `bjohnson@example.net` holds the real `johnson@example.net`."""
+    n = len(value)
+    return any(value[i:j] in avoid for i in range(n) for j in range(i + 3, n + 1))
+
+
 def fill(texts: list[str | None], *, seed: int, avoid: set[str], rows: Iterable[int] | None = None) -> list[str | None]:
     """Synthetic texts with every placeholder, and anything that looks like personal data, replaced by a fake.
 
     Args:
         texts: sampled texts (None for missing).
         seed: the run seed; a row's fakes depend on (seed, row, position) only.
-        avoid: real values found by `scrub_column`; no fake equals one.
+        avoid: real values found by `scrub_column`; no fake equals or contains one.
         rows: output row numbers (default 0..n-1), so streamed batches draw different fakes.
     """
     rows = list(rows) if rows is not None else list(range(len(texts)))
@@ -122,7 +128,7 @@ def fill(texts: list[str | None], *, seed: int, avoid: set[str], rows: Iterable[
         pieces = re.split("(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + ")", text)
         for i in range(1, len(pieces), 2):
             value, attempt = _fake(pieces[i], f"{row}:{i}", seed), 0
-            while value in avoid and attempt < 20:
+            while _holds_real(value, avoid) and attempt < 50:
                 attempt += 1
                 value = _fake(pieces[i], f"{row}:{i}#{attempt}", seed)
             pieces[i] = value

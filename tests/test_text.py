@@ -16,7 +16,18 @@ from synthgate.schemas.errors import InvalidInputError, NotFittedError
 from synthgate.schemas.table import infer_schema
 from synthgate.tasks.text_columns import synthesize_text, text_actions
 from synthgate.tasks.text_memory import longest_shared_ngrams, memorisation
-from synthgate.tasks.text_privacy import EMAIL, ID, NAME, PHONE, PLACEHOLDERS, URL, fill, scrub, scrub_column
+from synthgate.tasks.text_privacy import (
+    EMAIL,
+    ID,
+    NAME,
+    PHONE,
+    PLACEHOLDERS,
+    URL,
+    _holds_real,
+    fill,
+    scrub,
+    scrub_column,
+)
 
 EMAILS = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
 PHONES = re.compile(r"(?:\+|\b00)?\(?\d[\d().\s-]{5,}\d(?:\s?x\d+)?")
@@ -62,6 +73,7 @@ def test_fill_puts_fakes_in_placeholders_and_replaces_contacts_the_model_spelled
     assert not any(p in t for t in out[:2] for p in PLACEHOLDERS)
     assert EMAILS.search(out[0]) and "555-201-3344" not in out[1] and PHONES.search(out[1])
     assert out == fill(sampled, seed=3, avoid=real)  # fakes follow the seed
+    assert _holds_real("bjohnson@example.net", {"johnson@example.net"})  # a fake may not wrap a real value either
 
 
 # ------------------------------------------------------------------------------------------------ memorisation
@@ -175,3 +187,16 @@ def test_no_real_email_or_phone_reaches_the_synthetic_notes(notes_run):
     assert real and not leaked
     assert out["notes"].dropna().str.contains("@").any()  # the contacts are there, as fakes
     assert np.isin(out.columns, frame.columns).all()
+
+
+def test_cli_text_option_parses_actions_and_names_the_fix():
+    # Arrange
+    from synthgate.flows.cli import _parse_text
+
+    # Act
+    parsed = _parse_text(["notes=fake", "subject = drop"])
+
+    # Assert
+    assert parsed == {"notes": "fake", "subject": "drop"}
+    with pytest.raises(InvalidInputError, match="COLUMN=synthesize"):
+        _parse_text(["notes=rewrite"])
