@@ -360,13 +360,14 @@ def schema_infer(
     from rich.table import Table
 
     from synthgate.schemas.table import infer_schema
-    from synthgate.tasks.ingest import read_table
+    from synthgate.tasks.ingest import data_hash, read_table
     from synthgate.tasks.publish import write_text_atomic
 
     try:
         frame = read_table(input, table=table, encoding=encoding, sep=sep)
         name = input.split(":", 1)[1] if input.startswith("dataset:") else (table or Path(input).stem)
-        schema = infer_schema(frame, name=name)
+        # Stamped with the rows' hash: a private run told this schema is public can say where its domain came from.
+        schema = infer_schema(frame, name=name).model_copy(update={"inferred_from": data_hash(frame)})
         text = schema.to_yaml()
     except Exception as exc:
         _fail(exc)
