@@ -5,7 +5,7 @@ Each free-text column (schema `pii: free_text`) gets an action: `synthesize` (th
 or `drop`. To synthesise, the column's training texts are scrubbed of personal data (`tasks.text_privacy`), a
 `models.text.TextModel` learns them conditioned on each row's encoded modelled columns, and it samples one text per
 synthetic row, conditioned on that row; placeholders are then filled with fakes. The memorisation figures of
-`tasks.text_memory` go into the gate results as information.
+`tasks.text_memory` and the fidelity figures of `tasks.text_fidelity` go into the gate results as information.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.gates import MetricResult
 from synthgate.schemas.pii import PIIKind
 from synthgate.schemas.table import TableSchema
+from synthgate.tasks.text_fidelity import text_fidelity
 from synthgate.tasks.text_memory import memorisation
 from synthgate.tasks.text_privacy import PLACEHOLDERS, fill, scrub_column
 
@@ -142,6 +143,7 @@ def synthesize_text(
         model = TextModel(cfg, placeholders=PLACEHOLDERS, device=device).fit(texts, conditions=train_cond)
         sampled = model.sample(len(out), conditions=synth_cond, generator=make_generator(seed, device))
         metrics.append(_memory_metric(name, texts, held, sampled))
+        metrics.append(_fidelity_metric(name, held, sampled))
         filled = fill(sampled, seed=seed, avoid=found | held_found)
         dtype = schema.column(name).dtype
         series = pd.Series(filled, index=out.index, dtype=object)
@@ -168,6 +170,22 @@ def _memory_metric(
             "share of synthetic texts equal to a training text (information): compare with the holdout's own share "
             f"{figures['holdout_exact_share']}; longest shared word run p95 {figures['synthetic_ngram_p95']} "
             f"vs holdout {figures['holdout_ngram_p95']}"
+        ),
+        details=figures,
+    )
+
+
+def _fidelity_metric(name: str, holdout: list[str | None], synthetic: list[str | None]) -> MetricResult:
+    figures = text_fidelity(holdout, synthetic)
+    return MetricResult.judge(
+        f"text_bigram_distance[{name}]",
+        "fidelity",
+        figures["bigram_distance"],
+        None,
+        "max",
+        description=(
+            "total variation distance of word pairs, synthetic vs holdout (information); length KS "
+            f"{figures['length_ks']}, vocabulary overlap {figures['vocabulary_overlap']}"
         ),
         details=figures,
     )

@@ -22,7 +22,8 @@ _WORD = re.compile(r"\w+|[^\w\s]")
 MAX_NGRAM = 64  # longer shared runs count as 64: the figure already says "copied a paragraph"
 
 
-def _words(text: str) -> list[str]:
+def words(text: str) -> list[str]:
+    """Lower-case words and punctuation marks, the units of the n-gram figures."""
     return _WORD.findall(text.lower())
 
 
@@ -32,17 +33,17 @@ def longest_shared_ngrams(texts: list[str], train: list[str], *, max_n: int = MA
     Grows n one at a time and keeps only the texts that still share an n-gram, so the cost follows the shared length,
     not every n up to `max_n`. An n-gram is a run inside one text, so "shared with a single training text" holds.
     """
-    train_words = [_words(t) for t in train]
-    words = [_words(t) for t in texts]
+    train_words = [words(t) for t in train]
+    tokens = [words(t) for t in texts]
     best = np.zeros(len(texts), dtype=int)
-    alive = [i for i, w in enumerate(words) if w]
+    alive = [i for i, w in enumerate(tokens) if w]
     for n in range(1, max_n + 1):
         if not alive:
             break
         grams = {tuple(w[j : j + n]) for w in train_words for j in range(len(w) - n + 1)}
         still = []
         for i in alive:
-            w = words[i]
+            w = tokens[i]
             if any(tuple(w[j : j + n]) in grams for j in range(len(w) - n + 1)):
                 best[i] = n
                 still.append(i)
