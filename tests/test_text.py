@@ -228,3 +228,18 @@ def test_cli_text_option_parses_actions_and_names_the_fix():
     assert parsed == {"notes": "fake", "subject": "drop"}
     with pytest.raises(InvalidInputError, match="COLUMN=synthesize"):
         _parse_text(["notes=rewrite"])
+
+
+def test_fake_keeps_the_faker_text_and_drop_removes_the_column():
+    # Arrange
+    frame = account_notes_table(60, seed=4)
+    schema = infer_schema(frame)
+    train, holdout = frame.iloc[:50], frame.iloc[50:]
+
+    # Act
+    kept = synthesize_text(frame, train, holdout, schema, None, seed=0, overrides={"notes": "fake"})
+    dropped = synthesize_text(frame, train, holdout, schema, None, seed=0, overrides={"notes": "drop"})
+
+    # Assert
+    assert kept.frame.equals(frame) and not kept.metrics and kept.actions == {"notes": "fake"}
+    assert list(dropped.frame.columns) == ["plan", "churned", "tenure_months"]
