@@ -132,3 +132,50 @@ def _distinct_cents(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if dupes.size == 0:
             return cents / 100.0
         cents[dupes] += rng.integers(1, 50, dupes.size)
+
+
+ACCOUNT_OPENERS = (
+    "Customer called about the invoice.",
+    "Spoke with the account owner.",
+    "Follow-up on last week's ticket.",
+    "Billing question raised by chat.",
+)
+CHURN_PHRASE = "asked to cancel the subscription"
+
+
+def account_notes_table(n_rows: int = 400, *, seed: int = 0) -> pd.DataFrame:
+    """Customer accounts with an agent's note whose wording depends on the row, with contact details inside.
+
+    Each note opens with one of a few sentences, then says the customer asked to cancel (churned rows) or renewed
+    (the rest), and a third of the notes end with a real-looking e-mail or phone number; 15% of notes are missing.
+
+    Returns:
+        `plan` (text category), `churned` (bool), `tenure_months` (int64), `notes` (free text, some null).
+    """
+    from faker import Faker
+
+    rng = np.random.default_rng(seed)
+    fake = Faker()
+    fake.seed_instance(seed)
+    churned = rng.random(n_rows) < 0.4
+    notes: list[str | None] = []
+    for lost in churned:
+        if rng.random() < 0.15:
+            notes.append(None)
+            continue
+        parts = [ACCOUNT_OPENERS[rng.integers(len(ACCOUNT_OPENERS))]]
+        parts.append(f"They {CHURN_PHRASE}." if lost else "They renewed for another year.")
+        contact = rng.random()
+        if contact < 0.3:
+            parts.append(f"Reach them at {fake.email()}.")
+        elif contact < 0.6:
+            parts.append(f"Call back on {fake.phone_number()}.")
+        notes.append(" ".join(parts))
+    return pd.DataFrame(
+        {
+            "plan": rng.choice(["basic", "pro", "team"], n_rows),
+            "churned": churned,
+            "tenure_months": rng.integers(1, 60, n_rows).astype(np.int64),
+            "notes": pd.Series(notes, dtype="str"),
+        }
+    )

@@ -67,6 +67,20 @@ def _parse_conditions(values: list[str] | None) -> dict[str, Any] | None:
     return parsed
 
 
+def _parse_text(values: list[str] | None) -> dict[str, str] | None:
+    from synthgate.schemas.errors import InvalidInputError
+
+    if not values:
+        return None
+    parsed: dict[str, str] = {}
+    for item in values:
+        key, _, action = item.partition("=")
+        if action.strip() not in ("synthesize", "fake", "drop"):
+            raise InvalidInputError(f"--text {item!r}: write it as COLUMN=synthesize|fake|drop, e.g. --text notes=fake")
+        parsed[key.strip()] = action.strip()
+    return parsed
+
+
 @app.command()
 def run(
     input: Annotated[
@@ -114,6 +128,10 @@ def run(
         list[str] | None, typer.Option(help="COLUMN=VALUE that every synthetic row must satisfy; repeatable.")
     ] = None,
     balance: Annotated[str | None, typer.Option(help="Categorical column whose classes the output equalises.")] = None,
+    text: Annotated[
+        list[str] | None,
+        typer.Option(help="COLUMN=synthesize|fake|drop for a free-text column; repeatable (default: synthesize)."),
+    ] = None,
     rows_per_class: Annotated[int | None, typer.Option(help="With --balance: rows per class.")] = None,
     report: Annotated[
         Path | None, typer.Option(help="HTML report path (default: beside the output, OUT.html).")
@@ -177,6 +195,7 @@ def run(
             "device": device,
             "conditions": _parse_conditions(condition),
             "balance": balance,
+            "text": _parse_text(text),
             "rows_per_class": rows_per_class,
             "report_path": report,
             "epsilon": epsilon,

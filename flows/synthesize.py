@@ -24,7 +24,7 @@ from synthgate.schemas.request import RunRequest
 from synthgate.tasks.cache import model_key
 from synthgate.tasks.deliver import publish_outputs, refusal
 from synthgate.tasks.dp_preprocess import prepare_training_task
-from synthgate.tasks.output import draw_synthetic
+from synthgate.tasks.output import draw_synthetic, synthesize_text_columns
 from synthgate.tasks.plan import RunOptions, plan_run
 from synthgate.tasks.preprocess import is_contract
 from synthgate.tasks.publish import StagedParquet, remove_stale_temporaries
@@ -158,8 +158,16 @@ def run_table(request: RunRequest, options: RunOptions | None = None, *, step: S
             real=source.frame,  # every real row, holdout too: no key or fake value may equal a real one
             step=step,
         )
+    with _timed(timings, "text"), use_threads(threads):
+        text = synthesize_text_columns(
+            synthetic, prepared, holdout, trained, request, streamed=staged is not None, step=step
+        )
+    synthetic = text.frame
     with _timed(timings, "gates"), use_threads(threads):
         gates = judge_output(prepared.train, holdout, synthetic, prepared.schema, request, step=step)
+        gates = gates.model_copy(
+            update={"metrics": [*gates.metrics, *text.metrics], "notes": [*gates.notes, *text.notes]}
+        )
     metadata = build_metadata(
         request,
         source,

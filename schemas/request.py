@@ -59,6 +59,9 @@ class RunRequest(ParquetRunRequest):
     epsilon: float | None = Field(None, gt=0, description="differential-privacy budget (neural models)")
     delta: float | None = Field(None, gt=0, lt=1)
     rare_category_k: int | None = Field(None, ge=1, description="categories with fewer rows become one rare bucket")
+    text: dict[str, Literal["synthesize", "fake", "drop"]] = Field(
+        default_factory=dict, description="free-text column -> action; default: synthesize texts of <= 1000 chars"
+    )
     report_path: Path | None = Field(None, description="HTML report; default: beside the output, OUT.html")
     if_exists: Literal["replace", "fail"] = "replace"
     time_budget: float | None = Field(

@@ -6,10 +6,12 @@ import pandas as pd
 
 from synthgate.schemas.request import RunRequest
 from synthgate.schemas.table import TableSchema
+from synthgate.tasks.dp_preprocess import PreparedTraining
 from synthgate.tasks.protect import complete_output_task
 from synthgate.tasks.publish import StagedParquet
 from synthgate.tasks.sample import sample_rows_task, stream_output_task
 from synthgate.tasks.steps import PLAIN, Steps
+from synthgate.tasks.text_columns import TextOutcome, synthesize_text_task, text_actions
 from synthgate.tasks.training import Trained
 
 # Streamed output: the gates and report see the first rows (docs/decisions.md#streaming-thresholds).
@@ -59,3 +61,35 @@ def draw_synthetic(
         train=train,
     )
     return step(complete_output_task)(synthetic, schema, seed=request.seed, real=real)
+
+
+def synthesize_text_columns(
+    synthetic: pd.DataFrame,
+    prepared: PreparedTraining,
+    holdout: pd.DataFrame,
+    trained: Trained,
+    request: RunRequest,
+    *,
+    streamed: bool,
+    step: Steps = PLAIN,
+) -> TextOutcome:
+    """The output with its free-text columns synthesised from the training text (`tasks.text_columns`).
+
+    A streamed output is already written batch by batch, so its text columns keep the Faker text, with a note.
+    """
+    if streamed:
+        actions, _ = text_actions(prepared.schema, prepared.train, request.text, epsilon=request.epsilon)
+        todo = sorted(name for name, action in actions.items() if action != "fake")
+        notes = [f"text columns {todo}: streamed output keeps Faker text (synthesis runs on in-memory output)"]
+        return TextOutcome(synthetic, notes * bool(todo), [], actions)
+    return step(synthesize_text_task)(
+        synthetic,
+        prepared.train,
+        holdout,
+        prepared.schema,
+        trained.encoder,
+        seed=request.seed,
+        overrides=request.text,
+        epsilon=request.epsilon,
+        device=request.device,
+    )

@@ -16,7 +16,8 @@ reproduced. In the output, identifiers are regenerated and PII columns follow th
   `pseudonymize` applies the keyed hash to real values, for a protected copy of the real table.
 - `drop`: the column is not published.
 
-Free text is PII until shown otherwise: by default the output holds Faker text with the real column's lengths.
+Free text is PII until shown otherwise: here the output holds Faker text with the real column's lengths; the run then
+replaces the columns it can model by text synthesised from the scrubbed training text (`tasks.text_columns`).
 """
 
 from __future__ import annotations

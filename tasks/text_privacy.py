@@ -1,0 +1,136 @@
+"""Keep personal data out of free text: typed placeholders before training, fakes after sampling.
+
+Notes written by people carry e-mails, phone numbers, account numbers, links and names. A text model must never see
+them, so `scrub` replaces each by a typed placeholder (`<EMAIL>`) before training; the model learns where such values
+go, not what they are. After sampling, `fill` scrubs the synthetic text once more (the model may spell out something
+that looks like a phone number character by character) and puts a Faker value of the placeholder's type in each place,
+never one equal to a real value found in the source.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+EMAIL, URL, PHONE, ID, NAME = "<EMAIL>", "<URL>", "<PHONE>", "<ID>", "<NAME>"
+PLACEHOLDERS = (EMAIL, URL, PHONE, ID, NAME)
+
+# Order matters: an e-mail or a link contains digits a phone pattern would take, a phone contains a digit run.
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (EMAIL, re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")),
+    (URL, re.compile(r"(?:https?://|www\.)[^\s<>\"']+", re.I)),
+    (ID, re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),  # US social security number
+    (PHONE, re.compile(r"(?:\+|\b00)?\(?\d[\d().\s-]{5,}\d(?:\s?(?:x|ext\.?)\s?\d+)?")),
+    (ID, re.compile(r"\b[A-Z]{0,4}-?\d{5,}\b")),  # account, order and card numbers
+    (NAME, re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr)\.?\s+[A-Z][a-z'-]+(?:\s+[A-Z][a-z'-]+)?")),
+)
+_MIN_PHONE_DIGITS = 7
+_DATE = re.compile(r"^(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})$")
+_FAKER_METHOD = {EMAIL: "email", URL: "url", PHONE: "phone_number", ID: "bothify", NAME: "name"}
+
+
+def _is_value(kind: str, match: str) -> bool:
+    """Whether a pattern hit is the value: a phone needs seven digits and is not a date, so dates and amounts stay."""
+    if kind != PHONE:
+        return True
+    return sum(ch.isdigit() for ch in match) >= _MIN_PHONE_DIGITS and not _DATE.match(match.strip())
+
+
+def scrub(text: str, *, known: Iterable[str] = ()) -> tuple[str, list[str]]:
+    """`text` with personal values replaced by typed placeholders, and the real values found.
+
+    Args:
+        text: one free-text value.
+        known: values that must go whatever they look like, e.g. the same row's name column (the PII detector's
+            columns), replaced by `<NAME>`.
+
+    Returns:
+        `(scrubbed, found)`: found lists the real values removed, so the output can be checked against them.
+    """
+    found: list[str] = []
+    for value in sorted({k for k in known if isinstance(k, str) and len(k) >= 3}, key=len, reverse=True):
+        if value in text:
+            found.append(value)
+            text = text.replace(value, NAME)
+    for kind, pattern in _PATTERNS:
+
+        def swap(match: re.Match[str], kind: str = kind) -> str:
+            if not _is_value(kind, match.group(0)):
+                return match.group(0)
+            found.append(match.group(0))
+            return kind
+
+        text = pattern.sub(swap, text)
+    return text, found
+
+
+def scrub_column(texts: pd.Series, known: pd.DataFrame | None = None) -> tuple[list[str | None], set[str]]:
+    """Scrub a whole column; `known` holds the same rows' PII columns, whose values are removed where they appear.
+
+    Returns:
+        `(texts, found)`: the scrubbed texts (None for missing) and every real value removed.
+    """
+    out: list[str | None] = []
+    found: set[str] = set()
+    rows = known.astype(object).to_numpy().tolist() if known is not None and known.shape[1] else None
+    for i, value in enumerate(texts.tolist()):
+        if not isinstance(value, str):
+            out.append(None)
+            continue
+        clean, hits = scrub(value, known=[str(v) for v in rows[i] if isinstance(v, str)] if rows else ())
+        out.append(clean)
+        found.update(hits)
+    return out, found
+
+
+@functools.cache
+def _faker() -> Any:
+    from faker import Faker
+
+    return Faker(use_weighting=False)
+
+
+def _fake(kind: str, key: str, seed: int) -> str:
+    fake = _faker()
+    fake.seed_instance(int.from_bytes(hashlib.sha256(f"{seed}:{kind}:{key}".encode()).digest()[:8], "big"))
+    if kind == ID:
+        return str(fake.bothify("########"))
+    return str(getattr(fake, _FAKER_METHOD[kind])())
+
+
+def _holds_real(value: str, avoid: set[str]) -> bool:
+    """Whether a real value is part of `value`: `bjohnson@example.net` holds the real `johnson@example.net`."""
+    n = len(value)
+    return any(value[i:j] in avoid for i in range(n) for j in range(i + 3, n + 1))
+
+
+def fill(texts: list[str | None], *, seed: int, avoid: set[str], rows: Iterable[int] | None = None) -> list[str | None]:
+    """Synthetic texts with every placeholder, and anything that looks like personal data, replaced by a fake.
+
+    Args:
+        texts: sampled texts (None for missing).
+        seed: the run seed; a row's fakes depend on (seed, row, position) only.
+        avoid: real values found by `scrub_column`; no fake equals or contains one.
+        rows: output row numbers (default 0..n-1), so streamed batches draw different fakes.
+    """
+    rows = list(rows) if rows is not None else list(range(len(texts)))
+    out: list[str | None] = []
+    for row, text in zip(rows, texts, strict=True):
+        if text is None:
+            out.append(None)
+            continue
+        text, _ = scrub(text)  # what the model spelled out itself is replaced too
+        pieces = re.split("(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + ")", text)
+        for i in range(1, len(pieces), 2):
+            value, attempt = _fake(pieces[i], f"{row}:{i}", seed), 0
+            while _holds_real(value, avoid) and attempt < 50:
+                attempt += 1
+                value = _fake(pieces[i], f"{row}:{i}#{attempt}", seed)
+            pieces[i] = value
+        out.append("".join(pieces))
+    return out

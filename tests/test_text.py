@@ -1,0 +1,245 @@
+"""Free-text columns: a row-conditioned text model, personal data scrubbed before training, memorisation measured."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bench.tables import ACCOUNT_OPENERS, CHURN_PHRASE, account_notes_table
+from synthgate.models.encoders.table import TableEncoder
+from synthgate.models.text import TextConfig, TextModel
+from synthgate.schemas.errors import InvalidInputError, NotFittedError
+from synthgate.schemas.table import infer_schema
+from synthgate.tasks.text_columns import synthesize_text, text_actions
+from synthgate.tasks.text_fidelity import text_fidelity
+from synthgate.tasks.text_memory import longest_shared_ngrams, memorisation
+from synthgate.tasks.text_privacy import (
+    EMAIL,
+    ID,
+    NAME,
+    PHONE,
+    PLACEHOLDERS,
+    URL,
+    _holds_real,
+    fill,
+    scrub,
+    scrub_column,
+)
+
+EMAILS = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
+PHONES = re.compile(r"(?:\+|\b00)?\(?\d[\d().\s-]{5,}\d(?:\s?x\d+)?")
+# Few updates and a small state: enough for a table of four templates, and the test stays in seconds.
+SMALL = TextConfig(hidden=64, steps=150, batch_size=32, lr=1e-2)
+
+
+# ------------------------------------------------------------------------------------------------ scrubbing
+def test_scrub_replaces_contacts_ids_links_and_titled_names_but_keeps_dates_and_amounts():
+    # Act
+    text, found = scrub(
+        "Dr. Jane Smith paid $120.50 on 2024-01-03 for order ORD-123456; mail jane.s@corp.example.com, "
+        "call (555) 123-4567 x89 or see https://corp.example.com/t?id=7"
+    )
+
+    # Assert
+    assert text == (f"{NAME} paid $120.50 on 2024-01-03 for order {ID}; mail {EMAIL}, call {PHONE} or see {URL}")
+    assert {"jane.s@corp.example.com", "Dr. Jane Smith", "ORD-123456"} <= set(found)
+
+
+def test_scrub_column_removes_the_rows_own_pii_values():
+    # Arrange
+    texts = pd.Series(["Talked to Ann Lee about fees", None])
+    known = pd.DataFrame({"full_name": ["Ann Lee", "Bo Chen"]})
+
+    # Act
+    out, found = scrub_column(texts, known)
+
+    # Assert
+    assert out == [f"Talked to {NAME} about fees", None] and found == {"Ann Lee"}
+
+
+def test_fill_puts_fakes_in_placeholders_and_replaces_contacts_the_model_spelled_out():
+    # Arrange
+    sampled = [f"Mail {EMAIL} or call {PHONE}.", "Call 555-201-3344 now.", None]
+    real = {"555-201-3344"}
+
+    # Act
+    out = fill(sampled, seed=3, avoid=real)
+
+    # Assert
+    assert out[2] is None
+    assert not any(p in t for t in out[:2] for p in PLACEHOLDERS)
+    assert EMAILS.search(out[0]) and "555-201-3344" not in out[1] and PHONES.search(out[1])
+    assert out == fill(sampled, seed=3, avoid=real)  # fakes follow the seed
+    assert _holds_real("bjohnson@example.net", {"johnson@example.net"})  # a fake may not wrap a real value either
+
+
+# ------------------------------------------------------------------------------------------------ memorisation
+def test_longest_shared_ngram_counts_words_shared_with_one_training_text():
+    # Arrange
+    train = ["the cat sat on the mat", "a dog ran far away"]
+
+    # Act
+    runs = longest_shared_ngrams(["the cat sat far away", "nothing here", "a dog ran far away"], train)
+
+    # Assert
+    assert runs.tolist() == [3, 0, 5]  # "far away" and "the cat sat" are in different texts: the longest is 3
+
+
+def test_memorisation_puts_synthetic_rates_beside_the_holdout_rates():
+    # Act
+    figures = memorisation(["a b c", "d e f", None], ["a b c", "x y"], ["a b c", "d e x", None])
+
+    # Assert
+    assert figures["synthetic_exact_share"] == 0.5 and figures["holdout_exact_share"] == 0.5
+    assert figures["synthetic_ngram_max"] == 3 and figures["holdout_ngram_max"] == 3
+
+
+def test_text_fidelity_is_zero_distance_for_the_same_texts_and_large_for_others():
+    # Arrange
+    real = ["they asked to cancel", "they renewed today", None]
+
+    # Act
+    same = text_fidelity(real, list(reversed(real)))
+    other = text_fidelity(real, ["completely different words here"])
+
+    # Assert
+    assert same == {"length_ks": 0.0, "vocabulary_overlap": 1.0, "bigram_distance": 0.0}
+    assert other["bigram_distance"] == 1.0 and other["vocabulary_overlap"] == 0.0 and other["length_ks"] > 0
+
+
+# ------------------------------------------------------------------------------------------------ actions
+def test_text_actions_default_to_synthesize_and_fall_back_to_fake_with_a_note():
+    # Arrange
+    short = [f"free text value number {i} of some moderate length" for i in range(30)]
+    frame = pd.DataFrame({"short": short, "long": [f"word {i} " * 200 for i in range(30)]})
+    schema = infer_schema(frame)
+
+    # Act
+    actions, notes = text_actions(schema, frame)
+    private, private_notes = text_actions(schema, frame, {"long": "drop"}, epsilon=1.0)
+
+    # Assert
+    assert actions == {"short": "synthesize", "long": "fake"} and "mean length" in notes[0]
+    assert private == {"short": "fake", "long": "drop"} and "private" in private_notes[0]
+    with pytest.raises(InvalidInputError, match="not free-text columns"):
+        text_actions(schema, frame, {"nope": "fake"})
+
+
+# ------------------------------------------------------------------------------------------------ model
+@pytest.fixture(scope="module")
+def tiny_model() -> TextModel:
+    texts = ["ab", "abc", None, "ba"] * 10
+    conditions = torch.arange(40, dtype=torch.float32).reshape(-1, 1) % 2
+    return TextModel(TextConfig(steps=3, hidden=8, embed=4)).fit(texts, conditions=conditions)
+
+
+def test_text_model_follows_the_model_contract(tiny_model, tmp_path):
+    # Arrange
+    conditions = torch.zeros((20, 1))
+
+    # Act
+    a = tiny_model.sample(20, conditions=conditions, generator=torch.Generator().manual_seed(1))
+    b = tiny_model.sample(20, conditions=conditions, generator=torch.Generator().manual_seed(1))
+    tiny_model.save(tmp_path / "text")
+    loaded = TextModel.load(tmp_path / "text")
+
+    # Assert
+    assert a == b and len(a) == 20
+    assert loaded.sample(20, conditions=conditions, generator=torch.Generator().manual_seed(1)) == a
+    with pytest.raises(NotFittedError):
+        TextModel().sample(2)
+    with pytest.raises(InvalidInputError, match="width"):
+        tiny_model.sample(2, conditions=torch.zeros((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def notes_run() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    frame = account_notes_table(500, seed=1)
+    train, holdout = frame.iloc[:400].reset_index(drop=True), frame.iloc[400:].reset_index(drop=True)
+    schema = infer_schema(train)
+    encoder = TableEncoder(schema).fit(train[[c.name for c in schema.modelled]])
+    # Stand-in synthetic rows: the tabular columns redrawn, so the text part is judged on its own.
+    # 1000 draws: the missing share's standard error (~0.012) stays well inside the 0.05 tolerance.
+    synthetic = train.sample(1000, replace=True, random_state=2).reset_index(drop=True)
+    outcome = synthesize_text(synthetic, train, holdout, schema, encoder, seed=0, config=SMALL)
+    return frame, synthetic, outcome.frame
+
+
+@pytest.mark.slow
+def test_synthetic_notes_keep_missing_share_openers_and_row_dependence(notes_run):
+    # Arrange
+    frame, synthetic, out = notes_run
+    texts = out["notes"]
+
+    # Act
+    kept = texts.dropna()
+    opens = kept.map(lambda t: t.startswith(ACCOUNT_OPENERS)).mean()
+    says = texts.map(lambda t: isinstance(t, str) and CHURN_PHRASE in t).to_numpy()
+    churned = synthetic["churned"].to_numpy()
+
+    # Assert
+    assert abs(texts.isna().mean() - frame["notes"].isna().mean()) < 0.05
+    assert opens >= 0.8
+    assert says[churned].mean() >= 3 * max(says[~churned].mean(), 1 / len(texts))
+
+
+@pytest.mark.slow
+def test_no_real_email_or_phone_reaches_the_synthetic_notes(notes_run):
+    # Arrange
+    frame, _, out = notes_run
+    real = set()
+    for text in frame["notes"].dropna():
+        real |= set(EMAILS.findall(text)) | {p.strip() for p in PHONES.findall(text)}
+
+    # Act
+    leaked = [t for t in out["notes"].dropna() if any(r in t for r in real)]
+
+    # Assert
+    assert real and not leaked
+    assert out["notes"].dropna().str.contains("@").any()  # the contacts are there, as fakes
+    assert np.isin(out.columns, frame.columns).all()
+
+
+@pytest.mark.slow
+def test_synthetic_notes_read_like_the_holdout(notes_run):
+    # Arrange
+    frame, _, out = notes_run
+    held = frame["notes"].iloc[400:].tolist()
+
+    # Act
+    figures = text_fidelity(held, out["notes"].tolist())
+
+    # Assert
+    assert figures["vocabulary_overlap"] >= 0.8 and figures["bigram_distance"] <= 0.5
+
+
+def test_cli_text_option_parses_actions_and_names_the_fix():
+    # Arrange
+    from synthgate.flows.cli import _parse_text
+
+    # Act
+    parsed = _parse_text(["notes=fake", "subject = drop"])
+
+    # Assert
+    assert parsed == {"notes": "fake", "subject": "drop"}
+    with pytest.raises(InvalidInputError, match="COLUMN=synthesize"):
+        _parse_text(["notes=rewrite"])
+
+
+def test_fake_keeps_the_faker_text_and_drop_removes_the_column():
+    # Arrange
+    frame = account_notes_table(60, seed=4)
+    schema = infer_schema(frame)
+    train, holdout = frame.iloc[:50], frame.iloc[50:]
+
+    # Act
+    kept = synthesize_text(frame, train, holdout, schema, None, seed=0, overrides={"notes": "fake"})
+    dropped = synthesize_text(frame, train, holdout, schema, None, seed=0, overrides={"notes": "drop"})
+
+    # Assert
+    assert kept.frame.equals(frame) and not kept.metrics and kept.actions == {"notes": "fake"}
+    assert list(dropped.frame.columns) == ["plan", "churned", "tenure_months"]
