@@ -432,6 +432,55 @@ def many_command(
     raise typer.Exit(code)
 
 
+@app.command("database")
+def database_command(
+    input: Annotated[
+        str, typer.Option("--input", "-i", help="SQLAlchemy URL, or a folder with one CSV/Parquet file per table.")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for <table>.parquet files and report.html (all or none).")
+    ],
+    scale: Annotated[
+        float, typer.Option(help="Root tables' rows as a share of the source's (children follow their parents).")
+    ] = 1.0,
+    model: Annotated[str, typer.Option(help=f"Model per table: {', '.join(model_names())} or auto.")] = "gmm",
+    seed: Annotated[int, typer.Option(help="Seed for clusters, training, sampling and keys.")] = 0,
+    relations: Annotated[
+        Path | None,
+        typer.Option(
+            help="relations.yaml: primary keys and relations beside the declared ones (folder default: "
+            "INPUT/relations.yaml)."
+        ),
+    ] = None,
+) -> None:
+    """Synthesise a whole database: parents first, children per parent, keys regenerated, integrity gated."""
+    from rich.table import Table
+
+    from synthgate.flows.database import synthesize_database_flow
+    from synthgate.flows.failures import quiet_failure_logs
+    from synthgate.schemas.errors import GateRefusedError
+
+    try:
+        _check_prefect_api()
+        with quiet_failure_logs():
+            result = synthesize_database_flow(input, output, scale=scale, model=model, seed=seed, relations=relations)
+    except GateRefusedError as exc:
+        console.print(f"[bold red]REFUSED[/]: {escape(str(exc))}")
+        raise typer.Exit(EXIT_REFUSED) from None
+    except Exception as exc:
+        _fail(exc)
+    summary = Table(title="synthgate database")
+    for column in ("table", "real rows", "synthetic rows", "generated under", "seconds"):
+        summary.add_column(column)
+    syn = result.synthetic
+    for name, frame in syn.tables.items():
+        summary.add_row(name, f"{len(syn.real[name]):,}", f"{len(frame):,}", syn.context.get(name, "root"),
+                        str(syn.seconds.get(name, "")))  # fmt: skip
+    out.print(summary)
+    out.print(f"[bold green]PUBLISHED[/] {len(result.outputs)} tables to {output}")
+    out.print(f"report: {result.report}")
+
+
 @app.command("setup")
 def setup_command(
     gpu_slots: Annotated[
