@@ -81,6 +81,10 @@ class ParentClusters:
             labels = self.kmeans_.predict(self._features(frame))
         return np.array([cluster_label(i) for i in labels], dtype=object)
 
+    def distances(self, frame: pd.DataFrame) -> np.ndarray:
+        """(n_rows, n_clusters) distances of rows to every centroid: who can stand in for a cluster."""
+        return self.kmeans_.transform(self._features(frame))
+
     @property
     def labels(self) -> list[str]:
         return [cluster_label(i) for i in range(self.kmeans_.n_clusters)]

@@ -168,6 +168,39 @@ def _quota(pool: np.ndarray, weights: np.ndarray, n: int, rng: np.random.Generat
     return rng.permutation(picks)
 
 
+def matched_counts(generated: np.ndarray, real: np.ndarray, n_out: int | None = None) -> np.ndarray:
+    """The real counts' quantiles handed out in the order of the generated counts (ties broken at random upstream).
+
+    The parent model says which parents have large families; the real counts say how large families are. A model
+    fitted to a count column that is mostly zero with a few huge values (three New York airports own every departure)
+    smears it, and handing children out by those smeared weights spreads them over every parent.
+    """
+    m = generated.size if n_out is None else n_out
+    if m == 0 or real.size == 0:
+        return np.zeros(m, dtype=np.int64)
+    quantiles = np.sort(real)[np.minimum(((np.arange(m) + 0.5) / m * real.size).astype(np.int64), real.size - 1)]
+    out = np.empty(m, dtype=np.int64)
+    out[np.argsort(generated, kind="stable")] = quantiles
+    return out
+
+
+def fix_total(sizes: np.ndarray, target: int, rng: np.random.Generator) -> np.ndarray:
+    """`sizes` moved to sum to `target`: children added or removed one at a time, in proportion to family size.
+
+    Synthetic clusters are not exactly as large as the real ones, so matched counts miss the source's total by a
+    few percent; scaling every family instead would shift the largest ones past their real neighbours.
+    """
+    sizes = sizes.copy()
+    gap = target - int(sizes.sum())
+    if gap == 0 or sizes.size == 0:
+        return sizes
+    if gap < 0:
+        owners = rng.permutation(np.repeat(np.arange(sizes.size), sizes))[:-gap]
+        return sizes - np.bincount(owners, minlength=sizes.size)
+    weights = sizes / sizes.sum() if sizes.sum() > 0 else np.full(sizes.size, 1 / sizes.size)
+    return sizes + np.bincount(rng.choice(sizes.size, gap, p=weights), minlength=sizes.size)
+
+
 class _Builder:
     """Holds the per-table state while tables are synthesised in order (a parent's clusters and synthetic rows)."""
 
@@ -179,6 +212,36 @@ class _Builder:
         self.real_labels: dict[str, np.ndarray] = {}  # per parent table: its real rows' clusters
         self.synthetic: dict[str, pd.DataFrame] = {}  # with helper columns (counts) kept for the children
         self.synthetic_labels: dict[str, np.ndarray] = {}
+        self.synthetic_distances: dict[str, np.ndarray] = {}  # per parent table: (n_synthetic, n_clusters)
+
+    def family_sizes(self, rel: Relation) -> tuple[np.ndarray, np.ndarray]:
+        """Children per synthetic parent for `rel`, and the cluster each parent stands for in that relation.
+
+        Per cluster, the real cluster's counts are handed out in generated-count order.
+
+        A cluster the parent model generated no row of (a few unique parents, merged away as rare categories) takes
+        the synthetic parents nearest its centroid, as many as the real cluster has parents times the scale.
+        """
+        i = self.index[id(rel)]
+        parent = self.synthetic[rel.parent]
+        rng = np.random.default_rng(self.table_seed(rel.parent, f"sizes-{i}"))
+        generated = pd.to_numeric(parent[count_column(i)], errors="coerce").fillna(0).to_numpy(dtype=float)
+        generated = generated + rng.random(generated.size) * 1e-6  # random order among equal counts
+        real_parent = self.db.tables[rel.parent]
+        real = children_counts(real_parent[rel.parent_columns[0]], self.db.tables[rel.child][rel.columns[0]])
+        real_labels, labels = self.real_labels[rel.parent], self.synthetic_labels[rel.parent].copy()
+        sizes = np.zeros(generated.size, dtype=np.int64)
+        cluster_labels = self.clusters[rel.parent].labels
+        for j, label in enumerate(cluster_labels):
+            if (labels == label).any() or not (real_labels == label).any():
+                continue
+            want = min(max(1, round(self.scale * int((real_labels == label).sum()))), labels.size)
+            nearest = np.argsort(self.synthetic_distances[rel.parent][:, j], kind="stable")[:want]
+            labels[nearest] = label
+        for label in cluster_labels:
+            members = np.flatnonzero(labels == label)
+            sizes[members] = matched_counts(generated[members], real[real_labels == label])
+        return fix_total(sizes, round(self.scale * int(real.sum())), rng), labels
 
     def table_seed(self, table: str, purpose: str) -> int:
         return (self.seed * 1_000_003 + zlib.crc32(f"{table}\0{purpose}".encode())) % (2**31)
@@ -211,6 +274,7 @@ class _Builder:
             clusters = ParentClusters(seed=self.seed)
             self.real_labels[table] = clusters.fit(frame)
             self.synthetic_labels[table] = clusters.predict(rows[frame.columns])
+            self.synthetic_distances[table] = clusters.distances(rows[frame.columns])
             self.clusters[table] = clusters
         for rel in relations:
             if rel is not context:
@@ -227,9 +291,7 @@ class _Builder:
             return _sample(synth, n, seed=self.table_seed(table, "sample")).reset_index(drop=True), {}
         i = self.index[id(context)]
         parent = self.synthetic[context.parent]
-        counts = np.clip(np.round(pd.to_numeric(parent[count_column(i)], errors="coerce").fillna(0)), 0, None)
-        counts = counts.to_numpy(dtype=np.int64)
-        labels = self.synthetic_labels[context.parent]
+        counts, labels = self.family_sizes(context)
         parent_keys = parent[context.parent_columns[0]].to_numpy()
         parts, fk = [], []
         groups = [*self.clusters[context.parent].labels, NULL_LABEL]
@@ -261,8 +323,8 @@ class _Builder:
         i = self.index[id(rel)]
         parent = self.synthetic[rel.parent]
         keys = parent[rel.parent_columns[0]].to_numpy()
-        weights = pd.to_numeric(parent[count_column(i)], errors="coerce").fillna(0).to_numpy(dtype=float)
-        parent_labels = self.synthetic_labels[rel.parent]
+        sizes, parent_labels = self.family_sizes(rel)
+        weights = sizes.astype(float)
         generated = rows[parent_column(i)].astype(str).to_numpy() if parent_column(i) in rows else None
         if generated is None:  # constant in the real table: every row hangs from the one kind of parent
             generated = np.full(len(rows), self.real_labels[rel.parent][0])
