@@ -315,7 +315,13 @@ def _fail(exc: BaseException) -> None:
 
 @schema_app.command("infer")
 def schema_infer(
-    input: Annotated[str, typer.Argument(help="CSV/Parquet path, SQLAlchemy URL or dataset:NAME.")],
+    input: Annotated[
+        str,
+        typer.Argument(
+            help="CSV/Parquet path, SQLAlchemy URL or dataset:NAME; a folder of tables, or a URL without --table, "
+            "shows the database's keys and relations with their evidence."
+        ),
+    ],
     table: Annotated[str | None, typer.Option(help="SQL sources: table name or SELECT query.")] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the schema YAML here (else print it).")
@@ -333,7 +339,11 @@ def schema_infer(
     from synthgate.schemas.table import infer_schema
     from synthgate.tasks.ingest import read_table
     from synthgate.tasks.publish import write_text_atomic
+    from synthgate.tasks.reader import is_sql_url
 
+    if table is None and (is_sql_url(input) or Path(input).is_dir()):
+        _infer_database(input, output)
+        return
     try:
         frame = read_table(input, table=table, encoding=encoding, sep=sep)
         name = input.split(":", 1)[1] if input.startswith("dataset:") else (table or Path(input).stem)
@@ -349,6 +359,33 @@ def schema_infer(
     if output:
         write_text_atomic(output, text)
         console.print(f"schema written to {output}")
+    else:
+        out.print(text, end="", markup=False, highlight=False)
+
+
+def _infer_database(source: str, output: Path | None) -> None:
+    """Keys and relations of a whole database (declared, written or inferred), each with its evidence, as YAML."""
+    from rich.table import Table
+
+    from synthgate.tasks.publish import write_text_atomic
+    from synthgate.tasks.relations import read_database
+
+    try:
+        db = read_database(source)
+    except Exception as exc:
+        _fail(exc)
+    keys = Table("table", "rows", "primary key", title=f"{db.source}: {len(db.tables)} tables", box=None)
+    for name, frame in db.tables.items():
+        keys.add_row(name, f"{len(frame):,}", ", ".join(db.schema.primary_key(name)) or "-")
+    console.print(keys)
+    relations = Table("relation", "from", "orphans", "evidence", title="relations", box=None)
+    for rel in db.schema.relations:
+        relations.add_row(rel.name, rel.source, rel.on_orphans, rel.evidence)
+    console.print(relations if db.schema.relations else "no relations found: write them in relations.yaml")
+    text = db.schema.to_yaml()
+    if output:
+        write_text_atomic(output, text)
+        console.print(f"relations written to {output}; correct them and pass --relations to `synthgate database`")
     else:
         out.print(text, end="", markup=False, highlight=False)
 

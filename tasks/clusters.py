@@ -17,13 +17,21 @@ from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
 MAX_CLUSTERS = 12
-ROWS_PER_CLUSTER = 50  # parents per cluster, so each cluster's children are enough rows for the child model to learn
+ROWS_PER_CLUSTER = 20  # parents per cluster: few enough that a cluster's parents are alike, enough to learn from
 TOP_LEVELS = 10  # one-hot columns per categorical column; the rest share none
 
 
 def n_clusters(n_rows: int) -> int:
     """Clusters for `n_rows` parents: one per ROWS_PER_CLUSTER rows, between 1 and MAX_CLUSTERS."""
     return int(np.clip(n_rows // ROWS_PER_CLUSTER, 1, MAX_CLUSTERS))
+
+
+def _spread(values: np.ndarray) -> np.ndarray:
+    """Non-negative heavy-tailed values (children counts) on a log scale, so a few huge families do not own k-means."""
+    finite = values[np.isfinite(values)]
+    if finite.size and finite.min() >= 0 and finite.max() > 10 * max(np.median(finite), 1):
+        return np.log1p(values)
+    return values
 
 
 def cluster_label(index: int) -> str:
@@ -34,6 +42,7 @@ def cluster_label(index: int) -> str:
 class _Column:
     name: str
     kind: str  # "number" or "category"
+    log: bool = False
     center: float = 0.0
     scale: float = 1.0
     levels: list[str] = field(default_factory=list)
@@ -60,14 +69,18 @@ class ParentClusters:
             series = frame[name]
             numeric = pd.api.types.is_numeric_dtype(series) or pd.api.types.is_datetime64_any_dtype(series)
             if numeric and not pd.api.types.is_bool_dtype(series):
-                values = self._numbers(series)
+                raw = self._numbers(series)
+                values = _spread(raw)
                 finite = values[np.isfinite(values)]
                 center = float(np.median(finite)) if finite.size else 0.0
                 scale = float(finite.std()) if finite.size > 1 and finite.std() > 0 else 1.0
-                self.columns_.append(_Column(name, "number", center, scale, has_missing=bool(np.isnan(values).any())))
+                log = values is not raw
+                self.columns_.append(_Column(name, "number", log, center, scale, has_missing=bool(np.isnan(raw).any())))
             else:
-                levels = series.astype(str).value_counts().index[:TOP_LEVELS].tolist()
-                self.columns_.append(_Column(name, "category", levels=levels))
+                shares = series.astype(str).value_counts(normalize=True)[:TOP_LEVELS]
+                # one-hot columns scaled so the whole category weighs as much as one standardised number
+                spread = float(np.sqrt((shares * (1 - shares)).sum())) or 1.0
+                self.columns_.append(_Column(name, "category", scale=spread, levels=shares.index.tolist()))
         x = self._features(frame)
         k = min(n_clusters(len(frame)), len(np.unique(x, axis=0)))
         self.kmeans_ = KMeans(n_clusters=max(k, 1), n_init=3, random_state=self.seed)
@@ -95,13 +108,14 @@ class ParentClusters:
             series = frame[col.name]
             if col.kind == "number":
                 values = self._numbers(series)
+                values = np.log1p(np.clip(values, 0, None)) if col.log else values
                 missing = ~np.isfinite(values)
                 blocks.append(np.where(missing, 0.0, (values - col.center) / col.scale)[:, None])
                 if col.has_missing:
                     blocks.append(missing.astype(float)[:, None])
             else:
                 text = series.astype(str).to_numpy()
-                blocks.append(np.stack([text == level for level in col.levels], axis=1).astype(float))
+                blocks.append(np.stack([text == level for level in col.levels], axis=1) / col.scale)
         if not blocks:
             return np.zeros((len(frame), 1))
         return np.concatenate(blocks, axis=1)  # (n_rows, n_features)

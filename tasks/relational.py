@@ -264,11 +264,15 @@ class _Builder:
         """Fit and sample one table; returns its synthetic rows (source columns), context relation and model name."""
         real = self.db.tables[table]
         frame = self.training_frame(table)
-        synth = _fit_model(
-            frame, table=table, model=self.model, seed=self.table_seed(table, "fit"), options=self.options
-        )
         relations = self.schema.relations_of(table)
         context = choose_context(relations, real) if relations else None
+        options = dict(self.options or {})
+        if context is not None and self.model == "gmm" and "n_components" not in options:
+            # one component per parent cluster at least: BIC on a few hundred rows keeps two or three components, and
+            # the children of unlike parents then share one (docs/decisions.md#relational-clusters)
+            wanted = len(self.clusters[context.parent].labels) + 1
+            options["n_components"] = int(min(wanted, max(1, len(frame) // 10)))
+        synth = _fit_model(frame, table=table, model=self.model, seed=self.table_seed(table, "fit"), options=options)
         rows, keys = self._draw(table, synth, context)
         if self.schema.children_of(table):  # cluster its real rows (for its children) and its synthetic ones
             clusters = ParentClusters(seed=self.seed)

@@ -125,10 +125,28 @@ def read_database(source: str, *, relations_path: Path | None = None) -> Databas
         if relations_path is None and (folder / RELATIONS_FILE).exists():
             relations_path = folder / RELATIONS_FILE
     written = load_relations(relations_path) if relations_path is not None else None
+    if written is not None:
+        written = written.model_copy(
+            update={"relations": [r.model_copy(update={"evidence": r.evidence or f"written in {relations_path}"})
+                                  for r in written.relations]}
+        )  # fmt: skip
     schema = merge_schemas(declared, written)
     if not schema.relations:
         schema = infer_relations(tables, schema)
-    return Database(tables=tables, schema=schema, source=redact(source))
+    relations = [r if r.source == "inferred" else _with_containment(r, tables) for r in schema.relations]
+    return Database(tables=tables, schema=schema.model_copy(update={"relations": relations}), source=redact(source))
+
+
+def _with_containment(rel: Relation, tables: dict[str, pd.DataFrame]) -> Relation:
+    """A declared or written relation's evidence, plus how much of the child column its parent holds."""
+    child, parent = tables.get(rel.child), tables.get(rel.parent)
+    if child is None or parent is None or len(rel.columns) != 1:
+        return rel
+    if rel.columns[0] not in child or rel.parent_columns[0] not in parent:
+        return rel
+    share, n = containment(child[rel.columns[0]], parent[rel.parent_columns[0]])
+    found = f"{share:.1%} of {n:,} non-missing values are in {rel.parent}.{rel.parent_columns[0]}"
+    return rel.model_copy(update={"evidence": f"{rel.evidence}; {found}"})
 
 
 # ---------------------------------------------------------------------------------------------------- inference
