@@ -5,7 +5,8 @@ Per database: referential integrity and key uniqueness (must be exactly 1). Per 
 across the join (every child column against every parent column), beside the two tables' own pair trends. Per
 parent table: a classifier's detection AUC on parent rows with their children's aggregates (count, means, category
 shares), which sees a family that is wrong as a whole even when each row looks right. Per table: column shapes and
-pair trends. Real rows are the training rows here (a database has no holdout split yet), so these are fit checks.
+pair trends; privacy: a copy ratio per table and on the joined rows. Real rows are the training rows here (a
+database has no holdout split yet), so these are fit checks.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from synthgate.schemas.relations import DatabaseSchema, Relation
 from synthgate.schemas.table import ColumnKind, TableSchema
 from synthgate.tasks.distance import NUMERIC_KINDS
 from synthgate.tasks.fidelity import column_shapes, detection_auc, ks_complement, pair_trends
+from synthgate.tasks.privacy import row_keys
 from synthgate.tasks.relational import SyntheticDatabase, children_counts, key_columns
 
 logger = logging.getLogger(__name__)
 
 CARDINALITY_MIN = 0.85
 JOINED_PAIRS_MIN = 0.80  # the single-table pair-trends default
+COPY_RATIO_MAX = 1.5  # the single-table exact-match ratio default
 FAMILY_DETECTION_MAX = 0.90  # looser than one table's 0.80: aggregates of a family are many noisy features
 MAX_ROWS = 20_000  # rows per side for the joined and per-table scores: bounds their cost on large tables
 TOP_SHARES = 5  # category shares per child column in a family's aggregates
@@ -98,38 +101,69 @@ def _joined(rel: Relation, tables: dict[str, pd.DataFrame], schema: DatabaseSche
     return pd.concat([left, right], axis=1)
 
 
+def _joined_schema(rel: Relation, syn: SyntheticDatabase, n_rows: int) -> TableSchema:
+    """Kinds from each table alone: a parent's name column repeats across the join and would read as a category."""
+    child_schema = _schema(syn.real[rel.child].drop(columns=key_columns(syn.schema, rel.child)), rel.child)
+    parent_real = syn.real[rel.parent].drop(columns=key_columns(syn.schema, rel.parent))
+    parent_cols = [
+        c.model_copy(update={"name": f"{rel.parent}.{c.name}"}) for c in _schema(parent_real, rel.parent).columns
+    ]
+    return TableSchema(name=rel.name, columns=[*child_schema.columns, *parent_cols], n_rows=n_rows)
+
+
 def joined_pair_trends(rel: Relation, syn: SyntheticDatabase, *, seed: int = 0) -> tuple[float | None, float | None]:
     """Pair trends over child x parent column pairs on the join, and the mean of the two tables' own pair trends."""
     real = _rows(_joined(rel, syn.real, syn.schema), seed)
     fake = _rows(_joined(rel, syn.tables, syn.schema), seed)
     if real.empty or fake.empty:
         return None, None
-    # Kinds come from each table alone: a parent's name column repeats across the join and would read as a category.
-    child_schema = _schema(syn.real[rel.child].drop(columns=key_columns(syn.schema, rel.child)), rel.child)
-    parent_real = syn.real[rel.parent].drop(columns=key_columns(syn.schema, rel.parent))
-    parent_cols = [
-        c.model_copy(update={"name": f"{rel.parent}.{c.name}"}) for c in _schema(parent_real, rel.parent).columns
-    ]
-    schema = TableSchema(name=rel.name, columns=[*child_schema.columns, *parent_cols], n_rows=len(real))
+    schema = _joined_schema(rel, syn, len(real))
+    parent = f"{rel.parent}."
     cross = {
         k: v
         for k, v in pair_trends(real, fake, schema).parts.items()
-        if (k.split(" | ")[1].startswith(f"{rel.parent}.")) and not k.split(" | ")[0].startswith(f"{rel.parent}.")
+        if k.split(" | ")[1].startswith(parent) and not k.split(" | ")[0].startswith(parent)
     }
-    own = [table_scores(t, syn, seed=seed)[1] for t in (rel.child, rel.parent)]
-    own_known = [v for v in own if v is not None]
-    return (float(np.mean(list(cross.values()))) if cross else None), (float(np.mean(own_known)) if own_known else None)
+    own = [v for v in (table_scores(t, syn, seed=seed)[1] for t in (rel.child, rel.parent)) if v is not None]
+    return (float(np.mean(list(cross.values()))) if cross else None), (float(np.mean(own)) if own else None)
 
 
-def table_scores(table: str, syn: SyntheticDatabase, *, seed: int = 0) -> tuple[float | None, float | None]:
-    """Column shapes and pair trends of one table's non-key columns, real vs synthetic."""
+def copy_ratio(real: pd.DataFrame, synthetic: pd.DataFrame, schema: TableSchema, *, seed: int = 0) -> float | None:
+    """Share of synthetic rows equal to a row of one random half of the real rows, over the other half's share.
+
+    A database run has no holdout split yet; the second half of the real rows plays the holdout: how often fresh real
+    rows repeat the reference half (smoothed: (k + 1) / (n + 1), as `tasks.privacy.exact_match_ratio`). Near 1: no
+    more copying than the data's own repeats; a sampler returning real rows scores about 1 / that rate.
+    """
+    if not schema.modelled or len(real) < 2 or synthetic.empty:
+        return None
+    keys = row_keys(real, schema)
+    half = np.random.default_rng(seed).permutation(len(keys))
+    reference, fresh = keys[half[: len(keys) // 2]], keys[half[len(keys) // 2 :]]
+    hits = float(np.isin(row_keys(synthetic, schema), reference).mean())
+    return hits / ((int(np.isin(fresh, reference).sum()) + 1) / (len(fresh) + 1))
+
+
+def joined_copy_ratio(rel: Relation, syn: SyntheticDatabase, *, seed: int = 0) -> float | None:
+    real = _rows(_joined(rel, syn.real, syn.schema), seed)
+    fake = _rows(_joined(rel, syn.tables, syn.schema), seed)
+    return copy_ratio(real, fake, _joined_schema(rel, syn, len(real)))
+
+
+def table_scores(
+    table: str, syn: SyntheticDatabase, *, seed: int = 0
+) -> tuple[float | None, float | None, float | None]:
+    """Column shapes, pair trends and copy ratio of one table's non-key columns, real vs synthetic."""
     drop = key_columns(syn.schema, table)
     real = _rows(syn.real[table].drop(columns=drop), seed)
     fake = _rows(syn.tables[table].drop(columns=drop), seed)
     if real.shape[1] == 0:
-        return None, None
+        return None, None, None
     schema = _schema(real, table)
-    return column_shapes(real, fake, schema).value, pair_trends(real, fake, schema).value
+    if not schema.modelled:
+        return None, None, None
+    shapes, pairs = column_shapes(real, fake, schema).value, pair_trends(real, fake, schema).value
+    return shapes, pairs, copy_ratio(real, fake, schema)
 
 
 def family_frame(parent: str, tables: dict[str, pd.DataFrame], schema: DatabaseSchema, real: dict) -> pd.DataFrame:
@@ -187,15 +221,22 @@ def judge_database(syn: SyntheticDatabase, *, seed: int = 0) -> GateResult:
             MetricResult.judge(f"joined pair trends: {rel.name}", "fidelity", joined, JOINED_PAIRS_MIN, "min",
                                "pair trends of child x parent columns on the join", {"tables' own": own or 0.0})
         )  # fmt: skip
+        metrics.append(
+            MetricResult.judge(f"joined copy ratio: {rel.name}", "privacy", joined_copy_ratio(rel, syn, seed=seed),
+                               COPY_RATIO_MAX, "max", "joined rows equal to a real joined row, over the real ones' "
+                               "own repeat rate")
+        )  # fmt: skip
     for parent in dict.fromkeys(r.parent for r in syn.schema.relations):
         metrics.append(
             MetricResult.judge(f"family detection AUC: {parent}", "fidelity", family_detection(parent, syn, seed=seed),
                                FAMILY_DETECTION_MAX, "max", "classifier AUC on parent rows + children's aggregates")
         )  # fmt: skip
     for table in syn.tables:
-        shapes, pairs = table_scores(table, syn, seed=seed)
+        shapes, pairs, copies = table_scores(table, syn, seed=seed)
         metrics.append(MetricResult.judge(f"column shapes: {table}", "fidelity", shapes, 0.70, "min",
                                           "mean KS / TV complement over the table's columns"))  # fmt: skip
         metrics.append(MetricResult.judge(f"pair trends: {table}", "fidelity", pairs, 0.80, "min",
                                           "mean pair similarity over the table's columns"))  # fmt: skip
+        metrics.append(MetricResult.judge(f"copy ratio: {table}", "privacy", copies, COPY_RATIO_MAX, "max",
+                                          "rows equal to a real row, over the real rows' own repeat rate"))  # fmt: skip
     return GateResult(metrics=metrics, notes=["real rows are the training rows: a database has no holdout split yet"])
