@@ -489,6 +489,13 @@ def database_command(
             "INPUT/relations.yaml)."
         ),
     ] = None,
+    write_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Also replace every table in this database (SQLAlchemy URL) in one transaction, parents first, with "
+            "its constraints enforced, when every gate passes."
+        ),
+    ] = None,
 ) -> None:
     """Synthesise a whole database: parents first, children per parent, keys regenerated, integrity gated."""
     from rich.table import Table
@@ -500,7 +507,9 @@ def database_command(
     try:
         _check_prefect_api()
         with quiet_failure_logs():
-            result = synthesize_database_flow(input, output, scale=scale, model=model, seed=seed, relations=relations)
+            result = synthesize_database_flow(
+                input, output, scale=scale, model=model, seed=seed, relations=relations, write_url=write_url
+            )
     except GateRefusedError as exc:
         console.print(f"[bold red]REFUSED[/]: {escape(str(exc))}")
         raise typer.Exit(EXIT_REFUSED) from None

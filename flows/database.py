@@ -18,9 +18,10 @@ from prefect.cache_policies import NO_CACHE
 from synthgate.schemas.errors import GateRefusedError
 from synthgate.schemas.gates import GateResult
 from synthgate.tasks.database_report import render_database_report, write_database_report, write_tables
+from synthgate.tasks.database_write import commit_database, discard_database, stage_database
 from synthgate.tasks.relational import SyntheticDatabase, synthesize_database
 from synthgate.tasks.relational_gates import judge_database
-from synthgate.tasks.relations import check_database, read_database
+from synthgate.tasks.relations import check_database, read_database, table_order
 from synthgate.tasks.report_html import mark_published
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def run_database(
     seed: int = 0,
     relations: Path | None = None,
     model_options: dict[str, Any] | None = None,
+    write_url: str | None = None,
     orchestrate: bool = True,
 ) -> DatabaseResult:
     """Synthesise every table of `source` into `output/<table>.parquet`, plus `output/report.html`.
@@ -60,6 +62,7 @@ def run_database(
         seed: makes the run reproducible.
         relations: a `relations.yaml` (default `SOURCE/relations.yaml` for a folder).
         model_options: hyperparameters for every table's model.
+        write_url: also replace every table in this database (SQLAlchemy URL), in one transaction, parents first.
         orchestrate: run the steps as Prefect tasks (inside the flow); False calls the plain functions.
 
     Raises:
@@ -82,7 +85,15 @@ def run_database(
     write_database_report(report, render_database_report(syn, gates, facts, pending=gates.passed))
     if not gates.passed:
         raise GateRefusedError(gates, str(report))
-    outputs = step(write_tables, "publish-database")(syn, Path(output), facts)
+    if write_url is None:
+        outputs = step(write_tables, "publish-database")(syn, Path(output), facts)
+    else:  # staged first (slow, invisible), then the files, then one swap: both are published or neither
+        staged = step(stage_database, "stage-database")(syn.tables, table_order(db.schema, list(syn.tables)), write_url)
+        try:
+            outputs = step(write_tables, "publish-database")(syn, Path(output), facts)
+            step(commit_database, "write-database")(staged)
+        finally:
+            discard_database(staged)
     mark_published(report, gates, what="synthetic database")
     return DatabaseResult(outputs, report, gates, syn, round(time.perf_counter() - start, 2))
 
@@ -95,6 +106,7 @@ def synthesize_database_flow(
     model: str = "gmm",
     seed: int = 0,
     relations: Path | None = None,
+    write_url: str | None = None,
 ) -> DatabaseResult:
     """The Prefect flow around `run_database`: one flow run, one task per step."""
-    return run_database(source, output, scale=scale, model=model, seed=seed, relations=relations)
+    return run_database(source, output, scale=scale, model=model, seed=seed, relations=relations, write_url=write_url)
