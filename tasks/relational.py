@@ -35,6 +35,7 @@ from synthgate.schemas.relations import DatabaseSchema, Relation
 from synthgate.tasks.clusters import ParentClusters
 from synthgate.tasks.keys import new_identifiers
 from synthgate.tasks.relations import Database, table_order
+from synthgate.tasks.siblings import STICKY_PURITY, sibling_purity, sticky_picks
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +283,7 @@ class _Builder:
             self.clusters[table] = clusters
         for rel in relations:
             if rel is not context:
-                keys[rel.columns[0]] = self._assign(rel, rows)
+                keys[rel.columns[0]] = self._assign(rel, rows, keys[context.columns[0]], context)
         out = self._assemble(table, rows, keys)
         self.synthetic[table] = pd.concat([out, rows[[c for c in rows if c.startswith("sg_children_")]]], axis=1)
         return out, (context.name if context else None), (synth.model_name_ if synth is not None else None)
@@ -322,9 +323,12 @@ class _Builder:
         keys = {context.columns[0]: pd.Series(np.concatenate(fk), dtype=object).iloc[order].reset_index(drop=True)}
         return rows.iloc[order].reset_index(drop=True), keys
 
-    def _assign(self, rel: Relation, rows: pd.DataFrame) -> pd.Series:
-        """A non-context key: a parent of the generated cluster, in proportion to its generated children count."""
+    def _assign(self, rel: Relation, rows: pd.DataFrame, families: pd.Series, context: Relation) -> pd.Series:
+        """A non-context key: a parent of the generated cluster, in proportion to its family size; one per family
+        of siblings when the real siblings share one (`tasks.siblings`)."""
         i = self.index[id(rel)]
+        real = self.db.tables[rel.child]
+        sticky = sibling_purity(real[context.columns[0]], real[rel.columns[0]]) >= STICKY_PURITY
         parent = self.synthetic[rel.parent]
         keys = parent[rel.parent_columns[0]].to_numpy()
         sizes, parent_labels = self.family_sizes(rel)
@@ -341,7 +345,10 @@ class _Builder:
             members = np.flatnonzero(parent_labels == label)
             if members.size == 0 or weights[members].sum() <= 0:  # a rare-bucket or unseen label: any parent
                 members = np.arange(len(keys))
-            out[where] = keys[_quota(members, weights[members], where.size, rng)]
+            if sticky:
+                out[where] = keys[sticky_picks(families.to_numpy()[where], members, weights[members], rng)]
+            else:
+                out[where] = keys[_quota(members, weights[members], where.size, rng)]
         return pd.Series(out, dtype=object)
 
     def _assemble(self, table: str, rows: pd.DataFrame, keys: dict[str, Any]) -> pd.DataFrame:

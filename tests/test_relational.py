@@ -207,3 +207,20 @@ def test_schema_infer_on_a_folder_shows_relations_with_evidence_as_yaml(tmp_path
     written = load_relations(tmp_path / "rel.yaml")  # the YAML reads back as a relations file a person can edit
     assert {r.name for r in written.relations} >= {"orders.customer_id -> customers.customer_id"}
     assert all("100.0%" in r.evidence for r in written.relations)
+
+
+def test_siblings_share_a_second_parent_when_the_real_ones_do():
+    from synthgate.tasks.siblings import sibling_purity, sticky_picks
+
+    # Arrange: every plane flies for one airline; planes fly from any of three airports
+    planes = pd.Series(np.repeat(np.arange(50), 6))
+    airline = pd.Series(np.repeat(np.arange(50) % 4, 6))
+    origin = pd.Series(np.random.default_rng(0).integers(0, 3, 300))
+
+    # Act
+    picks = sticky_picks(planes.to_numpy().astype(object), np.arange(4), np.full(4, 75), np.random.default_rng(0))
+
+    # Assert
+    assert sibling_purity(planes, airline) == 1.0 and sibling_purity(planes, origin) < 0.8
+    assert sibling_purity(planes, pd.Series(picks)) == 1.0  # one airline per plane
+    assert np.bincount(picks, minlength=4).min() >= 30  # and the airlines' sizes stay near their quota of 75
