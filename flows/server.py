@@ -123,6 +123,7 @@ class PrefectApi:
         self.reuse_local = reuse_local
         self.server: TemporaryServer | None = None
         self.url: str | None = None
+        self.configured = False  # the URL came from PREFECT_API_URL or the active profile
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> PrefectApi:
@@ -130,9 +131,11 @@ class PrefectApi:
         self.url = os.environ.get("PREFECT_API_URL") or (
             configured_api_url() if "prefect.settings" in sys.modules else None
         )
+        self.configured = bool(self.url)
         if not self.url:
             self.server = TemporaryServer()  # boots while prefect is imported below
             self.url = configured_api_url()
+            self.configured = bool(self.url)
             if not self.url and self.reuse_local and _answers(LOCAL_SERVER, timeout=0.3):
                 self.url = LOCAL_SERVER
                 logger.warning(
@@ -173,6 +176,11 @@ class PrefectApi:
             self._stack.callback(_drain_prefect_workers)  # runs first on exit: send what is queued, then stop
         return str(self.url)
 
+    def check(self) -> None:
+        """Fail fast, with the fix, when the configured server does not answer (see `check_prefect_api`)."""
+        if self.configured and self.url:
+            check_prefect_api(url=self.url)
+
     def close_server(self) -> None:
         if self.server is not None:
             self.server.stop()
@@ -185,7 +193,7 @@ class PrefectApi:
             self.close_server()
 
 
-def check_prefect_api(timeout: float = 5.0) -> None:
+def check_prefect_api(timeout: float = 5.0, url: str | None = None) -> None:
     """Fail fast and clearly when PREFECT_API_URL names a server that does not answer.
 
     Without this, a typo in the URL or a stopped server surfaces as a long retry loop and a bare `httpx.ConnectError`.
@@ -198,7 +206,7 @@ def check_prefect_api(timeout: float = 5.0) -> None:
 
     from synthgate.schemas.errors import InvalidInputError
 
-    url = configured_api_url()
+    url = url or configured_api_url()
     if not url:
         return
     try:

@@ -29,8 +29,16 @@ MAX_BAR_LEVELS = 20
 def _png(fig: Figure) -> str:
     """Render a figure to a base64 PNG data URI (Agg canvas, no pyplot state, safe in worker threads)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)  # layout="constrained" fits labels without a second (tight) draw
+    fig.savefig(buffer, format="png", dpi=90)
     return png_uri(buffer.getvalue())
+
+
+def _label_inches(labels: list[str], fontsize: float, rotation: float) -> float:
+    """Room the longest tick label needs across its axis: figures are laid out by hand, because matplotlib's
+    automatic layouts measure every artist's extent and cost more than drawing the figure."""
+    longest = max((len(label) for label in labels), default=0)
+    width = longest * fontsize * 0.6 / 72  # a character is about 0.6 em wide
+    return width * np.sin(np.radians(rotation)) + fontsize * 1.6 / 72
 
 
 def plot_sample(frame: pd.DataFrame, n: int = PLOT_ROWS) -> pd.DataFrame:
@@ -45,8 +53,10 @@ def distribution_figure(
     Colours are fixed (real blue, synthetic orange) and explained once above the grid, so each panel stays uncluttered;
     the title carries the column's shape score from the gates, so the worst columns stand out.
     """
-    fig = Figure(figsize=(3.6, 2.4), layout="constrained")
+    width, height = 3.6, 2.4
+    fig = Figure(figsize=(width, height))
     ax = fig.subplots()
+    bottom, left = 0.3, 0.15  # inches beside the axes: one line of tick labels below, none on the left
     if col.kind in NUMERIC_KINDS:
         syn = numeric_values(synthetic, col)
         rea = numeric_values(real, col) if real is not None else np.array([])
@@ -64,6 +74,7 @@ def distribution_figure(
             ax.tick_params(axis="x", labelrotation=30)
             ticks = ax.get_xticks()
             ax.set_xticks(ticks, [pd.Timestamp(t, unit="s").strftime("%Y-%m-%d") for t in ticks], fontsize=7)
+            bottom = _label_inches(["2000-01-01"], 7, 30) + 0.05
     else:
         syn_share = pd.Series(category_labels(synthetic)).value_counts(normalize=True)
         real_share = (
@@ -76,15 +87,17 @@ def distribution_figure(
         ax.bar(x - 0.2, real_share.reindex(levels, fill_value=0).to_numpy(), 0.4, color=REAL_COLOR, label="real")
         ax.bar(x + 0.2, syn_share.reindex(levels, fill_value=0).to_numpy(), 0.4, color=SYN_COLOR, label="synthetic")
         labels = [str(v)[:12] for v in levels]
-        ax.set_xticks(
-            x, labels, rotation=45 if len(levels) > 3 else 0, ha="right" if len(levels) > 3 else "center", fontsize=7
-        )
+        rotation = 45 if len(levels) > 3 else 0
+        ax.set_xticks(x, labels, rotation=rotation, ha="right" if rotation else "center", fontsize=7)
+        bottom = _label_inches(labels, 7, rotation) + 0.05
+        left = 0.35 + (_label_inches(labels[:1], 7, 90) - 0.2) * 0.7 if rotation else 0.35  # shares, first label
     shape = "" if score is None else f" - shape {score:.2f}"
     ax.set_title(
         f"{col.name} ({col.kind.value}){shape}", fontsize=9, color="#c53030" if (score or 1) < 0.7 else "black"
     )
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
+    fig.subplots_adjust(left=min(left / width, 0.4), right=0.97, top=1 - 0.3 / height, bottom=min(bottom / height, 0.6))
     return _png(fig)
 
 
@@ -122,7 +135,11 @@ def association_matrix(frame: pd.DataFrame, columns: list) -> np.ndarray:
 
 def _cramers_v(a: np.ndarray, b: np.ndarray) -> float:
     """Cramér's V of two coded columns (chi-squared based association, 0 = independent, 1 = determined)."""
-    table = pd.crosstab(a, b).to_numpy().astype(float)
+    _, a_codes = np.unique(a, return_inverse=True)
+    _, b_codes = np.unique(b, return_inverse=True)
+    n_b = int(b_codes.max(initial=-1)) + 1
+    table = np.bincount(a_codes * n_b + b_codes, minlength=(int(a_codes.max(initial=-1)) + 1) * n_b).astype(float)
+    table = table.reshape(-1, n_b) if n_b else table.reshape(0, 0)
     if min(table.shape) < 2:
         return 0.0
     n = table.sum()
@@ -143,17 +160,28 @@ def heatmap_figure(real: pd.DataFrame | None, synthetic: pd.DataFrame, columns: 
             ("synthetic", syn, "RdBu_r", -1),
             ("|real - synthetic|", np.abs(rea - syn), "Reds", 0),
         ]
-    size = min(5.0, 2.2 + 0.2 * len(names))
-    fig = Figure(figsize=(size * len(panels) + 1.5, size), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(panels)))
     labels = [n[:16] for n in names]
-    for i, (ax, (title, matrix, cmap, vmin)) in enumerate(zip(axes, panels, strict=True)):
+    margin = _label_inches(labels, 7, 90)  # room for the rotated column names, below and on the left
+    size = min(4.0, 1.6 + 0.2 * len(names))  # one square panel, inches
+    bar, gap, top = 0.12, 0.35, 0.35  # colour bar width, space after a panel (or its bar's labels), title room
+    # One colour bar per scale: after the synthetic panel (shared with the real one) and after the difference.
+    with_bar = [i == len(panels) - 1 or (i == 1 and len(panels) == 3) for i in range(len(panels))]
+    width = margin + 0.1 + sum(size + gap + (bar + 0.45 if b else 0) for b in with_bar)
+    height = margin + 0.1 + size + top
+    fig = Figure(figsize=(width, height))
+    x = margin + 0.1
+    for i, (title, matrix, cmap, vmin) in enumerate(panels):
+        ax = fig.add_axes((x / width, (margin + 0.1) / height, size / width, size / height))
         image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=1)
         ax.set_title(title, fontsize=10)
         ax.set_xticks(range(len(names)), labels, rotation=90, fontsize=7)
         ax.set_yticks(range(len(names)), labels if i == 0 else [], fontsize=7)
-        if i == len(panels) - 1 or (i == 1 and len(panels) == 3):  # one bar per colour scale
-            fig.colorbar(image, ax=ax, shrink=0.8)
+        x += size + 0.1
+        if with_bar[i]:
+            cax = fig.add_axes((x / width, (margin + 0.1 + size * 0.1) / height, bar / width, size * 0.8 / height))
+            fig.colorbar(image, cax=cax).ax.tick_params(labelsize=7)
+            x += bar + 0.45
+        x += gap - 0.1
     return _png(fig)
 
 
@@ -163,8 +191,9 @@ def dcr_figure(histogram: Mapping[str, list[float]]) -> str:
     syn = np.asarray(histogram["synthetic_to_train"], dtype=float)
     hold = np.asarray(histogram["holdout_to_train"], dtype=float)
     centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
-    fig = Figure(figsize=(6.5, 2.8), layout="constrained")
+    fig = Figure(figsize=(6.5, 2.8))
     ax = fig.subplots()
+    fig.subplots_adjust(left=0.1, right=0.98, top=0.95, bottom=0.18)
     ax.bar(centers, syn / max(syn.sum(), 1), width, alpha=0.55, color=SYN_COLOR, label="synthetic -> train")
     ax.bar(centers, hold / max(hold.sum(), 1), width, alpha=0.55, color=REAL_COLOR, label="holdout -> train")
     ax.set_xlabel("Gower distance to the closest training row")
