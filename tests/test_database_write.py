@@ -59,3 +59,35 @@ def test_a_row_the_target_refuses_rolls_every_table_back(tmp_path):
     with sqlite3.connect(tmp_path / "target.db") as conn:
         assert conn.execute("SELECT MIN(customer_id) FROM customers").fetchone()[0] == 1001
         assert conn.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == len(tables["orders"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("refuse", [False, True])
+def test_a_database_run_publishes_files_and_target_together_or_neither(tmp_path, monkeypatch, refuse):
+    from synthgate.flows.database import run_database
+    from synthgate.schemas.errors import GateRefusedError
+
+    # Arrange
+    tables = shop_tables(n_customers=40)
+    source = shop_sqlite(tmp_path / "source.db", tables)
+    target = shop_sqlite(tmp_path / "target.db", tables)
+    if refuse:  # a cardinality no copy can reach
+        monkeypatch.setattr("synthgate.tasks.relational_gates.CARDINALITY_MIN", 1.01)
+
+    # Act
+    run = lambda: run_database(source, tmp_path / "out", write_url=target, orchestrate=False)  # noqa: E731
+    if refuse:
+        with pytest.raises(GateRefusedError):
+            run()
+    else:
+        run()
+
+    # Assert
+    published = sorted(p.name for p in (tmp_path / "out").glob("*.parquet"))
+    report = (tmp_path / "out" / "report.html").read_text()
+    with sqlite3.connect(tmp_path / "target.db") as conn:
+        smallest = conn.execute("SELECT MIN(customer_id) FROM customers").fetchone()[0]
+    if refuse:
+        assert published == [] and "REFUSED" in report and smallest == 1001  # nothing anywhere
+    else:
+        assert len(published) == 4 and "PUBLISHED" in report and smallest > 1040  # new keys in the target too
