@@ -174,19 +174,30 @@ def test_nycflights13_copy_holds_every_key(tmp_path):
 
 
 @pytest.mark.slow
-def test_database_command_publishes_every_table_and_one_report(prefect_harness, shop, tmp_path):
+def test_database_command_publishes_every_table_one_report_and_the_write_back(prefect_harness, shop, tmp_path):
+    import sqlite3
+
     from typer.testing import CliRunner
 
     from synthgate.flows.cli import app
 
+    # Arrange: a copy of the source to write back into, its keys declared
+    target = shop_sqlite(tmp_path / "target.db", shop_tables(n_customers=150))
+
     # Act
-    result = CliRunner().invoke(app, ["database", "--input", shop, "--output", str(tmp_path / "out")])
+    command = ["database", "--input", shop, "--output", str(tmp_path / "out"), "--write-url", target]
+    result = CliRunner().invoke(app, command)
 
     # Assert
     assert result.exit_code == 0, result.output
     for table in ("customers", "orders", "order_items", "payments"):
         assert len(pd.read_parquet(tmp_path / "out" / f"{table}.parquet")) > 0
     assert "PUBLISHED" in (tmp_path / "out" / "report.html").read_text()
+    with sqlite3.connect(tmp_path / "target.db") as conn:
+        synthetic = pd.read_parquet(tmp_path / "out" / "customers.parquet")["customer_id"]
+        written = pd.read_sql("SELECT customer_id FROM customers", conn)["customer_id"]
+        assert sorted(written) == sorted(synthetic)  # the same synthetic rows, in the target
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
 def test_schema_infer_on_a_folder_shows_relations_with_evidence_as_yaml(tmp_path):
