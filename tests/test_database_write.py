@@ -81,4 +81,6 @@ def test_a_refused_database_run_publishes_no_file_and_leaves_the_target(tmp_path
     assert "REFUSED" in (tmp_path / "out" / "report.html").read_text()
     with sqlite3.connect(tmp_path / "target.db") as conn:
         assert conn.execute("SELECT MIN(customer_id) FROM customers").fetchone()[0] == 1001
-        assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE '_synthgate_stage_%'").fetchone() == (0,)
+        assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE '_synthgate_stage_%'").fetchone() == (
+            0,
+        )
