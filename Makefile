@@ -29,11 +29,11 @@ lint: $(STAMP)
 
 # Everything, as CI runs it (.ci/run).
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist worksteal
 
 # Everything not marked slow: the loop to run while editing (under 2 minutes on a 2-core machine).
 test-fast: lint
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -n 2 --dist worksteal -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python bench/fit_speed.py

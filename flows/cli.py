@@ -5,6 +5,7 @@ Exit codes (one table, used by every command):
     1  an unexpected error (a bug: the traceback is written to a log file whose path is printed; please report it)
     2  bad input: missing file, unreadable format, empty table, failed validation, invalid request
     3  a gate refused the synthetic data: nothing was written to the output path; the report says why
+    4  `synthgate score`: the batch drifted from the rows the model learned from (scores and report written)
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ app = typer.Typer(
 )
 schema_app = typer.Typer(help="Inspect and write table schemas.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)  # the terminal wraps: paths in messages stay whole
+out = Console(soft_wrap=True)
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -346,17 +347,20 @@ def schema_infer(
     from rich.table import Table
 
     from synthgate.schemas.table import infer_schema
-    from synthgate.tasks.ingest import read_table
+    from synthgate.tasks.ingest import data_hash, read_table
     from synthgate.tasks.publish import write_text_atomic
     from synthgate.tasks.reader import is_sql_url
 
     if table is None and (is_sql_url(input) or Path(input).is_dir()):
-        _infer_database(input, output)
+        from synthgate.flows.database_cli import infer_database
+
+        infer_database(input, output)
         return
     try:
         frame = read_table(input, table=table, encoding=encoding, sep=sep)
         name = input.split(":", 1)[1] if input.startswith("dataset:") else (table or Path(input).stem)
-        schema = infer_schema(frame, name=name)
+        # Stamped with the rows' hash: a private run told this schema is public can say where its domain came from.
+        schema = infer_schema(frame, name=name).model_copy(update={"inferred_from": data_hash(frame)})
         text = schema.to_yaml()
     except Exception as exc:
         _fail(exc)
@@ -368,33 +372,6 @@ def schema_infer(
     if output:
         write_text_atomic(output, text)
         console.print(f"schema written to {output}")
-    else:
-        out.print(text, end="", markup=False, highlight=False)
-
-
-def _infer_database(source: str, output: Path | None) -> None:
-    """Keys and relations of a whole database (declared, written or inferred), each with its evidence, as YAML."""
-    from rich.table import Table
-
-    from synthgate.tasks.publish import write_text_atomic
-    from synthgate.tasks.relations import read_database
-
-    try:
-        db = read_database(source)
-    except Exception as exc:
-        _fail(exc)
-    keys = Table("table", "rows", "primary key", title=f"{db.source}: {len(db.tables)} tables", box=None)
-    for name, frame in db.tables.items():
-        keys.add_row(name, f"{len(frame):,}", ", ".join(db.schema.primary_key(name)) or "-")
-    console.print(keys)
-    relations = Table("relation", "from", "orphans", "evidence", title="relations", box=None)
-    for rel in db.schema.relations:
-        relations.add_row(rel.name, rel.source, rel.on_orphans, rel.evidence)
-    console.print(relations if db.schema.relations else "no relations found: write them in relations.yaml")
-    text = db.schema.to_yaml()
-    if output:
-        write_text_atomic(output, text)
-        console.print(f"relations written to {output}; correct them and pass --relations to `synthgate database`")
     else:
         out.print(text, end="", markup=False, highlight=False)
 
@@ -420,122 +397,6 @@ def report_command(
         _fail(exc)
 
 
-@app.command("many")
-def many_command(
-    manifest: Annotated[Path, typer.Argument(help="YAML manifest: `tables:` to synthesise and/or a `database:`.")],
-    runner: Annotated[
-        str, typer.Option(help="threads (this machine) or ray (a local Ray, or the cluster at --ray-address).")
-    ] = "threads",
-    ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster, e.g. ray://head:10001 or auto; default: start a local Ray.")
-    ] = None,
-    max_workers: Annotated[int, typer.Option(help="Tables at once (threads, or CPUs of a local Ray).")] = 2,
-    gpus_per_table: Annotated[
-        float | None,
-        typer.Option(help="Ray: GPUs per table's task (default 1 when the cluster has GPUs, else none)."),
-    ] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Always train; don't reuse stored models.")] = False,
-) -> None:
-    """Synthesise many tables in parallel; one summary at the end. Exit code: the worst table's (0 all published)."""
-    from rich.table import Table
-
-    from synthgate.flows.failures import quiet_failure_logs
-    from synthgate.flows.many import load_manifest, run_many
-
-    try:
-        load_manifest(manifest)
-        _check_prefect_api()
-        with quiet_failure_logs():  # each table's error is in the summary; Prefect's run logs keep the tracebacks
-            rows = run_many(
-                manifest,
-                runner=runner,
-                ray_address=ray_address,
-                max_workers=max_workers,
-                use_cache=not no_cache,
-                gpus_per_table=gpus_per_table,
-            )
-    except Exception as exc:
-        _fail(exc)
-    summary = Table(title="synthgate many")
-    for column in ("table", "status", "rows", "model_cache", "seconds", "output / error"):
-        summary.add_column(column)
-    for row in rows:
-        detail = row.get("output") or row.get("error", "")
-        summary.add_row(
-            row["table"], row["status"], str(row.get("rows", "")), str(row.get("model_cache", "")),
-            str(row["seconds"]), str(detail),
-        )  # fmt: skip
-    out.print(summary)
-    statuses = {row["status"] for row in rows}
-    code = next(
-        (
-            c
-            for s, c in (("error", EXIT_BUG), ("bad input", EXIT_BAD_INPUT), ("refused", EXIT_REFUSED))
-            if s in statuses
-        ),
-        EXIT_OK,
-    )
-    raise typer.Exit(code)
-
-
-@app.command("database")
-def database_command(
-    input: Annotated[
-        str, typer.Option("--input", "-i", help="SQLAlchemy URL, or a folder with one CSV/Parquet file per table.")
-    ],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Folder for <table>.parquet files and report.html (all or none).")
-    ],
-    scale: Annotated[
-        float, typer.Option(help="Root tables' rows as a share of the source's (children follow their parents).")
-    ] = 1.0,
-    model: Annotated[str, typer.Option(help=f"Model per table: {', '.join(model_names())} or auto.")] = "gmm",
-    seed: Annotated[int, typer.Option(help="Seed for clusters, training, sampling and keys.")] = 0,
-    relations: Annotated[
-        Path | None,
-        typer.Option(
-            help="relations.yaml: primary keys and relations beside the declared ones (folder default: "
-            "INPUT/relations.yaml)."
-        ),
-    ] = None,
-    write_url: Annotated[
-        str | None,
-        typer.Option(
-            help="Also replace every table in this database (SQLAlchemy URL) in one transaction, parents first, with "
-            "its constraints enforced, when every gate passes."
-        ),
-    ] = None,
-) -> None:
-    """Synthesise a whole database: parents first, children per parent, keys regenerated, integrity gated."""
-    from rich.table import Table
-
-    from synthgate.flows.database import synthesize_database_flow
-    from synthgate.flows.failures import quiet_failure_logs
-    from synthgate.schemas.errors import GateRefusedError
-
-    try:
-        _check_prefect_api()
-        with quiet_failure_logs():
-            result = synthesize_database_flow(
-                input, output, scale=scale, model=model, seed=seed, relations=relations, write_url=write_url
-            )
-    except GateRefusedError as exc:
-        console.print(f"[bold red]REFUSED[/]: {escape(str(exc))}")
-        raise typer.Exit(EXIT_REFUSED) from None
-    except Exception as exc:
-        _fail(exc)
-    summary = Table(title="synthgate database")
-    for column in ("table", "real rows", "synthetic rows", "generated under", "seconds"):
-        summary.add_column(column)
-    syn = result.synthetic
-    for name, frame in syn.tables.items():
-        summary.add_row(name, f"{len(syn.real[name]):,}", f"{len(frame):,}", syn.context.get(name, "root"),
-                        str(syn.seconds.get(name, "")))  # fmt: skip
-    out.print(summary)
-    out.print(f"[bold green]PUBLISHED[/] {len(result.outputs)} tables to {output}")
-    out.print(f"report: {result.report}")
-
-
 @app.command("setup")
 def setup_command(
     gpu_slots: Annotated[
@@ -554,6 +415,13 @@ def setup_command(
 
 
 def _register_optional_commands() -> None:
+    from synthgate.flows.database_cli import database_command  # typer only: each stack loads when its command runs
+    from synthgate.flows.many_cli import many_command
+    from synthgate.flows.score_cli import score_command
+
+    app.command("database")(database_command)
+    app.command("many")(many_command)
+    app.command("score")(score_command)
     try:
         from synthgate.flows.images_cli import images_command
     except ModuleNotFoundError as exc:

@@ -26,6 +26,7 @@ from synthgate.tasks.deliver import publish_outputs, refusal
 from synthgate.tasks.dp_preprocess import prepare_training_task
 from synthgate.tasks.output import draw_synthetic
 from synthgate.tasks.plan import RunOptions, plan_run
+from synthgate.tasks.preprocess import is_contract
 from synthgate.tasks.publish import StagedParquet, remove_stale_temporaries
 from synthgate.tasks.record import VERSION, build_metadata
 from synthgate.tasks.report import create_run_artifacts, facts_from_metadata, render_report, write_report
@@ -134,7 +135,7 @@ def run_table(request: RunRequest, options: RunOptions | None = None, *, step: S
         epsilon=request.epsilon,
         delta=request.delta,
         rare_k=request.rare_category_k,
-        public_schema=request.schema_path is not None,
+        public_schema=is_contract(request.schema_path),  # overrides leave the rest of the domain to the rows
         seed=request.seed,
     )
     with _timed(timings, "encode"), use_threads(threads):

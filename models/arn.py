@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ClassVar, Literal, Self
+from typing import TYPE_CHECKING, ClassVar, Literal, Self
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from synthgate.models.arn_tokens import ColumnTokens, columns_from_spans, fit_to
 from synthgate.models.encoders.table import Span
 from synthgate.models.training import Progress
 from synthgate.schemas.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from synthgate.models.scoring import RowScores
 
 logger = logging.getLogger(__name__)
 
@@ -299,6 +302,12 @@ class ARN:
         return tokens[:, self.order_].to(device)
 
     # ---------------------------------------------------------------------------------------------- persistence
+    def anomaly_scores(self, x: Tensor) -> RowScores:
+        """Per-row chain-rule negative log-probability and per-feature parts (`models.scoring`)."""
+        from synthgate.models.scoring import arn_scores
+
+        return arn_scores(self, x)
+
     def save(self, directory: Path) -> None:
         base.require_fitted(self)
         meta = {

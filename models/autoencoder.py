@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +30,9 @@ from synthgate.models.privacy import default_delta
 from synthgate.models.table_model import PrivateDefaults, TableModel
 from synthgate.models.training import autocast, split_validation
 from synthgate.schemas.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from synthgate.models.scoring import RowScores
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,12 @@ class Autoencoder(TableModel):
         z = self.latent_.sample(n, generator=gen).to(device) * self.latent_std_ + self.latent_mean_  # (n, latent)
         probs = self.layout_.activate(self.module_.decoder(z))
         return self.layout_.draw(probs, gen)
+
+    def anomaly_scores(self, x: Tensor) -> RowScores:
+        """Per-row reconstruction loss plus latent -log density, and per-feature parts (`models.scoring`)."""
+        from synthgate.models.scoring import autoencoder_scores
+
+        return autoencoder_scores(self, x)
 
     def _state(self) -> dict[str, Tensor]:
         return {**self.module_.state_dict(), "latent_mean": self.latent_mean_, "latent_std": self.latent_std_}

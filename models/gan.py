@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,9 @@ from synthgate.models.optim import WeightAverage
 from synthgate.models.table_model import PrivateDefaults, TableModel
 from synthgate.models.training import autocast
 from synthgate.schemas.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from synthgate.models.scoring import RowScores
 
 
 @dataclass(frozen=True)
@@ -379,6 +382,12 @@ class GAN(GANGradients, TableModel):
             cond = self.cond_.one_hot(level)
         _, rows = self._generate(noise, cond, tau=None)
         return self.layout_.draw(rows.float(), gen, draw_modes=True)
+
+    def anomaly_scores(self, x: Tensor) -> RowScores:
+        """Per-row minus critic output (weaker than a likelihood) and per-feature parts (`models.scoring`)."""
+        from synthgate.models.scoring import gan_scores
+
+        return gan_scores(self, x)
 
     # ---------------------------------------------------------------------------------------------- persistence
     def _state(self) -> dict[str, Tensor]:

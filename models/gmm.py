@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import torch
 from torch import Tensor
@@ -48,6 +48,9 @@ from synthgate.models.gmm_math import (
     weighted_covariances,
 )
 from synthgate.schemas.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from synthgate.models.scoring import RowScores
 
 logger = logging.getLogger(__name__)
 
@@ -301,6 +304,12 @@ class GaussianMixture:
         data = PreparedRows.of(x, self.layout_)
         weighted = self._log_prob_components(data, self._params()) + torch.log(self.weights_)
         return torch.logsumexp(weighted, dim=1)
+
+    def anomaly_scores(self, x: Tensor) -> RowScores:
+        """Per-row negative log-likelihood (exact) and per-feature parts (`models.scoring`)."""
+        from synthgate.models.scoring import gmm_scores
+
+        return gmm_scores(self, x)
 
     def _params(self) -> dict[str, Any]:
         return {

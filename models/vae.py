@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +22,9 @@ from synthgate.models.nn import MLP, as_conditions, normal
 from synthgate.models.table_model import PrivateDefaults, TableModel
 from synthgate.models.training import autocast, split_validation
 from synthgate.schemas.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from synthgate.models.scoring import RowScores
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,12 @@ class VAE(TableModel):
         t = torch.linspace(0, 1, steps, device=device)[:, None]  # (steps, 1)
         z = (1 - t) * mu[0] + t * mu[1]  # (steps, latent)
         return self._decode(z, None)
+
+    def anomaly_scores(self, x: Tensor) -> RowScores:
+        """Per-row negative importance-weighted bound and per-feature parts (`models.scoring`)."""
+        from synthgate.models.scoring import vae_scores
+
+        return vae_scores(self, x)
 
     # ---------------------------------------------------------------------------------------------- persistence
     def _state(self) -> dict[str, Tensor]:

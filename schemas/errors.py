@@ -45,10 +45,10 @@ class ValidationFailure:
 class ValidationFailedError(InvalidInputError):
     """The data broke one or more rules of its schema; every failure is listed, not just the first."""
 
-    def __init__(self, source: str, failures: list[ValidationFailure]):
+    def __init__(self, source: str, failures: list[ValidationFailure], *, outcome: str = "nothing was trained"):
         self.source = source
         self.failures = list(failures)
-        lines = [f"{source}: {len(self.failures)} validation rule(s) failed; nothing was trained."]
+        lines = [f"{source}: {len(self.failures)} validation rule(s) failed; {outcome}."]
         lines += [f"  - {f.describe()}" for f in self.failures]
         super().__init__("\n".join(lines))
 

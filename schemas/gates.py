@@ -57,6 +57,14 @@ class GateThresholds(BaseModel):
         0.70, ge=0.5, le=1, description="distance-based membership-inference attack AUC (train vs holdout records)"
     )
 
+    def for_private_run(self) -> GateThresholds:
+        """The thresholds a differentially private run is judged by: detection AUC is information only unless the
+        request set it, since a classifier tells DP noise apart while the budget bounds what rows reveal
+        (docs/decisions.md#dp-gates)."""
+        if "detection_auc_max" in self.model_fields_set:
+            return self
+        return self.model_copy(update={"detection_auc_max": None})
+
 
 class MetricResult(BaseModel):
     """One measured check: value, threshold, direction and verdict (`passed` is None when no threshold applies)."""

@@ -119,6 +119,11 @@ class TableSchema(BaseModel):
     name: str = "table"
     columns: list[ColumnSchema]
     n_rows: int | None = Field(default=None, description="rows observed when the schema was inferred")
+    inferred_from: str | None = Field(
+        default=None,
+        description="content hash of the rows this schema was inferred from: its bounds and categories describe "
+        "those rows, so under differential privacy they are not public knowledge",
+    )
     constraints: list[Constraint] = Field(
         default_factory=list, description="rules between columns (schemas.constraints)"
     )

@@ -113,7 +113,20 @@ def private_encode(
     modelled = schema.modelled
     if public_schema:
         notes.append("privacy: category lists and ranges from the user's schema (public); all of epsilon to training")
+        if schema.inferred_from:
+            notes.append(
+                f"privacy: the schema was inferred from data (content hash {schema.inferred_from[:12]}): its bounds "
+                "and categories describe those rows and are outside epsilon; write them from public knowledge, or "
+                "drop --schema to find them under DP"
+            )
+            logger.warning(notes[-1])
     else:
+        logger.warning(
+            "privacy: without a complete --schema, category lists and ranges are found on the private rows and "
+            "cost %.0f%% of epsilon; categories with few rows vanish. To keep them, write their domain from public "
+            "knowledge: `synthgate schema infer INPUT -o schema.yaml`, edit it, then --schema schema.yaml",
+            100 * PREPROCESS_SHARE,
+        )
         # Half of delta_pre to the Gaussian mechanism, half to the category thresholds (split over columns).
         sigma = gaussian_sigma(eps_pre, delta_pre / 2, sensitivity=math.sqrt(len(modelled)))
         threshold = 1 + sigma * float(norm.isf(delta_pre / 2 / max(len(modelled), 1)))

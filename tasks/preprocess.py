@@ -37,6 +37,18 @@ def resolve_schema(frame: pd.DataFrame, *, name: str, schema_path: Path | None =
     return contract
 
 
+def is_contract(schema_path: Path | None) -> bool:
+    """Whether a user's schema file is a complete contract (its domain is the user's) rather than overrides of a
+    schema inferred from the rows (whose bounds and categories then describe the private data)."""
+    if schema_path is None:
+        return False
+    try:
+        TableSchema.model_validate(_read_yaml(schema_path))
+    except ValidationError:
+        return False
+    return True
+
+
 def encode_training(
     train: pd.DataFrame, schema: TableSchema, *, normalization: Normalization = "standard"
 ) -> tuple[TableEncoder, Tensor]:

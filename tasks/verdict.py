@@ -24,16 +24,24 @@ def judge_output(
 ) -> GateResult:
     """Run the fidelity and privacy gates against the holdout, with attack-measured risks added as information."""
     validity = step(valid_row_share_task)(synthetic, schema)
+    private = request.epsilon is not None
+    thresholds = request.thresholds.for_private_run() if private else request.thresholds
     gates: GateResult = step(evaluate_gates_task)(
         train,
         holdout,
         synthetic,
         schema,
-        request.thresholds,
+        thresholds,
         target=request.target,
         seed=request.seed,
         validity=validity,
     )
     # Attack-measured risk beside the budget (tasks/risk.py): information metrics in the privacy group.
     risks = step(measure_risks_task)(train, holdout, synthetic, schema, seed=request.seed)
-    return GateResult(metrics=[*gates.metrics, *risks], notes=gates.notes)
+    notes = list(gates.notes)
+    if private and thresholds.detection_auc_max is None and request.thresholds.detection_auc_max is not None:
+        notes.append(
+            "detection_auc is information only under --epsilon (the budget bounds what rows reveal; a classifier "
+            "still tells DP noise apart); set thresholds.detection_auc_max in the request to gate on it"
+        )
+    return GateResult(metrics=[*gates.metrics, *risks], notes=notes)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Parallel workers (pytest-xdist) each get their own Prefect home: one SQLite database per server that writes to it.
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    home = Path(os.environ.get("PREFECT_HOME", Path(__file__).resolve().parents[1] / ".prefect-home"))
+    os.environ["PREFECT_HOME"] = str(home / "workers" / worker)
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 

@@ -82,6 +82,26 @@ def test_independent_marginals_are_refused_for_broken_joint_structure(table):
 
 
 @pytest.mark.slow
+def test_private_runs_gate_without_detection_yet_still_refuse_baselines_and_copiers(table):
+    # Arrange: the thresholds of a run with --epsilon (detection AUC information only, unless the request sets it)
+    name, schema, train, holdout = table
+    private = GateThresholds().for_private_run()
+    explicit = GateThresholds(detection_auc_max=0.8).for_private_run()
+
+    # Act
+    marginals, copied = (
+        evaluate_gates(train, holdout, synthetic, schema, private, target=TARGETS[name], seed=0)
+        for synthetic in (independent_marginals(train, len(train)), copies(train, len(train)))
+    )
+
+    # Assert: the calibration baselines are still refused, by joint structure and by privacy
+    assert private.detection_auc_max is None and explicit.detection_auc_max == 0.8
+    assert not marginals.passed and "detection_auc" not in marginals.failing
+    assert {"pair_trends", "ml_utility"} & set(marginals.failing)
+    assert not copied.passed and {"exact_match_ratio", "dcr_share_excess"} & set(copied.failing)
+
+
+@pytest.mark.slow
 def test_copies_of_training_rows_are_refused_by_privacy(table):
     # Arrange
     _, _, train, _ = table

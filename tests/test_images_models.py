@@ -111,7 +111,7 @@ def _conditional_accuracy(model, classifier, n_per_class: int = 50) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "epochs"), [("image_vae", 20), ("image_gan", 50)])
+@pytest.mark.parametrize(("name", "epochs"), [("image_vae", 20), ("image_gan", 25)])
 def test_conditional_samples_show_their_class(name, epochs, digits, digit_classifier):
     # Arrange
     train, holdout = digits

@@ -247,3 +247,49 @@ def test_a_direct_private_config_trains_with_the_settings_the_cli_uses():
     assert tuple(direct.critic_hidden) == (128, 128) and direct.epochs == 7
     assert plain == GANConfig(epochs=7)
     assert VAE(VAEConfig(epsilon=1.0)).cfg.epochs == VAEConfig.PRIVATE["epochs"]
+
+
+def test_a_schema_inferred_from_the_data_is_stamped_and_a_private_run_says_its_domain_is_outside_epsilon(
+    penguins, tmp_path
+):
+    # Arrange: `synthgate schema infer` writes the YAML a user would pass back as --schema
+    from typer.testing import CliRunner
+
+    from synthgate.flows.cli import app
+    from synthgate.schemas.table import TableSchema
+    from synthgate.tasks.ingest import data_hash, read_table
+    from synthgate.tasks.preprocess import is_contract
+
+    source, path = tmp_path / "penguins.csv", tmp_path / "schema.yaml"
+    penguins.to_csv(source, index=False)
+    assert CliRunner().invoke(app, ["schema", "infer", str(source), "-o", str(path)]).exit_code == 0
+    stamped = TableSchema.from_yaml(path)
+    train, _ = split_holdout(penguins, fraction=0.2, seed=0)
+
+    # Act
+    prepared = prepare_training(
+        train, stamped, model="gmm", epsilon=1.0, delta=None, rare_k=None, public_schema=is_contract(path)
+    )
+
+    # Assert: the stamp is the rows' hash, the file is a contract, and the run discloses where its domain came from
+    assert stamped.inferred_from == data_hash(read_table(str(source)))
+    assert any("outside epsilon" in note and stamped.inferred_from[:12] in note for note in prepared.notes)
+
+
+def test_schema_overrides_leave_the_domain_to_the_private_rows_so_it_is_bought_with_budget(penguins, tmp_path):
+    # Arrange: an overrides file names one column; the others' bounds and categories come from the rows
+    from synthgate.tasks.preprocess import is_contract
+
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text("columns:\n  year: {kind: integer, categories: null}\n")
+    contract = tmp_path / "contract.yaml"
+    infer_schema(penguins).to_yaml(contract)
+
+    # Act / Assert: only a complete contract counts as public; overrides spend the DP share on the domain
+    assert not is_contract(overrides) and is_contract(contract) and not is_contract(None)
+    frame = penguins.dropna().reset_index(drop=True)
+    prepared = prepare_training(
+        frame, infer_schema(frame), model="gmm", epsilon=1.0, delta=None, rare_k=None,
+        public_schema=is_contract(overrides),
+    )  # fmt: skip
+    assert prepared.private.preprocess_epsilon > 0

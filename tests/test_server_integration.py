@@ -2,8 +2,9 @@
 
 Starts `prefect server start` (SQLite in its own PREFECT_HOME under tmp, a random free port), deploys
 `deployments/prefect.yaml`, runs the on-demand deployment through the API with parameters, lets
-`prefect worker start --run-once` execute it, and finds the Parquet output. Server and worker are started in their
-own process groups and killed in `finally`, whatever fails.
+`prefect worker start --run-once` execute it, and finds the Parquet output. Then the watch-table deployment scores
+a drifted batch with that output's model and queues a regeneration on on-demand. Server and workers are started in
+their own process groups and killed in `finally`, whatever fails.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def test_deploy_run_and_work_a_deployment(tmp_path, penguins):
     penguins.dropna().to_csv(source, index=False)  # orchestration is under test, not the gates: relaxed below
     output = tmp_path / "out" / "copy.parquet"
     logs = tmp_path / "server.log"
-    server = worker = None
+    server = worker = watcher = None
     try:
         with logs.open("w") as log:
             server = subprocess.Popen(
@@ -108,8 +109,37 @@ def test_deploy_run_and_work_a_deployment(tmp_path, penguins):
         assert len(pd.read_parquet(output)) == 100
         limit = httpx.post(f"{api}/concurrency_limits/filter", json={}, timeout=10).json()
         assert [(c["tag"], c["concurrency_limit"]) for c in limit] == [("gpu", 1)]
+
+        # Act: watch-table on a one-species batch, with the model behind the copy just published
+        batches = tmp_path / "batches"
+        batches.mkdir()
+        penguins[penguins["species"] == "Gentoo"].dropna().to_csv(batches / "gentoo.csv", index=False)
+        watch_id = _cli(
+            [
+                str(BIN / "python"), "-c",
+                "from prefect.deployments import run_deployment;"
+                "r = run_deployment('watch-table/watch-table', timeout=0, parameters={"
+                f"'model': {str(output)!r}, 'batches': {str(batches)!r}, 'output_dir': {str(tmp_path / 'watch')!r},"
+                "'fpr': 0.05}); print(r.id)",
+            ],
+            env,
+        ).strip().splitlines()[-1]  # fmt: skip
+        watcher = subprocess.Popen(
+            [str(BIN / "prefect"), "worker", "start", "--pool", "synthgate-process", "--run-once"],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )  # fmt: skip
+        watched = _wait_final(api, watch_id, timeout=400)
+
+        # Assert: scores published, and a new on-demand run queued for the drifted batch
+        watcher_output = watcher.communicate(timeout=60)[0] if watched else ""
+        assert watched == "COMPLETED", f"watch run ended {watched}\n{watcher_output[-3000:]}"
+        assert pd.read_parquet(tmp_path / "watch" / "gentoo.scores.parquet")["is_anomaly"].dtype == bool
+        runs = httpx.post(f"{api}/flow_runs/filter", json={}, timeout=10).json()
+        regenerations = [r for r in runs if r["parameters"].get("input") == str(batches / "gentoo.csv")]
+        assert len(regenerations) == 1 and regenerations[0]["parameters"]["model"] == "gmm"
     finally:
         _stop(worker)
+        _stop(watcher)
         _stop(server)
     assert server.poll() is not None
 

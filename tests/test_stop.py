@@ -138,7 +138,11 @@ def _alive(pid: int) -> bool:
 def _start_training_run(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
     """`synthgate run` on penguins with a vae and far more epochs than it will get; returns once training logs."""
     out, log = tmp_path / "out.parquet", tmp_path / "run.log"
-    env = {**os.environ, "PREFECT_HOME": str(ROOT / ".prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(ROOT / ".prefect-home")),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
     env.pop("PREFECT_API_URL", None)
     cmd = [sys.executable, "-m", "synthgate.flows.cli", "run", "--input", "dataset:penguins", "--output", str(out)]
     cmd += ["--model", "vae", "--epochs", "100000", "--no-cache"]
@@ -204,3 +208,53 @@ def test_stale_file_names_are_ours_only(tmp_path):
     # Assert: hidden, named after the target and the writer's pid, so the stale-file sweep can judge it.
     assert name.startswith(f".x.parquet.{os.getpid()}.") and name.endswith(".tmp")
     assert [p.name for p in tmp_path.iterdir()] == ["x.parquet"]
+
+
+_FLOW_RUN = """
+import sys
+from synthgate.flows.synthesize import synthesize_table
+from synthgate.schemas.request import RunRequest
+
+request = RunRequest.from_sources(
+    input="dataset:penguins", output=sys.argv[1], model="vae", model_options={"epochs": 100000}
+)
+synthesize_table(request, use_cache=False)
+"""
+
+
+@pytest.mark.slow
+def test_a_flow_run_terminated_as_a_cancellation_does_stops_training_and_leaves_nothing(prefect_harness, tmp_path):
+    """A Prefect worker cancels a deployment run by sending its flow-run process SIGTERM (then SIGKILL after a grace
+    period); Prefect's engine turns the SIGTERM into an exception in the flow, which must stop training at once."""
+    # Arrange: a flow run in its own process, against the session's Prefect API, training far longer than it will get
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
+    out, log = tmp_path / "out.parquet", tmp_path / "run.log"
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_LOGGING_LEVEL": "INFO"}
+    with log.open("w") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _FLOW_RUN, str(out)], stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=tmp_path
+        )
+    deadline = time.monotonic() + 600
+    while "epoch" not in log.read_text():
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "training never started"
+        time.sleep(0.5)
+
+    # Act
+    proc.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    proc.wait(timeout=60)
+    seconds = time.monotonic() - start
+
+    # Assert: stopped within seconds, nothing published or half-written, and the run is not left RUNNING
+    text = log.read_text()
+    assert seconds < 15, f"took {seconds:.1f} s to stop:\n{text[-3000:]}"
+    assert not out.exists() and not list(tmp_path.glob(".out.parquet.*"))
+    report_path = out.with_suffix(".html")
+    assert not report_path.exists() or "PUBLISHED: all" not in report_path.read_text()
+    runs = httpx.post(f"{api}/flow_runs/filter", json={"sort": "EXPECTED_START_TIME_DESC", "limit": 50}).json()
+    ours = [r for r in runs if r["parameters"].get("request", {}).get("output") == str(out)]
+    assert ours and ours[0]["state"]["type"] in ("CRASHED", "CANCELLED", "FAILED"), [r["state"] for r in ours]

@@ -1,0 +1,288 @@
+"""Per-row anomaly scores from a fitted table model, each in its family's own terms, with per-column parts.
+
+A model that can generate rows can also say how implausible a row is. Every score here is "higher means less
+plausible" and, where the family has one, a negative log-likelihood or a bound on it:
+
+- `gmm`: the exact negative log-likelihood of the mixture, continuous block and categorical / missing-flag groups
+  together (the same density `GaussianMixture.score_samples` returns).
+- `vae`: the negative importance-weighted bound (Burda et al. 2016, "Importance Weighted Autoencoders", eq. 8) with
+  `n_samples` posterior draws from fixed noise shared by all rows, so a row gets the same score in any batch; one
+  draw is the negative ELBO.
+- `autoencoder`: the reconstruction loss the model trained on plus the negative log-density of the row's code under
+  the latent mixture (the ex-post density the model samples from).
+- `arn`: the chain-rule negative log-probability of the row's tokens, sum over columns of -log p(token_j | tokens
+  before j), plus a Gaussian tail in z-score units for a number outside the training range (where the model itself
+  gives probability zero).
+- `gan`: minus the critic's output on the row (repeated to fill a PacGAN pack, averaged over the row's own
+  conditional levels). Weaker: a Wasserstein critic is trained to separate real from generated rows, not to
+  estimate a density, so its ranking of unusual real rows is only as good as the generator was bad there.
+
+Each score comes with per-feature contributions in the encoded layout; `column_parts` sums them per encoded column,
+so the columns that make a row implausible can be named. The parts of a mixture or a latent model do not add up to
+the whole score: the share that belongs to no column (which component, where in latent space) is left out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from synthgate.models.base import check_matrix, require_fitted
+
+if TYPE_CHECKING:
+    from synthgate.models.encoders.table import Span
+    from synthgate.models.layout import SpanLayout
+
+CHUNK_ROWS = 65_536  # rows scored at once: a bounded working set, whatever the batch size
+SCORE_SEED = 0  # the vae's posterior draws: a row scored twice gets the same score
+
+
+@dataclass
+class RowScores:
+    """Anomaly scores of encoded rows and each encoded feature's share of them.
+
+    Attributes:
+        score: (n,) float64, higher means less plausible.
+        features: (n, n_features) float64 contribution of each encoded feature (0 where a feature carries none).
+    """
+
+    score: Tensor
+    features: Tensor
+
+
+def score_in_chunks(rows: Tensor, fn: Callable[[Tensor], RowScores], chunk_rows: int = CHUNK_ROWS) -> RowScores:
+    """`fn` over `rows` in chunks of `chunk_rows`, concatenated on the CPU."""
+    rows = check_matrix(rows, "rows")
+    parts = [fn(rows[i : i + chunk_rows]) for i in range(0, rows.shape[0], chunk_rows)]
+    return RowScores(
+        torch.cat([p.score.detach().double().cpu() for p in parts]),
+        torch.cat([p.features.detach().double().cpu() for p in parts]),
+    )
+
+
+def column_parts(features: Tensor, spans: list[Span] | None) -> tuple[list[str], np.ndarray]:
+    """Sum per-feature contributions (n, n_features) into one column per encoded column, in first-seen order.
+
+    Returns:
+        `(names, parts)`: the encoded columns' names and an (n, n_columns) float64 array.
+    """
+    feats = features.double().cpu().numpy()
+    if not spans:
+        return [f"x{i}" for i in range(feats.shape[1])], feats
+    names: list[str] = []
+    for s in spans:
+        if s.column not in names:
+            names.append(s.column)
+    out = np.zeros((feats.shape[0], len(names)))
+    for s in spans:
+        out[:, names.index(s.column)] += feats[:, s.start : s.stop].sum(1)
+    return names, out
+
+
+# ---------------------------------------------------------------------------------------------------------- gmm
+@torch.no_grad()
+def gmm_scores(model: Any, x: Tensor) -> RowScores:
+    """Exact negative log-likelihood of a `GaussianMixture` (or its DP variant), with per-feature parts.
+
+    Per component k, log N(x | mu_k, S_k) splits exactly over dimensions as
+    sum_j [-0.5 log 2 pi + log P_jj - 0.5 d_j (Lambda d)_j], d = x - mu_k, Lambda = P P^T the precision; each
+    categorical group adds log p_k(level). A dimension's part is its term averaged over the row's responsibilities.
+    """
+    from synthgate.models.gmm_math import PreparedRows, group_onehot
+
+    require_fitted(model)
+    layout = model.layout_
+
+    def one(rows: Tensor) -> RowScores:
+        rows = rows.to(model.means_.device, torch.float64)
+        data = PreparedRows.of(rows, layout)
+        values = data.shifted(getattr(model, "coef_", None))  # (n, d_c)
+        n, k = rows.shape[0], model.n_components_
+        groups = group_onehot(rows, layout)
+        group_logp = [g @ torch.log(p).T for g, p in zip(groups, model.level_probs_, strict=True)]  # each (n, k)
+        dims = []  # per component (n, d_c) log-density terms per dimension
+        for j in range(k):
+            prec = model.precisions_cholesky_[j]  # (d_c, d_c) upper factor, P P^T = precision
+            diff = values - model.means_[j]
+            y = diff @ prec  # whitened residual
+            g = y @ prec.T  # precision @ diff, row form
+            dims.append(-0.5 * math.log(2 * math.pi) + torch.log(torch.diagonal(prec)) - 0.5 * diff * g)
+        joint = torch.log(model.weights_).expand(n, k).clone()  # (n, k)
+        for j in range(k):
+            joint[:, j] += dims[j].sum(1)
+        for lp in group_logp:
+            joint += lp
+        log_px = torch.logsumexp(joint, dim=1)  # (n,)
+        resp = torch.exp(joint - log_px[:, None])  # (n, k) responsibilities
+        features = torch.zeros(n, rows.shape[1], dtype=torch.float64, device=rows.device)
+        if len(layout.continuous):
+            features[:, layout.continuous] = -sum(resp[:, j : j + 1] * dims[j] for j in range(k))
+        for idx, lp in zip(layout.groups, group_logp, strict=True):
+            features[:, idx[0]] = -(resp * lp).sum(1)  # a group's part sits on its first feature
+        return RowScores(-log_px, features)
+
+    return score_in_chunks(x, one)
+
+
+# ------------------------------------------------------------------------------------------- encoder-decoders
+def _packed_nll(layout: SpanLayout, out: Tensor, target: Tensor, log_sigma: Tensor | None) -> Tensor:
+    """Per-slot negative log-likelihood (..., packed_width) of packed `target` under decoder output `out`.
+
+    The per-row version of `SpanLayout.packed_loss`: Gaussian values (squared error / 2 without `log_sigma`), binary
+    cross-entropy for flags, cross-entropy on each one-hot's observed slot (0 on the others and on padding).
+    """
+    n_lin, n_sig = layout.linear.numel(), layout.sigmoid.numel()
+    sizes = [n_lin, n_sig, out.shape[-1] - n_lin - n_sig]
+    values, flags, soft = out.float().split(sizes, dim=-1)
+    values_t, flags_t, soft_t = target.split(sizes, dim=-1)
+    err = values - values_t
+    if log_sigma is None:
+        nll_values = 0.5 * err * err
+    else:
+        nll_values = 0.5 * err * err * torch.exp(-2 * log_sigma) + log_sigma + 0.5 * math.log(2 * math.pi)
+    nll_flags = F.binary_cross_entropy_with_logits(flags, flags_t.expand_as(flags), reduction="none")
+    parts = [nll_values, nll_flags]
+    if layout.soft_spans:
+        block = soft.reshape(*soft.shape[:-1], *layout.soft_pad.shape) + layout.soft_pad
+        log_p = torch.log_softmax(block, dim=-1).clamp(min=-1e4)  # (..., n_soft, w); padding's -1e9 stays finite
+        parts.append((-soft_t.reshape(*soft_t.shape[:-1], *layout.soft_pad.shape) * log_p).flatten(-2))
+    return torch.cat(parts, dim=-1)
+
+
+def _unpack_parts(layout: SpanLayout, packed_nll: Tensor) -> Tensor:
+    """(n, packed_width) per-slot parts -> (n, n_features) in feature order (padding slots dropped)."""
+    return layout.unpack(packed_nll).double()
+
+
+@torch.no_grad()
+def vae_scores(model: Any, x: Tensor, *, n_samples: int = 8) -> RowScores:
+    """Negative importance-weighted bound of a `VAE` with `n_samples` posterior draws (1: the negative ELBO).
+
+    log p(x) >= log mean_k p(x | z_k) p(z_k) / q(z_k | x), z_k ~ q(z | x). A feature's part is its reconstruction
+    NLL averaged with the normalised importance weights; the latent term (prior against posterior) is nobody's.
+    """
+    require_fitted(model)
+    layout, cfg, module = model.layout_, model.cfg, model.module_
+    module.eval()
+    device = layout.linear.device
+    log_sigma = model._sigma()
+    gen = torch.Generator(device=device)
+    gen.manual_seed(SCORE_SEED)
+    # The same K standard-normal draws for every row: a row's score does not depend on the batch it came in.
+    shared = torch.randn(n_samples, 1, cfg.latent_dim, generator=gen, device=device)
+
+    def one(rows: Tensor) -> RowScores:
+        rows = rows.to(device)
+        n = rows.shape[0]
+        mu, logvar = module.encode(layout.encoder_input(rows, cfg.fold_modes))
+        std = torch.exp(0.5 * logvar)
+        eps = shared.expand(n_samples, *mu.shape)  # (K, n, latent)
+        z = mu + std * eps
+        out = module.decoder(z.reshape(-1, mu.shape[1])).reshape(n_samples, n, -1)
+        slots = _packed_nll(layout, out, layout.pack(rows)[None], log_sigma)  # (K, n, packed)
+        log_px_z = -slots.sum(-1)
+        log_pz = -0.5 * (z * z).sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
+        log_qz = (-0.5 * eps * eps - torch.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_w = (log_px_z + log_pz - log_qz).double()  # (K, n)
+        bound = torch.logsumexp(log_w, dim=0) - math.log(n_samples)
+        weights = torch.softmax(log_w, dim=0).float()[..., None]  # (K, n, 1)
+        return RowScores(-bound, _unpack_parts(layout, (weights * slots).sum(0)))
+
+    return score_in_chunks(x, one, chunk_rows=max(1, CHUNK_ROWS // n_samples))  # K draws per row held at once
+
+
+@torch.no_grad()
+def autoencoder_scores(model: Any, x: Tensor) -> RowScores:
+    """Reconstruction loss of an `Autoencoder` (its training loss, per row) plus -log density of the row's code."""
+    require_fitted(model)
+    layout, cfg, module = model.layout_, model.cfg, model.module_
+    module.eval()
+    device = model.latent_mean_.device
+
+    def one(rows: Tensor) -> RowScores:
+        rows = rows.to(device)
+        code = module.code(layout.encoder_input(rows, cfg.fold_modes)).float()
+        parts = _unpack_parts(layout, _packed_nll(layout, module.decoder(code), layout.pack(rows), None))
+        latent = -model.latent_.score_samples((code - model.latent_mean_) / model.latent_std_).double()
+        return RowScores(parts.sum(1) + latent.to(parts.device), parts)
+
+    return score_in_chunks(x, one)
+
+
+# ---------------------------------------------------------------------------------------------------------- arn
+@torch.no_grad()
+def arn_scores(model: Any, x: Tensor) -> RowScores:
+    """Chain-rule negative log-probability of an `ARN`'s tokens, plus a tail for numbers beyond the training range.
+
+    The network gives each column's token a probability given the tokens before it; a number outside the observed
+    range falls in an end bin, so the excess (in the encoder's z-score units) adds excess^2 / 2, a Gaussian tail:
+    the model itself would give it probability zero, and an infinite score ranks nothing.
+    """
+    from synthgate.models.arn_tokens import to_tokens
+
+    require_fitted(model)
+    module = model.module_
+    module.eval()
+    device = next(module.parameters()).device
+    columns, order = model.columns_, model.order_
+
+    def one(rows: Tensor) -> RowScores:
+        host = rows.cpu().numpy()
+        tokens = torch.from_numpy(to_tokens(host, columns)).to(device)  # (n, c) in table order
+        ordered = tokens[:, order]
+        logits = module(ordered)
+        features = torch.zeros(rows.shape[0], rows.shape[1], dtype=torch.float64)
+        for j, lg in enumerate(logits):  # j-th column in model order
+            col = columns[order[j]]
+            nll = -torch.log_softmax(lg.float(), dim=1).gather(1, ordered[:, j : j + 1])[:, 0].double().cpu()
+            if col.kind == "number" and col.edges:
+                value = torch.from_numpy(host[:, col.start]).double()
+                excess = (value - col.edges[-1]).clamp(min=0) + (col.edges[0] - value).clamp(min=0)
+                if col.missing_at >= 0:
+                    excess = torch.where(torch.from_numpy(host[:, col.missing_at]) >= 0.5, 0.0, excess)
+                nll = nll + 0.5 * excess * excess
+            features[:, col.start] += nll
+        return RowScores(features.sum(1), features)
+
+    return score_in_chunks(x, one)
+
+
+# ---------------------------------------------------------------------------------------------------------- gan
+def gan_scores(model: Any, x: Tensor) -> RowScores:
+    """Minus a `GAN` critic's output per row (weaker than a likelihood; see the module docstring).
+
+    The critic judges packs of `pac` rows with their cond vectors: each row fills a pack on its own, once per
+    categorical column with that column's own level as the condition, and the outputs are averaged. A feature's part
+    is gradient times input (the critic's first-order change from zeroing the feature), negated like the score.
+    """
+    require_fitted(model)
+    cond_, pac = model.cond_, model.cfg.pac
+    device = model.bounded_.device
+    model.critic_.eval()
+
+    def one(rows: Tensor) -> RowScores:
+        rows = rows.to(device).float().requires_grad_(True)
+        n = rows.shape[0]
+        if cond_.n_levels:
+            offsets = torch.cumsum(torch.tensor([0] + [s.width for s in cond_.spans[:-1]], device=device), 0)
+            conds = [
+                cond_.one_hot(off + rows[:, s.start : s.stop].argmax(1))
+                for off, s in zip(offsets, cond_.spans, strict=True)
+            ]
+        else:
+            conds = [torch.zeros(n, 0, device=device)]
+        with torch.enable_grad():
+            critic = sum(model.critic_(torch.cat([rows, c], 1).repeat(1, pac)).squeeze(1) for c in conds) / len(
+                conds
+            )  # (n,)
+            (grad,) = torch.autograd.grad(critic.sum(), rows)
+        return RowScores(-critic.detach().double(), -(grad * rows).detach().double())
+
+    return score_in_chunks(x, one)
