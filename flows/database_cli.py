@@ -47,11 +47,15 @@ def database_command(
     from rich.table import Table
 
     from synthgate.flows.cli import EXIT_REFUSED, _check_prefect_api, _fail, console, out
-    from synthgate.flows.database import synthesize_database_flow
-    from synthgate.flows.failures import quiet_failure_logs
     from synthgate.schemas.errors import GateRefusedError
 
     try:
+        from synthgate.tasks.relations import check_source
+
+        check_source(input)  # before the flow stack imports and a server starts: a wrong path should not cost seconds
+        from synthgate.flows.database import synthesize_database_flow
+        from synthgate.flows.failures import quiet_failure_logs
+
         _check_prefect_api()
         with quiet_failure_logs():
             result = synthesize_database_flow(

@@ -102,6 +102,15 @@ def merge_schemas(declared: DatabaseSchema, written: DatabaseSchema | None) -> D
     return DatabaseSchema(tables=tables, relations=relations)
 
 
+def check_source(source: str) -> None:
+    """Refuse, cheaply, a source that is neither a SQLAlchemy URL nor a folder."""
+    if not is_sql_url(source) and not Path(source).is_dir():
+        raise InvalidInputError(
+            f"{source}: not a folder or a SQLAlchemy URL; give a folder with one CSV/Parquet file per table, or a URL "
+            "such as sqlite:///shop.db"
+        )
+
+
 def read_database(source: str, *, relations_path: Path | None = None) -> Database:
     """Every table of `source` and its keys (declared, then written, then inferred); the source is not yet checked.
 
@@ -112,15 +121,11 @@ def read_database(source: str, *, relations_path: Path | None = None) -> Databas
     Raises:
         InvalidInputError: an unreachable database, an empty or missing folder, or an invalid relations file.
     """
+    check_source(source)
     if is_sql_url(source):
         tables, declared = _sql_tables(source)
     else:
         folder = Path(source)
-        if not folder.is_dir():
-            raise InvalidInputError(
-                f"{source}: not a folder or a SQLAlchemy URL; give a folder with one CSV/Parquet file per table, or a "
-                "URL such as sqlite:///shop.db"
-            )
         tables, declared = _folder_tables(folder), DatabaseSchema()
         if relations_path is None and (folder / RELATIONS_FILE).exists():
             relations_path = folder / RELATIONS_FILE
