@@ -5,12 +5,12 @@ a target), DCR share (share of synthetic rows nearer to a training row than to a
 baseline), exact-match rate against the holdout's own, fit+sample seconds and peak RSS; the median over seeds.
 Every (table, model, seed) runs in a fresh child process, so peak RSS is that run's own.
 
-Models: our families by registry name, and `cart`, a synthpop-style sequential CART synthesizer in-process (each
-column drawn from the training values in the leaf of a decision tree fitted on the columns before it): the copying
-reference. Peers that need their own environment (SDV GaussianCopula/TVAE/CTGAN, MOSTLY AI TabularARGN) are hooks
+Models: our families by registry name (our `cart` among them: sequential trees over tokens, with large smoothed
+leaves), and `synthpop_cart`, a synthpop-style sequential CART synthesizer in-process (each column drawn from the
+training values in the leaf of a decision tree fitted on the columns before it): the copying reference. Peers that need their own environment (SDV GaussianCopula/TVAE/CTGAN, MOSTLY AI TabularARGN) are hooks
 here, marked "not run" in the JSON: run them from their venvs with `bench/sdv_runner.py`-style runners.
 
-    python -m bench.realism --tables Ecdat/Computers Ecdat/Benefits --models gmm arn cart --seeds 0 1 2
+    python -m bench.realism --tables Ecdat/Computers Ecdat/Benefits --models gmm arn cart synthpop_cart --seeds 0 1 2
 
 Writes bench/results/realism.json. Timings are only meaningful on an otherwise idle machine.
 """
@@ -138,7 +138,7 @@ def run_one(table: str, model: str, seed: int) -> dict:
     train, holdout = split_holdout(frame, fraction=0.2, seed=seed)
     modelled = [c.name for c in schema.modelled]
     start = time.perf_counter()
-    if model == "cart":
+    if model == "synthpop_cart":
         synthetic = cart_synthesize(train[modelled].reset_index(drop=True), len(train), seed=seed)
     else:
         from synthgate.models.registry import normalization_for
@@ -218,7 +218,7 @@ def print_table(rows: list[dict], emit: Callable[[str], None] = print) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tables", nargs="+", default=[*SMALL, *RDATASETS])
-    parser.add_argument("--models", nargs="+", default=["gmm", "arn", "cart"])
+    parser.add_argument("--models", nargs="+", default=["gmm", "arn", "cart", "synthpop_cart"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     args = parser.parse_args()
     jobs = [(t, m, s) for t in args.tables for m in args.models for s in args.seeds]

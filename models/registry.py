@@ -23,10 +23,13 @@ if TYPE_CHECKING:
 TABLE_MODELS: dict[str, str] = {
     "gmm": "synthgate.models.gmm:GaussianMixture",
     "arn": "synthgate.models.arn:ARN",
+    "cart": "synthgate.models.cart:CART",
     "vae": "synthgate.models.vae:VAE",
     "gan": "synthgate.models.gan:GAN",
     "autoencoder": "synthgate.models.autoencoder:Autoencoder",
 }
+# Families `--model` offers that `auto` does not try (docs/decisions.md#cart-family).
+NOT_IN_AUTO: frozenset[str] = frozenset({"cart"})
 # A family whose private training is another class: `--model gmm --epsilon E` trains `gmm_dp` (DP-EM). The other
 # table families take `epsilon` in their own config.
 PRIVATE_VARIANTS: dict[str, str] = {"gmm": "gmm_dp"}
@@ -48,6 +51,11 @@ MODELS: dict[str, str] = {
 def model_names() -> list[str]:
     """The table families a run may name (`--model`), without `auto` and without private variants."""
     return list(TABLE_MODELS)
+
+
+def auto_candidate_names() -> list[str]:
+    """The table families `--model auto` tries, in registry order."""
+    return [name for name in TABLE_MODELS if name not in NOT_IN_AUTO]
 
 
 def image_model_names() -> list[str]:

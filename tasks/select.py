@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 
 from synthgate.models.base import GenerativeModel
 from synthgate.models.encoders.table import TableEncoder
-from synthgate.models.registry import config_class, model_names, normalization_for
+from synthgate.models.registry import auto_candidate_names, config_class, normalization_for
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.gates import GateThresholds
 from synthgate.schemas.metadata import CandidateScore
@@ -196,9 +196,9 @@ def pick_best(candidates: list[Candidate]) -> Candidate:
 
 
 def candidate_names() -> list[str]:
-    """The table families `auto` tries: every one the registry offers (image models and private variants are not
+    """The table families `auto` tries: the registry's (image models, private variants and `NOT_IN_AUTO` are not
     candidates)."""
-    return model_names()
+    return auto_candidate_names()
 
 
 evaluate_candidate_task = task(name="auto-candidate", tags=["gpu"], cache_policy=NO_CACHE)(evaluate_candidate)

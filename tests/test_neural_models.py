@@ -156,7 +156,8 @@ def test_seeded_fit_is_reproducible_and_fresh_generators_differ(name, penguins):
 def test_contract(name, small_encoded, tmp_path):
     # Arrange
     encoder, x = small_encoded
-    options = {"epochs": 2} if "epochs" in config_class(name).__dataclass_fields__ else {"n_components": 2}
+    fields = config_class(name).__dataclass_fields__
+    options = {"epochs": 2} if "epochs" in fields else {"n_components": 2} if "n_components" in fields else {}
     model = build_model(name, spans=encoder.spans_, device="cpu", options=options)
 
     # Act / Assert: sample before fit refuses.
@@ -340,7 +341,9 @@ def test_the_registry_names_models_without_importing_torch_and_refuses_unknown_n
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
 
     # Assert
-    assert out.strip() == "['gmm', 'arn', 'vae', 'gan', 'autoencoder'] False"
+    assert out.strip() == "['gmm', 'arn', 'cart', 'vae', 'gan', 'autoencoder'] False"
     assert get_model("vae") is VAE
-    with pytest.raises(InvalidInputError, match=r"unknown model 'tvae'; choose one of gmm, arn, vae, gan, autoencoder"):
+    with pytest.raises(
+        InvalidInputError, match=r"unknown model 'tvae'; choose one of gmm, arn, cart, vae, gan, autoencoder"
+    ):
         get_model("tvae")

@@ -87,3 +87,15 @@ def test_an_over_budget_candidate_is_recorded_not_raised(penguins):
 
     # Assert
     assert result.model is None and "OverBudgetError" in result.error
+
+
+def test_auto_tries_every_table_family_but_those_kept_out():
+    # Arrange
+    from synthgate.models.registry import NOT_IN_AUTO, model_names
+
+    # Act
+    names = select.candidate_names()
+
+    # Assert: `cart` is offered to `--model` but not tried by `auto` (docs/decisions.md#cart-family).
+    assert "cart" in model_names() and "cart" not in names
+    assert names == [n for n in model_names() if n not in NOT_IN_AUTO]
