@@ -25,7 +25,7 @@ def database_command(
         float, typer.Option(help="Root tables' rows as a share of the source's (children follow their parents).")
     ] = 1.0,
     model: Annotated[
-        str, typer.Option(help="Model per table: gmm (default), arn, vae, gan, autoencoder or auto.")
+        str, typer.Option(help="Model family per table, as for `synthgate run --model` (default gmm).")
     ] = "gmm",
     seed: Annotated[int, typer.Option(help="Seed for clusters, training, sampling and keys.")] = 0,
     relations: Annotated[
