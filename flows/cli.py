@@ -344,7 +344,13 @@ def _fail(exc: BaseException) -> None:
 
 @schema_app.command("infer")
 def schema_infer(
-    input: Annotated[str, typer.Argument(help="CSV/Parquet path, SQLAlchemy URL or dataset:NAME.")],
+    input: Annotated[
+        str,
+        typer.Argument(
+            help="CSV/Parquet path, SQLAlchemy URL or dataset:NAME; a folder of tables, or a URL without --table, "
+            "shows the database's keys and relations with their evidence."
+        ),
+    ],
     table: Annotated[str | None, typer.Option(help="SQL sources: table name or SELECT query.")] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the schema YAML here (else print it).")
@@ -362,7 +368,13 @@ def schema_infer(
     from synthgate.schemas.table import infer_schema
     from synthgate.tasks.ingest import data_hash, read_table
     from synthgate.tasks.publish import write_text_atomic
+    from synthgate.tasks.reader import is_sql_url
 
+    if table is None and (is_sql_url(input) or Path(input).is_dir()):
+        from synthgate.flows.database_cli import infer_database
+
+        infer_database(input, output)
+        return
     try:
         frame = read_table(input, table=table, encoding=encoding, sep=sep)
         name = input.split(":", 1)[1] if input.startswith("dataset:") else (table or Path(input).stem)
@@ -422,9 +434,11 @@ def setup_command(
 
 
 def _register_optional_commands() -> None:
-    from synthgate.flows.many_cli import many_command  # typer only: each stack loads when its command runs
+    from synthgate.flows.database_cli import database_command  # typer only: each stack loads when its command runs
+    from synthgate.flows.many_cli import many_command
     from synthgate.flows.score_cli import score_command
 
+    app.command("database")(database_command)
     app.command("many")(many_command)
     app.command("score")(score_command)
     try:

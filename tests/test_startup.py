@@ -41,5 +41,5 @@ def test_help_lists_every_command():
 
     # Assert
     assert done.returncode == 0, done.stderr
-    for command in ("run", "report", "many", "setup", "images", "schema"):
+    for command in ("run", "report", "many", "database", "setup", "images", "schema"):
         assert command in done.stdout

