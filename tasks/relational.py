@@ -136,7 +136,7 @@ def regenerate_key(name: str, real: pd.Series, n: int, *, seed: int) -> pd.Serie
 
 
 def _fit_model(frame: pd.DataFrame, *, table: str, model: str, seed: int, options: dict[str, Any] | None) -> Any:
-    from synthgate.flows.api import Synthesizer
+    from synthgate.tasks.synthesizer import Synthesizer
 
     if frame.shape[1] == 0:
         return None
