@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import ClassVar, Literal, Self
+from typing import TYPE_CHECKING, ClassVar, Literal, Self
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from synthgate.models.arn_tokens import ColumnTokens, columns_from_spans, fit_to
 from synthgate.models.encoders.table import Span
 from synthgate.models.training import Progress
 from synthgate.schemas.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from synthgate.models.scoring import RowScores
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +166,7 @@ class CART:
         tokens = to_tokens(host, columns)[:, order]  # (n, c) in model order
         n = tokens.shape[0]
         self.min_leaf_ = int(max(cfg.min_leaf, np.ceil(cfg.min_leaf_share * n)))
-        features, ends = self._features(tokens)
+        features, ends = self.tree_inputs(tokens)
         trees = []
         for j, c in enumerate(order):
             k = columns[c].n_tokens
@@ -187,7 +190,7 @@ class CART:
         logger.info("cart: %d trees, leaves of >= %d rows", len(trees), self.min_leaf_)
         return self
 
-    def _features(self, tokens: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    def tree_inputs(self, tokens: np.ndarray) -> tuple[np.ndarray, list[int]]:
         """Tree inputs of token rows (model order): value-ordered codes for numbers, one-hots for categories; and
         where the features of the columns before j end (tree j reads `features[:, :ends[j]]`)."""
         parts, ends, width = [], [], 0
@@ -251,7 +254,7 @@ class CART:
                 log_w += np.where(fix, np.log(np.maximum(p, 1e-300)), 0.0)
             tokens[:, j] = tok
             if j + 1 < c:
-                features, _ = self._features(tokens[:, : j + 1])
+                features, _ = self.tree_inputs(tokens[:, : j + 1])
         return tokens, log_w
 
     def _forced_tokens(self, conditions: Tensor | None, n: int) -> np.ndarray | None:
@@ -273,6 +276,12 @@ class CART:
         return tokens[:, self.order_]
 
     # ---------------------------------------------------------------------------------------------- persistence
+    def anomaly_scores(self, x: Tensor) -> RowScores:
+        """Per-row chain-rule negative log-probability under the trees' leaves, with per-feature parts."""
+        from synthgate.models.scoring import cart_scores
+
+        return cart_scores(self, x)
+
     def save(self, directory: Path) -> None:
         """Write the trees as tensors (config.json, state.pt, meta.json): rebuilt on load, never unpickled."""
         base.require_fitted(self)

@@ -13,6 +13,7 @@ plausible" and, where the family has one, a negative log-likelihood or a bound o
 - `arn`: the chain-rule negative log-probability of the row's tokens, sum over columns of -log p(token_j | tokens
   before j), plus a Gaussian tail in z-score units for a number outside the training range (where the model itself
   gives probability zero).
+- `cart`: the same chain rule, each column's token read off the smoothed leaf its tree routes the row to.
 - `gan`: minus the critic's output on the row (repeated to fill a PacGAN pack, averaged over the row's own
   conditional levels). Weaker: a Wasserstein critic is trained to separate real from generated rows, not to
   estimate a density, so its ranking of unusual real rows is only as good as the generator was bad there.
@@ -242,13 +243,47 @@ def arn_scores(model: Any, x: Tensor) -> RowScores:
         for j, lg in enumerate(logits):  # j-th column in model order
             col = columns[order[j]]
             nll = -torch.log_softmax(lg.float(), dim=1).gather(1, ordered[:, j : j + 1])[:, 0].double().cpu()
-            if col.kind == "number" and col.edges:
-                value = torch.from_numpy(host[:, col.start]).double()
-                excess = (value - col.edges[-1]).clamp(min=0) + (col.edges[0] - value).clamp(min=0)
-                if col.missing_at >= 0:
-                    excess = torch.where(torch.from_numpy(host[:, col.missing_at]) >= 0.5, 0.0, excess)
-                nll = nll + 0.5 * excess * excess
-            features[:, col.start] += nll
+            features[:, col.start] += nll + _range_tail(col, host)
+        return RowScores(features.sum(1), features)
+
+    return score_in_chunks(x, one)
+
+
+def _range_tail(col: Any, host: np.ndarray) -> Tensor:
+    """excess^2 / 2 for a number beyond the training range (in the encoder's z-score units), 0 elsewhere: a token
+    model puts such a value in an end bin, and would otherwise score it as plausible as that bin's real values."""
+    if col.kind != "number" or not col.edges:
+        return torch.zeros(host.shape[0], dtype=torch.float64)
+    value = torch.from_numpy(host[:, col.start]).double()
+    excess = (value - col.edges[-1]).clamp(min=0) + (col.edges[0] - value).clamp(min=0)
+    if col.missing_at >= 0:
+        excess = torch.where(torch.from_numpy(host[:, col.missing_at]) >= 0.5, 0.0, excess)
+    return 0.5 * excess * excess
+
+
+def cart_scores(model: Any, x: Tensor) -> RowScores:
+    """Chain-rule negative log-probability of a `CART`'s tokens: each column's token under the smoothed leaf
+    distribution its tree routes the row's earlier columns to, plus the arn's tail beyond the training range.
+
+    Leaves are smoothed toward the column's marginal, so no observed token has probability zero and the score is
+    finite for any row the tokeniser can read.
+    """
+    from synthgate.models.arn_tokens import to_tokens
+
+    require_fitted(model)
+    columns, order = model.columns_, model.order_
+
+    def one(rows: Tensor) -> RowScores:
+        host = rows.cpu().numpy()
+        tokens = to_tokens(host, columns)[:, order]
+        inputs, _ = model.tree_inputs(tokens)  # tree j reads only the first columns, those before j
+        features = torch.zeros(rows.shape[0], rows.shape[1], dtype=torch.float64)
+        for j, tree in enumerate(model.trees_):
+            col = columns[order[j]]
+            leaf = tree.leaves(inputs) if j else np.zeros(len(tokens), dtype=np.int64)
+            p = tree.probs[leaf, tokens[:, j]]
+            nll = torch.from_numpy(-np.log(np.maximum(p, 1e-300))).double()
+            features[:, col.start] += nll + _range_tail(col, host)
         return RowScores(features.sum(1), features)
 
     return score_in_chunks(x, one)

@@ -67,7 +67,7 @@ def test_gmm_ranks_planted_anomalies_above_clean_rows(dataset, n_train, request)
     assert roc_auc_score(is_planted, score) >= 0.90
 
 
-@pytest.mark.parametrize("name", ["gmm", "vae", "autoencoder", "arn"])
+@pytest.mark.parametrize("name", ["gmm", "vae", "autoencoder", "arn", "cart"])
 def test_the_top_column_names_the_value_multiplied_by_20(name, penguin_split):
     # Arrange
     train, test, schema = penguin_split
@@ -100,7 +100,7 @@ def test_gan_critic_scores_are_finite_and_repeatable(penguin_split):
     assert first.features.shape == x.shape
 
 
-@pytest.mark.parametrize("name", ["vae", "arn"])
+@pytest.mark.parametrize("name", ["vae", "arn", "cart"])
 def test_a_row_scores_the_same_alone_and_in_a_batch(name, penguin_split):
     # Arrange
     train, test, schema = penguin_split
