@@ -33,10 +33,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from synthgate.models import base
-from synthgate.models.arn_tokens import ColumnTokens, columns_from_spans, fit_tokens, from_tokens, to_tokens
+from synthgate.models.arn_tokens import ColumnTokens, forced_tokens, from_tokens, tokenise_table
 from synthgate.models.encoders.table import Span
 from synthgate.models.training import Progress
-from synthgate.schemas.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from synthgate.models.scoring import RowScores
@@ -135,19 +134,14 @@ class ARN:
         cfg = self.config or ARNConfig()
         x = base.check_matrix(x)
         device = base.resolve_device(self.device)
-        spans = self.spans or [Span(f"x{i}", i, 1, "linear", "value") for i in range(x.shape[1])]
-        columns = columns_from_spans(spans)
-        host = x.cpu().numpy()
-        for col in columns:
-            fit_tokens(host, col, max_bins=cfg.max_bins, min_support=cfg.min_support, spike_share=cfg.spike_share)
-        tokens = torch.from_numpy(to_tokens(host, columns))  # (n, c) in table order
-        order = list(range(len(columns)))
-        if cfg.order == "levels":
-            order = sorted(order, key=lambda j: (columns[j].n_tokens, j))
+        columns, order, tokens = tokenise_table(
+            x.cpu().numpy(), self.spans, max_bins=cfg.max_bins, min_support=cfg.min_support,
+            spike_share=cfg.spike_share, order=cfg.order,
+        )  # fmt: skip
         self.columns_, self.order_, self.n_features_in_ = columns, order, x.shape[1]
         torch.manual_seed(cfg.seed)
         self.module_ = ARNModule([columns[j].n_tokens for j in order], cfg).to(device)
-        self._train(base.to_device(tokens[:, order], device, torch.long), cfg, device, progress)
+        self._train(base.to_device(torch.from_numpy(tokens), device, torch.long), cfg, device, progress)
         return self
 
     def _train(self, tokens: Tensor, cfg: ARNConfig, device: torch.device, progress) -> None:
@@ -284,22 +278,8 @@ class ARN:
         return tokens, log_w
 
     def _forced_tokens(self, conditions: Tensor | None, n: int, device) -> Tensor | None:
-        if conditions is None:
-            return None
-        cond = torch.as_tensor(conditions, dtype=torch.float32).cpu()
-        if cond.ndim == 1:
-            cond = cond[None].expand(n, -1)
-        if cond.shape != (n, self.n_features_in_):
-            raise InvalidInputError(
-                f"conditions must have shape ({self.n_features_in_},) or ({n}, {self.n_features_in_}), "
-                f"got {tuple(cond.shape)}"
-            )
-        free = torch.isnan(cond)
-        tokens = torch.from_numpy(to_tokens(torch.nan_to_num(cond).numpy(), self.columns_))
-        for j, col in enumerate(self.columns_):  # a column is forced when its one-hot or value is given
-            given = ~free[:, col.start] if col.kind == "number" else ~free[:, col.start : col.start + col.width].all(1)
-            tokens[~given, j] = -1
-        return tokens[:, self.order_].to(device)
+        forced = forced_tokens(conditions, n, self.n_features_in_, self.columns_, self.order_)
+        return None if forced is None else torch.from_numpy(forced).to(device)
 
     # ---------------------------------------------------------------------------------------------- persistence
     def anomaly_scores(self, x: Tensor) -> RowScores:

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from synthgate.models.encoders.table import Span
+from synthgate.schemas.errors import InvalidInputError
 
 
 @dataclass
@@ -141,3 +142,51 @@ def from_tokens(tokens: Tensor, columns: list[ColumnTokens], n_features: int, ge
             value = torch.where(missing, torch.zeros_like(value), value)
         out[:, col.start] = value
     return out
+
+
+def tokenise_table(
+    x: np.ndarray,
+    spans: list[Span] | None,
+    *,
+    max_bins: int,
+    min_support: int,
+    spike_share: float,
+    order: str = "table",
+) -> tuple[list[ColumnTokens], list[int], np.ndarray]:
+    """Fit every column's tokens on encoded rows `x` and return them with the column order and the token rows.
+
+    Returns:
+        columns: each column's `ColumnTokens`, in table order.
+        order: the order the conditionals follow (indices into `columns`): the table's, or by token count ("levels").
+        tokens: (n, c) int64 token rows in that order.
+    """
+    spans = spans or [Span(f"x{i}", i, 1, "linear", "value") for i in range(x.shape[1])]
+    columns = columns_from_spans(spans)
+    for col in columns:
+        fit_tokens(x, col, max_bins=max_bins, min_support=min_support, spike_share=spike_share)
+    ranked = list(range(len(columns)))
+    if order == "levels":
+        ranked = sorted(ranked, key=lambda j: (columns[j].n_tokens, j))
+    return columns, ranked, to_tokens(x, columns)[:, ranked]
+
+
+def forced_tokens(
+    conditions: Tensor | np.ndarray | None, n: int, n_features: int, columns: list[ColumnTokens], order: list[int]
+) -> np.ndarray | None:
+    """Conditions ((n_features,) or (n, n_features) encoded values, NaN = free) as token rows in model order, with -1
+    where a column is free; None without conditions. A column is forced when its value (or its one-hot) is given."""
+    if conditions is None:
+        return None
+    cond = torch.as_tensor(conditions, dtype=torch.float32).cpu()
+    if cond.ndim == 1:
+        cond = cond[None].expand(n, -1)
+    if cond.shape != (n, n_features):
+        raise InvalidInputError(
+            f"conditions must have shape ({n_features},) or ({n}, {n_features}), got {tuple(cond.shape)}"
+        )
+    free = torch.isnan(cond).numpy()
+    tokens = to_tokens(np.nan_to_num(cond.numpy()), columns)
+    for j, col in enumerate(columns):
+        given = ~free[:, col.start] if col.kind == "number" else ~free[:, col.start : col.start + col.width].all(1)
+        tokens[~given, j] = -1
+    return tokens[:, order]

@@ -33,10 +33,9 @@ import torch
 from torch import Tensor
 
 from synthgate.models import base
-from synthgate.models.arn_tokens import ColumnTokens, columns_from_spans, fit_tokens, from_tokens, to_tokens
+from synthgate.models.arn_tokens import ColumnTokens, forced_tokens, from_tokens, tokenise_table
 from synthgate.models.encoders.table import Span
 from synthgate.models.training import Progress
-from synthgate.schemas.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from synthgate.models.scoring import RowScores
@@ -155,15 +154,11 @@ class CART:
         cfg = self.config or CARTConfig()
         start = time.perf_counter()
         host = base.check_matrix(x).cpu().numpy()
-        spans = self.spans or [Span(f"x{i}", i, 1, "linear", "value") for i in range(host.shape[1])]
-        columns = columns_from_spans(spans)
-        for col in columns:
-            fit_tokens(host, col, max_bins=cfg.max_bins, min_support=cfg.min_support, spike_share=cfg.spike_share)
-        order = list(range(len(columns)))
-        if cfg.order == "levels":
-            order = sorted(order, key=lambda j: (columns[j].n_tokens, j))
+        columns, order, tokens = tokenise_table(
+            host, self.spans, max_bins=cfg.max_bins, min_support=cfg.min_support, spike_share=cfg.spike_share,
+            order=cfg.order,
+        )  # fmt: skip
         self.columns_, self.order_, self.n_features_in_ = columns, order, host.shape[1]
-        tokens = to_tokens(host, columns)[:, order]  # (n, c) in model order
         n = tokens.shape[0]
         self.min_leaf_ = int(max(cfg.min_leaf, np.ceil(cfg.min_leaf_share * n)))
         features, ends = self.tree_inputs(tokens)
@@ -258,22 +253,7 @@ class CART:
         return tokens, log_w
 
     def _forced_tokens(self, conditions: Tensor | None, n: int) -> np.ndarray | None:
-        if conditions is None:
-            return None
-        cond = torch.as_tensor(conditions, dtype=torch.float32).cpu()
-        if cond.ndim == 1:
-            cond = cond[None].expand(n, -1)
-        if cond.shape != (n, self.n_features_in_):
-            raise InvalidInputError(
-                f"conditions must have shape ({self.n_features_in_},) or ({n}, {self.n_features_in_}), "
-                f"got {tuple(cond.shape)}"
-            )
-        free = torch.isnan(cond).numpy()
-        tokens = to_tokens(np.nan_to_num(cond.numpy()), self.columns_)
-        for j, col in enumerate(self.columns_):  # a column is forced when its one-hot or value is given
-            given = ~free[:, col.start] if col.kind == "number" else ~free[:, col.start : col.start + col.width].all(1)
-            tokens[~given, j] = -1
-        return tokens[:, self.order_]
+        return forced_tokens(conditions, n, self.n_features_in_, self.columns_, self.order_)
 
     # ---------------------------------------------------------------------------------------------- persistence
     def anomaly_scores(self, x: Tensor) -> RowScores:
