@@ -135,8 +135,19 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _wait_for_training(proc: subprocess.Popen, log: Path) -> None:
+    """Return once the run has encoded its rows and started fitting (the gan has no early stopping, so with a huge
+    epoch count it is still training when the test acts; its first progress line would come a tenth of the way)."""
+    deadline = time.monotonic() + 600
+    while "preprocess:" not in log.read_text():
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "training never started"
+        time.sleep(0.5)
+    time.sleep(2)
+
+
 def _start_training_run(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
-    """`synthgate run` on penguins with a vae and far more epochs than it will get; returns once training logs."""
+    """`synthgate run` on penguins with a gan and far more epochs than it will get; returns once training started."""
     out, log = tmp_path / "out.parquet", tmp_path / "run.log"
     env = {
         **os.environ,
@@ -145,14 +156,10 @@ def _start_training_run(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
     }
     env.pop("PREFECT_API_URL", None)
     cmd = [sys.executable, "-m", "synthgate.flows.cli", "run", "--input", "dataset:penguins", "--output", str(out)]
-    cmd += ["--model", "vae", "--epochs", "100000", "--no-cache"]
+    cmd += ["--model", "gan", "--epochs", "100000", "--no-cache"]
     with log.open("w") as handle:
         proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
-    deadline = time.monotonic() + 600
-    while "epoch" not in log.read_text():
-        assert proc.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "training never started"
-        time.sleep(0.5)
+    _wait_for_training(proc, log)
     return proc, out, log
 
 
@@ -216,7 +223,7 @@ from synthgate.flows.synthesize import synthesize_table
 from synthgate.schemas.request import RunRequest
 
 request = RunRequest.from_sources(
-    input="dataset:penguins", output=sys.argv[1], model="vae", model_options={"epochs": 100000}
+    input="dataset:penguins", output=sys.argv[1], model="gan", model_options={"epochs": 100000}
 )
 synthesize_table(request, use_cache=False)
 """
@@ -237,11 +244,7 @@ def test_a_flow_run_terminated_as_a_cancellation_does_stops_training_and_leaves_
         proc = subprocess.Popen(
             [sys.executable, "-c", _FLOW_RUN, str(out)], stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=tmp_path
         )
-    deadline = time.monotonic() + 600
-    while "epoch" not in log.read_text():
-        assert proc.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "training never started"
-        time.sleep(0.5)
+    _wait_for_training(proc, log)
 
     # Act
     proc.send_signal(signal.SIGTERM)
