@@ -148,8 +148,9 @@ def run(
     epsilon: Annotated[
         float | None,
         typer.Option(
-            help="Differential-privacy budget: train the model privately (DP-SGD for vae, gan and autoencoder, DP-EM "
-            "for gmm), spending at most this epsilon."
+            help="Differential-privacy budget: train the model privately, spending at most this epsilon (noisy "
+            "marginals for marginal, the default with --model auto up to 100k rows; DP-SGD for vae, gan and "
+            "autoencoder; DP-EM for gmm)."
         ),
     ] = None,
     delta: Annotated[

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from synthgate.models.encoders.table import MISSING, ColumnState, TableEncoder, _numeric_values
 from synthgate.models.privacy import gaussian_sigma
-from synthgate.models.registry import model_names, private_name, supports_privacy
+from synthgate.models.registry import model_names, private_auto, private_name, supports_privacy
 from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema
 from synthgate.tasks.protect import RARE_LABEL, training_frame
 
@@ -202,7 +202,7 @@ def encoder_from_schema(schema: TableSchema) -> TableEncoder:
 
 
 # How each family's private training is described in the run's notes.
-_MECHANISM = {"gmm": "DP-EM", "autoencoder": "DP-SGD + DP-EM latent mixture"}
+_MECHANISM = {"gmm": "DP-EM", "autoencoder": "DP-SGD + DP-EM latent mixture", "marginal": "zCDP marginals"}
 
 
 @dataclass
@@ -257,6 +257,10 @@ def prepare_training(
     from synthgate.tasks.protect import DEFAULT_RARE_K, check_pii_actions, suppress_rare_categories
 
     check_pii_actions(schema)
+    chosen = []
+    if epsilon is not None and model == "auto":  # one private family, chosen by size: each candidate would spend
+        model = private_auto(len(train))
+        chosen = [f"privacy: --model auto with --epsilon trains {model!r} for {len(train)} training rows"]
     if epsilon is not None and not supports_privacy(model):
         private = ", ".join(name for name in model_names() if supports_privacy(name))
         raise InvalidInputError(
@@ -265,9 +269,9 @@ def prepare_training(
         )
     k = DEFAULT_RARE_K if rare_k is None else rare_k
     train, schema, suppressed = suppress_rare_categories(train, schema, k=k)
-    notes = [f"rare categories (< {k} training rows) merged into '{RARE_LABEL}' in {sorted(suppressed)}"] * bool(
-        suppressed
-    )
+    notes = chosen + [
+        f"rare categories (< {k} training rows) merged into '{RARE_LABEL}' in {sorted(suppressed)}"
+    ] * bool(suppressed)
     if epsilon is None:
         return PreparedTraining(train, schema, None, suppressed, notes, model=model)
     delta = delta if delta is not None else default_delta(len(train))

@@ -66,9 +66,9 @@ def test_default_delta_is_below_one_over_n():
 
 def test_a_model_without_a_private_path_refuses_epsilon_with_a_clear_message(penguins):
     frame = penguins.dropna().reset_index(drop=True)
-    with pytest.raises(InvalidInputError, match="gmm"):
+    with pytest.raises(InvalidInputError, match=r"'cart' has none yet; choose --model gmm, .*marginal"):
         prepare_training(
-            frame, infer_schema(frame), model="auto", epsilon=1.0, delta=None, rare_k=None, public_schema=False
+            frame, infer_schema(frame), model="cart", epsilon=1.0, delta=None, rare_k=None, public_schema=False
         )
 
 
