@@ -22,6 +22,10 @@ Numbers get as many coarse groups as the edge noise allows (`coarse_bins`: about
 model spends exactly the rho it was given: `privacy_` reports the ledger and the (epsilon, delta) it converts to. The
 delta share for heaped values (`spike_delta_share`) is added on top of the Gaussian part's delta.
 
+With an `anchor` (the flow passes the run's `--target`) step 1 also measures every column's 2-way table with the
+anchor, steps 2-3 work on tables indexed by the anchor's token, and the model is a tree-augmented naive Bayes model
+(`models.marginal_tree`): what predicts the target survives, at the same total budget.
+
 Without `epsilon` the same steps run exactly (no noise, the best edges): a fast, non-private baseline.
 """
 
@@ -49,10 +53,11 @@ from synthgate.models.marginal_columns import (
     measure_category,
     measure_number,
 )
-from synthgate.models.marginal_tree import TreeModel
+from synthgate.models.marginal_tree import TreeModel, fit_pair, topological_order
 from synthgate.models.privacy import check_budget, default_delta
 from synthgate.models.training import Progress
 from synthgate.models.zcdp import ZCDPAccountant, rho_for
+from synthgate.schemas.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from synthgate.models.scoring import RowScores
@@ -72,6 +77,8 @@ class MarginalConfig:
     fine_bins: int = 4
     branching: int = 8
     levels: int = 3
+    anchor: str | None = None  # a column every other one is modelled given (the run's target): a TAN model
+    anchor_bins: int = 8  # coarse groups of a number anchor
     bound: float = 2.0  # the DP encoder maps public bounds to +-2; without epsilon the observed range is used
     seed: int = 0
 
@@ -126,34 +133,49 @@ class MarginalModel:
         n_hat = float(np.mean([d.mass.sum() for d in domains])) if acct.private else float(n)
         report(1)
 
-        n_edges = max(c - 1, 1)
-        rho_choice = cfg.select_share * acct.rho / n_edges
-        rho_edge = (acct.left - rho_choice * n_edges) / n_edges  # with what a column's unsplit levels left over
-        sigma_edge = acct.sigma(rho_edge)
-        k = cfg.coarse_bins or int(
-            np.clip(math.sqrt(max(n_hat, 1.0) / max(2.0 * sigma_edge, 1.0)), 3, cfg.max_coarse_bins)
-        )
+        anchor = self._anchor_index(columns, cfg.anchor)
+        n_edges = max(c - 2 if anchor >= 0 else c - 1, 0)  # the tree over the columns other than the anchor
+        n_tables = n_edges + (c - 1 if anchor >= 0 else 0)  # its edges, and each column with the anchor
+        rho_choice = cfg.select_share * acct.rho / max(n_edges, 1)
+        rho_table = (acct.left - rho_choice * n_edges) / max(n_tables, 1)  # plus what unsplit levels left over
+        sigma_table = acct.sigma(rho_table)
         for d in domains:
             d.mass *= n_hat / max(d.mass.sum(), 1e-9)
-            assign_coarse(d, k)
+        k_anchor = 1
+        if anchor >= 0:
+            assign_coarse(domains[anchor], cfg.anchor_bins)
+            k_anchor = domains[anchor].n_coarse
+        cells = max(n_hat, 1.0) / max(2.0 * sigma_table * k_anchor, 1.0)  # cells per table a few sigma can fill
+        k = cfg.coarse_bins or int(np.clip(math.sqrt(cells), 3, cfg.max_coarse_bins))
+        for j, d in enumerate(domains):
+            if j != anchor:
+                assign_coarse(d, k)
         fine = to_tokens(host, columns)
         coarse = np.stack([d.coarse[fine[:, j]] for j, d in enumerate(domains)], axis=1)
-        parent = self._select_tree(coarse, domains, acct, rho_choice, sigma_edge, n_hat)
+        a = coarse[:, anchor] if anchor >= 0 else np.zeros(n, dtype=np.int64)
+        joints = self._anchor_joints(coarse, a, domains, anchor, acct, rho_table, columns)
         report(2)
 
+        parent = self._select_tree(coarse, a, joints, anchor, acct, rho_choice, sigma_table, n_hat)
         tables = {}
         for node in np.flatnonzero(parent >= 0):
             p = parent[node]
-            kp, kn = domains[p].n_coarse, domains[node].n_coarse
-            counts = np.bincount(coarse[:, p] * kn + coarse[:, node], minlength=kp * kn).reshape(kp, kn)
-            tables[int(node)] = acct.gaussian(counts, rho_edge, f"{columns[p].column} x {columns[node].column}")
-        self.tree_ = TreeModel.fit(parent, [d.coarse_mass() for d in domains], tables)
+            counts = _counts(
+                a, coarse[:, p], coarse[:, node], joints[p].shape[0], joints[p].shape[1], joints[node].shape[1]
+            )
+            tables[int(node)] = acct.gaussian(counts, rho_table, f"{columns[p].column} x {columns[node].column}")
+        self.tree_ = TreeModel.fit(parent, anchor, joints, tables)
         report(3)
 
         self.domains_, self.n_features_in_ = domains, host.shape[1]
         self.privacy_ = self._privacy_report(acct, delta, spike_delta)
         edges = [(columns[p].column, columns[j].column) for j, p in enumerate(parent) if p >= 0]
-        self.history_ = {"fit_seconds": time.perf_counter() - start, "coarse_bins": k, "edges": edges}
+        self.history_ = {
+            "fit_seconds": time.perf_counter() - start,
+            "coarse_bins": k,
+            "anchor": cfg.anchor if anchor >= 0 else None,
+            "edges": edges,
+        }
         report(4)
         logger.info("marginal: %d columns, %d edges, %d coarse bins per number", c, len(edges), k)
         return self
@@ -184,36 +206,75 @@ class MarginalModel:
         plan = HistogramPlan(fine_bins=cfg.fine_bins, branching=cfg.branching, levels=cfg.levels)
         return measure_number(values, missing, col, bounds, acct, rho, delta, plan)
 
+    @staticmethod
+    def _anchor_index(columns: list[ColumnTokens], anchor: str | None) -> int:
+        if anchor is None:
+            return -1
+        names = [col.column for col in columns]
+        if anchor not in names:
+            raise InvalidInputError(f"marginal: anchor column {anchor!r} is not a modelled column ({', '.join(names)})")
+        return names.index(anchor)
+
+    @staticmethod
+    def _anchor_joints(
+        coarse: np.ndarray,
+        a: np.ndarray,
+        domains: list[ColumnDomain],
+        anchor: int,
+        acct: ZCDPAccountant,
+        rho: float,
+        columns: list[ColumnTokens],
+    ) -> list[np.ndarray | None]:
+        """Per column, its (k_a, k) joint with the anchor, consistent with both 1-ways (measured with the anchor's
+        token when there is an anchor; the 1-way as (1, k) when there is not)."""
+        ones = [_normalised(d.coarse_mass()) for d in domains]
+        if anchor < 0:
+            return [m[None, :] for m in ones]
+        k_a = domains[anchor].n_coarse
+        joints: list[np.ndarray | None] = []
+        for j, d in enumerate(domains):
+            if j == anchor:
+                joints.append(np.diag(ones[anchor]))
+                continue
+            counts = np.bincount(a * d.n_coarse + coarse[:, j], minlength=k_a * d.n_coarse).reshape(k_a, -1)
+            noisy = acct.gaussian(counts, rho, f"{columns[anchor].column} x {columns[j].column}")
+            joints.append(fit_pair(noisy, ones[anchor], ones[j]))
+        return joints
+
     def _select_tree(
         self,
         coarse: np.ndarray,
-        domains: list[ColumnDomain],
+        a: np.ndarray,
+        joints: list[np.ndarray | None],
+        anchor: int,
         acct: ZCDPAccountant,
         rho_choice: float,
-        sigma_edge: float,
+        sigma: float,
         n_hat: float,
     ) -> np.ndarray:
-        """Kruskal's maximum spanning tree with each edge picked by the exponential mechanism; returns parents."""
-        c = len(domains)
-        pairs = [(i, j) for i in range(c) for j in range(i + 1, c)]
-        quality = np.array([_edge_quality(coarse, domains, i, j, sigma_edge, n_hat) for i, j in pairs])
+        """Kruskal's maximum spanning tree over the non-anchor columns, each edge picked by the exponential
+        mechanism; returns parents (-1 at roots and at the anchor)."""
+        c = len(joints)
+        nodes = [j for j in range(c) if j != anchor]
+        pairs = [(i, j) for x, i in enumerate(nodes) for j in nodes[x + 1 :]]
+        quality = np.array([_edge_quality(coarse, a, joints, i, j, sigma, n_hat) for i, j in pairs])
         component = list(range(c))
 
-        def find(a: int) -> int:
-            while component[a] != a:
-                component[a] = component[component[a]]
-                a = component[a]
-            return a
+        def find(x: int) -> int:
+            while component[x] != x:
+                component[x] = component[component[x]]
+                x = component[x]
+            return x
 
         neighbours: dict[int, list[int]] = {i: [] for i in range(c)}
-        for _ in range(c - 1):
+        for _ in range(len(nodes) - 1):
             open_ = [e for e, (i, j) in enumerate(pairs) if find(i) != find(j)]
             pick = open_[acct.exponential(quality[open_], rho_choice, "tree edge")]
             i, j = pairs[pick]
             component[find(i)] = find(j)
             neighbours[i].append(j)
             neighbours[j].append(i)
-        return _orient(neighbours, c)
+        return _orient(neighbours, nodes, c)
 
     # ------------------------------------------------------------------------------------------------- sampling
     def sample(self, n: int, *, conditions: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
@@ -274,10 +335,11 @@ class MarginalModel:
             "columns": [asdict(d.tokens) for d in self.domains_],
             "domains": [d.state() for d in self.domains_],
             "parent": tree.parent.tolist(),
+            "anchor": tree.anchor,
             "privacy": self.privacy_,
             "history": self.history_,
         }
-        state = {f"m{j}": torch.from_numpy(m) for j, m in enumerate(tree.marginals)}
+        state = {"anchor_marginal": torch.from_numpy(tree.anchor_marginal)}
         state.update({f"c{j}": torch.from_numpy(t) for j, t in enumerate(tree.conditionals) if t is not None})
         config = self.config or MarginalConfig()
         base.save_checkpoint(directory, kind="marginal", config=config, state=state, meta=meta)
@@ -291,11 +353,10 @@ class MarginalModel:
             for col, d in zip(meta["columns"], meta["domains"], strict=True)
         ]
         parent = np.asarray(meta["parent"], dtype=np.int64)
-        marginals = [state[f"m{j}"].numpy() for j in range(parent.size)]
         conditionals = [state[f"c{j}"].numpy() if f"c{j}" in state else None for j in range(parent.size)]
-        from synthgate.models.marginal_tree import topological_order
-
-        model.tree_ = TreeModel(parent, topological_order(parent), marginals, conditionals)
+        anchor = int(meta.get("anchor", -1))
+        order = topological_order(parent, anchor)
+        model.tree_ = TreeModel(parent, anchor, order, state["anchor_marginal"].numpy(), conditionals)
         model.n_features_in_ = int(meta["n_features_in"])
         model.privacy_, model.history_ = meta.get("privacy", {}), meta.get("history")
         return model
@@ -309,28 +370,41 @@ class MarginalModel:
             "delta": delta,
             "rho": acct.spent,
             "rho_budget": acct.rho,
-            "mechanism": "zCDP marginals (MST-style tree)",
+            "mechanism": "zCDP marginals (tree; anchored on the target when given)",
             "releases": len(acct.ledger),
         }
 
 
-def _edge_quality(coarse: np.ndarray, domains: list[ColumnDomain], i: int, j: int, sigma: float, n_hat: float) -> float:
-    """L1 distance of the real (i, j) table from the noisy 1-ways' product, less what sampling and noise explain."""
-    ki, kj = domains[i].n_coarse, domains[j].n_coarse
-    real = np.bincount(coarse[:, i] * kj + coarse[:, j], minlength=ki * kj).reshape(ki, kj)
-    pi = domains[i].coarse_mass() / max(n_hat, 1e-9)
-    pj = domains[j].coarse_mass() / max(n_hat, 1e-9)
-    expected = n_hat * np.outer(pi, pj)
+def _counts(a: np.ndarray, left: np.ndarray, right: np.ndarray, k_a: int, k_l: int, k_r: int) -> np.ndarray:
+    """(k_a, k_l, k_r) counts of rows by anchor, left and right token."""
+    flat = (a * k_l + left) * k_r + right
+    return np.bincount(flat, minlength=k_a * k_l * k_r).reshape(k_a, k_l, k_r).astype(np.float64)
+
+
+def _normalised(mass: np.ndarray) -> np.ndarray:
+    mass = np.maximum(mass, 0.0)
+    return mass / mass.sum() if mass.sum() > 0 else np.full(mass.size, 1.0 / mass.size)
+
+
+def _edge_quality(
+    coarse: np.ndarray, a: np.ndarray, joints: list[np.ndarray], i: int, j: int, sigma: float, n_hat: float
+) -> float:
+    """L1 distance of the real (a, i, j) table from what the noisy (a, i) and (a, j) joints give when i and j are
+    independent given the anchor, less what sampling and the measurement noise explain (AIM's penalty)."""
+    k_a, ki, kj = joints[i].shape[0], joints[i].shape[1], joints[j].shape[1]
+    real = _counts(a, coarse[:, i], coarse[:, j], k_a, ki, kj)
+    p_a = np.maximum(joints[i].sum(1), 1e-12)
+    expected = n_hat * joints[i][:, :, None] * joints[j][:, None, :] / p_a[:, None, None]
     sampling = math.sqrt(2 / math.pi) * np.sqrt(expected * np.clip(1 - expected / max(n_hat, 1e-9), 0, 1)).sum()
-    noise = math.sqrt(2 / math.pi) * sigma * ki * kj
+    noise = math.sqrt(2 / math.pi) * sigma * k_a * ki * kj
     return float(np.abs(real - expected).sum() - sampling - noise)
 
 
-def _orient(neighbours: dict[int, list[int]], c: int) -> np.ndarray:
-    """Parents of an undirected forest, each component rooted at its lowest-numbered column."""
+def _orient(neighbours: dict[int, list[int]], nodes: list[int], c: int) -> np.ndarray:
+    """Parents of an undirected forest over `nodes`, each component rooted at its lowest-numbered column."""
     parent = np.full(c, -1, dtype=np.int64)
     seen = np.zeros(c, dtype=bool)
-    for root in range(c):
+    for root in nodes:
         if seen[root]:
             continue
         seen[root] = True
