@@ -10,6 +10,7 @@ tables:
 relations:
   - {child: flights, columns: [tailnum], parent: planes, parent_columns: [tailnum], on_orphans: "null"}
   - {child: flights, columns: [origin], parent: airports, parent_columns: [faa]}
+ignore: [flights.time_hour]  # relations (declared ones too) left out: their columns are synthesised as plain values
 ```
 """
 
@@ -75,6 +76,13 @@ class DatabaseSchema(BaseModel):
 
     tables: dict[str, TableKeys] = Field(default_factory=dict)
     relations: list[Relation] = Field(default_factory=list)
+    # relations to leave out, declared ones included: `child.column` (any relation using that column) or a relation's
+    # name as `Relation.name` prints it
+    ignore: list[str] = Field(default_factory=list)
+
+    def ignores(self, rel: Relation) -> bool:
+        """Whether `ignore` names this relation or one of its child columns."""
+        return rel.name in self.ignore or any(f"{rel.child}.{c}" in self.ignore for c in rel.columns)
 
     def relations_of(self, child: str) -> list[Relation]:
         """The relations where `child` holds the foreign key, in declared order."""

