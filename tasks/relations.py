@@ -265,7 +265,7 @@ def check_database(db: Database) -> Database:
             problems.append(
                 f"table {rel.child!r}, columns {rel.columns}: reference table {rel.parent!r} through a key of several "
                 f"columns {rel.parent_columns}, which synthesis does not support yet. Fix: add `ignore: "
-                f"[\"{rel.name}\"]` to {RELATIONS_FILE} (the columns are then synthesised as values, "
+                f'["{rel.name}"]` to {RELATIONS_FILE} (the columns are then synthesised as values, '
                 f"not linked to {rel.parent!r}), or leave table {rel.parent!r} out of the source"
             )
             continue
