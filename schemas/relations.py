@@ -11,6 +11,7 @@ relations:
   - {child: flights, columns: [tailnum], parent: planes, parent_columns: [tailnum], on_orphans: "null"}
   - {child: flights, columns: [origin], parent: airports, parent_columns: [faa]}
 ignore: [flights.time_hour]  # relations (declared ones too) left out: their columns are synthesised as plain values
+models: {flights: arn, airlines: gmm}  # the family per table; tables not named take `--model`
 ```
 """
 
@@ -79,6 +80,7 @@ class DatabaseSchema(BaseModel):
     # relations to leave out, declared ones included: `child.column` (any relation using that column) or a relation's
     # name as `Relation.name` prints it
     ignore: list[str] = Field(default_factory=list)
+    models: dict[str, str] = Field(default_factory=dict)  # table -> model family (`--model` for tables not named)
 
     def ignores(self, rel: Relation) -> bool:
         """Whether `ignore` names this relation or one of its child columns."""
@@ -98,6 +100,23 @@ class DatabaseSchema(BaseModel):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def load_models(path: Path | str) -> dict[str, str]:
+    """A model manifest: `table: family` lines, at the top level or under `models:` (a relations file works too).
+
+    Raises:
+        InvalidInputError: unreadable YAML, or anything but table names mapped to family names.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidInputError(f"{path}: not a readable model manifest: {exc}") from exc
+    data = data.get("models", data) if isinstance(data, dict) else data
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise InvalidInputError(f"{path}: a model manifest maps table names to families, e.g. `flights: arn`")
+    return dict(data)
 
 
 def load_relations(path: Path | str) -> DatabaseSchema:

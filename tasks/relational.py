@@ -41,6 +41,7 @@ from synthgate.tasks.siblings import STICKY_PURITY, sibling_purity, sticky_picks
 logger = logging.getLogger(__name__)
 
 NULL_LABEL = "__null__"
+DEFAULT_MODEL = "gmm"  # docs/decisions.md#database-default-model
 
 
 def parent_column(index: int) -> str:
@@ -206,9 +207,11 @@ def fix_total(sizes: np.ndarray, target: int, rng: np.random.Generator) -> np.nd
 class _Builder:
     """Holds the per-table state while tables are synthesised in order (a parent's clusters and synthetic rows)."""
 
-    def __init__(self, db: Database, *, scale: float, model: str, seed: int, options: dict[str, Any] | None):
+    def __init__(
+        self, db: Database, *, scale: float, models: dict[str, str], seed: int, options: dict[str, Any] | None
+    ):
         self.db, self.schema = db, db.schema
-        self.scale, self.model, self.seed, self.options = scale, model, seed, options
+        self.scale, self.models, self.seed, self.options = scale, models, seed, options
         self.index = {id(r): i for i, r in enumerate(self.schema.relations)}
         self.clusters: dict[str, ParentClusters] = {}
         self.real_labels: dict[str, np.ndarray] = {}  # per parent table: its real rows' clusters
@@ -278,12 +281,13 @@ class _Builder:
         context = choose_context(relations, real) if relations else None
         options = dict(self.options or {})
         linked = context.parent if context is not None else (table if itself else None)
-        if linked is not None and self.model == "gmm" and "n_components" not in options:
+        model = self.models[table]
+        if linked is not None and model == "gmm" and "n_components" not in options:
             # one component per parent cluster at least: BIC on a few hundred rows keeps two or three components, and
             # the children of unlike parents then share one (docs/decisions.md#relational-clusters)
             wanted = len((clusters if linked == table else self.clusters[linked]).labels) + 1
             options["n_components"] = int(min(wanted, max(1, len(frame) // 10)))
-        synth = _fit_model(frame, table=table, model=self.model, seed=self.table_seed(table, "fit"), options=options)
+        synth = _fit_model(frame, table=table, model=model, seed=self.table_seed(table, "fit"), options=options)
         rows, keys = self._draw(table, synth, context)
         if clusters is not None:  # its synthetic rows in the real rows' clusters
             self.synthetic_labels[table] = clusters.predict(rows[plain])
@@ -410,11 +414,29 @@ def _as_dtype(values: pd.Series, dtype: Any) -> pd.Series:
     return values.astype(object).where(values.notna(), None)
 
 
+def table_models(db: Database, default: str, manifest: dict[str, str]) -> dict[str, str]:
+    """The family per table: the manifest's, else `default`; unknown tables and families named at once."""
+    from synthgate.models.registry import model_names
+
+    families = [*model_names(), "auto"]
+    problems = [
+        f"table {t!r} is not in the source (tables: {sorted(db.tables)})" for t in manifest if t not in db.tables
+    ]
+    named = {"--model": default, **{f"table {t!r}": m for t, m in manifest.items()}}
+    problems += [
+        f"{where}: unknown model {m!r}; choose one of {families}" for where, m in named.items() if m not in families
+    ]
+    if problems:
+        raise InvalidInputError("model manifest:\n  - " + "\n  - ".join(problems))
+    return {t: manifest.get(t, default) for t in db.tables}
+
+
 def synthesize_database(
     db: Database,
     *,
     scale: float = 1.0,
-    model: str = "gmm",
+    model: str = DEFAULT_MODEL,
+    models: dict[str, str] | None = None,
     seed: int = 0,
     model_options: dict[str, Any] | None = None,
 ) -> SyntheticDatabase:
@@ -423,16 +445,19 @@ def synthesize_database(
     Args:
         db: the real tables, keys and relations.
         scale: each root table's rows as a share of the real one; children follow from their parents' counts.
-        model: the table family fitted per table (gmm, vae, gan, autoencoder, arn, auto).
+        model: the table family fitted per table (gmm, arn, cart, vae, gan, autoencoder, auto).
+        models: a family per table, overriding `model` (the `--models` manifest, or `models:` in relations.yaml).
         seed: makes clusters, fits, draws and keys reproducible.
         model_options: hyperparameters passed to every table's model.
 
     Raises:
-        InvalidInputError: a non-positive scale, or a table the models cannot fit.
+        InvalidInputError: a non-positive scale, a manifest naming an unknown table or family, or a table the
+            models cannot fit.
     """
     if scale <= 0:
         raise InvalidInputError(f"--scale {scale}: give a positive share of the source's size, e.g. 1 or 0.1")
-    builder = _Builder(db, scale=scale, model=model, seed=seed, options=model_options)
+    per_table = table_models(db, model, {**db.schema.models, **(models or {})})
+    builder = _Builder(db, scale=scale, models=per_table, seed=seed, options=model_options)
     result = SyntheticDatabase(tables={}, real=db.tables, schema=db.schema)
     for table in table_order(db.schema, list(db.tables)):
         start = time.perf_counter()

@@ -101,7 +101,7 @@ def merge_schemas(declared: DatabaseSchema, written: DatabaseSchema | None) -> D
     for r in relations:
         if written.ignores(r):
             logger.info("relations: %s left out (ignore in %s)", r.name, RELATIONS_FILE)
-    return DatabaseSchema(tables=tables, relations=kept, ignore=written.ignore)
+    return DatabaseSchema(tables=tables, relations=kept, ignore=written.ignore, models=written.models)
 
 
 def check_source(source: str) -> None:

@@ -163,3 +163,25 @@ def test_ignore_leaves_out_a_declared_relation(tmp_path):
     # Assert
     assert "orders.referred_by -> customers.customer_id" not in names
     assert "orders.customer_id -> customers.customer_id" in names
+
+
+def test_a_model_manifest_sets_the_family_per_table_and_names_what_is_wrong(tmp_path):
+    # Arrange: a manifest file, and relations.yaml's `models:` section beside the declared keys
+    from synthgate.schemas.relations import load_models
+    from synthgate.tasks.relational import table_models
+
+    url = shop_sqlite(tmp_path / "shop.db", shop_tables(n_customers=40))
+    (tmp_path / "models.yaml").write_text("orders: arn\norder_items: cart\n")
+    (tmp_path / "relations.yaml").write_text("models: {customers: auto}\n")
+
+    # Act
+    db = read_database(url, relations_path=tmp_path / "relations.yaml")
+    chosen = table_models(db, "gmm", {**db.schema.models, **load_models(tmp_path / "models.yaml")})
+    with pytest.raises(InvalidInputError) as error:
+        table_models(db, "gmn", {"invoices": "gmm", "orders": "xgboost"})
+
+    # Assert
+    assert chosen == {"customers": "auto", "orders": "arn", "order_items": "cart", "payments": "gmm"}
+    text = str(error.value)
+    assert "table 'invoices' is not in the source" in text
+    assert "table 'orders': unknown model 'xgboost'" in text and "--model: unknown model 'gmn'" in text
