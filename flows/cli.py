@@ -148,8 +148,9 @@ def run(
     epsilon: Annotated[
         float | None,
         typer.Option(
-            help="Differential-privacy budget: train the model privately (DP-SGD for vae, gan and autoencoder, DP-EM "
-            "for gmm), spending at most this epsilon."
+            help="Differential-privacy budget: train the model privately, spending at most this epsilon (noisy "
+            "marginals for marginal, the default with --model auto up to 100k rows; DP-SGD for vae, gan and "
+            "autoencoder; DP-EM for gmm)."
         ),
     ] = None,
     delta: Annotated[
@@ -357,6 +358,14 @@ def schema_infer(
     ] = None,
     encoding: Annotated[str | None, typer.Option(help="CSV text encoding (default: detected).")] = None,
     sep: Annotated[str | None, typer.Option(help="CSV field separator: , ; tab or | (default: detected).")] = None,
+    epsilon: Annotated[
+        float | None,
+        typer.Option(
+            help="Release the bounds and categories under differential privacy at this epsilon, so that a private "
+            "run given this schema spends nothing on its domain (the two epsilons add up)."
+        ),
+    ] = None,
+    delta: Annotated[float | None, typer.Option(help="With --epsilon: the DP delta (default 1/(10 n)).")] = None,
 ) -> None:
     """Infer a table's schema (kinds, dtypes, bounds, categories, formats, PII flags) and print or write it as YAML.
 
@@ -378,8 +387,14 @@ def schema_infer(
     try:
         frame = read_table(input, table=table, encoding=encoding, sep=sep)
         name = input.split(":", 1)[1] if input.startswith("dataset:") else (table or Path(input).stem)
-        # Stamped with the rows' hash: a private run told this schema is public can say where its domain came from.
-        schema = infer_schema(frame, name=name).model_copy(update={"inferred_from": data_hash(frame)})
+        if epsilon is not None:
+            from synthgate.tasks.dp_preprocess import infer_private_schema
+
+            schema = infer_private_schema(frame, name=name, epsilon=epsilon, delta=delta)
+        else:
+            # Stamped with the rows' hash: a private run told this schema is public can say where its domain came
+            # from.
+            schema = infer_schema(frame, name=name).model_copy(update={"inferred_from": data_hash(frame)})
         text = schema.to_yaml()
     except Exception as exc:
         _fail(exc)

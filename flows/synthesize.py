@@ -138,6 +138,8 @@ def run_table(request: RunRequest, options: RunOptions | None = None, *, step: S
         public_schema=is_contract(request.schema_path),  # overrides leave the rest of the domain to the rows
         seed=request.seed,
     )
+    if request.model != prepared.model:  # `auto` with a budget resolved to one private family
+        request = request.model_copy(update={"model": prepared.model})
     with _timed(timings, "encode"), use_threads(threads):
         encoded = encode_for_model(prepared, request.model, step=step)
     key = model_key(source.digest, prepared.schema, request, version=VERSION)

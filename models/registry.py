@@ -27,12 +27,16 @@ TABLE_MODELS: dict[str, str] = {
     "vae": "synthgate.models.vae:VAE",
     "gan": "synthgate.models.gan:GAN",
     "autoencoder": "synthgate.models.autoencoder:Autoencoder",
+    "marginal": "synthgate.models.marginal:MarginalModel",
 }
 # Families `--model` offers that `auto` does not try (docs/decisions.md#cart-family).
-NOT_IN_AUTO: frozenset[str] = frozenset()
+NOT_IN_AUTO: frozenset[str] = frozenset({"marginal"})
 # A family whose private training is another class: `--model gmm --epsilon E` trains `gmm_dp` (DP-EM). The other
 # table families take `epsilon` in their own config.
 PRIVATE_VARIANTS: dict[str, str] = {"gmm": "gmm_dp"}
+# `--model auto --epsilon E`: the marginal family up to this many training rows (where select-measure-generate beats
+# DP-SGD), the vae's DP-SGD above it (docs/decisions.md#private-auto).
+PRIVATE_AUTO_MAX_ROWS = 100_000
 # Image families, by their `synthgate images --model` name.
 IMAGE_MODELS: dict[str, str] = {
     "vae": "synthgate.models.image.vae:ImageVAE",
@@ -66,6 +70,11 @@ def image_model_names() -> list[str]:
 def private_name(name: str) -> str:
     """The registry name trained for family `name` under a privacy budget (`gmm` -> `gmm_dp`)."""
     return PRIVATE_VARIANTS.get(name, name)
+
+
+def private_auto(n_rows: int) -> str:
+    """The family `auto` trains under a privacy budget for a table of `n_rows` training rows."""
+    return "marginal" if n_rows <= PRIVATE_AUTO_MAX_ROWS else "vae"
 
 
 def get_model(name: str) -> type:

@@ -14,6 +14,8 @@ plausible" and, where the family has one, a negative log-likelihood or a bound o
   before j), plus a Gaussian tail in z-score units for a number outside the training range (where the model itself
   gives probability zero).
 - `cart`: the same chain rule, each column's token read off the smoothed leaf its tree routes the row to.
+- `marginal`: the same chain rule along the tree of noisy marginals (root, then each column given its parent), plus
+  each fine token's share of its coarse group.
 - `gan`: minus the critic's output on the row (repeated to fill a PacGAN pack, averaged over the row's own
   conditional levels). Weaker: a Wasserstein critic is trained to separate real from generated rows, not to
   estimate a density, so its ranking of unusual real rows is only as good as the generator was bad there.
@@ -284,6 +286,34 @@ def cart_scores(model: Any, x: Tensor) -> RowScores:
             p = tree.probs[leaf, tokens[:, j]]
             nll = torch.from_numpy(-np.log(np.maximum(p, 1e-300))).double()
             features[:, col.start] += nll + _range_tail(col, host)
+        return RowScores(features.sum(1), features)
+
+    return score_in_chunks(x, one)
+
+
+def marginal_scores(model: Any, x: Tensor) -> RowScores:
+    """Negative log-probability of a `MarginalModel`'s row: its coarse tokens under the tree (root marginals and
+    parent-to-child conditionals), each fine token within its coarse group, and the arn's tail beyond the range.
+
+    The tree's tables are fitted by IPF from a strictly positive start, so no token has probability zero.
+    """
+    from synthgate.models.arn_tokens import to_tokens
+
+    require_fitted(model, "tree_")
+    domains = model.domains_
+    columns = [d.tokens for d in domains]
+
+    def one(rows: Tensor) -> RowScores:
+        host = rows.cpu().numpy()
+        fine = to_tokens(host, columns)
+        coarse = np.stack([d.coarse[fine[:, j]] for j, d in enumerate(domains)], axis=1)
+        log_p = model.tree_.log_prob(coarse)
+        features = torch.zeros(rows.shape[0], rows.shape[1], dtype=torch.float64)
+        for j, d in enumerate(domains):
+            group_mass = d.coarse_mass()[d.coarse]
+            within = np.log(np.maximum(d.mass[fine[:, j]], 1e-12) / np.maximum(group_mass[fine[:, j]], 1e-12))
+            nll = torch.from_numpy(-(log_p[:, j] + np.minimum(within, 0.0))).double()
+            features[:, d.tokens.start] += nll + _range_tail(d.tokens, host)
         return RowScores(features.sum(1), features)
 
     return score_in_chunks(x, one)

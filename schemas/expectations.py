@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from synthgate.schemas.constraints import FixedCombination, Inequality, value_key
-from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema
+from synthgate.schemas.table import RARE_LABEL, ColumnKind, ColumnSchema, TableSchema
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -58,7 +58,8 @@ def _bound(value: float | str | None, col: ColumnSchema) -> Any:
     return value
 
 
-def column_expectations(col: ColumnSchema) -> list[Any]:
+def column_expectations(col: ColumnSchema, *, bounds: bool = True) -> list[Any]:
+    """One column's checks; without `bounds` its range is not checked (a DP range clips values, never refuses them)."""
     import great_expectations.expectations as gxe
 
     out: list[Any] = [gxe.ExpectColumnValuesToBeOfType(column=col.name, type_=gx_type_name(col.dtype))]
@@ -68,13 +69,13 @@ def column_expectations(col: ColumnSchema) -> list[Any]:
     if text_dates:  # GX reads text bounds as dates and refuses to compare them with text: the format is the check
         out.append(gxe.ExpectColumnValuesToMatchStrftimeFormat(column=col.name, strftime_format=col.format))
     ranged = col.kind in (ColumnKind.CONTINUOUS, ColumnKind.INTEGER, ColumnKind.DATETIME) and not text_dates
-    if ranged and (col.minimum is not None or col.maximum is not None):
+    if bounds and ranged and (col.minimum is not None or col.maximum is not None):
         out.append(
             gxe.ExpectColumnValuesToBeBetween(
                 column=col.name, min_value=_bound(col.minimum, col), max_value=_bound(col.maximum, col)
             )
         )
-    if col.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN) and col.categories:
+    if col.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN) and col.categories and RARE_LABEL not in col.categories:
         out.append(gxe.ExpectColumnValuesToBeInSet(column=col.name, value_set=list(col.categories)))
     if col.kind == ColumnKind.IDENTIFIER and col.unique:
         out.append(gxe.ExpectColumnValuesToBeUnique(column=col.name))
@@ -92,7 +93,7 @@ def build_suite(schema: TableSchema, *, columns: list[str] | None = None) -> gx.
         gxe.ExpectTableColumnsToMatchSet(column_set=[c.name for c in cols], exact_match=True),
     ]
     for col in cols:
-        expectations.extend(column_expectations(col))
+        expectations.extend(column_expectations(col, bounds=schema.domain_epsilon is None))
     names = {c.name for c in cols}
     for rule in schema.constraints:
         if all(c in names for c in rule.columns):

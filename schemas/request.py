@@ -56,7 +56,7 @@ class RunRequest(ParquetRunRequest):
     conditions: dict[str, Any] | None = Field(None, description="every synthetic row must satisfy col == value")
     balance: str | None = Field(None, description="column whose classes the output equalises")
     rows_per_class: int | None = Field(None, gt=0, description="with balance: rows per class")
-    epsilon: float | None = Field(None, gt=0, description="differential-privacy budget (neural models)")
+    epsilon: float | None = Field(None, gt=0, description="differential-privacy budget (families with a private path)")
     delta: float | None = Field(None, gt=0, lt=1)
     rare_category_k: int | None = Field(None, ge=1, description="categories with fewer rows become one rare bucket")
     text: dict[str, Literal["synthesize", "fake", "drop"]] = Field(

@@ -46,6 +46,9 @@ MAX_CATEGORY_SHARE = 0.5
 TEXT_MEAN_LENGTH = 40
 
 Scalar = bool | int | float | str
+# The bucket rare categories are merged into. A column whose `categories` list it accepts every other value too: they
+# are folded into it (a domain released under DP lists only the levels common enough to survive the noise).
+RARE_LABEL = "__rare__"
 
 
 def plain_scalar(value: Any) -> Any:
@@ -124,6 +127,13 @@ class TableSchema(BaseModel):
         description="content hash of the rows this schema was inferred from: its bounds and categories describe "
         "those rows, so under differential privacy they are not public knowledge",
     )
+    domain_epsilon: float | None = Field(
+        default=None,
+        ge=0,
+        description="the bounds and categories were released under differential privacy at this epsilon "
+        "(`synthgate schema infer --epsilon`): public from then on, at that cost",
+    )
+    domain_delta: float | None = Field(default=None, ge=0, description="the delta of that release")
     constraints: list[Constraint] = Field(
         default_factory=list, description="rules between columns (schemas.constraints)"
     )

@@ -34,14 +34,17 @@ from torch import Tensor
 
 from synthgate.models.encoders.table import MISSING, ColumnState, TableEncoder, _numeric_values
 from synthgate.models.privacy import gaussian_sigma
-from synthgate.models.registry import model_names, private_name, supports_privacy
-from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema
-from synthgate.tasks.protect import RARE_LABEL, training_frame
+from synthgate.models.registry import model_names, private_auto, private_name, supports_privacy
+from synthgate.schemas.table import RARE_LABEL, ColumnKind, ColumnSchema, TableSchema
+from synthgate.tasks.protect import fold_unlisted, training_frame
 
 logger = logging.getLogger(__name__)
 
 PREPROCESS_SHARE = 0.1  # of epsilon and delta, for category lists and ranges (docs/decisions.md#dp-preprocess-share)
 _GRID = np.concatenate([-(2.0 ** (np.arange(160, -81, -1) / 4)), [0.0], 2.0 ** (np.arange(-80, 161) / 4)])
+# A bin's noisy count must clear this many sigmas to widen the range: an empty bin passes with probability 0.05 /
+# len(_GRID), so the whole grid adds a false bin with probability 5% (at 3 sigma, one run in two did).
+_RANGE_Z = float(norm.isf(0.05 / len(_GRID)))
 
 
 @dataclass
@@ -80,7 +83,7 @@ def _dp_range(values: np.ndarray, sigma: float, rng: np.random.Generator) -> tup
     finite = values[np.isfinite(values)]
     idx = np.clip(np.searchsorted(_GRID, finite), 1, len(_GRID) - 1)
     counts = np.bincount(idx, minlength=len(_GRID)).astype(float) + rng.normal(0, sigma, len(_GRID))
-    occupied = np.flatnonzero(counts >= 3 * sigma)
+    occupied = np.flatnonzero(counts >= _RANGE_Z * sigma)
     if occupied.size == 0:
         return None
     return float(_GRID[occupied[0] - 1]), float(_GRID[occupied[-1]])
@@ -105,15 +108,20 @@ def private_encode(
         seed: seeds the Gaussian noise.
     """
     rng = np.random.default_rng(seed)
-    columns = {c.name: c for c in schema.columns}
     notes: list[str] = []
     eps_pre = 0.0 if public_schema else PREPROCESS_SHARE * epsilon
     delta_pre = 0.0 if public_schema else PREPROCESS_SHARE * delta
     frame = training_frame(train, schema).copy()
-    modelled = schema.modelled
+    private_schema = schema
     if public_schema:
         notes.append("privacy: category lists and ranges from the user's schema (public); all of epsilon to training")
-        if schema.inferred_from:
+        if schema.domain_epsilon is not None:
+            notes.append(
+                f"privacy: the schema's bounds and categories were released under DP by `synthgate schema infer "
+                f"--epsilon` (epsilon {schema.domain_epsilon:g}, delta {schema.domain_delta or 0:.2g}); publishing "
+                f"this output costs that plus this run's epsilon {epsilon:g}"
+            )
+        elif schema.inferred_from:
             notes.append(
                 f"privacy: the schema was inferred from data (content hash {schema.inferred_from[:12]}): its bounds "
                 "and categories describe those rows and are outside epsilon; write them from public knowledge, or "
@@ -124,34 +132,12 @@ def private_encode(
         logger.warning(
             "privacy: without a complete --schema, category lists and ranges are found on the private rows and "
             "cost %.0f%% of epsilon; categories with few rows vanish. To keep them, write their domain from public "
-            "knowledge: `synthgate schema infer INPUT -o schema.yaml`, edit it, then --schema schema.yaml",
+            "knowledge (`synthgate schema infer INPUT -o schema.yaml`, edit it, then --schema schema.yaml), or "
+            "release it under DP once: `synthgate schema infer INPUT --epsilon 0.3 -o schema.yaml`",
             100 * PREPROCESS_SHARE,
         )
-        # Half of delta_pre to the Gaussian mechanism, half to the category thresholds (split over columns).
-        sigma = gaussian_sigma(eps_pre, delta_pre / 2, sensitivity=math.sqrt(len(modelled)))
-        threshold = 1 + sigma * float(norm.isf(delta_pre / 2 / max(len(modelled), 1)))
-        notes.append(
-            f"privacy: epsilon {eps_pre:.3g}, delta {delta_pre:.2g} spent on DP category lists and ranges "
-            f"(Gaussian sigma {sigma:.1f}, category threshold {threshold:.0f} rows); the rest to DP-SGD"
-        )
-        for col in modelled:
-            series = frame[col.name]
-            if col.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
-                kept, replacement = _dp_categories(col, series, sigma, threshold, rng)
-                if replacement is not None:
-                    rare = ~series.isin(kept) & series.notna()
-                    if rare.any():
-                        frame[col.name] = series.astype(object).mask(rare, replacement)
-                columns[col.name] = col.model_copy(update={"categories": kept})
-            else:
-                bounds = _dp_range(_numeric_values(series, col), sigma, rng)
-                lo, hi = bounds if bounds is not None else (0.0, 1.0)
-                if col.kind == ColumnKind.DATETIME:
-                    lo_s, hi_s = (pd.Timestamp(v, unit="s").isoformat() for v in (lo, hi))
-                    columns[col.name] = col.model_copy(update={"minimum": lo_s, "maximum": hi_s})
-                else:
-                    columns[col.name] = col.model_copy(update={"minimum": lo, "maximum": hi})
-    private_schema = schema.model_copy(update={"columns": [columns[c.name] for c in schema.columns]})
+        private_schema, frame, domain_notes = private_domain(frame, schema, epsilon=eps_pre, delta=delta_pre, rng=rng)
+        notes += [*domain_notes, "privacy: the rest of the budget to training"]
     encoder = encoder_from_schema(private_schema)
     encoded = encoder.transform(_clip(frame, private_schema))
     return PrivateEncoding(
@@ -164,6 +150,93 @@ def private_encode(
         preprocess_delta=delta_pre,
         notes=notes,
     )
+
+
+def private_domain(
+    frame: pd.DataFrame, schema: TableSchema, *, epsilon: float, delta: float, rng: np.random.Generator
+) -> tuple[TableSchema, pd.DataFrame, list[str]]:
+    """Category lists and ranges of the modelled columns released under (epsilon, delta)-DP, with the rows rewritten
+    to fit them (dropped levels folded into the rare bucket, or the most frequent kept level for non-string columns).
+
+    One Gaussian mechanism (L2 sensitivity sqrt(columns): a row moves one count per column) at half of delta; the
+    other half goes to the category thresholds, split over the columns.
+    """
+    columns = {c.name: c for c in schema.columns}
+    modelled = schema.modelled
+    frame = frame.copy()
+    sigma = gaussian_sigma(epsilon, delta / 2, sensitivity=math.sqrt(max(len(modelled), 1)))
+    threshold = 1 + sigma * float(norm.isf(delta / 2 / max(len(modelled), 1)))
+    notes = [
+        f"privacy: epsilon {epsilon:.3g}, delta {delta:.2g} spent on DP category lists and ranges "
+        f"(Gaussian sigma {sigma:.1f}, category threshold {threshold:.0f} rows)"
+    ]
+    for col in modelled:
+        if col.name not in frame:
+            continue
+        series = frame[col.name]
+        if col.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
+            kept, replacement = _dp_categories(col, series, sigma, threshold, rng)
+            if replacement is not None:
+                rare = ~series.isin(kept) & series.notna()
+                if rare.any():
+                    frame[col.name] = series.astype(object).mask(rare, replacement)
+            columns[col.name] = col.model_copy(update={"categories": kept})
+        else:
+            bounds = _dp_range(_numeric_values(series, col), sigma, rng)
+            lo, hi = bounds if bounds is not None else (0.0, 1.0)
+            if col.kind == ColumnKind.DATETIME:
+                lo_s, hi_s = (pd.Timestamp(v, unit="s").isoformat() for v in (lo, hi))
+                columns[col.name] = col.model_copy(update={"minimum": lo_s, "maximum": hi_s})
+            else:
+                lo, hi = _outward(lo, hi, 0 if col.kind == ColumnKind.INTEGER else col.decimals)
+                columns[col.name] = col.model_copy(update={"minimum": lo, "maximum": hi})
+    return schema.model_copy(update={"columns": [columns[c.name] for c in schema.columns]}), frame, notes
+
+
+def infer_private_schema(
+    frame: pd.DataFrame, *, name: str, epsilon: float, delta: float | None = None, seed: int = 0
+) -> TableSchema:
+    """A schema whose bounds and categories are released under (epsilon, delta)-DP, public from then on.
+
+    Column kinds, dtypes and formats are read from the rows as `infer_schema` does: they describe the columns' types,
+    not their values, and are treated as public metadata, as MST and AIM treat the domain's shape. Everything that
+    counts or lists values is made private or removed: the row count, the rules between columns and the inference
+    notes are dropped, every modelled column may be missing, category lists and ranges come from `private_domain`.
+    Non-string categorical columns become numbers with a DP range (a level list found under noise would refuse later
+    rows holding a dropped level; a range does not), and string ones keep the rare bucket for levels under the noise.
+
+    Raises:
+        InvalidInputError: the budget is not meaningful for the table's size.
+    """
+    from synthgate.models.privacy import check_budget, default_delta
+    from synthgate.schemas.table import infer_schema
+
+    delta = delta if delta is not None else default_delta(len(frame))
+    check_budget(epsilon, delta, len(frame))
+    schema = infer_schema(frame, name=name)
+    columns = []
+    for col in schema.columns:
+        update: dict[str, Any] = {}
+        if col.is_modelled:
+            update["nullable"] = True
+            stringy = all(isinstance(c, str) for c in col.categories or [])
+            if col.kind == ColumnKind.CATEGORICAL and not stringy:
+                integral = all(float(c).is_integer() for c in col.categories or [])
+                update.update(kind=ColumnKind.INTEGER if integral else ColumnKind.CONTINUOUS, categories=None)
+        kind = update.get("kind", col.kind).value
+        update["reason"] = f"{kind}: from the column's type; its domain is under DP"
+        columns.append(col.model_copy(update=update))
+    public = schema.model_copy(update={"columns": columns, "n_rows": None, "constraints": [], "inferred_from": None})
+    private, _, _ = private_domain(frame, public, epsilon=epsilon, delta=delta, rng=np.random.default_rng(seed))
+    return private.model_copy(update={"domain_epsilon": epsilon, "domain_delta": delta})
+
+
+def _outward(lo: float, hi: float, decimals: int | None) -> tuple[float, float]:
+    """A DP range rounded outward to the column's decimals, so integer columns get integer bounds."""
+    if decimals is None:
+        return lo, hi
+    scale = 10.0**decimals
+    return math.floor(lo * scale) / scale, math.ceil(hi * scale) / scale
 
 
 def _bounds(col: ColumnSchema) -> tuple[float, float] | None:
@@ -202,7 +275,7 @@ def encoder_from_schema(schema: TableSchema) -> TableEncoder:
 
 
 # How each family's private training is described in the run's notes.
-_MECHANISM = {"gmm": "DP-EM", "autoencoder": "DP-SGD + DP-EM latent mixture"}
+_MECHANISM = {"gmm": "DP-EM", "autoencoder": "DP-SGD + DP-EM latent mixture", "marginal": "zCDP marginals"}
 
 
 @dataclass
@@ -257,17 +330,24 @@ def prepare_training(
     from synthgate.tasks.protect import DEFAULT_RARE_K, check_pii_actions, suppress_rare_categories
 
     check_pii_actions(schema)
+    train = fold_unlisted(train, schema)  # levels a DP domain dropped join its rare bucket
+    chosen = []
+    if epsilon is not None and model == "auto":  # one private family, chosen by size: each candidate would spend
+        model = private_auto(len(train))
+        chosen = [f"privacy: --model auto with --epsilon trains {model!r} for {len(train)} training rows"]
     if epsilon is not None and not supports_privacy(model):
         private = ", ".join(name for name in model_names() if supports_privacy(name))
         raise InvalidInputError(
             f"--epsilon needs a model with a private training path; {model!r} has none yet; choose --model "
             f"{private}, or drop --epsilon"
         )
-    k = DEFAULT_RARE_K if rare_k is None else rare_k
+    # Under DP the noisy counts decide which levels survive; suppressing by exact counts would publish, in the
+    # output's value set, which levels have k private rows.
+    k = 0 if epsilon is not None else DEFAULT_RARE_K if rare_k is None else rare_k
     train, schema, suppressed = suppress_rare_categories(train, schema, k=k)
-    notes = [f"rare categories (< {k} training rows) merged into '{RARE_LABEL}' in {sorted(suppressed)}"] * bool(
-        suppressed
-    )
+    notes = chosen + [
+        f"rare categories (< {k} training rows) merged into '{RARE_LABEL}' in {sorted(suppressed)}"
+    ] * bool(suppressed)
     if epsilon is None:
         return PreparedTraining(train, schema, None, suppressed, notes, model=model)
     delta = delta if delta is not None else default_delta(len(train))

@@ -66,18 +66,20 @@ class RunPlan:
 
 
 def check_model_choice(model: str, epsilon: float | None) -> None:
-    """Refuse a model name the registry does not know, or `auto` with a privacy budget (the CLI and the API alike)."""
+    """Refuse a model name the registry does not know (the CLI and the API alike).
+
+    `auto` with a budget is allowed: it trains one private family chosen by the table's size (`private_auto`), since
+    trying several would spend the budget once per candidate.
+    """
     if model not in available_models():
         raise InvalidInputError(f"unknown model {model!r}; choose one of {', '.join(available_models())}")
-    if model == "auto" and epsilon is not None:
-        raise InvalidInputError("--model auto cannot be combined with --epsilon: name one model to spend the budget on")
 
 
 def check_request(request: RunRequest, options: RunOptions) -> None:
     """Refuse what the request alone makes impossible, before any data is read.
 
     Raises:
-        InvalidInputError: an unknown model, `auto` with `epsilon`, or a half-given or malformed write-back target.
+        InvalidInputError: an unknown model, or a half-given or malformed write-back target.
     """
     check_model_choice(request.model, request.epsilon)
     if bool(options.write_url) != bool(options.write_table):

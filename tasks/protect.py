@@ -36,14 +36,13 @@ from prefect.cache_policies import NO_CACHE
 from synthgate.schemas.constraints import suppress_in_rules
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.pii import PIIKind
-from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema, plain_scalar
+from synthgate.schemas.table import RARE_LABEL, ColumnKind, ColumnSchema, TableSchema, plain_scalar
 from synthgate.tasks.keys import column_key, new_identifiers, row_hash, row_uniform
 
 HASH_KEY_ENV = "SYNTHGATE_HASH_KEY"
 # Categories with fewer training rows than this are merged into the rare bucket (k-anonymity-style threshold on each
 # categorical column's marginal; 5 is the usual small-cell suppression limit of statistical agencies).
 DEFAULT_RARE_K = 5  # docs/decisions.md#rare-category-k
-RARE_LABEL = "__rare__"
 
 
 def training_frame(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
@@ -52,6 +51,21 @@ def training_frame(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
 
 
 # -------------------------------------------------------------------------------------------- rare categories
+def fold_unlisted(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
+    """Values of a categorical column that its `categories` do not list, folded into the rare bucket when the list
+    holds it (a DP domain from `synthgate schema infer --epsilon`); other columns are returned as they are."""
+    out = frame
+    for col in schema.columns:
+        if col.kind != ColumnKind.CATEGORICAL or RARE_LABEL not in (col.categories or []) or col.name not in frame:
+            continue
+        series = frame[col.name]
+        unlisted = series.notna() & ~series.isin(col.categories)
+        if unlisted.any():
+            out = out.copy() if out is frame else out
+            out[col.name] = series.astype(object).mask(unlisted, RARE_LABEL)
+    return out
+
+
 def suppress_rare_categories(
     train: pd.DataFrame, schema: TableSchema, *, k: int = DEFAULT_RARE_K, label: str = RARE_LABEL
 ) -> tuple[pd.DataFrame, TableSchema, dict[str, list[Any]]]:

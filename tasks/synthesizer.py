@@ -69,7 +69,7 @@ class Synthesizer:
         """Infer and check the schema, protect the rows, encode them and fit the model; refitting replaces all state.
 
         Raises:
-            InvalidInputError: an unknown model, `auto` with a budget, or a table that cannot be modelled.
+            InvalidInputError: an unknown model, or a table that cannot be modelled.
             ValidationFailedError: the table breaks its own inferred schema (e.g. mixed types in a column).
         """
         from synthgate.tasks.dp_preprocess import prepare_training
@@ -90,21 +90,21 @@ class Synthesizer:
             public_schema=False,
             seed=self.seed,
         )
-        self.model_, self.encoder_, self.model_name_ = self._fit_model(prepared)
+        self.model_, self.encoder_, self.model_name_ = self._fit_model(prepared, prepared.model or self.model)
         self.schema_ = prepared.schema
         self.epsilon_ = prepared.spent(self.model_)[0]
         self._rng = np.random.default_rng(self.seed)
         self._pii_real = df[[c.name for c in schema.pii_columns if c.name in df]].copy()  # memory only, never saved
         return self
 
-    def _fit_model(self, prepared: Any) -> tuple[Any, Any, str]:
+    def _fit_model(self, prepared: Any, model: str) -> tuple[Any, Any, str]:
         from synthgate.tasks.select import evaluate_candidate, pick_best
         from synthgate.tasks.split import split_holdout
         from synthgate.tasks.train import fit_model
         from synthgate.tasks.training import encode_for_model
 
         options = dict(self.model_options or {})
-        if self.model == "auto":
+        if model == "auto":
             from synthgate.tasks.select import candidate_names
 
             train, validation = split_holdout(prepared.train, fraction=0.2, seed=self.seed)
@@ -116,10 +116,10 @@ class Synthesizer:
             ]
             best = pick_best(outcomes)
             return best.model, best.encoder, best.name
-        encoded = encode_for_model(prepared, self.model)
+        encoded = encode_for_model(prepared, model)
         fitted = fit_model(
             encoded.tensor,
-            model=prepared.model_name(self.model),
+            model=prepared.model_name(model),
             spans=encoded.encoder.spans_,
             device=self.device,
             options=prepared.model_options(options),

@@ -6,12 +6,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from torch import Tensor
 
 from synthgate.models.encoders.table import TableEncoder
-from synthgate.models.registry import normalization_for
+from synthgate.models.registry import config_class, normalization_for
 from synthgate.schemas.metadata import CandidateScore
 from synthgate.schemas.request import RunRequest
 from synthgate.schemas.table import TableSchema
@@ -94,6 +95,16 @@ def train_candidates(
     return Trained(fitted, best.encoder, "off", [c.as_score() for c in outcomes])
 
 
+def anchored(options: dict[str, Any], model: str, target: str | None, prepared: PreparedTraining) -> dict[str, Any]:
+    """`options` with the run's target as the model's `anchor` when its family takes one (the marginal family then
+    models every column given the target, which keeps what predicts it) and the options do not set it already."""
+    takes_anchor = "anchor" in config_class(model).__dataclass_fields__
+    modelled = {c.name for c in prepared.schema.modelled}
+    if target is None or "anchor" in options or not takes_anchor or target not in modelled:
+        return options
+    return {**options, "anchor": target}
+
+
 def train_or_reuse(
     encoded: Encoded,
     prepared: PreparedTraining,
@@ -126,7 +137,9 @@ def train_or_reuse(
         model=prepared.model_name(request.model),  # gmm with a budget trains the private gmm_dp
         spans=encoded.encoder.spans_,
         device=request.device,
-        options=prepared.model_options(request.model_options),  # plus the DP budget, if any
+        options=anchored(  # plus the DP budget, if any, and the target as anchor where the family takes one
+            prepared.model_options(request.model_options), prepared.model_name(request.model), request.target, prepared
+        ),
         seed=request.seed,
     )
     if cache is None:

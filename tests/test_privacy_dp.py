@@ -10,7 +10,7 @@ from torch import nn
 
 from synthgate.models.privacy import default_delta, index_loader, make_private, rdp_epsilon
 from synthgate.schemas.errors import InvalidInputError
-from synthgate.schemas.table import infer_schema
+from synthgate.schemas.table import ColumnKind, infer_schema
 from synthgate.tasks.dp_preprocess import prepare_training
 from synthgate.tasks.split import split_holdout
 from synthgate.tasks.validate import valid_row_share
@@ -66,9 +66,9 @@ def test_default_delta_is_below_one_over_n():
 
 def test_a_model_without_a_private_path_refuses_epsilon_with_a_clear_message(penguins):
     frame = penguins.dropna().reset_index(drop=True)
-    with pytest.raises(InvalidInputError, match="gmm"):
+    with pytest.raises(InvalidInputError, match=r"'cart' has none yet; choose --model gmm, .*marginal"):
         prepare_training(
-            frame, infer_schema(frame), model="auto", epsilon=1.0, delta=None, rare_k=None, public_schema=False
+            frame, infer_schema(frame), model="cart", epsilon=1.0, delta=None, rare_k=None, public_schema=False
         )
 
 
@@ -293,3 +293,52 @@ def test_schema_overrides_leave_the_domain_to_the_private_rows_so_it_is_bought_w
         public_schema=is_contract(overrides),
     )  # fmt: skip
     assert prepared.private.preprocess_epsilon > 0
+
+
+# ------------------------------------------------------------------------------------- schema infer --epsilon
+def test_a_domain_released_under_dp_lists_no_exact_counts_and_folds_what_it_dropped(penguins):
+    from synthgate.schemas.table import RARE_LABEL
+    from synthgate.tasks.dp_preprocess import infer_private_schema
+    from synthgate.tasks.validate import validate_table
+
+    frame = penguins.copy()
+    frame.loc[:2, "island"] = "Nowhere"  # a level held by 3 rows: far under the noise at epsilon 1
+
+    schema = infer_private_schema(frame, name="penguins", epsilon=1.0, seed=0)
+
+    assert schema.domain_epsilon == 1.0 and schema.domain_delta == pytest.approx(1 / (10 * len(frame)))
+    assert schema.n_rows is None and schema.inferred_from is None and schema.constraints == []
+    island = schema.column("island")
+    assert "Nowhere" not in island.categories and RARE_LABEL in island.categories
+    assert not any(ch.isdigit() for c in schema.columns for ch in (c.reason or ""))  # no counts in the notes
+    year = schema.column("year")  # three integer levels: a DP range, not a level list found under noise
+    assert year.kind == ColumnKind.INTEGER and float(year.minimum).is_integer() and float(year.maximum).is_integer()
+    mass = schema.column("body_mass_g")
+    assert mass.minimum <= penguins["body_mass_g"].quantile(0.05) and mass.maximum >= penguins["body_mass_g"].quantile(
+        0.95
+    )
+
+    # A later batch with a new island and a value beyond the DP range is not refused: the level joins the rare
+    # bucket and the value is clipped when the run encodes it.
+    batch = frame.copy()
+    batch.loc[5, "island"] = "Atlantis"
+    batch.loc[6, "body_mass_g"] = 99_999.0
+    validate_table(batch, schema, source="batch.csv")
+    prepared = prepare_training(
+        batch, schema, model="marginal", epsilon=1.0, delta=None, rare_k=None, public_schema=True
+    )
+    assert prepared.train.loc[5, "island"] == RARE_LABEL
+    assert any("released under DP by `synthgate schema infer --epsilon`" in note for note in prepared.notes)
+
+
+def test_private_runs_do_not_suppress_levels_by_their_exact_counts(penguins):
+    frame = penguins.copy()
+    frame.loc[:1, "island"] = "Rare"  # two rows: exact-count suppression would reveal that in the value set
+    schema = infer_schema(frame)
+
+    prepared = prepare_training(
+        frame, schema, model="marginal", epsilon=3.0, delta=None, rare_k=None, public_schema=True
+    )
+
+    assert prepared.suppressed == {}
+    assert "Rare" in prepared.schema.column("island").categories

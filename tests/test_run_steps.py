@@ -29,13 +29,12 @@ def _request(tmp_path, **fields) -> RunRequest:
 
 
 # ------------------------------------------------------------------------------------------------------ plan
-def test_auto_with_a_budget_is_refused_before_the_input_is_read(tmp_path):
-    # Arrange: the input does not exist, so any read would fail with a different message
-    request = _request(tmp_path, input=str(tmp_path / "missing.csv"), model="auto", epsilon=1.0)
+def test_auto_with_a_budget_is_planned_as_one_private_family(tmp_path):
+    # Arrange: `auto` with a budget trains one family chosen by size (tasks.dp_preprocess), so planning accepts it
+    request = _request(tmp_path, model="auto", epsilon=1.0)
 
-    # Act / Assert
-    with pytest.raises(InvalidInputError, match="auto cannot be combined with --epsilon"):
-        plan_run(request, RunOptions())
+    # Act / Assert: no refusal
+    plan_run(request, RunOptions())
 
 
 def test_model_names_come_from_the_registry_and_unknown_ones_are_refused(tmp_path):
