@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=600.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", action="store_true", help="the library's progress (AIM: budget used per round)")
     args = parser.parse_args()
     pin_to_cores(args.threads)
 
@@ -110,7 +111,7 @@ def main() -> None:
     # Without column lists smartnoise infers the kinds itself (and needs --preprocessor-eps for numbers' bounds).
     named = categorical or continuous
     transformer = constraints(frame, categorical, continuous, json.loads(args.bounds), args.bins) if named else None
-    options = {} if args.delta is None else {"delta": args.delta}
+    options = {"verbose": args.verbose} | ({} if args.delta is None else {"delta": args.delta})
     synth = Synthesizer.create(args.synth, epsilon=args.epsilon, **options)
 
     def expire(*_):
