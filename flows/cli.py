@@ -104,7 +104,10 @@ def run(
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option(help=f"{', '.join(model_names())} (default gmm), or auto (try all, keep the most realistic)."),
+        typer.Option(
+            help=f"{', '.join(model_names())} (default gmm), or auto (try all, keep the most realistic; with "
+            "--epsilon, the default: one private family by table size)."
+        ),
     ] = None,
     time_budget: Annotated[
         float | None, typer.Option(help="--model auto: seconds all candidates share (default: scaled to the table).")
@@ -470,12 +473,24 @@ _register_optional_commands()
 
 def main() -> None:
     """Console entry point (`synthgate`): run the command, then leave without tearing the interpreter down."""
+    sys.unraisablehook = _log_unraisable
     try:
         app(prog_name="synthgate")
         code: Any = 0
     except SystemExit as exc:
         code = exc.code
     _leave(code)
+
+
+def _log_unraisable(unraisable: Any) -> None:
+    """Errors Python can only ignore (an asyncio transport's `__del__` after a stopped run's loop closed) go to the
+    debug log, not the terminal: they are never the user's to act on, and a traceback would bury the one-screen
+    message the run ends with."""
+    import logging
+
+    logging.getLogger("synthgate.cli").debug(
+        "ignored in %r: %r", unraisable.object, unraisable.exc_value, exc_info=unraisable.exc_value
+    )
 
 
 def _leave(code: Any) -> None:

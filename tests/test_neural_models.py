@@ -341,7 +341,7 @@ def test_the_registry_names_models_without_importing_torch_and_refuses_unknown_n
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
 
     # Assert
-    assert out.strip() == "['gmm', 'arn', 'cart', 'vae', 'gan', 'autoencoder'] False"
+    assert out.strip() == "['gmm', 'arn', 'cart', 'vae', 'gan', 'autoencoder', 'marginal'] False"
     assert get_model("vae") is VAE
     with pytest.raises(
         InvalidInputError, match=r"unknown model 'tvae'; choose one of gmm, arn, cart, vae, gan, autoencoder"
