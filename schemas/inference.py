@@ -387,6 +387,7 @@ class ColumnProfile:
         n = self.n_non_null
         mean_len = self.text_len_sum / n
         categorical = self.n_distinct <= MAX_CATEGORY_LEVELS or self.n_distinct <= MAX_CATEGORY_SHARE * n
+        categorical = categorical and not (note and near_unique)  # 16 airlines, one row each: names, not levels
         if categorical and mean_len <= TEXT_MEAN_LENGTH and self.values is not None:
             reason = f"categorical: text with {self.n_distinct} distinct values{note}"
             return ColumnSchema(kind=ColumnKind.CATEGORICAL, categories=self._categories(), reason=reason, **base)
