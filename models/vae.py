@@ -54,16 +54,21 @@ class VAEConfig(PrivateDefaults):
     # docs/decisions.md#vae-marginal-start. Under DP-SGD the marginals are released under DP first.
     marginal_start: bool = True
     # Under DP-SGD: this share of epsilon and delta releases the 1-way marginals (`models.dp_start`) for the marginal
-    # start (0: no marginal start under DP; 0.1 in `PRIVATE`); the other options of docs/decisions.md#dp-sgd-options,
-    # off: steps of non-private pre-training on rows drawn from the public domain, and a noise schedule's
-    # last-over-first noise multiplier (`models.privacy.noise_schedule`).
+    # start (0: no marginal start under DP; 0.1 in `PRIVATE`); steps of non-private pre-training on rows drawn from
+    # the public domain before it (50 in `PRIVATE`); a noise schedule's last-over-first noise multiplier
+    # (`models.privacy.noise_schedule`, off): docs/decisions.md#dp-sgd-options.
     private_marginal_share: float = 0.0
     public_pretrain_steps: int = 0
     noise_decay: float = 1.0
     hand_backprop: bool = True  # CPU steps with the hand-written gradients (`models.backprop`); False: autograd
 
     # Used instead of the defaults when `epsilon` is set (`PrivateDefaults`): docs/decisions.md#dp-defaults.
-    PRIVATE: ClassVar[dict[str, Any]] = {"batch_size": 1000, "epochs": 20, "private_marginal_share": 0.1}
+    PRIVATE: ClassVar[dict[str, Any]] = {
+        "batch_size": 1000,
+        "epochs": 20,
+        "private_marginal_share": 0.1,
+        "public_pretrain_steps": 50,
+    }
 
 
 # The decoder's output weights at the start of a `marginal_start` fit, as a share of their default draw: small, so
