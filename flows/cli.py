@@ -104,7 +104,10 @@ def run(
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option(help=f"{', '.join(model_names())} (default gmm), or auto (try all, keep the most realistic)."),
+        typer.Option(
+            help=f"{', '.join(model_names())} (default gmm), or auto (try all, keep the most realistic; with "
+            "--epsilon, the default: one private family by table size)."
+        ),
     ] = None,
     time_budget: Annotated[
         float | None, typer.Option(help="--model auto: seconds all candidates share (default: scaled to the table).")

@@ -44,7 +44,11 @@ class RunRequest(ParquetRunRequest):
     table: str | None = Field(None, description="table name or SELECT query for SQL inputs")
     encoding: str | None = Field(None, description="CSV text encoding, e.g. cp1252; default: detected")
     sep: str | None = Field(None, description="CSV field separator (, ; tab |); default: detected")
-    model: str = Field("gmm", description="a table family of the model registry, or auto (checked before any work)")
+    model: str = Field(
+        "gmm",
+        description="a table family of the model registry, or auto (checked before any work); default gmm, or "
+        "auto with epsilon",
+    )
     rows: int | None = Field(None, gt=0, description="synthetic rows; default: as many as the training split")
     seed: int = Field(0, ge=0)
     thresholds: GateThresholds = Field(default_factory=GateThresholds)
@@ -67,6 +71,15 @@ class RunRequest(ParquetRunRequest):
     time_budget: float | None = Field(
         None, gt=0, description="--model auto: seconds for all candidates; default scaled to the table"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_model(cls, data: Any) -> Any:
+        """No model named: gmm, or with a budget `auto`, which trains the private family that suits the table's
+        size (docs/decisions.md#private-auto) rather than DP-EM."""
+        if isinstance(data, dict) and data.get("model") is None:
+            data = {**data, "model": "auto" if data.get("epsilon") is not None else "gmm"}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> RunRequest:

@@ -262,3 +262,10 @@ def test_thresholds_reach_the_gates(tmp_path, prepared_penguins):
     # Assert
     assert not gates.passed
     assert any(m.name == "column_shapes" and not m.passed for m in gates.metrics)
+
+
+def test_a_budget_without_a_model_trains_the_private_default(tmp_path):
+    assert _request(tmp_path).model == "gmm"
+    assert _request(tmp_path, epsilon=3.0).model == "auto"  # resolved by size: tasks.dp_preprocess
+    assert _request(tmp_path, epsilon=3.0, model="vae").model == "vae"
+    assert RunRequest.from_sources(input="dataset:penguins", output=tmp_path / "o.parquet", epsilon=1.0).model == "auto"
