@@ -7,11 +7,13 @@ Two kinds of anomaly, on real tables:
   scores held-out benign rows plus malignant ones cut to 10% of the test rows (the usual outlier-benchmark
   protocol, as ODDS' WDBC), so the anomalies are rare.
 
-AUROC and AUPRC per (table, model), median over seeds; the peer is scikit-learn's IsolationForest on the same encoded
-features. PyOD (IForest, GMM, VAE, ECOD) is a peer to add when it is installed: it is not in this environment.
-Scoring throughput is measured on `--throughput-rows` rows (breast_cancer's 31 columns, resampled with noise).
+AUROC and AUPRC per (table, model), median over seeds. The peers score the same encoded features (standardised
+numbers, one-hot categories): scikit-learn's IsolationForest in this process, and PyOD's IForest, GMM, VAE and ECOD
+(`pyod_*` rows) in PyOD's own venv through `bench/pyod_runner.py` (its docstring has the install commands); without
+that venv the bench says so and runs without them. Each table ends with a line: our best family against the best
+peer. Scoring throughput is measured on `--throughput-rows` rows (breast_cancer's 31 columns, resampled with noise).
 
-    python -m bench.anomaly --seeds 0 1 2 --throughput-rows 1000000
+    python -m bench.anomaly --seeds 0 1 2 --throughput-rows 1000000 [--pyod-python /work/pyod-venv/bin/python]
 
 Writes bench/results/anomaly.json. Timings are only meaningful on an otherwise idle machine.
 """
@@ -19,8 +21,13 @@ Writes bench/results/anomaly.json. Timings are only meaningful on an otherwise i
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,11 +36,14 @@ from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from bench.planted import plant_anomalies
+from bench.pyod_runner import DETECTORS
 
-FAMILIES = ("gmm", "vae", "autoencoder", "arn", "gan")
+FAMILIES = ("gmm", "vae", "autoencoder", "arn", "cart", "marginal", "gan")
 OPTIONS = {"vae": {"epochs": 150}, "autoencoder": {"epochs": 150}, "gan": {"epochs": 150}}
 TABLES = ("penguins", "wine", "breast_cancer")
 PEER = "isolation_forest"
+PYOD = "pyod"  # the --models entry that runs every detector of `bench/pyod_runner.py`, one `pyod_*` row each
+PYOD_PYTHON = os.environ.get("PYOD_PYTHON", "/work/pyod-venv/bin/python")
 
 
 def load(name: str) -> pd.DataFrame:
@@ -67,14 +77,24 @@ def malignant_case(seed: int) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     return benign.iloc[:cut].drop(columns="target").reset_index(drop=True), test, labels
 
 
-def fit(family: str, train: pd.DataFrame, seed: int):
+def case_data(case: str, seed: int) -> tuple[str, pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """(table label, train, test, is_anomaly) of a planted table or of the malignant case."""
+    table = "breast_cancer (malignant)" if case == "malignant" else case
+    return table, *(malignant_case(seed) if case == "malignant" else planted_case(case, seed))
+
+
+def table_encoder(train: pd.DataFrame, normalization: str):
     from synthgate.models.encoders.table import TableEncoder
-    from synthgate.models.registry import build_model, normalization_for
     from synthgate.schemas.table import infer_schema
 
     schema = infer_schema(train).model_copy(update={"constraints": []})  # score every row, none as a rule break
-    normalization = "standard" if family == PEER else normalization_for(family)
-    encoder = TableEncoder(schema, normalization=normalization).fit(train)
+    return TableEncoder(schema, normalization=normalization).fit(train)
+
+
+def fit(family: str, train: pd.DataFrame, seed: int):
+    from synthgate.models.registry import build_model, normalization_for
+
+    encoder = table_encoder(train, "standard" if family == PEER else normalization_for(family))
     if family == PEER:
         return encoder, IsolationForest(random_state=seed).fit(encoder.transform(train).numpy())
     torch.manual_seed(seed)
@@ -91,8 +111,7 @@ def scores(family: str, encoder, model, frame: pd.DataFrame) -> np.ndarray:
 
 
 def evaluate(case: str, family: str, seed: int) -> dict:
-    table = "breast_cancer (malignant)" if case == "malignant" else case
-    train, test, labels = malignant_case(seed) if case == "malignant" else planted_case(case, seed)
+    table, train, test, labels = case_data(case, seed)
     try:
         start = time.perf_counter()
         encoder, model = fit(family, train, seed)
@@ -104,6 +123,58 @@ def evaluate(case: str, family: str, seed: int) -> dict:
         "table": table, "model": family, "seed": seed, "auroc": roc_auc_score(labels, s),
         "auprc": average_precision_score(labels, s), "anomaly_share": float(labels.mean()), "fit_score_s": seconds,
     }  # fmt: skip
+
+
+def evaluate_pyod(case: str, seed: int, python: str) -> list[dict]:
+    """One row per PyOD detector, fitted in PyOD's venv on the features IsolationForest gets (standardised)."""
+    table, train, test, labels = case_data(case, seed)
+    encoder = table_encoder(train, "standard")
+    names = [f"pyod_{d}" for d in DETECTORS]
+    with tempfile.TemporaryDirectory() as tmp:
+        data, out = Path(tmp) / "features.npz", Path(tmp) / "scores.npz"
+        np.savez(data, train=encoder.transform(train).numpy(), test=encoder.transform(test).numpy())
+        runner = Path(__file__).with_name("pyod_runner.py")
+        cmd = [python, str(runner), "--data", str(data), "--out", str(out), "--seed", str(seed)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+        if proc.returncode:
+            error = f"pyod_runner exited {proc.returncode}: {proc.stderr.strip()[-200:]}"
+            return [{"table": table, "model": name, "seed": seed, "error": error} for name in names]
+        report = json.loads(proc.stdout.strip().splitlines()[-1])
+        scores = dict(np.load(out))
+    rows = []
+    for detector, name in zip(DETECTORS, names, strict=True):
+        if detector not in scores:
+            rows.append({"table": table, "model": name, "seed": seed, "error": report[detector].get("error", "")})
+            continue
+        s = scores[detector]
+        rows.append({
+            "table": table, "model": name, "seed": seed, "auroc": roc_auc_score(labels, s),
+            "auprc": average_precision_score(labels, s), "anomaly_share": float(labels.mean()),
+            "fit_score_s": report[detector]["fit_score_s"],
+        })  # fmt: skip
+    return rows
+
+
+def is_peer(model: str) -> bool:
+    return model == PEER or model.startswith(f"{PYOD}_")
+
+
+def summary(rows: list[dict]) -> list[str]:
+    """Per table: our best family's median AUROC against the best peer's."""
+    lines = []
+    for table in dict.fromkeys(r["table"] for r in rows):
+        scored = [r for r in rows if r["table"] == table and r["auroc"] is not None]
+        ours = max((r for r in scored if not is_peer(r["model"])), key=lambda r: r["auroc"], default=None)
+        peer = max((r for r in scored if is_peer(r["model"])), key=lambda r: r["auroc"], default=None)
+        if ours is None or peer is None:
+            continue
+        verdict = "at or above" if ours["auroc"] >= peer["auroc"] else "below"
+        lines.append(
+            f"{table}: best family {ours['model']} AUROC {ours['auroc']:.3f}, {verdict} the best peer "
+            f"{peer['model']} {peer['auroc']:.3f}"
+        )
+    return lines
 
 
 def median_rows(runs: list[dict]) -> list[dict]:
@@ -152,28 +223,39 @@ def print_rows(rows: list[dict], keys: tuple[str, ...]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=[*TABLES, "malignant"])
-    parser.add_argument("--models", nargs="+", default=[*FAMILIES, PEER])
+    parser.add_argument("--models", nargs="+", default=[*FAMILIES, PEER, PYOD])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--throughput-rows", type=int, default=1_000_000)
     parser.add_argument("--throughput-models", nargs="+", default=["gmm"])
     parser.add_argument("--note", action="append", default=[], help="a condition to record (machine load, ...)")
+    parser.add_argument("--pyod-python", default=PYOD_PYTHON, help="the PyOD venv's python (bench/pyod_runner.py)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    pyod_note = "PyOD (IForest, GMM, VAE, ECOD at their defaults) in its own venv, on the same features"
+    if PYOD in args.models and not Path(args.pyod_python).exists():
+        pyod_note = f"PyOD not run: no PyOD venv at {args.pyod_python} (install: bench/pyod_runner.py)"
+        print(pyod_note, flush=True)
+        args.models = [m for m in args.models if m != PYOD]
     runs = []
     for case in args.cases:
         for family in args.models:
             for seed in args.seeds:
-                runs.append(evaluate(case, family, seed))
-                print(runs[-1], flush=True)
+                new = evaluate_pyod(case, seed, args.pyod_python) if family == PYOD else [evaluate(case, family, seed)]
+                runs += new
+                for run in new:
+                    print(run, flush=True)
     rows = median_rows(runs)
     print_rows(rows, ("table", "model", "auroc", "auprc", "anomaly_share", "fit_score_s", "seeds", "error"))
+    verdicts = summary(rows)
+    print("\n".join(verdicts))
     speed = [throughput(f, args.throughput_rows) for f in args.throughput_models] if args.throughput_rows else []
     if speed:
         print_rows(speed, ("model", "rows", "columns", "encode_s", "score_s", "rows_per_s"))
     from bench.results import record
 
     notes = [
-        "peers: scikit-learn IsolationForest on the same encoded features; PyOD is not installed here (not run)",
+        f"peers: scikit-learn IsolationForest on the same encoded features; {pyod_note}",
+        *verdicts,
         *(
             f"scoring throughput, {s['model']}: {s['rows']} rows x {s['columns']} columns in "
             f"{s['encode_s'] + s['score_s']:.1f} s ({s['rows_per_s']} rows/s)"

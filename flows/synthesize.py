@@ -21,7 +21,7 @@ from prefect import flow
 
 from synthgate.schemas.metadata import OutputMetadata
 from synthgate.schemas.request import RunRequest
-from synthgate.tasks.cache import model_key
+from synthgate.tasks.cache import model_key, save_beside_task
 from synthgate.tasks.deliver import publish_outputs, refusal
 from synthgate.tasks.dp_preprocess import prepare_training_task
 from synthgate.tasks.output import draw_synthetic, synthesize_text_columns
@@ -201,6 +201,12 @@ def run_table(request: RunRequest, options: RunOptions | None = None, *, step: S
     if not gates.passed:
         raise refusal(gates, report, metadata, staged)
     with _timed(timings, "publish"):
+        if trained.model_cache not in ("hit", "miss"):  # not in the store: kept beside the output, for `score`
+            fitted = trained.fitted
+            step(save_beside_task)(
+                request.output, key, model=fitted.model, encoder=trained.encoder, name=fitted.name,
+                fit_seconds=fitted.seconds,
+            )  # fmt: skip
         opts = plan.options
         publish_outputs(
             synthetic,

@@ -80,6 +80,10 @@ class GANConfig(PrivateDefaults):
     # loss (Goodfellow et al. 2014), which needs no Lipschitz critic.
     private_loss: str = "wasserstein"
     weight_clip: float = 0.01
+    # Generator updates per critic update. Under DP-SGD they are free (the generator reads only the private critic),
+    # so more of them get more from each noisy critic step: docs/decisions.md#dp-sgd-options.
+    generator_steps: int = 1
+    noise_decay: float = 1.0  # DP-SGD noise schedule, last epoch's multiplier over the first's (1: constant)
     hand_backprop: bool = True  # CPU steps with the hand-written gradients (`models.backprop`); False: autograd
 
     # Used instead of the defaults when `epsilon` is set (`PrivateDefaults`): docs/decisions.md#dp-defaults.
@@ -178,6 +182,9 @@ class GAN(GANGradients, TableModel):
             raise InvalidInputError(f"the gan needs at least max(pac, 2)={min_rows} rows, got {x.shape[0]}")
         if cfg.batch_size % cfg.pac:
             raise InvalidInputError(f"batch_size ({cfg.batch_size}) must be a multiple of pac ({cfg.pac})")
+        if cfg.epsilon is not None and cfg.critic_steps != 1:
+            # The critic steps share one Poisson batch, and the accountant charges each as a fresh sample.
+            raise InvalidInputError(f"critic_steps must be 1 under DP-SGD (epsilon), got {cfg.critic_steps}")
         if cfg.private_loss not in ("wasserstein", "logistic"):
             raise InvalidInputError(f"private_loss must be 'wasserstein' or 'logistic', got {cfg.private_loss!r}")
 
@@ -217,7 +224,7 @@ class GAN(GANGradients, TableModel):
 
         batch_size = max(cfg.pac, min(cfg.batch_size, x.shape[0] - x.shape[0] % cfg.pac))
         # Samples come from averaged generator weights over the last `ema_share` of the generator steps.
-        steps = cfg.epochs * max(1, x.shape[0] // batch_size)
+        steps = cfg.epochs * max(1, x.shape[0] // batch_size) * cfg.generator_steps
         average = WeightAverage(self.generator_, cfg.ema_share * steps) if cfg.ema_share > 0 else None
         critic_updates = [0]
         # The penalty's gradients in closed form for the default one-hidden-layer critic (`_penalty_by_hand`).
@@ -227,7 +234,12 @@ class GAN(GANGradients, TableModel):
 
         # Gradients by hand on CPU (`models.backprop`) for the default networks; autograd under DP-SGD, for
         # other critics and on CUDA (autocast).
-        by_hand = cfg.reuse_fake and closed_form and self._hand_backprop(device, self.generator_, self.critic_)
+        by_hand = (
+            cfg.reuse_fake
+            and cfg.generator_steps == 1
+            and closed_form
+            and self._hand_backprop(device, self.generator_, self.critic_)
+        )
 
         def step_by_hand(batch: Tensor | None) -> Tensor:
             """`step` with hand-written gradients: the same draws in the same order, the same updates."""
@@ -288,24 +300,25 @@ class GAN(GANGradients, TableModel):
                 dp.module.disable_hooks()  # the generator step needs no per-sample critic gradients
             else:  # nor any critic weight gradients: its backward computes the input gradient only
                 self.critic_.requires_grad_(False)
-            with autocast(device):
-                if not cfg.reuse_fake:
-                    real, cond, level = draw(batch)
-                    logits, fake = self._generate(
-                        torch.randn(real.shape[0], cfg.noise_dim, device=device), cond, tau=cfg.tau
-                    )
-                critic_fake = self._critic(fake, cond)
-                loss_g = F.softplus(-critic_fake).mean() if logistic else -critic_fake.mean()
-                if level is not None:
-                    loss_g = loss_g + self.cond_.condition_loss(logits, level, self.layout_)
-                if matching:
-                    projection = moment_projection(fake.shape[1], device)
-                    loss_g = loss_g + cfg.moment_weight * moment_matching_loss(fake, real, projection)
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            if average is not None:
-                average.update()
+            for g_step in range(cfg.generator_steps):
+                with autocast(device):
+                    if g_step or not cfg.reuse_fake:
+                        real, cond, level = draw(batch)
+                        logits, fake = self._generate(
+                            torch.randn(real.shape[0], cfg.noise_dim, device=device), cond, tau=cfg.tau
+                        )
+                    critic_fake = self._critic(fake, cond)
+                    loss_g = F.softplus(-critic_fake).mean() if logistic else -critic_fake.mean()
+                    if level is not None:
+                        loss_g = loss_g + self.cond_.condition_loss(logits, level, self.layout_)
+                    if matching:
+                        projection = moment_projection(fake.shape[1], device)
+                        loss_g = loss_g + cfg.moment_weight * moment_matching_loss(fake, real, projection)
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+                if average is not None:
+                    average.update()
             if dp is not None:
                 dp.module.enable_hooks()
             else:

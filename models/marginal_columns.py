@@ -106,8 +106,10 @@ def measure_number(
     counts = np.r_[missing.sum(), _bin_counts(rest, edges)].astype(np.float64)
     noisy = acct.gaussian(counts, rho_level, f"{col.column}: histogram level 0")
     sigma = acct.sigma(rho_level)
-    noisy[noisy < 1.5 * sigma] = 0.0  # an empty bin's noise is not mass (post-processing)
-    missing_mass, mass = max(noisy[0], 0.0), np.maximum(noisy[1:], 0.0)
+    kept = np.where(noisy < 1.5 * sigma, 0.0, noisy)  # an empty bin's noise is not mass (post-processing)
+    if not kept[1:].any():  # every bin under the noise (a tiny table, a small budget): values still need a home
+        kept[1:] = np.maximum(noisy[1:], 0.0) if (noisy[1:] > 0).any() else 1.0
+    missing_mass, mass = max(kept[0], 0.0), kept[1:]
     for level in range(1, plan.levels + 1):
         edges, mass = _refine(rest, edges, mass, acct, rho_level, plan, level, col.column)
 

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from synthgate.models.layout import SpanLayout
 
 CHUNK_ROWS = 65_536  # rows scored at once: a bounded working set, whatever the batch size
+VAE_CHUNK_ROWS = 1024  # rows per vae chunk: K draws each, a decoder batch that stays in cache
+ARN_CHUNK_ROWS = 512  # the arn's (rows x columns x hidden) activations stay in cache
 SCORE_SEED = 0  # the vae's posterior draws: a row scored twice gets the same score
 
 
@@ -164,7 +166,7 @@ def _unpack_parts(layout: SpanLayout, packed_nll: Tensor) -> Tensor:
     return layout.unpack(packed_nll).double()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def vae_scores(model: Any, x: Tensor, *, n_samples: int = 8) -> RowScores:
     """Negative importance-weighted bound of a `VAE` with `n_samples` posterior draws (1: the negative ELBO).
 
@@ -180,25 +182,55 @@ def vae_scores(model: Any, x: Tensor, *, n_samples: int = 8) -> RowScores:
     gen.manual_seed(SCORE_SEED)
     # The same K standard-normal draws for every row: a row's score does not depend on the batch it came in.
     shared = torch.randn(n_samples, 1, cfg.latent_dim, generator=gen, device=device)
+    log_q_eps = (-0.5 * shared * shared - 0.5 * math.log(2 * math.pi)).sum(-1)  # (K, 1): log N(eps), fixed
 
     def one(rows: Tensor) -> RowScores:
         rows = rows.to(device)
         n = rows.shape[0]
         mu, logvar = module.encode(layout.encoder_input(rows, cfg.fold_modes))
-        std = torch.exp(0.5 * logvar)
-        eps = shared.expand(n_samples, *mu.shape)  # (K, n, latent)
-        z = mu + std * eps
-        out = module.decoder(z.reshape(-1, mu.shape[1])).reshape(n_samples, n, -1)
-        slots = _packed_nll(layout, out, layout.pack(rows)[None], log_sigma)  # (K, n, packed)
-        log_px_z = -slots.sum(-1)
+        z = torch.addcmul(mu, torch.exp(0.5 * logvar), shared)  # (K, n, latent)
+        out = module.decoder(z.view(-1, mu.shape[1])).view(n_samples, n, -1)
+        values, flags, soft = _vae_nll_parts(layout, out, layout.pack(rows), log_sigma)  # (K, n, *) each
         log_pz = -0.5 * (z * z).sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
-        log_qz = (-0.5 * eps * eps - torch.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_qz = log_q_eps - 0.5 * logvar.sum(-1)  # log q(z|x) = log N(eps) - sum log std
+        log_px_z = -(values.sum(-1) + flags.sum(-1) + soft.sum(-1))
         log_w = (log_px_z + log_pz - log_qz).double()  # (K, n)
         bound = torch.logsumexp(log_w, dim=0) - math.log(n_samples)
-        weights = torch.softmax(log_w, dim=0).float()[..., None]  # (K, n, 1)
-        return RowScores(-bound, _unpack_parts(layout, (weights * slots).sum(0)))
+        w = torch.softmax(log_w, dim=0).float()[..., None]  # (K, n, 1)
+        target = layout.pack(rows)[:, layout.linear.numel() + layout.sigmoid.numel() :]
+        # A softmax span's NLL sits on its observed slot (the target one-hot times the span's NLL).
+        soft_slots = target.view(n, *layout.soft_pad.shape) * (w * soft).sum(0)[..., None]
+        packed = torch.cat([(w * values).sum(0), (w * flags).sum(0), soft_slots.flatten(1)], dim=1)
+        return RowScores(-bound, _unpack_parts(layout, packed))
 
-    return score_in_chunks(x, one, chunk_rows=max(1, CHUNK_ROWS // n_samples))  # K draws per row held at once
+    return score_in_chunks(x, one, chunk_rows=VAE_CHUNK_ROWS)
+
+
+def _vae_nll_parts(layout: SpanLayout, out: Tensor, target: Tensor, log_sigma: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-value, per-flag and per-softmax-span NLL (K, n, *) of packed `target` (n, packed) under `out` (K, n, packed).
+
+    The same terms as `_packed_nll`, but a softmax span's NLL is computed per span, logsumexp minus the observed
+    slot's logit, not as a full (K, n, packed) log-softmax: the slots a one-hot target leaves at 0 cost nothing.
+    Softmax targets are one-hots (a level, a mode) or all zero (a span with nothing observed, NLL 0).
+    """
+    n_lin, n_sig = layout.linear.numel(), layout.sigmoid.numel()
+    sizes = [n_lin, n_sig, out.shape[-1] - n_lin - n_sig]
+    values, flags, soft = out.split(sizes, dim=-1)
+    values_t, flags_t, soft_t = target.split(sizes, dim=-1)
+    err = (values - values_t) * torch.exp(-log_sigma)
+    nll_values = 0.5 * err * err + (log_sigma + 0.5 * math.log(2 * math.pi))
+    nll_flags = F.binary_cross_entropy_with_logits(flags, flags_t.expand_as(flags), reduction="none")
+    if not layout.soft_spans:
+        return nll_values, nll_flags, values.new_zeros(*values.shape[:-1], 0)
+    block = soft.reshape(*soft.shape[:-1], *layout.soft_pad.shape) + layout.soft_pad  # (K, n, n_soft, w)
+    onehot = soft_t.reshape(soft_t.shape[0], *layout.soft_pad.shape)  # (n, n_soft, w)
+    mass = onehot.sum(-1)  # (n, n_soft): 1 for a one-hot, 0 for a span with no level set
+    level = onehot.argmax(-1).expand(block.shape[0], -1, -1)[..., None]  # (K, n, n_soft, 1)
+    picked = block.gather(-1, level)[..., 0]  # (K, n, n_soft) the observed slot's logit
+    top = block.amax(-1, keepdim=True)
+    lse = (block - top).exp_().sum(-1).log_() + top[..., 0]  # logsumexp, without torch's slower generic kernel
+    nll_soft = torch.minimum(lse - picked, torch.tensor(1e4)) * mass  # log p floored at -1e4 as in `_packed_nll`
+    return nll_values, nll_flags, nll_soft
 
 
 @torch.no_grad()
@@ -220,7 +252,7 @@ def autoencoder_scores(model: Any, x: Tensor) -> RowScores:
 
 
 # ---------------------------------------------------------------------------------------------------------- arn
-@torch.no_grad()
+@torch.inference_mode()
 def arn_scores(model: Any, x: Tensor) -> RowScores:
     """Chain-rule negative log-probability of an `ARN`'s tokens, plus a tail for numbers beyond the training range.
 
@@ -235,20 +267,35 @@ def arn_scores(model: Any, x: Tensor) -> RowScores:
     module.eval()
     device = next(module.parameters()).device
     columns, order = model.columns_, model.order_
+    weight, bias = _stacked_heads(module.heads)  # every head in one batched matmul
+    starts = torch.tensor([columns[o].start for o in order], dtype=torch.long)  # feature each column's part sits on
 
     def one(rows: Tensor) -> RowScores:
         host = rows.cpu().numpy()
-        tokens = torch.from_numpy(to_tokens(host, columns)).to(device)  # (n, c) in table order
-        ordered = tokens[:, order]
-        logits = module(ordered)
+        ordered = torch.from_numpy(to_tokens(host, columns)[:, order]).to(device)  # (n, c) in model order
+        h = module.trunk(module.contexts(ordered)).transpose(0, 1)  # (c, n, hidden)
+        logits = torch.baddbmm(bias, h, weight)  # (c, n, k_max), padding at a large negative
+        top = logits.amax(-1, keepdim=True)
+        lse = (logits - top).exp_().sum(-1).log_() + top[..., 0]  # (c, n)
+        nll = (lse - logits.gather(-1, ordered.T[..., None])[..., 0]).T.double().cpu()  # (n, c)
+        tails = torch.stack([_range_tail(columns[o], host) for o in order], dim=1)
         features = torch.zeros(rows.shape[0], rows.shape[1], dtype=torch.float64)
-        for j, lg in enumerate(logits):  # j-th column in model order
-            col = columns[order[j]]
-            nll = -torch.log_softmax(lg.float(), dim=1).gather(1, ordered[:, j : j + 1])[:, 0].double().cpu()
-            features[:, col.start] += nll + _range_tail(col, host)
+        features.index_add_(1, starts, nll + tails)
         return RowScores(features.sum(1), features)
 
-    return score_in_chunks(x, one)
+    return score_in_chunks(x, one, chunk_rows=ARN_CHUNK_ROWS)
+
+
+def _stacked_heads(heads: Any) -> tuple[Tensor, Tensor]:
+    """The per-column output layers as one (c, hidden, k_max) weight and (c, 1, k_max) bias; a column with fewer
+    tokens is padded with zero weights and a large negative bias, so its padding gets no probability."""
+    k_max = max(h.out_features for h in heads)
+    weight = torch.zeros(len(heads), heads[0].in_features, k_max, device=heads[0].weight.device)
+    bias = torch.full((len(heads), 1, k_max), -1e9, device=weight.device)
+    for j, head in enumerate(heads):
+        weight[j, :, : head.out_features] = head.weight.T
+        bias[j, 0, : head.out_features] = head.bias
+    return weight, bias
 
 
 def _range_tail(col: Any, host: np.ndarray) -> Tensor:

@@ -146,6 +146,7 @@ class TableModel:
             delta=share * (cfg.delta or default_delta(n_rows)),
             epochs=cfg.epochs,
             max_grad_norm=cfg.max_grad_norm,
+            noise_decay=getattr(cfg, "noise_decay", 1.0),
         )
 
     def _hand_backprop(self, device: torch.device, *networks: nn.Module) -> bool:

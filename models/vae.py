@@ -50,13 +50,25 @@ class VAEConfig(PrivateDefaults):
     # inputs: docs/decisions.md#fold-modes. Checkpoints saved before it load with False.
     fold_modes: bool = True
     # The decoder starts as the model of independent columns (output biases at the training rows' marginals, output
-    # weights scaled by `START_WEIGHT_SCALE`), so training spends its steps on the dependencies; off under DP-SGD
-    # (the marginals would be read without noise): docs/decisions.md#vae-marginal-start.
+    # weights scaled by `START_WEIGHT_SCALE`), so training spends its steps on the dependencies:
+    # docs/decisions.md#vae-marginal-start. Under DP-SGD the marginals are released under DP first.
     marginal_start: bool = True
+    # Under DP-SGD: this share of epsilon and delta releases the 1-way marginals (`models.dp_start`) for the marginal
+    # start (0: no marginal start under DP; 0.1 in `PRIVATE`); steps of non-private pre-training on rows drawn from
+    # the public domain before it (50 in `PRIVATE`); a noise schedule's last-over-first noise multiplier
+    # (`models.privacy.noise_schedule`, off): docs/decisions.md#dp-sgd-options.
+    private_marginal_share: float = 0.0
+    public_pretrain_steps: int = 0
+    noise_decay: float = 1.0
     hand_backprop: bool = True  # CPU steps with the hand-written gradients (`models.backprop`); False: autograd
 
     # Used instead of the defaults when `epsilon` is set (`PrivateDefaults`): docs/decisions.md#dp-defaults.
-    PRIVATE: ClassVar[dict[str, Any]] = {"batch_size": 1000, "epochs": 20}
+    PRIVATE: ClassVar[dict[str, Any]] = {
+        "batch_size": 1000,
+        "epochs": 20,
+        "private_marginal_share": 0.1,
+        "public_pretrain_steps": 50,
+    }
 
 
 # The decoder's output weights at the start of a `marginal_start` fit, as a share of their default draw: small, so
@@ -163,13 +175,20 @@ class VAE(TableModel):
     def _fit(self, x: Tensor, gen: torch.Generator, progress: Any) -> None:
         cfg, device, private = self.cfg, self.device_, self.private
         train_rows, x_val = (None, None) if private else split_validation(x, cfg.val_fraction, gen)
+        share = cfg.private_marginal_share if private and cfg.marginal_start else 0.0
+        marginal: dict[str, float] | None = None
+        if private:
+            self.module_.log_sigma.requires_grad_(False)  # used outside forward: Opacus cannot clip its grads
+            if cfg.public_pretrain_steps:
+                self._pretrain_public(gen)
         if cfg.marginal_start and not private:
             self._start_at_marginals(x, x_val)
+        elif share > 0:
+            marginal = self._start_at_private_marginals(x, share, gen)
         opt = self._optimizer(self.module_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         net, dp = self.module_, None
-        if private:  # DP-SGD hook (models/privacy.py)
-            self.module_.log_sigma.requires_grad_(False)  # used outside forward: Opacus cannot clip its grads
-            dp = self._make_private(self.module_, opt, x.shape[0])
+        if private:  # DP-SGD hook (models/privacy.py), with what the marginal release left of the budget
+            dp = self._make_private(self.module_, opt, x.shape[0], share=1.0 - share)
             opt, net = dp.optimizer, dp.module
         latent = cfg.latent_dim
         training_rows = TrainingRows(self.layout_, x, cfg.fold_modes)
@@ -200,6 +219,46 @@ class VAE(TableModel):
         if dp is not None:
             self.module_ = dp.detach()
             self.privacy_ = dp.report()
+            if marginal is not None:  # basic composition of the two releases
+                sgd = self.privacy_
+                self.privacy_ = {
+                    **sgd,
+                    "epsilon": round(sgd["epsilon"] + marginal["epsilon"], 4),
+                    "delta": sgd["delta"] + marginal["delta"],
+                    "target_epsilon": cfg.epsilon,
+                    "sgd_epsilon": sgd["epsilon"],
+                    "marginal_epsilon": marginal["epsilon"],
+                }
+
+    def _pretrain_public(self, gen: torch.Generator) -> None:
+        """`public_pretrain_steps` Adam steps on fresh batches of rows drawn from the public domain alone."""
+        from synthgate.models.dp_start import public_domain_rows
+
+        cfg = self.cfg
+        opt = self._optimizer(self.module_.parameters(), lr=cfg.lr, private=False)
+        self.module_.train()
+        for _ in range(cfg.public_pretrain_steps):
+            inputs, packed = TrainingRows(
+                self.layout_, public_domain_rows(self.layout_, cfg.batch_size, gen), cfg.fold_modes
+            ).take(None)
+            loss = self._loss(inputs, packed, torch.randn(packed.shape[0], cfg.latent_dim, device=packed.device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    @torch.no_grad()
+    def _start_at_private_marginals(self, x: Tensor, share: float, gen: torch.Generator) -> dict[str, float]:
+        """The marginal start from 1-way marginals released with `share` of the budget (`models.dp_start`)."""
+        from synthgate.models.dp_start import private_marginals
+        from synthgate.models.privacy import default_delta
+
+        cfg = self.cfg
+        eps, delta = share * cfg.epsilon, share * (cfg.delta or default_delta(x.shape[0]))
+        mean = private_marginals(x, self.layout_, epsilon=eps, delta=delta, generator=gen)
+        head = self.module_.decoder[-1]
+        head.bias.copy_(self.layout_.marginal_output(mean))
+        head.weight.mul_(START_WEIGHT_SCALE)
+        return {"epsilon": eps, "delta": delta}
 
     @torch.no_grad()
     def _start_at_marginals(self, x: Tensor, x_val: Tensor | None) -> None:

@@ -11,6 +11,10 @@ already has a `save`/`load` that writes plain tensors and JSON, so an entry is a
 
 An entry appears all at once (written to a temporary directory, then renamed), so a reader never sees half of one,
 and a broken entry is a miss (logged and removed), never a failed run.
+
+A run that leaves the store alone (`--no-cache`, or `auto`, which trains its candidates itself) keeps the same entry
+beside its output instead, OUT.parquet -> OUT.model/, so `synthgate score` can find every published run's model; the
+entry's key must match the output's metadata, so a model left by an earlier run of the same path is never used.
 """
 
 from __future__ import annotations
@@ -89,6 +93,68 @@ def model_key(data_digest: str, schema: TableSchema, request: RunRequest, *, ver
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def write_entry(
+    directory: Path,
+    key: str,
+    *,
+    model: GenerativeModel,
+    encoder: TableEncoder,
+    name: str,
+    fit_seconds: float,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write one entry's files into `directory` (a staging directory the caller renames into place)."""
+    model.save(directory / "model")
+    encoder.save(directory / "encoder.json")
+    entry = {"model": name, "key": key, "fit_seconds": round(fit_seconds, 3), "created": time.time(), **(extra or {})}
+    # entry.json last: its presence is what makes the entry valid
+    (directory / "entry.json").write_text(json.dumps(entry, indent=2, default=str))
+
+
+def model_beside(output: Path | str) -> Path:
+    """Where a run that did not use the store keeps its model: OUT.parquet -> OUT.model/."""
+    return Path(output).with_suffix(".model")
+
+
+def save_beside(
+    output: Path, key: str, *, model: GenerativeModel, encoder: TableEncoder, name: str, fit_seconds: float
+) -> Path:
+    """Store the run's model as an entry at `model_beside(output)`, replacing an earlier run's, atomically.
+
+    Written to a temporary directory beside it and renamed into place; an earlier entry is first renamed away, so a
+    reader sees the old entry, none, or the new one, never a mix.
+    """
+    final = model_beside(output)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    old = final.with_name(f".{final.name}.{os.getpid()}.old")
+    try:
+        write_entry(staging, key, model=model, encoder=encoder, name=name, fit_seconds=fit_seconds)
+        if final.exists():
+            os.rename(final, old)
+        os.rename(staging, final)
+    finally:
+        for leftover in (staging, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+    logger.info("model stored beside the output: key=%s model=%s dir=%s", key[:16], name, final)
+    return final
+
+
+def load_beside(output: Path | str, key: str, *, device: str = "auto") -> CachedModel | None:
+    """The model a run kept beside `output` (`save_beside`), or None when absent or left by a run with another key."""
+    entry_file = model_beside(output) / "entry.json"
+    if not entry_file.is_file() or json.loads(entry_file.read_text()).get("key") != key:
+        return None
+    return _read_entry(entry_file.parent, key, device)
+
+
+def _read_entry(entry_dir: Path, key: str, device: str) -> CachedModel:
+    entry = json.loads((entry_dir / "entry.json").read_text())
+    model = load_model(entry["model"], entry_dir / "model", device=resolve_device(device))
+    encoder = TableEncoder.load(entry_dir / "encoder.json")
+    return CachedModel(model, encoder, entry["model"], key, float(entry.get("fit_seconds", 0)))
+
+
 def load_cached(root: Path, key: str, *, device: str = "auto") -> CachedModel | None:
     """The stored model for `key` on `device`, or None on a miss (absent or unreadable entry)."""
     entry_dir = Path(root) / key
@@ -97,18 +163,13 @@ def load_cached(root: Path, key: str, *, device: str = "auto") -> CachedModel | 
         logger.info("model_cache=miss key=%s root=%s", key[:16], root)
         return None
     try:
-        entry = json.loads(entry_file.read_text())
-        torch_device = resolve_device(device)
-        model = load_model(entry["model"], entry_dir / "model", device=torch_device)
-        encoder = TableEncoder.load(entry_dir / "encoder.json")
+        cached = _read_entry(entry_dir, key, device)
     except Exception as exc:  # a store written by an older version, a truncated file: retrain, don't fail the run
         logger.warning("model_cache=broken key=%s error=%r: removing the entry and retraining", key[:16], exc)
         shutil.rmtree(entry_dir, ignore_errors=True)
         return None
-    logger.info("model_cache=hit key=%s model=%s root=%s", key[:16], entry["model"], root)
-    return CachedModel(
-        model=model, encoder=encoder, name=entry["model"], key=key, fit_seconds=float(entry.get("fit_seconds", 0))
-    )
+    logger.info("model_cache=hit key=%s model=%s root=%s", key[:16], cached.name, root)
+    return cached
 
 
 def save_cached(
@@ -133,17 +194,7 @@ def save_cached(
         return final
     staging = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.", dir=root))
     try:
-        model.save(staging / "model")
-        encoder.save(staging / "encoder.json")
-        entry = {
-            "model": name,
-            "key": key,
-            "fit_seconds": round(fit_seconds, 3),
-            "created": time.time(),
-            **(extra or {}),
-        }
-        # entry.json last: its presence is what makes the entry valid
-        (staging / "entry.json").write_text(json.dumps(entry, indent=2, default=str))
+        write_entry(staging, key, model=model, encoder=encoder, name=name, fit_seconds=fit_seconds, extra=extra)
         try:
             os.rename(staging, final)
         except OSError:  # another run stored the same key first (rename onto a non-empty directory fails)
@@ -158,3 +209,4 @@ def save_cached(
 
 load_cached_task = task(name="load-cached-model", cache_policy=NO_CACHE)(load_cached)
 save_cached_task = task(name="save-cached-model", cache_policy=NO_CACHE)(save_cached)
+save_beside_task = task(name="save-model-beside-output", cache_policy=NO_CACHE)(save_beside)

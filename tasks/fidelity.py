@@ -296,16 +296,23 @@ def ml_utility(
     stopping = {"early_stopping": len(fit_real) >= EARLY_STOPPING_ROWS}
 
     def score(x: np.ndarray, y: np.ndarray) -> float:
+        # A feature with no value in these training rows says nothing, and the booster cannot bin it: left out.
+        keep = ~np.isnan(x).all(axis=0) if x.size else np.zeros(x.shape[1], dtype=bool)
+        x, test = x[:, keep], x_test[:, keep]
+        kept_mask = mask[keep] if isinstance(mask, np.ndarray) else mask
         if classify:
-            if np.unique(y).size < 2:  # one class only: the model can only ever predict it
-                predicted = np.full(y_test.shape, y[0] if y.size else "", dtype=object)
+            if np.unique(y).size < 2 or not keep.any():  # one class, or nothing to split on: one prediction
+                common = pd.Series(y).mode()
+                predicted = np.full(y_test.shape, common.iloc[0] if len(common) else "", dtype=object)
             else:
-                clf = HistGradientBoostingClassifier(categorical_features=mask, random_state=seed, **stopping).fit(x, y)
-                predicted = clf.predict(x_test)
+                clf = HistGradientBoostingClassifier(categorical_features=kept_mask, random_state=seed, **stopping)
+                predicted = clf.fit(x, y).predict(test)
             return float(f1_score(y_test, predicted, average="macro"))
         ok = np.isfinite(y)
-        reg = HistGradientBoostingRegressor(categorical_features=mask, random_state=seed, **stopping).fit(x[ok], y[ok])
-        return float(r2_score(y_test, reg.predict(x_test)))
+        if not keep.any() or not ok.any():
+            return float(r2_score(y_test, np.full(y_test.shape, np.mean(y[ok]) if ok.any() else 0.0)))
+        reg = HistGradientBoostingRegressor(categorical_features=kept_mask, random_state=seed, **stopping)
+        return float(r2_score(y_test, reg.fit(x[ok], y[ok]).predict(test)))
 
     with threadpool_limits(FIT_THREADS, user_api="openmp"):
         trtr, tstr = score(x_real, y_real), score(x_syn, y_syn)

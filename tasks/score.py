@@ -2,7 +2,8 @@
 score it, calibrate the threshold on rows the model never saw, and write the scores atomically.
 
 Plain functions (tests call them without Prefect); the `@task` wrappers at the bottom are for the `watch-table` flow.
-The model comes from the model store (`tasks.cache`) under the key the run wrote into its output's metadata; the
+The model comes from the model store (`tasks.cache`) under the key the run wrote into its output's metadata, or from
+the entry a run that did not use the store kept beside its output (OUT.model/); the
 holdout is rebuilt from the same metadata (the source, whose content hash must still match, and the split seed), so
 the threshold is calibrated on exactly the rows the model never saw.
 """
@@ -56,31 +57,33 @@ class ScoringModel:
 # --------------------------------------------------------------------------------------------- finding the model
 def find_model(ref: str | Path, *, cache_dir: str | Path | None = None, device: str = "cpu") -> ScoringModel:
     """The model behind `ref`: a Parquet file `synthgate run` published (its metadata's model key, looked up in the
-    model store), a store entry (a directory with `entry.json`), or a saved model directory beside `encoder.json`.
+    model store or in the entry the run kept beside the output, OUT.model/), a store entry (a directory with `entry.json`), or a saved model directory beside `encoder.json`.
 
     Raises:
         InvalidInputError: nothing usable at `ref`; the message says what was looked for and where.
     """
     from synthgate.models.registry import load_model
-    from synthgate.tasks.cache import cache_root, load_cached
+    from synthgate.tasks.cache import cache_root, load_beside, load_cached, model_beside
     from synthgate.tasks.publish import read_metadata
 
     path = Path(ref)
     if path.is_file():
         meta = read_metadata(path)
         key, stored = getattr(meta, "model_key", None), getattr(meta, "model_cache", None)
-        if key is None or stored in (None, "off"):
+        if key is None:
             raise InvalidInputError(
-                f"{path}: its run did not store its model (model_cache={stored!r}: --no-cache or "
-                "--model auto). Fix: rerun `synthgate run` with a named --model and the cache on, or pass the saved "
-                "model's directory to --model"
+                f"{path}: its metadata names no model key (written before models were kept). Fix: rerun "
+                "`synthgate run`, or pass the saved model's directory to --model"
             )
         root = cache_root(cache_dir)
-        cached = load_cached(root, key, device=device)
+        # In the store when the run used it (hit, miss); beside the output when it did not (--no-cache, auto).
+        cached = load_cached(root, key, device=device) if stored in ("hit", "miss") else None
+        cached = cached or load_beside(path, key, device=device)
         if cached is None:
             raise InvalidInputError(
-                f"{path}: its model (key {key[:16]}...) is not in the model store {root}. Fix: pass the "
-                f"store the run used with --cache-dir (or set $SYNTHGATE_CACHE), or rerun `synthgate run`"
+                f"{path}: its model (key {key[:16]}...) is neither in the model store {root} nor beside the output "
+                f"in {model_beside(path)}. Fix: pass the store the run used with --cache-dir (or set "
+                "$SYNTHGATE_CACHE), or rerun `synthgate run`"
             )
         return ScoringModel(cached.model, cached.encoder, cached.name, str(path), key, meta)
     if (path / "entry.json").is_file():

@@ -100,6 +100,7 @@ def test_only_transient_errors_are_retried():
 def test_second_identical_run_reuses_the_model(prefect_harness, small, tmp_path):
     """The flow: a miss trains and stores; the same request again skips training; a new seed retrains."""
     from synthgate.flows.synthesize import synthesize_table
+    from synthgate.tasks.score import find_model
 
     # Arrange
     source = tmp_path / "penguins.csv"
@@ -128,3 +129,6 @@ def test_second_identical_run_reuses_the_model(prefect_harness, small, tmp_path)
     assert len([p for p in store.iterdir() if not p.name.startswith(".")]) == 1
     # same model, same seed: the reused model draws the very rows the trained one did
     pd.testing.assert_frame_equal(pd.read_parquet(first.output), pd.read_parquet(second.output))
+    # the stored runs keep no copy beside their output; the --no-cache run does, where `score` looks for it
+    assert not (tmp_path / "a.model").exists() and not (tmp_path / "b.model").exists()
+    assert find_model(off.output, cache_dir=tmp_path / "empty-store").key == off.metadata.model_extra["model_key"]

@@ -138,3 +138,30 @@ def test_unconditional_sampling_follows_the_class_prior(odd_images):
     # Assert
     assert images.shape == (300, 3, 13, 21)
     assert np.isfinite(images.numpy()).all()
+
+
+@pytest.mark.parametrize("name", [pytest.param("image_vae", marks=pytest.mark.slow), "image_autoencoder"])
+def test_image_scores_rank_inverted_digits_above_real_ones_in_any_batch(name, digits):
+    # Arrange: a short fit on real digits; anomalies are held-out digits with their ink inverted
+    from sklearn.metrics import roc_auc_score
+
+    train, test = digits
+    model = build_model(name, device="cpu", options={"epochs": 3, "base_channels": 8, "seed": 0})
+    model.fit(train.images[:600], conditions=train.labels[:600])
+    real, real_labels = torch.as_tensor(test.images[:150]).float(), torch.as_tensor(test.labels[:150]).long()
+    images, labels = torch.cat([real, 1 - real]), torch.cat([real_labels, real_labels])
+    is_anomaly = np.r_[np.zeros(len(real)), np.ones(len(real))]
+
+    # Act
+    labelled = model.anomaly_scores(images, labels)
+    unlabelled = model.anomaly_scores(images)
+    alone = model.anomaly_scores(images[:7], labels[:7])
+
+    # Assert
+    assert roc_auc_score(is_anomaly, labelled.score.numpy()) > 0.95
+    assert roc_auc_score(is_anomaly, unlabelled.score.numpy()) > 0.95
+    assert labelled.features.shape == (len(images), images[0].numel())
+    torch.testing.assert_close(alone.score, labelled.score[:7], rtol=1e-5, atol=1e-4)  # no batch dependence
+    # Mixing over classes adds the true class's term, weighted by its prior: never worse than prior times it.
+    prior = torch.log(model.class_prior_.double())[labels]
+    assert bool((unlabelled.score <= labelled.score - prior + 1e-6).all())

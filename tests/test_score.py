@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 from scipy import stats
 from typer.testing import CliRunner
 
@@ -312,3 +313,35 @@ def test_an_unseen_fixed_combination_breaks_its_rule_and_leads_the_top_columns()
     parts = pd.DataFrame({"city": [9.0] * 6, "state": [0.0] * 6, "income": [1.0, 5.0, 0.0, 0.0, 0.0, 0.0]})
     tops = Scored(np.zeros(6), parts, rules).top_columns(2, typical=parts.median())
     assert set(tops[0]) == {"city", "state"} and tops[1][0] == "income"  # not city, whose part is always large
+
+
+def test_a_run_that_skipped_the_store_is_scored_from_the_model_kept_beside_its_output(published, tmp_path):
+    # Arrange: the same published run as if made with --no-cache (nothing in the store) and an empty store
+    from synthgate.tasks.cache import load_cached, model_beside, save_beside
+    from synthgate.tasks.publish import read_metadata
+    from synthgate.tasks.score import find_model
+
+    folder, _, _ = published
+    meta = read_metadata(folder / "out.parquet")
+    output = tmp_path / "nocache.parquet"
+    write_parquet(pd.read_parquet(folder / "out.parquet"), output, meta.model_copy(update={"model_cache": "off"}))
+    fitted = load_cached(folder / "cache", meta.model_key, device="cpu")
+    keep = {"model": fitted.model, "encoder": fitted.encoder, "name": fitted.name, "fit_seconds": 0.0}
+
+    # Act / Assert: no model anywhere is a clear refusal naming where it looked
+    with pytest.raises(InvalidInputError, match=r"nocache\.model"):
+        find_model(output, cache_dir=tmp_path / "empty-store")
+
+    # Act: a model of another run left at the path first, then this run's, written over it
+    save_beside(output, "another-run", **keep)
+    with pytest.raises(InvalidInputError, match="neither in the model store"):
+        find_model(output, cache_dir=tmp_path / "empty-store")
+    save_beside(output, meta.model_key, **keep)
+    found = find_model(output, cache_dir=tmp_path / "empty-store")
+
+    # Assert: the kept model scores exactly as the stored one, and no staging directory is left behind
+    x = found.encoder.transform(pd.read_parquet(output).head(50))
+    torch.testing.assert_close(found.model.anomaly_scores(x).score, fitted.model.anomaly_scores(x).score)
+    assert found.key == meta.model_key
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nocache.model", "nocache.parquet"]
+    assert model_beside(output) == tmp_path / "nocache.model"

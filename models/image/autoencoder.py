@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,9 @@ from torch import Tensor, nn
 from synthgate.models.gmm import GaussianMixture, GMMConfig
 from synthgate.models.image.common import ImageModel, ProgressCallback
 from synthgate.models.image.nets import ConvDecoder, ConvEncoder
+
+if TYPE_CHECKING:
+    from synthgate.models.scoring import RowScores
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,13 @@ class ImageAutoencoder(ImageModel):
             z[mask] = self.mixtures_[k].sample(int(mask.sum()), generator=cpu_gen).float()
         z = z * self.latent_scale_ + self.latent_mean_  # (n, d) back to code units
         return torch.sigmoid(self.nets_["decoder"](z.to(self.device_)))
+
+    def anomaly_scores(self, images: Tensor, labels: Tensor | None = None) -> RowScores:
+        """Per-image reconstruction cross-entropy plus -log latent density, and per-pixel parts
+        (`models.image.scoring`); without labels, mixed over the training classes."""
+        from synthgate.models.image.scoring import image_autoencoder_scores
+
+        return image_autoencoder_scores(self, images, labels)
 
     def _extra_state(self) -> dict[str, Tensor]:
         return {"latent_mean": self.latent_mean_, "latent_scale": self.latent_scale_}

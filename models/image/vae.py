@@ -8,6 +8,7 @@ means (binary cross-entropy), which suits [0, 1] images with hard edges such as 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,9 @@ from torch import Tensor, nn
 from synthgate.models.base import require_fitted
 from synthgate.models.image.common import ImageModel, ProgressCallback, check_images, check_labels
 from synthgate.models.image.nets import ConvDecoder, ConvEncoder, one_hot
+
+if TYPE_CHECKING:
+    from synthgate.models.scoring import RowScores
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,13 @@ class ImageVAE(ImageModel):
     def _sample(self, labels: Tensor, generator: torch.Generator) -> Tensor:
         z = self._noise(len(labels), self.config.latent_dim, generator)  # (n, d)
         return torch.sigmoid(self._decode(z, one_hot(labels, self.n_classes_).to(self.device_)))
+
+    def anomaly_scores(self, images: Tensor, labels: Tensor | None = None) -> RowScores:
+        """Per-image negative importance-weighted bound and per-pixel parts (`models.image.scoring`); without
+        labels, mixed over the training classes."""
+        from synthgate.models.image.scoring import image_vae_scores
+
+        return image_vae_scores(self, images, labels)
 
     @torch.no_grad()
     def interpolate(self, x_a: Tensor, label_a: int, x_b: Tensor, label_b: int, steps: int = 8) -> Tensor:
