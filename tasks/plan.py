@@ -65,7 +65,7 @@ class RunPlan:
         return self.stream_input or (self.options.stream is None and too_many)
 
 
-def check_model_choice(model: str, epsilon: float | None) -> None:
+def check_model_choice(model: str) -> None:
     """Refuse a model name the registry does not know (the CLI and the API alike).
 
     `auto` with a budget is allowed: it trains one private family chosen by the table's size (`private_auto`), since
@@ -81,7 +81,7 @@ def check_request(request: RunRequest, options: RunOptions) -> None:
     Raises:
         InvalidInputError: an unknown model, or a half-given or malformed write-back target.
     """
-    check_model_choice(request.model, request.epsilon)
+    check_model_choice(request.model)
     if bool(options.write_url) != bool(options.write_table):
         raise InvalidInputError("write-back needs both --write-url URL and --write-table NAME")
     if options.write_table:

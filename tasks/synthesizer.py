@@ -77,7 +77,7 @@ class Synthesizer:
         from synthgate.tasks.preprocess import resolve_schema
         from synthgate.tasks.validate import validate_table
 
-        check_model_choice(self.model, self.epsilon)
+        check_model_choice(self.model)
         schema = resolve_schema(df, name=self.name)
         validate_table(df, schema, source="the DataFrame passed to Synthesizer.fit")
         prepared = prepare_training(
