@@ -300,7 +300,7 @@ def _run_flow_on(api: Any, request: Any, **options: Any) -> None:
     from synthgate.schemas.errors import GateRefusedError
     from synthgate.tasks.report import summary_table
 
-    api.ready(meanwhile=lambda: _import_later_steps(request.model))
+    api.ready(meanwhile=_import_later_steps)
     try:
         with quiet_failure_logs():  # the error is printed once, below; Prefect's run logs keep the traceback
             result = synthesize_table(request, **options)
@@ -317,13 +317,9 @@ def _run_flow_on(api: Any, request: Any, **options: Any) -> None:
     out.print(f"report: {result.report}")
 
 
-def _import_later_steps(model: str | None) -> None:
-    """What the flow imports lazily: Great Expectations (every run validates) and, for the neural models, what
-    torch imports when the first optimizer is built (`torch._dynamo`, seconds of a fit otherwise)."""
+def _import_later_steps() -> None:
+    """What the flow imports lazily and every run needs: Great Expectations (every run validates)."""
     import great_expectations  # noqa: F401
-
-    if model not in (None, "gmm"):
-        import torch._dynamo  # noqa: F401
 
 
 def _fail(exc: BaseException) -> None:
