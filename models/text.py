@@ -248,7 +248,8 @@ class TextModel:
         self.privacy_ = dp.report()
         trained = dp.detach()
         plain = _GRU(len(self.vocab_ or []), self.n_cond_ or 1, cfg).to(device)
-        plain.load_state_dict(trained.state_dict())  # the fast GRU for sampling; DPGRU keeps nn.GRU's names
+        wanted = plain.state_dict().keys()  # DPGRU also lists its cells' own names; nn.GRU's are among them
+        plain.load_state_dict({k: v for k, v in trained.state_dict().items() if k in wanted})  # the fast GRU samples
         return plain
 
     def _budget(self, n: int) -> tuple[float, float]:
