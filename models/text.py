@@ -12,7 +12,7 @@ a text, so the missing share and the length distribution are learned with the wo
 are single tokens, so the model places them and the caller fills them with fakes.
 
 With `epsilon` the fit is DP-SGD (Opacus's GRU for per-text gradients) over a public character vocabulary, and the
-missing share comes from a noisy count; `privacy_` reports the spend.
+missing share and the word list from noisy counts; `privacy_` reports the spend (basic composition of the three).
 """
 
 from __future__ import annotations
@@ -61,13 +61,14 @@ class TextConfig:
     temperature: float = 0.8  # a little below 1: fewer misspellings, still varied
     top_p: float = 0.95
     seed: int = 0
-    # With epsilon: DP-SGD over the public vocabulary (docs/decisions.md#text-dp).
+    # With epsilon: DP-SGD over public characters and DP-released words (docs/decisions.md#text-dp).
     epsilon: float | None = None
     delta: float | None = None
     dp_epochs: int = 8
     dp_batch_size: int = 256  # large Poisson batches: the noise is spread over more rows
     max_grad_norm: float = 1.0
     null_share: float = 0.05  # of epsilon and delta, for the noisy count of missing texts
+    vocab_share: float = 0.15  # of epsilon and delta, for the noisy word counts of the vocabulary
 
 
 class _GRU(nn.Module):
@@ -143,8 +144,9 @@ class TextModel:
         device = resolve_device(self.device)
         cond = _conditions(conditions, len(texts)).to(device)
         present = [t for t in texts if t is not None]
+        torch.manual_seed(cfg.seed)  # weight initialisation and DP noise; sampling takes its own generator
         vocab = (
-            Vocabulary.public(self.placeholders)
+            self._private_vocabulary(present, len(texts))
             if private
             else Vocabulary.learn(
                 present,
@@ -157,7 +159,6 @@ class TextModel:
         self.vocab_ = list(vocab.tokens)
         self.n_cond_ = cond.shape[1]
         encoded = vocab.encode(texts, cfg.max_tokens)
-        torch.manual_seed(cfg.seed)  # weight initialisation and DP noise; sampling takes its own generator
         module = _GRU(len(self.vocab_), self.n_cond_, cfg, private=private).to(device)
         self.history_: list[float] = []
         if private:
@@ -226,8 +227,8 @@ class TextModel:
             module,
             optimizer,
             index_loader(n, cfg.dp_batch_size),
-            epsilon=eps * (1 - cfg.null_share),
-            delta=delta * (1 - cfg.null_share),
+            epsilon=eps * (1 - cfg.null_share - cfg.vocab_share),
+            delta=delta * (1 - cfg.null_share - cfg.vocab_share),
             epochs=cfg.dp_epochs,
             max_grad_norm=cfg.max_grad_norm,
         )
@@ -252,6 +253,18 @@ class TextModel:
         plain.load_state_dict({k: v for k, v in trained.state_dict().items() if k in wanted})  # the fast GRU samples
         return plain
 
+    def _private_vocabulary(self, present: list[str], n: int) -> Vocabulary:
+        """Words released under `vocab_share` of the budget (`Vocabulary.private`); characters are public."""
+        cfg = self.config
+        eps, delta = self._budget(n)
+        return Vocabulary.private(
+            present,
+            placeholders=self.placeholders,
+            epsilon=eps * cfg.vocab_share,
+            delta=delta * cfg.vocab_share,
+            max_words=cfg.max_words,
+        )
+
     def _budget(self, n: int) -> tuple[float, float]:
         from synthgate.models.privacy import default_delta
 
@@ -269,7 +282,7 @@ class TextModel:
         assert self.privacy_ is not None
         self.privacy_ = {
             **self.privacy_,
-            "epsilon": round(float(self.privacy_["epsilon"]) + eps * cfg.null_share, 4),
+            "epsilon": round(float(self.privacy_["epsilon"]) + eps * (cfg.null_share + cfg.vocab_share), 4),
             "delta": delta,
             "null_count_sigma": round(sigma, 3),
         }

@@ -6,17 +6,23 @@ least `min_word_rows` texts is one token (with its leading space, so decoding is
 spelled in characters. Notes shrink to about 20 tokens, the recurrent steps with them, and no word that only a few
 writers used becomes a token (a spelled-out word is learned letter by letter, like a character model's).
 
-Under differential privacy the vocabulary itself would be a release: there the tokens are the public printable ASCII
-characters and the placeholders only, decided before any row is read.
+Under differential privacy the vocabulary itself is a release. The characters are then the public printable ASCII set
+and the words are released by `Vocabulary.private`: each text's first `max_words_per_text` distinct words are counted,
+Gaussian noise is added, and a word is kept only above a threshold that a word of a single text passes with
+probability below delta (the unknown-domain histogram of Korolova et al. 2009, as `tasks.dp_preprocess` does for
+category lists).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import torch
 
 PAD, BOS, EOS, NULL, UNK = "<pad>", "<bos>", "<eos>", "<null>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, NULL, UNK)
@@ -55,9 +61,38 @@ class Vocabulary:
         return cls((*SPECIALS, *placeholders, *sorted(frequent), *kept_chars), placeholders)
 
     @classmethod
-    def public(cls, placeholders: tuple[str, ...]) -> Vocabulary:
-        """The data-independent vocabulary of a private fit: printable ASCII and the placeholders."""
-        return cls((*SPECIALS, *placeholders, *PUBLIC_CHARACTERS), placeholders)
+    def private(
+        cls,
+        texts: Sequence[str],
+        *,
+        placeholders: tuple[str, ...],
+        epsilon: float,
+        delta: float,
+        max_words: int,
+        max_words_per_text: int = 16,
+        generator: torch.Generator | None = None,
+    ) -> Vocabulary:
+        """Printable ASCII, the placeholders, and the words whose noisy text counts clear the threshold.
+
+        One text adds at most 1 to each of at most `max_words_per_text` words: L2 sensitivity sqrt of that. Half of
+        delta calibrates the Gaussian noise, the other half (split over a text's words) the threshold.
+        """
+        from scipy.stats import norm
+
+        from synthgate.models.privacy import gaussian_sigma
+
+        chunker = _chunker(placeholders)
+        rows: Counter[str] = Counter()
+        for text in texts:
+            words = dict.fromkeys(c for c in chunker.findall(text) if len(c) > 2 and c not in placeholders)
+            rows.update(list(words)[:max_words_per_text])
+        sigma = gaussian_sigma(epsilon, delta / 2, sensitivity=math.sqrt(max_words_per_text))
+        threshold = 1 + sigma * float(norm.isf(delta / 2 / max_words_per_text))
+        names = sorted(rows)  # a fixed order, so the noise a word gets does not depend on the count order
+        noise = torch.randn(len(names), generator=generator, dtype=torch.float64) * sigma
+        noisy = {w: rows[w] + float(z) for w, z in zip(names, noise, strict=True)}
+        kept = sorted((w for w in names if noisy[w] >= threshold), key=lambda w: -noisy[w])[:max_words]
+        return cls((*SPECIALS, *placeholders, *sorted(kept), *PUBLIC_CHARACTERS), placeholders)
 
     def index(self) -> dict[str, int]:
         return {t: i for i, t in enumerate(self.tokens)}
