@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -104,7 +105,7 @@ class TextModel:
         n_cond_: width of the row vector the model was fitted with.
         null_bias_: shift of the missing token's log-odds that matches the training missing share.
         module_: the trained network.
-        history_: validation loss per read (DP-SGD: training loss per step).
+        history_: validation loss per read (training loss without a validation split; DP-SGD: per step).
         privacy_: with epsilon, what the fit spent (epsilon, delta, noise, steps); None otherwise.
     """
 
@@ -198,7 +199,12 @@ class TextModel:
             loss.backward()
             nn.utils.clip_grad_norm_(module.parameters(), 1.0)
             optimizer.step()
-            if val_batch is None or (step + 1) % EVAL_EVERY or step + 1 < cfg.min_steps:
+            if (step + 1) % EVAL_EVERY and step + 1 < steps:
+                continue
+            if val_batch is None:  # too few texts to hold some out: the planned steps, training loss logged
+                self.history_.append(float(loss.detach()))
+                continue
+            if step + 1 < cfg.min_steps:
                 continue
             with torch.no_grad():
                 current = float(_token_loss(module, val_batch, cond[val]))
@@ -232,20 +238,22 @@ class TextModel:
             epochs=cfg.dp_epochs,
             max_grad_norm=cfg.max_grad_norm,
         )
-        for _ in range(cfg.dp_epochs):
-            for idx in dp.batches():
-                rows = idx.to(device)
-                inputs, targets = _batch(padded, rows)
-                logits, _ = dp.module(inputs, cond[rows])
-                per_token = F.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=0, reduction="none"
-                ).reshape(targets.shape)  # (batch, time)
-                mask = (targets != 0).float()
-                loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
-                dp.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                dp.optimizer.step()
-                self.history_.append(float(loss.detach()))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")  # token ids need no gradient
+            for _ in range(cfg.dp_epochs):
+                for idx in dp.batches():
+                    rows = idx.to(device)
+                    inputs, targets = _batch(padded, rows)
+                    logits, _ = dp.module(inputs, cond[rows])
+                    per_token = F.cross_entropy(
+                        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=0, reduction="none"
+                    ).reshape(targets.shape)  # (batch, time)
+                    mask = (targets != 0).float()
+                    loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
+                    dp.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    dp.optimizer.step()
+                    self.history_.append(float(loss.detach()))
         self.privacy_ = dp.report()
         trained = dp.detach()
         plain = _GRU(len(self.vocab_ or []), self.n_cond_ or 1, cfg).to(device)

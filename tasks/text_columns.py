@@ -52,9 +52,12 @@ class TextOutcome:
 
 
 def text_actions(
-    schema: TableSchema, real: pd.DataFrame, overrides: dict[str, str] | None = None
+    schema: TableSchema, real: pd.DataFrame, overrides: dict[str, str] | None = None, *, private: bool = False
 ) -> tuple[dict[str, str], list[str]]:
     """The action per free-text column and a note for each default that is not `synthesize`.
+
+    Under differential privacy (`private`) the default is `fake`: DP text needs a budget of its own that a table's
+    usual epsilon does not leave (docs/decisions.md#text-dp); `--text COL=synthesize` asks for it.
 
     Raises:
         InvalidInputError: an override names a column that is not free text, or an unknown action.
@@ -87,14 +90,21 @@ def text_actions(
                 f"text column {col.name!r}: mean length {mean:.0f} > {TEXT_MAX_MEAN_LENGTH} characters, "
                 "filled with Faker text (--text COL=synthesize to model it anyway)"
             )
+        elif private:
+            actions[col.name] = "fake"
+            notes.append(
+                f"text column {col.name!r}: Faker text under --epsilon (--text {col.name}=synthesize trains it with "
+                "DP-SGD on a share of the budget; it needs a large budget to read well)"
+            )
         else:
             actions[col.name] = "synthesize"
     return actions, notes
 
 
 def columns_to_synthesize(schema: TableSchema, frame: pd.DataFrame, overrides: dict[str, str] | None) -> list[str]:
-    """The free-text columns whose action is `synthesize`: under DP, each gets a share of the budget."""
-    return [name for name, action in text_actions(schema, frame, overrides)[0].items() if action == "synthesize"]
+    """The free-text columns to synthesise under DP (asked for with `--text COL=synthesize`); each gets a budget."""
+    actions = text_actions(schema, frame, overrides, private=True)[0]
+    return [name for name, action in actions.items() if action == "synthesize"]
 
 
 def _conditions(encoder: Any, frame: pd.DataFrame, schema: TableSchema) -> torch.Tensor | None:
@@ -131,7 +141,7 @@ def synthesize_text(
         config: text model hyperparameters.
     """
     real = pd.concat([train, holdout], ignore_index=True)
-    actions, notes = text_actions(schema, real, overrides)
+    actions, notes = text_actions(schema, real, overrides, private=budget is not None)
     out, metrics, examples, privacy = synthetic.copy(), [], {}, {}
     pii = [c.name for c in schema.columns if c.pii not in (None, PIIKind.FREE_TEXT) and c.name in train]
     todo = [name for name, action in actions.items() if action == "synthesize"]
