@@ -42,6 +42,7 @@ from synthgate.schemas.errors import InvalidInputError
 # Early stopping: the validation loss is read every EVAL_EVERY updates on at most MAX_VAL_TEXTS held-out texts, and
 # the fit ends after PATIENCE reads without a MIN_GAIN relative improvement.
 EVAL_EVERY, MAX_VAL_TEXTS, PATIENCE, MIN_GAIN = 10, 256, 2, 0.01
+MAX_NULL_SIGMA_SHARE = 0.02  # a noisy missing count wider than 2% of the rows is not used
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class TextModel:
             self.module_ = self._fit_plain(module, encoded, cond, device)
             share = sum(t is None for t in texts) / len(texts)
         self.module_.eval()
-        self.null_bias_ = self._calibrate_null(cond, share)
+        self.null_bias_ = 0.0 if share is None else self._calibrate_null(cond, share)
         return self
 
     def _fit_plain(self, module: nn.Module, encoded: list[list[int]], cond: Tensor, device: torch.device) -> nn.Module:
@@ -279,8 +280,12 @@ class TextModel:
         assert self.config.epsilon is not None, "a private fit needs epsilon"
         return float(self.config.epsilon), float(self.config.delta or default_delta(n))
 
-    def _private_null_share(self, n_missing: int, n: int) -> float:
-        """The missing share from a Gaussian-noised count (sensitivity 1), bought with `null_share` of the budget."""
+    def _private_null_share(self, n_missing: int, n: int) -> float | None:
+        """The missing share from a Gaussian-noised count (sensitivity 1), bought with `null_share` of the budget.
+
+        None when the noise is too wide to help (sigma over `MAX_NULL_SIGMA_SHARE` of the rows): the DP-SGD model's
+        own missing chance is kept then. The share is charged either way, so the decision reveals nothing.
+        """
         from synthgate.models.privacy import gaussian_sigma
 
         cfg = self.config
@@ -294,7 +299,7 @@ class TextModel:
             "delta": delta,
             "null_count_sigma": round(sigma, 3),
         }
-        return min(max(noisy / n, 0.0), 1.0)
+        return min(max(noisy / n, 0.0), 1.0) if sigma <= MAX_NULL_SIGMA_SHARE * n else None
 
     @torch.no_grad()
     def _calibrate_null(self, cond: Tensor, share: float) -> float:
