@@ -15,7 +15,7 @@ from synthgate.models.text import TextConfig, TextModel
 from synthgate.models.text_tokens import PUBLIC_CHARACTERS, Vocabulary
 from synthgate.schemas.errors import InvalidInputError, NotFittedError
 from synthgate.schemas.table import infer_schema
-from synthgate.tasks.text_columns import synthesize_text, text_actions
+from synthgate.tasks.text_columns import columns_to_synthesize, synthesize_text, text_actions
 from synthgate.tasks.text_fidelity import text_fidelity
 from synthgate.tasks.text_memory import longest_shared_ngrams, memorisation
 from synthgate.tasks.text_privacy import (
@@ -126,6 +126,8 @@ def test_text_actions_default_to_synthesize_and_fall_back_to_fake_with_a_note():
     assert actions == {"short": "synthesize", "long": "fake"} and "mean length" in notes[0]
     assert private == {"short": "fake", "long": "drop"} and "--text short=synthesize" in private_notes[0]
     assert asked["short"] == "synthesize"
+    assert columns_to_synthesize(schema, frame, {"short": "synthesize"}) == ["short"]  # these get a DP budget
+    assert columns_to_synthesize(schema, frame, None) == []
     with pytest.raises(InvalidInputError, match="not free-text columns"):
         text_actions(schema, frame, {"nope": "fake"})
 
