@@ -185,7 +185,7 @@ def synthesize_text(
             privacy[name] = model.privacy_
             notes.append(
                 f"privacy: text column {name!r} spent epsilon {model.privacy_['epsilon']:.3g} of its "
-                f"{cfg.epsilon:.3g} (DP-SGD over a public character vocabulary, noisy missing count)"
+                f"{cfg.epsilon:.3g} (DP-SGD; public characters, DP-released words, noisy missing count)"
             )
         logger.info("text column %r synthesised (last loss %.3f)", name, model.history_[-1])
     return TextOutcome(out, notes, metrics, actions, examples, privacy)
