@@ -133,7 +133,10 @@ def run(
     balance: Annotated[str | None, typer.Option(help="Categorical column whose classes the output equalises.")] = None,
     text: Annotated[
         list[str] | None,
-        typer.Option(help="COLUMN=synthesize|fake|drop for a free-text column; repeatable (default: synthesize)."),
+        typer.Option(
+            help="COLUMN=synthesize|fake|drop for a free-text column; repeatable (default: synthesize; with --epsilon: "
+            "fake, and synthesize trains it with DP-SGD on a share of the budget)."
+        ),
     ] = None,
     rows_per_class: Annotated[int | None, typer.Option(help="With --balance: rows per class.")] = None,
     report: Annotated[
