@@ -36,6 +36,7 @@ from synthgate.models.base import (
     resolve_device,
     save_checkpoint,
 )
+from synthgate.models.optim import adam
 from synthgate.models.text_tokens import BOS, EOS, NULL, PAD, SPECIALS, UNK, Vocabulary
 from synthgate.schemas.errors import InvalidInputError
 
@@ -188,7 +189,7 @@ class TextModel:
         val_batch = _batch(padded, val) if val else None
         batch = max(1, min(cfg.batch_size, len(fit)))
         steps = min(max(math.ceil(cfg.epochs * len(fit) / batch), cfg.min_steps), cfg.max_steps)
-        optimizer = _Adam(list(module.parameters()), lr=cfg.lr)
+        optimizer = adam(module.parameters(), lr=cfg.lr)  # dynamo-free: docs/decisions.md#no-dynamo
         order: list[int] = []
         best, stale = math.inf, 0
         for step in range(steps):
@@ -391,35 +392,6 @@ class TextModel:
 
     def __repr__(self) -> str:
         return f"TextModel({json.dumps(self.config.__dict__)})"
-
-
-class _Adam:
-    """Adam (Kingma & Ba 2015) in four tensor ops per parameter.
-
-    `torch.optim`'s first use in a process imports its compiler stack, seconds that a run with a non-neural table
-    model would spend on the text step alone; the update itself is the same.
-    """
-
-    def __init__(self, params: list[Tensor], *, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> None:
-        self.params, self.lr, self.betas, self.t = params, lr, betas, 0
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.t += 1
-        b1, b2 = self.betas
-        for p, m, v in zip(self.params, self.m, self.v, strict=True):
-            if p.grad is None:
-                continue
-            m.mul_(b1).add_(p.grad, alpha=1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            denom = (v / (1 - b2**self.t)).sqrt_().add_(1e-8)
-            p.addcdiv_(m, denom, value=-self.lr / (1 - b1**self.t))
 
 
 def _token_loss(module: nn.Module, batch: tuple[Tensor, Tensor], cond: Tensor) -> Tensor:
