@@ -13,7 +13,8 @@ flattened before it and restored after it (docs/decisions.md#composite-keys):
   without a referenced tuple, and the parent's column must reference the same table, so both links hold at once.
 - Restoring makes every synthetic tuple unique: within each combination of the other key columns, the finest value
   column (numbers and datetimes on the source's grid, an hour for time_hour) is moved to the nearest free grid
-  points in order; text values that repeat are replaced by fresh codes in the column's pattern.
+  points in order; a column that numbers the rows of each group (line 1, 2, 3 of an order) is numbered again in the
+  order the model drew it; text values that repeat are replaced by fresh codes in the column's pattern.
 
 Shapes this cannot do well are refused by `composite_problems`, each with its fix.
 """
@@ -244,13 +245,21 @@ def unique_tuples(
     """`frame` with its `key` tuples made unique by moving its finest free value column (see the module docstring)."""
     fks = set(fixed)
     free = [c for c in key if c not in fks and c != SURROGATE]
-    if not free or not tuple_values(frame, key).duplicated().any():
+    if not free:
         return frame
     moved = max(free, key=lambda c: real[c].nunique())
-    group = tuple_values(frame, [c for c in key if c != moved]) if len(key) > 1 else pd.Series(0, index=frame.index)
+    others = [c for c in key if c != moved]
+    start = _sequence_start(real, moved, others)
+    if start is None and not tuple_values(frame, key).duplicated().any():
+        return frame
+    group = tuple_values(frame, others) if others else pd.Series(0, index=frame.index)
     col = infer_column(moved, real[moved])
     frame = frame.copy()
-    if col.kind == ColumnKind.DATETIME:
+    if start is not None:  # line numbers 1..k in every group: numbered again, in the order the model drew them
+        drawn = pd.to_numeric(frame[moved], errors="coerce")
+        rank = drawn.groupby(group.fillna("").to_numpy()).rank(method="first").fillna(1).to_numpy(np.int64)
+        frame[moved] = _like(pd.Series(start + rank - 1), real[moved])
+    elif col.kind == ColumnKind.DATETIME:
         frame[moved] = _grid_unique_datetimes(frame[moved], real[moved], group, col.format, col.resolution_seconds)
     elif pd.api.types.is_numeric_dtype(real[moved]):
         values = _grid_unique(pd.to_numeric(frame[moved]).to_numpy(float), _numbers(real[moved]), group)
@@ -262,6 +271,16 @@ def unique_tuples(
         values[repeated] = fresh.astype(object).to_numpy()
         frame[moved] = values
     return frame
+
+
+def _sequence_start(real: pd.DataFrame, column: str, others: list[str]) -> int | None:
+    """The first number when `column` counts rows 1..k (or 0..k-1) within every group of `others`; else None."""
+    values = real[column]
+    if not others or not pd.api.types.is_integer_dtype(values) or values.isna().any() or values.empty:
+        return None
+    rank = values.groupby(tuple_values(real, others).fillna("").to_numpy()).rank(method="first").to_numpy()
+    start = int(values.min())
+    return start if (values.to_numpy() == start + rank - 1).all() else None
 
 
 def _numbers(real: pd.Series) -> np.ndarray:

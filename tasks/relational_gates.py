@@ -272,7 +272,6 @@ def judge_database(syn: SyntheticDatabase, *, seed: int = 0) -> GateResult:
             MetricResult.judge(f"joined pair trends: {rel.name}", "fidelity", joined, JOINED_PAIRS_MIN, "min",
                                "pair trends of child x parent columns on the join", {"tables' own": own or 0.0})
         )  # fmt: skip
-        metrics += _privacy_metrics(rel.name, "joined rows", joined_privacy(rel, syn, seed=seed))
     for parent in dict.fromkeys(r.parent for r in syn.schema.relations):
         with_families, baseline, alone = family_detection(parent, syn, seed=seed)
         metrics.append(
@@ -287,7 +286,7 @@ def judge_database(syn: SyntheticDatabase, *, seed: int = 0) -> GateResult:
                                           "mean KS / TV complement over the table's columns"))  # fmt: skip
         metrics.append(MetricResult.judge(f"pair trends: {table}", "fidelity", pairs, 0.80, "min",
                                           "mean pair similarity over the table's columns"))  # fmt: skip
-        metrics += _privacy_metrics(table, "rows", table_privacy(table, syn, seed=seed))
+    metrics += privacy_metrics(syn, seed=seed)
     small = sorted(t for t in syn.tables if syn.holdout.get(t) is None or syn.holdout[t].size == 0)
     notes = [
         "fidelity is measured against every real row; privacy against each table's holdout, real rows its model "
@@ -296,6 +295,16 @@ def judge_database(syn: SyntheticDatabase, *, seed: int = 0) -> GateResult:
     if small:
         notes.append(f"tables {small} are too small to hold rows out: their models saw every row, privacy n/a")
     return GateResult(metrics=metrics, notes=notes)
+
+
+def privacy_metrics(syn: SyntheticDatabase, *, seed: int = 0) -> list[MetricResult]:
+    """The privacy gates: every table's rows and every relation's joined rows against their holdouts."""
+    metrics = []
+    for table in syn.tables:
+        metrics += _privacy_metrics(table, "rows", table_privacy(table, syn, seed=seed))
+    for rel in syn.schema.relations:
+        metrics += _privacy_metrics(rel.name, "joined rows", joined_privacy(rel, syn, seed=seed))
+    return metrics
 
 
 def _privacy_metrics(what: str, rows: str, values: tuple[float | None, float | None]) -> list[MetricResult]:

@@ -167,3 +167,56 @@ WEATHER_RELATIONS = {
          "parent_columns": ["origin", "time_hour"], "on_orphans": "null"},
     ],
 }  # fmt: skip
+
+
+LINES_DDL = """
+CREATE TABLE orders (order_id INTEGER PRIMARY KEY, customer TEXT NOT NULL, channel TEXT NOT NULL);
+CREATE TABLE order_lines (
+    order_id INTEGER NOT NULL REFERENCES orders(order_id), line_no INTEGER NOT NULL, product TEXT NOT NULL,
+    quantity INTEGER NOT NULL, PRIMARY KEY (order_id, line_no));
+CREATE TABLE line_returns (
+    return_id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL, line_no INTEGER NOT NULL, reason TEXT NOT NULL,
+    FOREIGN KEY (order_id, line_no) REFERENCES order_lines(order_id, line_no));
+"""
+
+
+def lines_tables(n_orders: int = 120, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Orders, their numbered lines (key: order_id + line_no) and returns of single lines (referencing that pair):
+    sales orders have long baskets, and cables come back more often than laptops."""
+    from faker import Faker
+
+    rng = np.random.default_rng(seed)
+    fake = Faker()
+    Faker.seed(seed)
+    channel = rng.choice(["web", "sales"], n_orders, p=[0.7, 0.3])
+    orders = pd.DataFrame(
+        {"order_id": np.arange(1, n_orders + 1), "customer": [fake.name() for _ in range(n_orders)], "channel": channel}
+    )
+    n_lines = 1 + rng.poisson(np.where(channel == "sales", 3.0, 0.5))
+    order_id = np.repeat(orders["order_id"].to_numpy(), n_lines)
+    line_no = np.concatenate([np.arange(1, k + 1) for k in n_lines])
+    product = rng.choice(["cable", "book", "laptop"], order_id.size, p=[0.5, 0.3, 0.2])
+    lines = pd.DataFrame({"order_id": order_id, "line_no": line_no, "product": product,
+                          "quantity": 1 + rng.poisson(np.where(product == "laptop", 0.1, 1.5))})  # fmt: skip
+    returned = lines[rng.random(len(lines)) < np.where(lines["product"] == "cable", 0.45, 0.1)]
+    returns = pd.DataFrame(
+        {
+            "return_id": np.arange(9001, 9001 + len(returned)),
+            "order_id": returned["order_id"].to_numpy(),
+            "line_no": returned["line_no"].to_numpy(),
+            "reason": rng.choice(["broken", "unwanted"], len(returned), p=[0.4, 0.6]),
+        }
+    )
+    return {"orders": orders, "order_lines": lines, "line_returns": returns}
+
+
+def lines_sqlite(path: Path, tables: dict[str, pd.DataFrame] | None = None) -> str:
+    """The order lines database in SQLite, its composite keys declared; returns its URL."""
+    import sqlite3
+
+    tables = tables or lines_tables()
+    with sqlite3.connect(path) as conn:
+        conn.executescript(LINES_DDL)
+        for name, frame in tables.items():
+            frame.to_sql(name, conn, if_exists="append", index=False)
+    return f"sqlite:///{path}"
