@@ -236,6 +236,8 @@ def _like(values: pd.Series, real: pd.Series) -> pd.Series:
         return pd.array(pd.to_numeric(values), dtype="Int64" if values.isna().any() else real.dtype)
     if pd.api.types.is_float_dtype(real) or pd.api.types.is_datetime64_any_dtype(real):
         return values.astype(real.dtype)
+    if isinstance(real.dtype, pd.StringDtype):
+        return values.astype(real.dtype)
     return values.astype(object).where(values.notna(), None)
 
 
@@ -299,7 +301,7 @@ def _grid_unique_datetimes(values: pd.Series, real: pd.Series, group: pd.Series,
     moved = _grid_unique(seconds(values), seconds(real.dropna()), group, step=resolution)
     stamps = EPOCH + pd.to_timedelta(pd.Series(moved), unit="s")
     if text:
-        return stamps.dt.strftime(fmt).where(stamps.notna(), None) if fmt else stamps.astype(str)
+        return _like(stamps.dt.strftime(fmt) if fmt else stamps.astype(str), real)
     return stamps.dt.tz_convert(real.dt.tz).astype(real.dtype) if real.dt.tz else stamps.dt.tz_localize(None)
 
 

