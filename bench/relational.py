@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--hma-timeout", type=float, default=1800.0, help="seconds before an HMA run is given up")
     parser.add_argument("--databases", nargs="+", default=DATABASES, choices=DATABASES)
     parser.add_argument("--note", default="idle machine", help="the machine's load, for the record")
+    parser.add_argument("--merge", action="store_true", help="keep the record's rows of databases (and sizes) not run")
     parser.add_argument("--only", choices=DATABASES, help="run one database in this process (internal)")
     args = parser.parse_args()
     timeout = args.hma_timeout if args.hma else None
@@ -160,17 +161,22 @@ def main() -> None:
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1], indent=1))
     sys.path.insert(0, str(ROOT))
-    from bench.results import record
+    from bench.results import RESULTS, record
 
+    notes = [
+        f"{', '.join(args.databases)}: {args.note}; "
+        + ("SDV HMASynthesizer run in its own venv on the same checked tables" if args.hma else "HMA not run"),
+        "fit + sample seconds start after the imports, as HMA's do",
+    ]
+    previous = RESULTS / "relational.json"
+    if args.merge and previous.exists():  # each run's conditions stay beside the rows it measured
+        notes = list(dict.fromkeys([*json.loads(previous.read_text()).get("notes", []), *notes]))
     record(
         "relational",
         rows,
         title="synthgate database: fit + sample seconds, peak RSS and relational metrics",
-        notes=[
-            args.note,
-            "fit + sample seconds start after the imports, as HMA's do",
-            "SDV HMASynthesizer run in its own venv on the same checked tables" if args.hma else "HMA not run",
-        ],
+        notes=notes,
+        merge_on=("database", "rows") if args.merge else None,
     )
 
 
