@@ -19,6 +19,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from synthgate.schemas import date_parts
+from synthgate.schemas.date_parts import DatePart, discover_date_parts
+
 if TYPE_CHECKING:
     from synthgate.schemas.table import ColumnSchema
 
@@ -83,7 +86,8 @@ class FixedCombination(BaseModel):
         return f"{self.determinant} determines {self.dependent}"
 
 
-Constraint = Annotated[Inequality | FixedCombination, Field(discriminator="kind")]
+Constraint = Annotated[Inequality | FixedCombination | DatePart, Field(discriminator="kind")]
+Rule = Inequality | FixedCombination | DatePart
 
 
 def value_key(value: Any) -> str:
@@ -93,7 +97,7 @@ def value_key(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def check_constraints(constraints: Sequence[Inequality | FixedCombination], names: Sequence[str]) -> None:
+def check_constraints(constraints: Sequence[Rule], names: Sequence[str]) -> None:
     """Raise ValueError naming a rule that refers to a column the schema lacks, or an inequality cycle."""
     known = set(names)
     for rule in constraints:
@@ -102,6 +106,10 @@ def check_constraints(constraints: Sequence[Inequality | FixedCombination], name
             raise ValueError(f"rule '{rule}' names column(s) {missing} that the schema does not have; delete the rule")
         if rule.columns[0] == rule.columns[1]:
             raise ValueError(f"rule '{rule}' relates a column to itself; delete the rule")
+    derived = [r.column for r in constraints if isinstance(r, DatePart)]
+    twice = sorted({c for c in derived if derived.count(c) > 1})
+    if twice:
+        raise ValueError(f"column(s) {twice} are each the date part of several rules; keep one rule per column")
     edges = {(r.high, r.low) for r in constraints if isinstance(r, Inequality)}
     for high, low in edges:
         if (low, high) in edges:
@@ -111,21 +119,24 @@ def check_constraints(constraints: Sequence[Inequality | FixedCombination], name
 
 
 # ------------------------------------------------------------------------------------------------ discovery
-def discover_constraints(frame: pd.DataFrame, columns: Sequence[ColumnSchema]) -> list[Inequality | FixedCombination]:
-    """Every inequality and fixed combination that holds on all rows of `frame`, with support and not trivially.
+def discover_constraints(frame: pd.DataFrame, columns: Sequence[ColumnSchema]) -> list[Rule]:
+    """Every date part, inequality and fixed combination that holds on all rows of `frame`, with support and not
+    trivially. A date part is recomputed from its datetime, so it takes part in no other rule.
 
     Args:
         frame: the table as read (text dates are parsed here; nothing is changed in it).
         columns: the inferred schema of each column; only modelled numbers, dates and categories are compared.
 
     Returns:
-        The rules, inequalities first, each with a one-line `reason` giving its evidence.
+        The rules, date parts first, then inequalities, each with a one-line `reason` giving its evidence.
     """
-    modelled = [c for c in columns if c.is_modelled and c.name in frame.columns]
+    parts = discover_date_parts(frame, columns)
+    derived = {r.column for r in parts}
+    modelled = [c for c in columns if c.is_modelled and c.name in frame.columns and c.name not in derived]
     numeric = [c for c in modelled if c.kind in _NUMERIC_KINDS]
     dates = [c for c in modelled if c.kind == "datetime"]
     categories = [c for c in modelled if c.kind in _CATEGORY_KINDS]
-    rules: list[Inequality | FixedCombination] = []
+    rules: list[Rule] = list(parts)
     rules += _inequalities(frame, numeric, dates=False)
     rules += _inequalities(frame, dates, dates=True)
     rules += _fixed_combinations(frame, categories)
@@ -276,8 +287,11 @@ def _plain(value: Any) -> Scalar:
 
 
 # ----------------------------------------------------------------------------------------------- row checks
-def violations(frame: pd.DataFrame, rule: Inequality | FixedCombination, kinds: dict[str, Any]) -> np.ndarray:
-    """Boolean mask of the rows of `frame` that break `rule` (rows with a null side never do)."""
+def violations(frame: pd.DataFrame, rule: Rule, kinds: dict[str, Any]) -> np.ndarray:
+    """Boolean mask of the rows of `frame` that break `rule` (rows with a null side never do, except a date part
+    missing beside its datetime)."""
+    if isinstance(rule, DatePart):
+        return date_parts.violations(frame, rule, _kind_format(kinds[rule.source])[1])
     if isinstance(rule, Inequality):
         a = numeric_values(frame[rule.high], *_kind_format(kinds[rule.high]))
         b = numeric_values(frame[rule.low], *_kind_format(kinds[rule.low]))
@@ -301,9 +315,7 @@ def _kind_format(column: Any) -> tuple[str, str | None]:
     return str(column.kind.value), getattr(column, "format", None)
 
 
-def rows_holding(
-    frame: pd.DataFrame, rules: Sequence[Inequality | FixedCombination], kinds: dict[str, Any]
-) -> np.ndarray:
+def rows_holding(frame: pd.DataFrame, rules: Sequence[Rule], kinds: dict[str, Any]) -> np.ndarray:
     """Boolean mask of the rows that keep every rule whose columns are all in `frame`."""
     ok = np.ones(len(frame), dtype=bool)
     for rule in rules:
@@ -313,11 +325,11 @@ def rows_holding(
 
 
 def suppress_in_rules(
-    rules: Sequence[Inequality | FixedCombination], suppressed: dict[str, list[Any]], replacements: dict[str, Any]
-) -> list[Inequality | FixedCombination]:
+    rules: Sequence[Rule], suppressed: dict[str, list[Any]], replacements: dict[str, Any]
+) -> list[Rule]:
     """The rules after rare categories were merged: suppressed determinants leave the mapping (they may now stand
     for several dependents), suppressed dependents become their replacement, so no rare value stays in the schema."""
-    out: list[Inequality | FixedCombination] = []
+    out: list[Rule] = []
     for rule in rules:
         if not isinstance(rule, FixedCombination) or rule.mapping is None:
             out.append(rule)

@@ -11,6 +11,8 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from synthgate.schemas import date_parts
+from synthgate.schemas.date_parts import DatePart
 from synthgate.schemas.errors import ValidationFailedError, ValidationFailure
 from synthgate.schemas.expectations import FIXES, build_suite
 from synthgate.schemas.table import ColumnKind, TableSchema
@@ -86,6 +88,44 @@ def _failure(result: Any) -> ValidationFailure:
     return ValidationFailure(column, rule, detail=f"could not be checked: {raised}", fix=FIXES.get(config.type, ""))
 
 
+def date_part_failures(
+    frame: pd.DataFrame, schema: TableSchema, counts: dict[str, list[Any]] | None = None
+) -> list[ValidationFailure]:
+    """The schema's date-part rules checked in pandas (GX has no expectation comparing a column with a part of
+    another); with `counts`, a batch's broken rows and examples are added there and no failure is returned."""
+    found = counts if counts is not None else {}
+    for rule in schema.constraints:
+        if not isinstance(rule, DatePart) or not all(c in frame.columns for c in rule.columns):
+            continue
+        bad = date_parts.violations(frame, rule, schema.column(rule.source).format)
+        slot = found.setdefault(str(rule), [0, [], rule])
+        slot[0] += int(bad.sum())
+        pairs = frame.loc[bad, [rule.column, rule.source]].head(5 - len(slot[1]))
+        slot[1].extend((_plain(a), _plain(b)) for a, b in pairs.itertuples(index=False, name=None))
+    if counts is not None:
+        return []
+    return date_part_report(found)
+
+
+def date_part_report(found: dict[str, list[Any]]) -> list[ValidationFailure]:
+    """One failure per date-part rule that some rows broke."""
+    return [
+        ValidationFailure(
+            column=f"{rule.column}, {rule.source}",
+            rule=f"{name} (date part, checked in pandas)",
+            count=count,
+            examples=examples,
+            detail=f"{count} rows where {rule.column} is not the {rule.part} of {rule.source}",
+            fix=(
+                f"correct those rows, or delete the date-part rule on {rule.column!r} from the schema's `constraints` "
+                "if it need not hold"
+            ),
+        )
+        for name, (count, examples, rule) in found.items()
+        if count
+    ]
+
+
 def validate_table(frame: pd.DataFrame, schema: TableSchema, *, source: str) -> None:
     """Raise `ValidationFailedError` naming the file, column, rule, bad-value count and examples of every failure.
 
@@ -96,7 +136,7 @@ def validate_table(frame: pd.DataFrame, schema: TableSchema, *, source: str) -> 
     result = _run(definition, frame, detail="BOOLEAN_ONLY")
     if not result.success:
         result = _run(definition, frame)
-    failures = [_failure(r) for r in result.results if not r.success]
+    failures = [_failure(r) for r in result.results if not r.success] + date_part_failures(frame, schema)
     if failures:
         raise ValidationFailedError(source, failures)
     logger.info("validate: %s passed %d expectations", source, len(result.results))
@@ -115,6 +155,10 @@ def valid_row_share(frame: pd.DataFrame, schema: TableSchema) -> float:
         if indices is None:  # a table- or type-level rule failed: no row passes the whole suite
             return 0.0
         bad.update(int(i) if not isinstance(i, dict) else int(next(iter(i.values()))) for i in indices)
+    for rule in schema.constraints:  # date parts are checked in pandas, outside the suite
+        if isinstance(rule, DatePart) and all(c in frame.columns for c in rule.columns):
+            broken = date_parts.violations(frame, rule, schema.column(rule.source).format)
+            bad.update(int(i) for i in frame.index[broken])
     return 1.0 - len(bad) / len(frame)
 
 
@@ -137,6 +181,7 @@ class BatchValidator:
         }
         self._duplicates: dict[str, list[Any]] = {name: [] for name in self._unique_hashes}
         self._seen: dict[str, np.ndarray] = {name: np.empty(0, dtype=np.uint64) for name in self._unique_hashes}
+        self._date_parts: dict[str, list[Any]] = {}
 
     def add(self, batch: pd.DataFrame) -> None:
         results = _run(self._definition, batch).results
@@ -152,6 +197,7 @@ class BatchValidator:
                 _merge_result(slot, r)
         for name in self._unique_hashes:
             self._track_unique(name, batch[name])
+        date_part_failures(batch, self.schema, self._date_parts)
 
     def _track_unique(self, name: str, series: pd.Series) -> None:
         values = series.dropna()
@@ -182,6 +228,7 @@ class BatchValidator:
                 slot["result"]["unexpected_percent"] = 100.0 * slot["result"]["unexpected_count"] / slot["non_null"]
             if not slot["success"]:
                 failures.append(_failure(_Merged(config, slot["result"], slot["info"])))
+        failures += date_part_report(self._date_parts)
         if failures:
             raise ValidationFailedError(self.source, failures)
         logger.info("validate: %s passed %d expectations", self.source, len(self._merged))

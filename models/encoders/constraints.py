@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from synthgate.schemas.constraints import FixedCombination, Inequality, numeric_values
+from synthgate.schemas.date_parts import DatePart, as_datetimes, part_values
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.table import ColumnKind, ColumnSchema, TableSchema
 
@@ -67,6 +68,7 @@ class ConstraintTransform:
     Attributes:
         gaps_: one `GapState` per column rebuilt from a lower bound, in the order they are rebuilt.
         joints_: one `JointState` per group of columns linked by fixed combinations.
+        parts_: the date-part rules held: their columns are not modelled but recomputed from their datetime.
         schema_: the schema of the transformed frame, which the encoder encodes.
     """
 
@@ -74,11 +76,19 @@ class ConstraintTransform:
         self.schema = schema
         self.gaps_: list[GapState] = []
         self.joints_: list[JointState] = []
+        self.parts_: list[DatePart] = []
         self.schema_: TableSchema = schema
 
     # ---------------------------------------------------------------------------------------------------- fit
     def fit(self, frame: pd.DataFrame) -> ConstraintTransform:
         cols = {c.name: c for c in self.schema.modelled if c.name in frame.columns}
+        self.parts_ = [
+            r
+            for r in self.schema.constraints
+            if isinstance(r, DatePart) and r.column in cols and cols.get(r.source) and cols[r.source].kind == "datetime"
+        ]
+        derived = {r.column for r in self.parts_}
+        cols = {k: v for k, v in cols.items() if k not in derived}  # recomputed, so no other rule reshapes them
         inequalities = [
             r
             for r in self.schema.constraints
@@ -152,7 +162,7 @@ class ConstraintTransform:
 
     def _derived_schema(self, frame: pd.DataFrame) -> TableSchema:
         by_name = {c.name: c for c in self.schema.columns}
-        dropped = {c for j in self.joints_ for c in j.columns[1:]}
+        dropped = {c for j in self.joints_ for c in j.columns[1:]} | {r.column for r in self.parts_}
         replaced: dict[str, ColumnSchema] = {}
         if self.gaps_:
             derived = self._gap_frame(frame)
@@ -181,11 +191,16 @@ class ConstraintTransform:
     @property
     def reshaped(self) -> set[str]:
         """Columns the model does not see as themselves (conditions on them are met by filtering only)."""
-        return {g.column for g in self.gaps_} | {c for j in self.joints_ for c in j.columns}
+        return {g.column for g in self.gaps_} | {c for j in self.joints_ for c in j.columns} | self.derived
+
+    @property
+    def derived(self) -> set[str]:
+        """Date parts: not modelled, recomputed from their datetime."""
+        return {r.column for r in self.parts_}
 
     def forward(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The frame the encoder sees: gaps in place of bounded columns, joint levels in place of linked columns."""
-        if not (self.gaps_ or self.joints_):
+        if not (self.gaps_ or self.joints_ or self.parts_):
             return frame
         out = self._gap_frame(frame) if self.gaps_ else frame.copy()
         for joint in self.joints_:
@@ -212,7 +227,7 @@ class ConstraintTransform:
 
     def inverse(self, decoded: pd.DataFrame) -> pd.DataFrame:
         """Rebuild the modelled columns from the decoded transformed frame, in the schema's order and dtypes."""
-        if not (self.gaps_ or self.joints_):
+        if not (self.gaps_ or self.joints_ or self.parts_):
             return decoded
         from synthgate.models.encoders.table import _restore_categorical, _restore_numeric
 
@@ -232,6 +247,8 @@ class ConstraintTransform:
             values = np.where(np.isfinite(p), p, state.fill) + gap * state.scale
             restored = _restore_numeric(np.where(missing, 0.0, values), missing, col)
             out[state.column] = self._repair(restored, state, out, by_name).set_axis(out.index)
+        for rule in self.parts_:  # after the gaps: the datetime is final
+            out[rule.column] = _restore_part(out, rule, by_name).set_axis(out.index)
         return out[[c.name for c in self.schema.modelled if c.name in out.columns]]
 
     def _repair(
@@ -260,6 +277,7 @@ class ConstraintTransform:
         return {
             "gaps": [asdict(g) for g in self.gaps_],
             "joints": [asdict(j) for j in self.joints_],
+            "parts": [r.model_dump(mode="json") for r in self.parts_],
             "schema": self.schema_.model_dump(mode="json"),  # the gaps' bounds were fitted on the training rows
         }
 
@@ -268,11 +286,26 @@ class ConstraintTransform:
         transform = cls(schema)
         transform.gaps_ = [GapState(**g) for g in payload.get("gaps", [])]
         transform.joints_ = [JointState(**j) for j in payload.get("joints", [])]
+        transform.parts_ = [DatePart.model_validate(r) for r in payload.get("parts", [])]
         transform.schema_ = TableSchema.model_validate(payload["schema"]) if "schema" in payload else schema
         return transform
 
 
 # --------------------------------------------------------------------------------------------------- helpers
+def _restore_part(out: pd.DataFrame, rule: DatePart, by_name: dict[str, ColumnSchema]) -> pd.Series:
+    """The date part of the decoded datetime in the column's dtype; missing where the datetime is."""
+    from synthgate.models.encoders.table import _restore_categorical, _restore_numeric
+
+    col = by_name[rule.column]
+    values = part_values(as_datetimes(out[rule.source], by_name[rule.source].format), rule.part, rule.timezone)
+    missing = ~np.isfinite(values)
+    if col.kind in _CATEGORY:
+        levels = {float(v): v for v in col.categories or [] if not isinstance(v, bool)}  # the category's own values
+        picked = np.array([None if m else levels.get(v, int(v)) for v, m in zip(values, missing, strict=True)])
+        return _restore_categorical(picked, col)
+    return _restore_numeric(np.where(missing, 0.0, values), missing, col.model_copy(update={"nullable": True}))
+
+
 def _comparable(a: ColumnSchema | None, b: ColumnSchema | None) -> bool:
     if a is None or b is None or a.kind not in _ORDERED or b.kind not in _ORDERED:
         return False
