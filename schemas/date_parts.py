@@ -225,3 +225,21 @@ def _matches(stamps: pd.Series, values: np.ndarray, part: str, zone: str | None,
     except (TypeError, ValueError):
         return False
     return bool(np.array_equal(expected[present], values[present]))
+
+
+def recompute(frame: pd.DataFrame, rules: Sequence[DatePart], formats: dict[str, str | None]) -> pd.DataFrame:
+    """`frame` with each rule's column set to the part of its datetime wherever the datetime is set, in the column's
+    dtype; for tables whose datetimes change after sampling (keys moved to stay unique, copied from a parent row)."""
+    out = frame.copy()
+    for rule in rules:
+        if not all(c in out.columns for c in rule.columns):
+            continue
+        values = part_values(as_datetimes(out[rule.source], formats.get(rule.source)), rule.part, rule.timezone)
+        set_ = np.isfinite(values)
+        column = out[rule.column].astype(object).to_numpy()
+        column[set_] = values[set_].astype(np.int64)
+        try:
+            out[rule.column] = pd.Series(column, index=out.index).astype(frame[rule.column].dtype)
+        except (TypeError, ValueError):  # missing values beside a plain integer dtype: a nullable integer keeps them
+            out[rule.column] = pd.Series(column, index=out.index).astype("Int64")
+    return out

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from synthgate.schemas.date_parts import discover_date_parts, recompute
 from synthgate.schemas.inference import infer_column
 from synthgate.schemas.relations import DatabaseSchema, Relation, TableKeys
 from synthgate.schemas.table import ColumnKind
@@ -215,7 +216,9 @@ def restore(tables: dict[str, pd.DataFrame], order: list[str], real: dict[str, p
     out = dict(tables)
     for table in order:
         frame = out[table].reset_index(drop=True).copy()
+        moved = False
         for rel, ref in (p for p in plan.refs if p[0].child == table):
+            moved = True
             parent = out[rel.parent]
             rows = pd.Series(np.arange(len(parent)), index=parent[SURROGATE].to_numpy())
             where = frame[ref].notna().to_numpy()
@@ -226,8 +229,15 @@ def restore(tables: dict[str, pd.DataFrame], order: list[str], real: dict[str, p
                 frame[col] = _like(pd.Series(values), real[table][col])
         if table in plan.keys:
             frame = unique_tuples(frame, plan.keys[table], real[table], fixed=plan.fixed[table], seed=seed)
-        out[table] = frame
+        out[table] = _keep_date_parts(frame, real[table]) if table in plan.keys or moved else frame
     return {t: out[t][plan.columns[t]] for t in out}
+
+
+def _keep_date_parts(frame: pd.DataFrame, real: pd.DataFrame) -> pd.DataFrame:
+    """Date parts (year, month, day, hour beside time_hour) recomputed from key datetimes moved or copied here."""
+    columns = [infer_column(name, real[name]) for name in real.columns]
+    rules = discover_date_parts(real, columns)
+    return recompute(frame, rules, {c.name: c.format for c in columns}) if rules else frame
 
 
 def _like(values: pd.Series, real: pd.Series) -> pd.Series:
