@@ -236,7 +236,7 @@ def recompute(frame: pd.DataFrame, rules: Sequence[DatePart], formats: dict[str,
             continue
         values = part_values(as_datetimes(out[rule.source], formats.get(rule.source)), rule.part, rule.timezone)
         set_ = np.isfinite(values)
-        column = out[rule.column].astype(object).to_numpy()
+        column = out[rule.column].astype(object).to_numpy(copy=True)
         column[set_] = values[set_].astype(np.int64)
         try:
             out[rule.column] = pd.Series(column, index=out.index).astype(frame[rule.column].dtype)

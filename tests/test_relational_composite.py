@@ -8,9 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from synthgate.schemas.date_parts import discover_date_parts
+from synthgate.schemas.date_parts import violations as date_part_violations
+from synthgate.schemas.inference import infer_column
 from synthgate.schemas.relations import DatabaseSchema
 from synthgate.tasks.relations import Database, check_database, read_database
 from tests.databases import WEATHER_RELATIONS, lines_sqlite, lines_tables, shop_tables, weather_tables
+
+TIME_HOUR_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @pytest.mark.slow
@@ -66,6 +71,12 @@ def test_flights_keep_their_weather_hour_and_its_origin_airport():
     assert flights["time_hour"].isna().sum() == syn.real["flights"]["time_hour"].isna().sum()  # orphans read missing
     for rel in db.schema.relations:
         assert cardinality_shape(rel, syn.real, syn.tables) >= 0.85, rel.name
+    for table in ("weather", "flights"):  # year/month/day/hour follow the (moved or copied) time_hour on every row
+        real = syn.real[table]
+        rules = discover_date_parts(real, [infer_column(c, real[c]) for c in real.columns])
+        assert {r.column for r in rules} >= {"month", "day", "hour"}, table
+        for rule in rules:
+            assert not date_part_violations(syn.tables[table], rule, TIME_HOUR_FORMAT).any(), (table, rule)
 
 
 class Copier:
