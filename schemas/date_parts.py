@@ -56,8 +56,7 @@ ZONE_SAMPLE = 200  # rows a candidate zone is tried on before the full check
 
 
 class DatePart(BaseModel):
-    """`column` equals `part` of `source` (read in `timezone` when set) wherever `source` is set, and is missing
-    where `source` is missing."""
+    """`column` equals `part` of `source` (read in `timezone` when set) wherever `source` is set."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -157,7 +156,8 @@ def discover_date_parts(frame: pd.DataFrame, columns: Sequence[ColumnSchema]) ->
     """Every modelled whole-number column that equals a part of a datetime column on all rows, with enough support.
 
     A column is taken once, from the first datetime (in table order) and the first part (coarsest first) it matches;
-    it must be missing exactly where its datetime is, so recomputing it keeps its missing share.
+    it must be set wherever its datetime is. Where it is also set without its datetime, it stays modelled and is
+    overwritten only where the synthetic datetime is set.
     """
     modelled = [c for c in columns if c.is_modelled and c.name in frame.columns]
     sources = [c for c in modelled if c.kind == "datetime"]
@@ -183,7 +183,7 @@ def discover_date_parts(frame: pd.DataFrame, columns: Sequence[ColumnSchema]) ->
                     zones.insert(0, zone)
                     break
         for name, values in list(candidates.items()):
-            if not np.array_equal(np.isfinite(values), present):
+            if not np.isfinite(values[present]).all():
                 continue
             distinct = len(np.unique(values[present]))
             if 1 < distinct < MIN_DISTINCT:
@@ -196,6 +196,11 @@ def discover_date_parts(frame: pd.DataFrame, columns: Sequence[ColumnSchema]) ->
                 continue
             part, zone = found
             where = f" in {zone}" if zone else ""
+            beyond = (
+                "is missing exactly where it is"
+                if np.array_equal(np.isfinite(values), present)
+                else ("is also set on rows without it (kept from the model there)")
+            )
             rules.append(
                 DatePart(
                     column=name,
@@ -204,7 +209,7 @@ def discover_date_parts(frame: pd.DataFrame, columns: Sequence[ColumnSchema]) ->
                     timezone=zone,
                     reason=(
                         f"{name} equals the {part} of {source.name}{where} on all {n:,} rows with a {source.name} "
-                        f"({distinct} distinct values), and is missing exactly where it is"
+                        f"({distinct} distinct values), and {beyond}"
                     ),
                 )
             )
@@ -213,7 +218,7 @@ def discover_date_parts(frame: pd.DataFrame, columns: Sequence[ColumnSchema]) ->
 
 
 def _hour_like(values: np.ndarray, present: np.ndarray) -> bool:
-    if not np.array_equal(np.isfinite(values), present):
+    if not np.isfinite(values[present]).all():
         return False
     seen = values[present]
     return bool(seen.min() >= 0 and seen.max() <= 23 and len(np.unique(seen)) >= MIN_DISTINCT)

@@ -77,6 +77,7 @@ class ConstraintTransform:
         self.gaps_: list[GapState] = []
         self.joints_: list[JointState] = []
         self.parts_: list[DatePart] = []
+        self.partial_: list[str] = []
         self.schema_: TableSchema = schema
 
     # ---------------------------------------------------------------------------------------------------- fit
@@ -87,6 +88,11 @@ class ConstraintTransform:
             for r in self.schema.constraints
             if isinstance(r, DatePart) and r.column in cols and cols.get(r.source) and cols[r.source].kind == "datetime"
         ]
+        self.partial_ = sorted(  # set on rows without their datetime too: modelled there, overwritten elsewhere
+            r.column
+            for r in self.parts_
+            if (frame[r.column].notna() & as_datetimes(frame[r.source], cols[r.source].format).isna()).any()
+        )
         derived = {r.column for r in self.parts_}
         cols = {k: v for k, v in cols.items() if k not in derived}  # recomputed, so no other rule reshapes them
         inequalities = [
@@ -162,7 +168,7 @@ class ConstraintTransform:
 
     def _derived_schema(self, frame: pd.DataFrame) -> TableSchema:
         by_name = {c.name: c for c in self.schema.columns}
-        dropped = {c for j in self.joints_ for c in j.columns[1:]} | {r.column for r in self.parts_}
+        dropped = {c for j in self.joints_ for c in j.columns[1:]} | (self.derived - set(self.partial_))
         replaced: dict[str, ColumnSchema] = {}
         if self.gaps_:
             derived = self._gap_frame(frame)
@@ -248,7 +254,10 @@ class ConstraintTransform:
             restored = _restore_numeric(np.where(missing, 0.0, values), missing, col)
             out[state.column] = self._repair(restored, state, out, by_name).set_axis(out.index)
         for rule in self.parts_:  # after the gaps: the datetime is final
-            out[rule.column] = _restore_part(out, rule, by_name).set_axis(out.index)
+            part = _restore_part(out, rule, by_name).set_axis(out.index)
+            if rule.column in self.partial_:  # the model's value stays where the datetime is missing
+                part = part.where(out[rule.source].notna(), out[rule.column])
+            out[rule.column] = part
         return out[[c.name for c in self.schema.modelled if c.name in out.columns]]
 
     def _repair(
@@ -278,6 +287,7 @@ class ConstraintTransform:
             "gaps": [asdict(g) for g in self.gaps_],
             "joints": [asdict(j) for j in self.joints_],
             "parts": [r.model_dump(mode="json") for r in self.parts_],
+            "partial": self.partial_,
             "schema": self.schema_.model_dump(mode="json"),  # the gaps' bounds were fitted on the training rows
         }
 
@@ -287,6 +297,7 @@ class ConstraintTransform:
         transform.gaps_ = [GapState(**g) for g in payload.get("gaps", [])]
         transform.joints_ = [JointState(**j) for j in payload.get("joints", [])]
         transform.parts_ = [DatePart.model_validate(r) for r in payload.get("parts", [])]
+        transform.partial_ = list(payload.get("partial", []))
         transform.schema_ = TableSchema.model_validate(payload["schema"]) if "schema" in payload else schema
         return transform
 
