@@ -74,7 +74,7 @@ def test_flights_keep_their_weather_hour_and_its_origin_airport():
     for table in ("weather", "flights"):  # year/month/day/hour follow the (moved or copied) time_hour on every row
         real = syn.real[table]
         rules = discover_date_parts(real, [infer_column(c, real[c]) for c in real.columns])
-        assert {r.column for r in rules} >= {"month", "day", "hour"}, table
+        assert {r.column for r in rules} >= {"day", "hour"}, table  # month is one value in four days
         for rule in rules:
             assert not date_part_violations(syn.tables[table], rule, TIME_HOUR_FORMAT).any(), (table, rule)
 
