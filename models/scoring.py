@@ -110,41 +110,78 @@ def gmm_scores(model: Any, x: Tensor) -> RowScores:
     Per component k, log N(x | mu_k, S_k) splits exactly over dimensions as
     sum_j [-0.5 log 2 pi + log P_jj - 0.5 d_j (Lambda d)_j], d = x - mu_k, Lambda = P P^T the precision; each
     categorical group adds log p_k(level). A dimension's part is its term averaged over the row's responsibilities.
+    Every categorical group is read in one product: the groups' one-hots side by side (a missing flag as its two
+    levels) against their stacked log-probabilities.
     """
-    from synthgate.models.gmm_math import PreparedRows, group_onehot
-
     require_fitted(model)
     layout = model.layout_
+    device = model.means_.device
+    n_comp = model.n_components_
+    precision = model.precisions_cholesky_ @ model.precisions_cholesky_.transpose(1, 2)  # (k, d_c, d_c)
+    const = -0.5 * math.log(2 * math.pi) + torch.log(torch.diagonal(model.precisions_cholesky_, dim1=1, dim2=2))
+    log_w = torch.log(model.weights_)
+    coef = getattr(model, "coef_", None)
+    levels = _StackedGroups(layout, model.level_probs_, n_comp, device)
 
     def one(rows: Tensor) -> RowScores:
-        rows = rows.to(model.means_.device, torch.float64)
-        data = PreparedRows.of(rows, layout)
-        values = data.shifted(getattr(model, "coef_", None))  # (n, d_c)
-        n, k = rows.shape[0], model.n_components_
-        groups = group_onehot(rows, layout)
-        group_logp = [g @ torch.log(p).T for g, p in zip(groups, model.level_probs_, strict=True)]  # each (n, k)
-        dims = []  # per component (n, d_c) log-density terms per dimension
-        for j in range(k):
-            prec = model.precisions_cholesky_[j]  # (d_c, d_c) upper factor, P P^T = precision
+        rows = rows.to(device, torch.float64)
+        n = rows.shape[0]
+        onehot = levels.onehot(rows)  # (n, total levels)
+        values = rows[:, layout.continuous]
+        if coef is not None:
+            values = values - onehot @ coef  # the row's level shifts (`PreparedRows.shifted`)
+        joint = log_w + onehot @ levels.log_p  # (n, k)
+        quad = []  # per component (n, d_c): d_j (Lambda d)_j
+        for j in range(n_comp):
             diff = values - model.means_[j]
-            y = diff @ prec  # whitened residual
-            g = y @ prec.T  # precision @ diff, row form
-            dims.append(-0.5 * math.log(2 * math.pi) + torch.log(torch.diagonal(prec)) - 0.5 * diff * g)
-        joint = torch.log(model.weights_).expand(n, k).clone()  # (n, k)
-        for j in range(k):
-            joint[:, j] += dims[j].sum(1)
-        for lp in group_logp:
-            joint += lp
+            q = diff * (diff @ precision[j])
+            joint[:, j] += const[j].sum() - 0.5 * q.sum(1)
+            quad.append(q)
         log_px = torch.logsumexp(joint, dim=1)  # (n,)
         resp = torch.exp(joint - log_px[:, None])  # (n, k) responsibilities
         features = torch.zeros(n, rows.shape[1], dtype=torch.float64, device=rows.device)
         if len(layout.continuous):
-            features[:, layout.continuous] = -sum(resp[:, j : j + 1] * dims[j] for j in range(k))
-        for idx, lp in zip(layout.groups, group_logp, strict=True):
-            features[:, idx[0]] = -(resp * lp).sum(1)  # a group's part sits on its first feature
+            cont = -(resp @ const)
+            for j in range(n_comp):
+                cont += 0.5 * resp[:, j : j + 1] * quad[j]
+            features[:, layout.continuous] = cont
+        if levels.n_groups:  # a group's part sits on its first feature
+            features[:, levels.first] = -((onehot * (resp @ levels.log_p.T)) @ levels.member)
         return RowScores(-log_px, features)
 
     return score_in_chunks(x, one)
+
+
+class _StackedGroups:
+    """A mixture's categorical groups side by side: the gather that builds their one-hots from encoded rows, their
+    log-probabilities stacked (total levels, k), and which group each level belongs to."""
+
+    def __init__(self, layout: Any, level_probs: list[Tensor], n_components: int, device: torch.device):
+        source, scale, shift, group = [], [], [], []
+        for g, (idx, is_binary) in enumerate(zip(layout.groups, layout.binary, strict=True)):
+            cols = idx.tolist()
+            if is_binary:  # [1 - flag, flag]
+                source += [cols[0], cols[0]]
+                scale += [-1.0, 1.0]
+                shift += [1.0, 0.0]
+            else:
+                source += cols
+                scale += [1.0] * len(cols)
+                shift += [0.0] * len(cols)
+            group += [g] * (2 if is_binary else len(cols))
+        self.n_groups = len(layout.groups)
+        self.source = torch.tensor(source, dtype=torch.long, device=device)
+        self.scale = torch.tensor(scale, dtype=torch.float64, device=device)
+        self.shift = torch.tensor(shift, dtype=torch.float64, device=device)
+        self.first = torch.tensor([int(idx[0]) for idx in layout.groups], dtype=torch.long, device=device)
+        self.member = F.one_hot(torch.tensor(group, dtype=torch.long), max(self.n_groups, 1)).to(device, torch.float64)
+        self.log_p = torch.zeros(0, n_components, dtype=torch.float64, device=device)  # (total levels, k)
+        if level_probs:
+            self.log_p = torch.cat([torch.log(p).T for p in level_probs]).to(torch.float64)
+
+    def onehot(self, rows: Tensor) -> Tensor:
+        """(n, total levels) one-hots of every group, in order."""
+        return torch.addcmul(self.shift, rows[:, self.source], self.scale)
 
 
 # ------------------------------------------------------------------------------------------- encoder-decoders
