@@ -92,10 +92,12 @@ def column_parts(features: Tensor, spans: list[Span] | None) -> tuple[list[str],
     feats = features.double().cpu().numpy()
     if not spans:
         return [f"x{i}" for i in range(feats.shape[1])], feats
-    names: list[str] = []
-    for s in spans:
-        if s.column not in names:
-            names.append(s.column)
+    names = list(dict.fromkeys(s.column for s in spans))
+    if np.isfinite(feats).all():  # one product sums every span (an inf would spread through it as inf * 0)
+        member = np.zeros((feats.shape[1], len(names)))
+        for s in spans:
+            member[s.start : s.stop, names.index(s.column)] = 1.0
+        return names, feats @ member
     out = np.zeros((feats.shape[0], len(names)))
     for s in spans:
         out[:, names.index(s.column)] += feats[:, s.start : s.stop].sum(1)
