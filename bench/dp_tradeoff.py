@@ -17,7 +17,8 @@ a family (the gmm's is the BIC-chosen `gmm`, with epsilon it is `gmm_dp`); the p
 Private runs use each config's `PRIVATE` settings; the non-private run of a neural family the same epochs and batch size
 (and no early stopping), so the drop is DP's alone. `mixed:NxC` names `bench.tables.mixed_table(N, C)`.
 
-Each run writes `bench/results/dp_tradeoff.json`; timings mean something only on an otherwise idle machine.
+Each run writes `bench/results/dp_tradeoff.json` (`--merge` keeps the rows it did not measure: run a slow peer on
+its own, then merge it into the grid); timings mean something only on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -247,6 +248,11 @@ def main() -> None:
     parser.add_argument("--peer-epsilons", default=None, help="the peers' epsilons (default: --epsilons), e.g. 3")
     parser.add_argument("--epochs", type=int, default=None, help="neural epochs (default: the configs' PRIVATE)")
     parser.add_argument("--options", default="{}", help='per-model option overrides, JSON: {"gan": {"lr": 5e-4}}')
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the record's rows this run does not measure (a slow peer run on its own adds to the grid)",
+    )
     args = parser.parse_args()
     epsilons = _epsilons(args.epsilons)
     peers = [] if args.peers == "none" else [p for p in args.peers.split(",") if p]
@@ -260,8 +266,12 @@ def main() -> None:
         table_rows = run_table(table, args.models.split(","), epsilons, peers, **kw, **fit_kw)
         print_table(table, table_rows)
         rows += table_rows
+    from bench.results import merged_rows, record
+
+    keys = ("table", "model", "epsilon")
+    if args.merge:
+        rows = merged_rows("dp_tradeoff", rows, keys)
     verdicts = summary(rows)
-    from bench.results import record
 
     figures = [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
     notes = [f"epsilon 3 bar: {v['table']}: {v['best']} {'passes' if v['passed'] else 'fails'} ({v['checks']})"
@@ -271,6 +281,7 @@ def main() -> None:
         figures,
         title="Privacy against fidelity on real tables, with smartnoise MST and AIM",
         notes=notes,
+        merge_on=keys if args.merge else None,
     )
 
 

@@ -57,6 +57,7 @@ def record(
     device: str = "cpu",
     notes: list[str] | None = None,
     directory: Path = RESULTS,
+    merge_on: tuple[str, ...] | None = None,
 ) -> Path:
     """Write `bench/results/<name>.json` atomically, replacing the previous figures of the same bench and device.
 
@@ -67,20 +68,30 @@ def record(
         device: where the models ran.
         notes: conditions a reader needs (load on the machine, repeats, medians).
         directory: where records go.
+        merge_on: keys that name a row (`("table", "model", "epsilon")`): the previous record's rows whose keys this
+            run did not measure are kept (`merged_rows`) and its command is kept beside this one, so runs of one grid
+            split over several processes (a slow peer on its own) add up to one record instead of overwriting each
+            other. `notes` replace the previous ones: a bench that merges computes them on the merged rows.
     """
     stem = name + ("-cuda" if device.startswith("cuda") else "")
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{stem}.json"
+    command = "python " + shlex.join(["bench/" + Path(sys.argv[0]).name, *sys.argv[1:]])
+    if merge_on and target.exists():
+        rows = merged_rows(name, rows, merge_on, device=device, directory=directory)
+        previous = json.loads(target.read_text()).get("command", "")
+        if command not in previous.split(" ; "):
+            command = f"{previous} ; {command}" if previous else command
     payload = {
         "bench": name,
         "title": title,
-        "command": "python " + shlex.join(["bench/" + Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": command,
         "commit": commit(),
         "machine": machine(device),
         "recorded": datetime.now(UTC).strftime("%Y-%m-%d"),
         "notes": list(notes or []),
         "rows": rows,
     }
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / f"{stem}.json"
     fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=directory)
     with os.fdopen(fd, "w") as handle:
         json.dump(payload, handle, indent=2, default=str)
@@ -88,3 +99,15 @@ def record(
     os.replace(tmp, target)
     print(f"recorded {target}", file=sys.stderr)
     return target
+
+
+def merged_rows(name: str, rows: list[dict[str, Any]], keys: tuple[str, ...], *, device: str = "cpu",
+                directory: Path = RESULTS) -> list[dict[str, Any]]:  # fmt: skip
+    """`rows` plus the recorded rows of bench `name` that they do not replace (the same values under `keys`): the
+    previous order first, new rows last. A bench computes its verdicts on these, then records them with `merge_on`."""
+    target = directory / f"{name}{'-cuda' if device.startswith('cuda') else ''}.json"
+    if not target.exists():
+        return list(rows)
+    measured = {tuple(r.get(k) for k in keys) for r in rows}
+    previous = json.loads(target.read_text()).get("rows", [])
+    return [r for r in previous if tuple(r.get(k) for k in keys) not in measured] + list(rows)

@@ -156,7 +156,7 @@ class MarginalModel:
         joints = self._anchor_joints(coarse, a, domains, anchor, acct, rho_table, columns)
         report(2)
 
-        parent = self._select_tree(coarse, a, joints, anchor, acct, rho_choice, sigma_table, n_hat)
+        parent = _select_tree(coarse, a, joints, anchor, acct, rho_choice, sigma_table, n_hat)
         tables = {}
         for node in np.flatnonzero(parent >= 0):
             p = parent[node]
@@ -240,41 +240,6 @@ class MarginalModel:
             noisy = acct.gaussian(counts, rho, f"{columns[anchor].column} x {columns[j].column}")
             joints.append(fit_pair(noisy, ones[anchor], ones[j]))
         return joints
-
-    def _select_tree(
-        self,
-        coarse: np.ndarray,
-        a: np.ndarray,
-        joints: list[np.ndarray | None],
-        anchor: int,
-        acct: ZCDPAccountant,
-        rho_choice: float,
-        sigma: float,
-        n_hat: float,
-    ) -> np.ndarray:
-        """Kruskal's maximum spanning tree over the non-anchor columns, each edge picked by the exponential
-        mechanism; returns parents (-1 at roots and at the anchor)."""
-        c = len(joints)
-        nodes = [j for j in range(c) if j != anchor]
-        pairs = [(i, j) for x, i in enumerate(nodes) for j in nodes[x + 1 :]]
-        quality = np.array([_edge_quality(coarse, a, joints, i, j, sigma, n_hat) for i, j in pairs])
-        component = list(range(c))
-
-        def find(x: int) -> int:
-            while component[x] != x:
-                component[x] = component[component[x]]
-                x = component[x]
-            return x
-
-        neighbours: dict[int, list[int]] = {i: [] for i in range(c)}
-        for _ in range(len(nodes) - 1):
-            open_ = [e for e, (i, j) in enumerate(pairs) if find(i) != find(j)]
-            pick = open_[acct.exponential(quality[open_], rho_choice, "tree edge")]
-            i, j = pairs[pick]
-            component[find(i)] = find(j)
-            neighbours[i].append(j)
-            neighbours[j].append(i)
-        return _orient(neighbours, nodes, c)
 
     # ------------------------------------------------------------------------------------------------- sampling
     def sample(self, n: int, *, conditions: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
@@ -417,3 +382,38 @@ def _orient(neighbours: dict[int, list[int]], nodes: list[int], c: int) -> np.nd
                     parent[other] = node
                     stack.append(other)
     return parent
+
+
+def _select_tree(
+    coarse: np.ndarray,
+    a: np.ndarray,
+    joints: list[np.ndarray | None],
+    anchor: int,
+    acct: ZCDPAccountant,
+    rho_choice: float,
+    sigma: float,
+    n_hat: float,
+) -> np.ndarray:
+    """Kruskal's maximum spanning tree over the non-anchor columns, each edge picked by the exponential
+    mechanism; returns parents (-1 at roots and at the anchor)."""
+    c = len(joints)
+    nodes = [j for j in range(c) if j != anchor]
+    pairs = [(i, j) for x, i in enumerate(nodes) for j in nodes[x + 1 :]]
+    quality = np.array([_edge_quality(coarse, a, joints, i, j, sigma, n_hat) for i, j in pairs])
+    component = list(range(c))
+
+    def find(x: int) -> int:
+        while component[x] != x:
+            component[x] = component[component[x]]
+            x = component[x]
+        return x
+
+    neighbours: dict[int, list[int]] = {i: [] for i in range(c)}
+    for _ in range(len(nodes) - 1):
+        open_ = [e for e, (i, j) in enumerate(pairs) if find(i) != find(j)]
+        pick = open_[acct.exponential(quality[open_], rho_choice, "tree edge")]
+        i, j = pairs[pick]
+        component[find(i)] = find(j)
+        neighbours[i].append(j)
+        neighbours[j].append(i)
+    return _orient(neighbours, nodes, c)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 from palmerpenguins import load_penguins
@@ -65,3 +67,23 @@ def test_the_bar_needs_every_threshold_and_aim_matched():
     assert passed_alone and all(c.endswith("ok") for c in alone)
     assert not passed_beside and ">=AIM FAIL" in beside
     assert passed_no_target and not any(c.startswith("tstr") for c in no_target)
+
+
+def test_a_merged_record_keeps_the_rows_a_run_did_not_measure(tmp_path, monkeypatch):
+    from bench import results
+
+    monkeypatch.setattr(results, "commit", lambda: "test")
+    keys = ("table", "model", "epsilon")
+    grid = [{"table": "t", "model": "marginal", "epsilon": e, "shapes": 0.9} for e in (1.0, 3.0)]
+    results.record("grid", grid, title="grid", directory=tmp_path, merge_on=keys)
+    aim = [{"table": "t", "model": "sn_aim", "epsilon": 3.0, "shapes": 0.8}]
+    rerun = [{"table": "t", "model": "marginal", "epsilon": 3.0, "shapes": 0.95}]
+    results.record("grid", aim, title="grid", directory=tmp_path, merge_on=keys)
+    path = results.record("grid", rerun, title="grid", directory=tmp_path, merge_on=keys)
+    rows = json.loads(path.read_text())["rows"]
+    assert [(r["model"], r["epsilon"], r["shapes"]) for r in rows] == [
+        ("marginal", 1.0, 0.9),
+        ("sn_aim", 3.0, 0.8),
+        ("marginal", 3.0, 0.95),
+    ]
+    assert results.record("grid", aim, title="grid", directory=tmp_path).read_text().count('"table"') == 1
