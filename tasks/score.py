@@ -105,14 +105,22 @@ def find_model(ref: str | Path, *, cache_dir: str | Path | None = None, device: 
 
 # ------------------------------------------------------------------------------------------ checking the batch
 def _match_levels(series: pd.Series, levels: list[Any]) -> pd.Series:
-    """Values of `series` as the schema's levels, also where only their text agrees (1 read as "1" from a CSV)."""
+    """Values of `series` as the schema's levels, also where only their text agrees (1 read as "1" from a CSV).
+
+    Each distinct value is matched once and the matches spread back by its codes: a batch has millions of rows and
+    a handful of distinct values.
+    """
     known = [lv for lv in levels if lv != MISSING]
     by_text = {str(lv): lv for lv in known}
     as_object = series.astype(object)
-    unmatched = ~as_object.isin(known) & as_object.notna()
-    if unmatched.any():
-        as_object[unmatched] = as_object[unmatched].map(lambda v: by_text.get(str(v), v))
-    return as_object
+    codes, uniques = pd.factorize(as_object, use_na_sentinel=True)
+    uniques = pd.Series(uniques, dtype=object)
+    unmatched = ~uniques.isin(known)
+    if not unmatched.any():
+        return as_object
+    uniques[unmatched] = uniques[unmatched].map(lambda v: by_text.get(str(v), v))
+    matched = pd.Series(uniques.to_numpy()[np.maximum(codes, 0)], index=series.index, dtype=object)
+    return matched.where(codes >= 0, as_object)
 
 
 def check_batch(
