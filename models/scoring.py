@@ -115,6 +115,8 @@ def gmm_scores(model: Any, x: Tensor) -> RowScores:
     Every categorical group is read in one product: the groups' one-hots side by side (a missing flag as its two
     levels) against their stacked log-probabilities.
     """
+    from synthgate.models.gmm_math import StackedGroups
+
     require_fitted(model)
     layout = model.layout_
     device = model.means_.device
@@ -123,7 +125,7 @@ def gmm_scores(model: Any, x: Tensor) -> RowScores:
     const = -0.5 * math.log(2 * math.pi) + torch.log(torch.diagonal(model.precisions_cholesky_, dim1=1, dim2=2))
     log_w = torch.log(model.weights_)
     coef = getattr(model, "coef_", None)
-    levels = _StackedGroups(layout, model.level_probs_, n_comp, device)
+    levels = StackedGroups(layout, model.level_probs_, n_comp, device)
 
     def one(rows: Tensor) -> RowScores:
         rows = rows.to(device, torch.float64)
@@ -152,38 +154,6 @@ def gmm_scores(model: Any, x: Tensor) -> RowScores:
         return RowScores(-log_px, features)
 
     return score_in_chunks(x, one)
-
-
-class _StackedGroups:
-    """A mixture's categorical groups side by side: the gather that builds their one-hots from encoded rows, their
-    log-probabilities stacked (total levels, k), and which group each level belongs to."""
-
-    def __init__(self, layout: Any, level_probs: list[Tensor], n_components: int, device: torch.device):
-        source, scale, shift, group = [], [], [], []
-        for g, (idx, is_binary) in enumerate(zip(layout.groups, layout.binary, strict=True)):
-            cols = idx.tolist()
-            if is_binary:  # [1 - flag, flag]
-                source += [cols[0], cols[0]]
-                scale += [-1.0, 1.0]
-                shift += [1.0, 0.0]
-            else:
-                source += cols
-                scale += [1.0] * len(cols)
-                shift += [0.0] * len(cols)
-            group += [g] * (2 if is_binary else len(cols))
-        self.n_groups = len(layout.groups)
-        self.source = torch.tensor(source, dtype=torch.long, device=device)
-        self.scale = torch.tensor(scale, dtype=torch.float64, device=device)
-        self.shift = torch.tensor(shift, dtype=torch.float64, device=device)
-        self.first = torch.tensor([int(idx[0]) for idx in layout.groups], dtype=torch.long, device=device)
-        self.member = F.one_hot(torch.tensor(group, dtype=torch.long), max(self.n_groups, 1)).to(device, torch.float64)
-        self.log_p = torch.zeros(0, n_components, dtype=torch.float64, device=device)  # (total levels, k)
-        if level_probs:
-            self.log_p = torch.cat([torch.log(p).T for p in level_probs]).to(torch.float64)
-
-    def onehot(self, rows: Tensor) -> Tensor:
-        """(n, total levels) one-hots of every group, in order."""
-        return torch.addcmul(self.shift, rows[:, self.source], self.scale)
 
 
 # ------------------------------------------------------------------------------------------- encoder-decoders
