@@ -25,7 +25,6 @@ Writes bench/results/anomaly.json. Timings are only meaningful on an otherwise i
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -33,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +42,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from bench.planted import plant_anomalies
 from bench.pyod_runner import DETECTORS
+from synthgate.tasks.threads import plan_threads, use_threads
 
 FAMILIES = ("gmm", "vae", "autoencoder", "arn", "cart", "marginal", "gan")
 OPTIONS = {"vae": {"epochs": 150}, "autoencoder": {"epochs": 150}, "gan": {"epochs": 150}}
@@ -207,7 +206,7 @@ def throughput(family: str, n_rows: int) -> dict:
     big = frame.iloc[rng.integers(len(frame), size=n_rows)].reset_index(drop=True)
     numeric = big.columns.drop("target")
     big[numeric] = big[numeric] * rng.normal(1.0, 0.02, size=(n_rows, len(numeric)))
-    with all_cores():  # `synthgate score` leaves torch at one thread per core; the fits above keep the bench's one
+    with use_threads(plan_threads()):  # the threads `synthgate score` gives the model
         start = time.perf_counter()
         x = encoder.transform(big)
         encoded = time.perf_counter()
@@ -217,19 +216,6 @@ def throughput(family: str, n_rows: int) -> dict:
         "model": family, "rows": n_rows, "columns": big.shape[1], "encode_s": round(encoded - start, 2),
         "score_s": round(done - encoded, 2), "rows_per_s": round(n_rows / (done - start)),
     }  # fmt: skip
-
-
-@contextlib.contextmanager
-def all_cores() -> Iterator[int]:
-    """torch's intra-op threads at the cores this process may use, restored on exit."""
-    from synthgate.tasks.threads import usable_cpus
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(usable_cpus())
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
 
 
 def cli_throughput(family: str, n_rows: int, n_columns: int = 30, *, n_train: int = 5000) -> dict:

@@ -30,6 +30,7 @@ from synthgate.schemas.scoring import SCORE_METADATA_KEY, ScoreSummary, Threshol
 from synthgate.schemas.table import ColumnKind, TableSchema
 from synthgate.tasks.protect import RARE_LABEL
 from synthgate.tasks.publish import atomic_path
+from synthgate.tasks.threads import plan_threads, use_threads
 
 logger = logging.getLogger(__name__)
 
@@ -315,7 +316,8 @@ def score_rows(scoring: ScoringModel, rows: pd.DataFrame) -> Scored:
             for column, value in zip(joint.columns, joint.levels[0], strict=True):
                 rows.loc[broken, column] = value
     encoded = scoring.encoder.transform(rows)
-    result = scoring.model.anomaly_scores(encoded)
+    with use_threads(plan_threads()):  # docs/decisions.md#fused-scoring-layers: one thread on two cores
+        result = scoring.model.anomaly_scores(encoded)
     names, parts = column_parts(result.features, scoring.encoder.spans_)
     joints = source_columns(scoring.encoder)
     by_source: dict[str, np.ndarray] = {}
