@@ -22,11 +22,15 @@ import json
 import multiprocessing as mp
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/realism.py` finds `bench.results`
 
 PEERS_NOT_RUN = ("sdv_gaussiancopula", "sdv_tvae", "sdv_ctgan", "mostlyai_tabularargn")
 

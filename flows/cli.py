@@ -133,7 +133,10 @@ def run(
     balance: Annotated[str | None, typer.Option(help="Categorical column whose classes the output equalises.")] = None,
     text: Annotated[
         list[str] | None,
-        typer.Option(help="COLUMN=synthesize|fake|drop for a free-text column; repeatable (default: synthesize)."),
+        typer.Option(
+            help="COLUMN=synthesize|fake|drop for a free-text column; repeatable (default: synthesize; with --epsilon: "
+            "fake, and synthesize trains it with DP-SGD on a share of the budget)."
+        ),
     ] = None,
     rows_per_class: Annotated[int | None, typer.Option(help="With --balance: rows per class.")] = None,
     report: Annotated[
@@ -300,7 +303,7 @@ def _run_flow_on(api: Any, request: Any, **options: Any) -> None:
     from synthgate.schemas.errors import GateRefusedError
     from synthgate.tasks.report import summary_table
 
-    api.ready(meanwhile=lambda: _import_later_steps(request.model))
+    api.ready(meanwhile=_import_later_steps)
     try:
         with quiet_failure_logs():  # the error is printed once, below; Prefect's run logs keep the traceback
             result = synthesize_table(request, **options)
@@ -317,13 +320,9 @@ def _run_flow_on(api: Any, request: Any, **options: Any) -> None:
     out.print(f"report: {result.report}")
 
 
-def _import_later_steps(model: str | None) -> None:
-    """What the flow imports lazily: Great Expectations (every run validates) and, for the neural models, what
-    torch imports when the first optimizer is built (`torch._dynamo`, seconds of a fit otherwise)."""
+def _import_later_steps() -> None:
+    """What the flow imports lazily and every run needs: Great Expectations (every run validates)."""
     import great_expectations  # noqa: F401
-
-    if model not in (None, "gmm"):
-        import torch._dynamo  # noqa: F401
 
 
 def _fail(exc: BaseException) -> None:
@@ -344,73 +343,6 @@ def _fail(exc: BaseException) -> None:
         label = "REFUSED" if code == EXIT_REFUSED else "BAD INPUT"
         console.print(f"[bold red]{label}[/]: {escape(str(exc))}")
     raise typer.Exit(code)
-
-
-@schema_app.command("infer")
-def schema_infer(
-    input: Annotated[
-        str,
-        typer.Argument(
-            help="CSV/Parquet path, SQLAlchemy URL or dataset:NAME; a folder of tables, or a URL without --table, "
-            "shows the database's keys and relations with their evidence."
-        ),
-    ],
-    table: Annotated[str | None, typer.Option(help="SQL sources: table name or SELECT query.")] = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the schema YAML here (else print it).")
-    ] = None,
-    encoding: Annotated[str | None, typer.Option(help="CSV text encoding (default: detected).")] = None,
-    sep: Annotated[str | None, typer.Option(help="CSV field separator: , ; tab or | (default: detected).")] = None,
-    epsilon: Annotated[
-        float | None,
-        typer.Option(
-            help="Release the bounds and categories under differential privacy at this epsilon, so that a private "
-            "run given this schema spends nothing on its domain (the two epsilons add up)."
-        ),
-    ] = None,
-    delta: Annotated[float | None, typer.Option(help="With --epsilon: the DP delta (default 1/(10 n)).")] = None,
-) -> None:
-    """Infer a table's schema (kinds, dtypes, bounds, categories, formats, PII flags) and print or write it as YAML.
-
-    Each column's kind is listed with the rule that decided it (on stderr, so piped YAML stays clean); correct a
-    wrong one in the YAML and pass it to `synthgate run --schema`.
-    """
-    from rich.table import Table
-
-    from synthgate.schemas.table import infer_schema
-    from synthgate.tasks.ingest import data_hash, read_table
-    from synthgate.tasks.publish import write_text_atomic
-    from synthgate.tasks.reader import is_sql_url
-
-    if table is None and (is_sql_url(input) or Path(input).is_dir()):
-        from synthgate.flows.database_cli import infer_database
-
-        infer_database(input, output)
-        return
-    try:
-        frame = read_table(input, table=table, encoding=encoding, sep=sep)
-        name = input.split(":", 1)[1] if input.startswith("dataset:") else (table or Path(input).stem)
-        if epsilon is not None:
-            from synthgate.tasks.dp_preprocess import infer_private_schema
-
-            schema = infer_private_schema(frame, name=name, epsilon=epsilon, delta=delta)
-        else:
-            # Stamped with the rows' hash: a private run told this schema is public can say where its domain came
-            # from.
-            schema = infer_schema(frame, name=name).model_copy(update={"inferred_from": data_hash(frame)})
-        text = schema.to_yaml()
-    except Exception as exc:
-        _fail(exc)
-    summary = Table("column", "kind", "dtype", "why", title=f"{name}: {len(schema.columns)} columns", box=None)
-    for col in schema.columns:
-        why = (col.reason or "").removeprefix(f"{col.kind.value}: ")
-        summary.add_row(col.name, col.kind.value, col.dtype, why)
-    console.print(summary)
-    if output:
-        write_text_atomic(output, text)
-        console.print(f"schema written to {output}")
-    else:
-        out.print(text, end="", markup=False, highlight=False)
 
 
 @app.command("report")
@@ -454,8 +386,10 @@ def setup_command(
 def _register_optional_commands() -> None:
     from synthgate.flows.database_cli import database_command  # typer only: each stack loads when its command runs
     from synthgate.flows.many_cli import many_command
+    from synthgate.flows.schema_cli import schema_infer
     from synthgate.flows.score_cli import score_command
 
+    schema_app.command("infer")(schema_infer)
     app.command("database")(database_command)
     app.command("many")(many_command)
     app.command("score")(score_command)

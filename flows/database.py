@@ -92,11 +92,11 @@ def run_database(
     if not gates.passed:
         raise GateRefusedError(gates, str(report))
     if write_url is None:
-        outputs = step(write_tables, "publish-database")(syn, Path(output), facts)
+        outputs = step(write_tables, "publish-database")(syn, Path(output), facts, gates)
     else:  # staged first (slow, invisible), then the files, then one swap: both are published or neither
         staged = step(stage_database, "stage-database")(syn.tables, table_order(db.schema, list(syn.tables)), write_url)
         try:
-            outputs = step(write_tables, "publish-database")(syn, Path(output), facts)
+            outputs = step(write_tables, "publish-database")(syn, Path(output), facts, gates)
             step(commit_database, "write-database")(staged)
         finally:
             discard_database(staged)

@@ -36,6 +36,7 @@ from synthgate.tasks.select import candidate_names
 from synthgate.tasks.source import ingest_source, validate_source
 from synthgate.tasks.split import split_holdout_task
 from synthgate.tasks.steps import ORCHESTRATED, Steps
+from synthgate.tasks.text_columns import columns_to_synthesize
 from synthgate.tasks.threads import plan_threads, use_threads
 from synthgate.tasks.training import encode_for_model, train_or_reuse
 from synthgate.tasks.verdict import judge_output
@@ -137,6 +138,7 @@ def run_table(request: RunRequest, options: RunOptions | None = None, *, step: S
         rare_k=request.rare_category_k,
         public_schema=is_contract(request.schema_path),  # overrides leave the rest of the domain to the rows
         seed=request.seed,
+        text_columns=columns_to_synthesize(source.schema, train, request.text) if request.epsilon else (),
     )
     if request.model != prepared.model:  # `auto` with a budget resolved to one private family
         request = request.model_copy(update={"model": prepared.model})
@@ -195,6 +197,7 @@ def run_table(request: RunRequest, options: RunOptions | None = None, *, step: S
             candidates=trained.candidates,
             notes=metadata.notes,
             pending=gates.passed,  # says PUBLISHED only once the output is committed (mark_published below)
+            text_examples=text.examples,
         )
         write_report(report, html)
         create_run_artifacts(gates, facts)

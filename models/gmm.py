@@ -7,15 +7,16 @@ the numbers (a Gaussian fitted to one-hot columns and decoded by argmax would al
 parameters on 0/1 columns and cannot condition exactly on a category). Without spans every dimension is continuous and
 this is the classic full-covariance GMM.
 
-The continuous means may also shift with the row's categories and missing flags (`regress_on_levels`, on by default
-from `AUTO_REGRESS_ROWS` rows): x | component k, levels c ~ N(mu_k + B onehot(c), S_k), a conditional-Gaussian
-mixture (Lauritzen & Wermuth 1989, "Graphical models for associations between variables, some of which are
-qualitative and some quantitative") whose level shifts B are shared by the components. The shifts reproduce additive
-category effects (species moving bill length, a segment moving income) that a plain latent-class mixture needs one
-component per category combination for (docs/decisions.md#gmm-level-shifts). Shifts per component were tried
-first: BIC then prices every component at d_c x levels more parameters and buys too few of them. B is refitted in every M-step by ridge least squares of x minus the
-component means on the one-hots (`ridge` pseudo-rows shrink the shift of a rarely seen level), an ECM step (Meng &
-Rubin 1993); the normal equations' Cholesky factor is computed once per fit.
+The continuous means also shift with the row's categories and missing flags (`regress_on_levels`, on by default;
+below `AUTO_REGRESS_ROWS` rows the BIC search runs without them and they join at the final refit):
+x | component k, levels c ~ N(mu_k + B onehot(c), S_k), a conditional-Gaussian mixture (Lauritzen & Wermuth 1989,
+"Graphical models for associations between variables, some of which are qualitative and some quantitative") whose
+level shifts B are shared by the components. The shifts reproduce additive category effects (species moving bill
+length, a segment moving income) that a plain latent-class mixture needs one component per category combination for
+(docs/decisions.md#gmm-level-shifts). Shifts per component were tried first: BIC then prices every component at
+d_c x levels more parameters and buys too few of them. B is refitted in every M-step by ridge least squares of x
+minus the component means on the one-hots (`ridge` pseudo-rows shrink the shift of a rarely seen level), an ECM step
+(Meng & Rubin 1993); the normal equations' Cholesky factor is computed once per fit.
 
 The EM skeleton follows scikit-learn's `BaseMixture` (`_initialize`, `_e_step`, `_m_step`, best of `n_init` restarts by
 lower bound, a warning when not converged); the Gaussian maths are module-level functions in log space on precision
@@ -56,7 +57,8 @@ logger = logging.getLogger(__name__)
 
 
 # Below this many rows the shared shifts and the components compete for the same signal and BIC starves the components
-# that carry the categories' joint: docs/decisions.md#gmm-level-shifts.
+# that carry the categories' joint, so the search runs without the shifts and they join at the refit:
+# docs/decisions.md#gmm-level-shifts.
 AUTO_REGRESS_ROWS = 2_000
 
 
@@ -79,7 +81,8 @@ class GMMConfig:
     # winner is then refitted from its own parameters to `tol` (docs/decisions.md#gmm-search-tolerance).
     search_tol_factor: float = 30.0
     seed: int = 0  # seeds initialisation only; sampling randomness comes from the caller's generator
-    # Continuous means shift with each row's levels (conditional-Gaussian mixture); None: from AUTO_REGRESS_ROWS rows.
+    # Continuous means shift with each row's levels (conditional-Gaussian mixture); None: on, and in the BIC search
+    # too from AUTO_REGRESS_ROWS rows; False: a plain latent-class mixture.
     regress_on_levels: bool | None = None
     ridge: float = 1.0  # shrinkage of those shifts, in pseudo-rows: a level seen a few times moves the mean little
     condition_pool: int = 20  # candidate draws per row when conditioning on continuous values (importance resampling)
@@ -127,7 +130,7 @@ class GaussianMixture:
         if cfg.n_components is not None:
             if not 1 <= cfg.n_components <= n:
                 raise InvalidInputError(f"n_components must be between 1 and the number of rows ({n})")
-            best = self._fit_k(x, layout, cfg.n_components, gen)
+            best = self._fit_k(x, layout, cfg.n_components, gen, shifts=self._regresses())
             self.bic_ = {cfg.n_components: self._bic(best, x.shape[0], layout)}
         else:
             sub = x
@@ -137,7 +140,8 @@ class GaussianMixture:
             best, worse_in_a_row = None, 0
             for k in range(1, min(cfg.max_components, max(1, sub.shape[0] // 10)) + 1):
                 try:
-                    params = self._fit_k(sub, layout, k, gen, tol=cfg.tol * cfg.search_tol_factor)
+                    tol = cfg.tol * cfg.search_tol_factor
+                    params = self._fit_k(sub, layout, k, gen, shifts=self._regresses_in_search(), tol=tol)
                 except InvalidInputError:
                     break
                 bics[k] = self._bic(params, sub.shape[0], layout)
@@ -148,8 +152,9 @@ class GaussianMixture:
                     worse_in_a_row += 1
                     if worse_in_a_row >= 2:  # BIC is rising: larger k only overfits
                         break
-            # Refit on every row to the full tolerance, starting from the search's winner (far fewer EM iterations).
-            best = self._fit_k(x, layout, best["weights"].shape[0], gen, start=best)
+            # Refit on every row to the full tolerance, starting from the search's winner (far fewer EM iterations);
+            # below AUTO_REGRESS_ROWS the shifts join here, on top of the components the plain search chose.
+            best = self._fit_k(x, layout, best["weights"].shape[0], gen, shifts=self._regresses(), start=best)
             self.bic_ = bics
         self._set_params(best, layout, d)
         logger.info(
@@ -168,6 +173,7 @@ class GaussianMixture:
         k: int,
         gen: torch.Generator,
         *,
+        shifts: bool,
         start: dict[str, Any] | None = None,
         tol: float | None = None,
     ) -> dict[str, Any]:
@@ -175,7 +181,7 @@ class GaussianMixture:
         cfg = self.config
         tol = cfg.tol if tol is None else tol
         # The continuous block and one-hot groups, sliced once for every EM iteration.
-        data = PreparedRows.of(x, layout, ridge=self.config.ridge if self._regresses() else None)
+        data = PreparedRows.of(x, layout, ridge=self.config.ridge if shifts else None)
         best: dict[str, Any] | None = None
         for _ in range(1 if start is not None else cfg.n_init):
             if start is not None:
@@ -205,7 +211,15 @@ class GaussianMixture:
         return best
 
     def _regresses(self) -> bool:
-        """Whether the means shift with the levels; decided on the rows of the whole fit, not a BIC subsample."""
+        """Whether the fitted means shift with the levels: unless turned off, they do at any size."""
+        return self.config.regress_on_levels is not False
+
+    def _regresses_in_search(self) -> bool:
+        """Whether the BIC search fits the shifts too; decided on the rows of the whole fit, not a BIC subsample.
+
+        Below `AUTO_REGRESS_ROWS` (by default) it chooses the components without them, so BIC keeps the components
+        that carry the categories' joint, and the shifts join when the winner is refitted on every row.
+        """
         if self.config.regress_on_levels is not None:
             return self.config.regress_on_levels
         return self._fit_rows >= AUTO_REGRESS_ROWS

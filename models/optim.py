@@ -23,12 +23,18 @@ class FusedAdam(torch.optim.Adam):
 
     `Adam.step` regroups the parameters by device and dtype and re-reads every option on each call: for a small
     network more Python time than the kernel itself (docs/decisions.md#cpu-kernels).
-    The first step (which creates the state) and any unusual one (a closure, a parameter without a gradient, mixed
-    devices or dtypes) go through `Adam.step`; the state is Adam's own, so checkpoints and `state_dict` are unchanged.
+    The first step creates Adam's state itself; any unusual step (a closure, a parameter without a gradient, mixed
+    devices or dtypes) goes through `Adam.step`; the state is Adam's own, so checkpoints and `state_dict` are unchanged.
+
+    Neither path imports `torch._dynamo` (4 s of a CPU fit's start): `Adam.step`'s wrapper imports it for a graph
+    break and `Optimizer.add_param_group`'s to mark itself untraceable, both of which matter only under
+    `torch.compile`, which no model here uses (docs/decisions.md#no-dynamo).
     """
 
     def step(self, closure=None):
         lists = getattr(self, "_fused_lists", None)
+        if closure is None and lists is None and self._create_state():
+            lists = self._fused_lists = self._direct_lists()
         if closure is None and lists is not None:
             params, exp_avgs, exp_avg_sqs, steps, counter = lists
             grads = [p.grad for p in params]
@@ -65,8 +71,31 @@ class FusedAdam(torch.optim.Adam):
         self._fused_lists = None  # the state tensors were replaced: rebuilt by the next step
 
     def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
+        base = torch.optim.Optimizer.add_param_group
+        getattr(base, "__wrapped__", base)(self, param_group)  # the function under its dynamo-disabling wrapper
         self._fused_lists = None
+
+    def _create_state(self) -> bool:
+        """Adam's lazy state (step 0, zero moments) for one plain group of same-device floating parameters that all
+        have gradients, as `Adam.step` creates it for the fused kernel; False (nothing created) otherwise."""
+        if len(self.param_groups) != 1 or self.state:
+            return False
+        group = self.param_groups[0]
+        params = group["params"]
+        plain = group["fused"] and not (group["amsgrad"] or group["maximize"] or group["capturable"])
+        if not plain or group["differentiable"] or isinstance(group["lr"], Tensor) or not params:
+            return False
+        if any(p.grad is None or not p.is_floating_point() for p in params):
+            return False
+        if len({(p.device, p.dtype) for p in params}) != 1 or params[0].device.type not in ("cpu", "cuda"):
+            return False
+        for p in params:
+            self.state[p] = {
+                "step": torch.zeros((), dtype=torch.float32, device=p.device),  # the fused kernel's step dtype
+                "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+            }
+        return True
 
     def _direct_lists(self) -> tuple[Any, ...] | None:
         """The tensors the kernel takes, when one plain group of same-device, same-dtype parameters allows it.

@@ -1,25 +1,28 @@
-"""A small character-level GRU language model for one free-text column, conditioned on the rest of the row.
+"""A small GRU language model over words and characters for one free-text column, conditioned on the rest of the row.
 
-Short free text in business tables (agent notes, ticket subjects, reasons) is narrow: a few templates, a vocabulary of
-a few dozen characters, and wording that depends on the row (notes about cancelling on churned customers). A GRU
-trained from scratch on the column's own text learns that in seconds on a CPU and needs nothing downloaded.
+Short free text in business tables (agent notes, ticket subjects, reasons) is narrow: a few templates, a few hundred
+words, and wording that depends on the row (notes about cancelling on churned customers). A GRU trained from scratch
+on the column's own text learns that in seconds on a CPU and needs nothing downloaded. Frequent words are single
+tokens and rare ones are spelled in characters (`models.text_tokens`), so a note is about 20 recurrent steps, not 90.
 
 The row enters through its encoded vector (`TableEncoder` output of the other modelled columns): a linear map of it is
 the GRU's initial state and is also added to every step's input, so the text can depend on the row from the first
-character to the last. Missing values are a token of their own (`<null>` as the first token), and the end token ends
+token to the last. Missing values are a token of their own (`<null>` as the first token), and the end token ends
 a text, so the missing share and the length distribution are learned with the words. Typed placeholders (`<EMAIL>`)
 are single tokens, so the model places them and the caller fills them with fakes.
+
+With `epsilon` the fit is DP-SGD (Opacus's GRU for per-text gradients) over a public character vocabulary, and the
+missing share and the word list from noisy counts; `privacy_` reports the spend (basic composition of the three).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-from collections import Counter
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import torch
 from torch import Tensor, nn
@@ -33,10 +36,14 @@ from synthgate.models.base import (
     resolve_device,
     save_checkpoint,
 )
+from synthgate.models.optim import adam
+from synthgate.models.text_tokens import BOS, EOS, NULL, PAD, SPECIALS, UNK, Vocabulary
 from synthgate.schemas.errors import InvalidInputError
 
-PAD, BOS, EOS, NULL, UNK = "<pad>", "<bos>", "<eos>", "<null>", "<unk>"
-SPECIALS = (PAD, BOS, EOS, NULL, UNK)
+# Early stopping: the validation loss is read every EVAL_EVERY updates on at most MAX_VAL_TEXTS held-out texts, and
+# the fit ends after PATIENCE reads without a MIN_GAIN relative improvement.
+EVAL_EVERY, MAX_VAL_TEXTS, PATIENCE, MIN_GAIN = 10, 256, 2, 0.01
+MAX_NULL_SIGMA_SHARE = 0.02  # a noisy missing count wider than 2% of the rows is not used
 
 
 @dataclass(frozen=True)
@@ -47,23 +54,40 @@ class TextConfig:
     hidden: int = 64
     max_tokens: int = 256  # texts are cut here for training; longer columns stay Faker text by default
     min_char_count: int = 2  # a character seen once could identify its writer: it becomes <unk>, never sampled
-    steps: int = 200  # a fixed number of updates, not epochs: the time does not grow with the rows
+    min_word_rows: int = 5  # a word used by fewer texts is spelled in characters (models/text_tokens.py)
+    max_words: int = 2000
+    epochs: int = 20  # the planned passes; early stopping usually ends the fit well before
+    min_steps: int = 20
+    max_steps: int = 400  # large columns stop here: the time does not grow with the rows past that
     batch_size: int = 32
-    lr: float = 1e-2
+    lr: float = 2e-2
     temperature: float = 0.8  # a little below 1: fewer misspellings, still varied
     top_p: float = 0.95
     seed: int = 0
+    # With epsilon: DP-SGD over public characters and DP-released words (docs/decisions.md#text-dp).
+    epsilon: float | None = None
+    delta: float | None = None
+    dp_epochs: int = 8
+    dp_batch_size: int = 256  # large Poisson batches: the noise is spread over more rows
+    max_grad_norm: float = 1.0
+    null_share: float = 0.05  # of epsilon and delta, for the noisy count of missing texts
+    vocab_share: float = 0.15  # of epsilon and delta, for the noisy word counts of the vocabulary
 
 
 class _GRU(nn.Module):
     """Token embedding plus row embedding into a one-layer GRU; the row sets the initial state and each step's input."""
 
-    def __init__(self, n_tokens: int, n_cond: int, config: TextConfig) -> None:
+    def __init__(self, n_tokens: int, n_cond: int, config: TextConfig, *, private: bool = False) -> None:
         super().__init__()
         self.embed = nn.Embedding(n_tokens, config.embed)
         self.cond_state = nn.Linear(n_cond, config.hidden)
         self.cond_input = nn.Linear(n_cond, config.embed)
-        self.gru = nn.GRU(config.embed, config.hidden, batch_first=True)
+        if private:  # Opacus's GRU: same parameters and state dict, per-sample gradients
+            from opacus.layers import DPGRU
+
+            self.gru: nn.Module = DPGRU(config.embed, config.hidden, batch_first=True)
+        else:
+            self.gru = nn.GRU(config.embed, config.hidden, batch_first=True)
         self.head = nn.Linear(config.hidden, n_tokens)
 
     def initial(self, cond: Tensor) -> Tensor:
@@ -76,14 +100,15 @@ class _GRU(nn.Module):
 
 
 class TextModel:
-    """Character-level conditional language model for one text column (fit on texts, sample texts).
+    """Word-and-character conditional language model for one text column (fit on texts, sample texts).
 
     Attributes:
-        vocab_: the tokens, specials first, then placeholders, then characters seen at least `min_char_count` times.
+        vocab_: the tokens: specials, placeholders, frequent words, then characters (`models.text_tokens`).
         n_cond_: width of the row vector the model was fitted with.
         null_bias_: shift of the missing token's log-odds that matches the training missing share.
         module_: the trained network.
-        history_: training loss per logged step.
+        history_: validation loss per read (training loss without a validation split; DP-SGD: per step).
+        privacy_: with epsilon, what the fit spent (epsilon, delta, noise, steps); None otherwise.
     """
 
     def __init__(
@@ -98,26 +123,10 @@ class TextModel:
         self.device = device
         self.vocab_: list[str] | None = None
         self.n_cond_: int | None = None
+        self.privacy_: dict[str, Any] | None = None
 
-    # ----------------------------------------------------------------------------------------- tokens
-    def _pattern(self) -> re.Pattern[str]:
-        alternatives = [re.escape(p) for p in sorted(self.placeholders, key=len, reverse=True)]
-        return re.compile("|".join([*alternatives, "."]), re.DOTALL)
-
-    def _tokenize(self, text: str) -> list[str]:
-        return self._pattern().findall(text)
-
-    def _encode(self, texts: list[str | None]) -> list[list[int]]:
-        index = {t: i for i, t in enumerate(self.vocab_ or [])}
-        unk, cut = index[UNK], self.config.max_tokens
-        out = []
-        for text in texts:
-            if text is None:
-                out.append([index[NULL]])
-                continue
-            ids = [index.get(t, unk) for t in self._tokenize(text)]
-            out.append(ids[:cut] if len(ids) >= cut else [*ids, index[EOS]])  # a cut text has no end to learn
-        return out
+    def _vocabulary(self) -> Vocabulary:
+        return Vocabulary(tuple(self.vocab_ or ()), self.placeholders)
 
     # ------------------------------------------------------------------------------------------- fit
     def fit(self, texts: list[str | None], *, conditions: Tensor | None = None) -> Self:
@@ -134,33 +143,164 @@ class TextModel:
             raise InvalidInputError("a text model needs at least one row to fit; the text column is empty")
         texts = [t if isinstance(t, str) else None for t in texts]  # NaN and pd.NA are missing values too
         cfg = self.config
+        private = cfg.epsilon is not None
         device = resolve_device(self.device)
         cond = _conditions(conditions, len(texts)).to(device)
-        counts = Counter(t for text in texts if text is not None for t in self._tokenize(text))
-        chars = sorted(t for t, c in counts.items() if c >= cfg.min_char_count and t not in self.placeholders)
-        self.vocab_ = [*SPECIALS, *self.placeholders, *chars]
+        present = [t for t in texts if t is not None]
+        torch.manual_seed(cfg.seed)  # weight initialisation and DP noise; sampling takes its own generator
+        vocab = (
+            self._private_vocabulary(present, len(texts))
+            if private
+            else Vocabulary.learn(
+                present,
+                placeholders=self.placeholders,
+                min_char_count=cfg.min_char_count,
+                min_word_rows=cfg.min_word_rows,
+                max_words=cfg.max_words,
+            )
+        )
+        self.vocab_ = list(vocab.tokens)
         self.n_cond_ = cond.shape[1]
-        encoded = self._encode(texts)
-        torch.manual_seed(cfg.seed)  # weight initialisation; sampling takes its own generator
-        module = _GRU(len(self.vocab_), self.n_cond_, cfg).to(device)
-        optimizer = torch.optim.Adam(module.parameters(), lr=cfg.lr)
-        order_gen = torch.Generator().manual_seed(cfg.seed)
+        encoded = vocab.encode(texts, cfg.max_tokens)
+        module = _GRU(len(self.vocab_), self.n_cond_, cfg, private=private).to(device)
         self.history_: list[float] = []
-        n = len(encoded)
-        for step in range(cfg.steps):
-            rows = torch.randint(n, (min(cfg.batch_size, n),), generator=order_gen).tolist()
-            inputs, targets = _batch([encoded[r] for r in rows], device)
-            logits, _ = module(inputs, cond[rows])
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=0)
-            optimizer.zero_grad(set_to_none=True)
+        if private:
+            self.module_ = self._fit_private(module, encoded, cond, device)
+            share = self._private_null_share(sum(t is None for t in texts), len(texts))
+        else:
+            self.module_ = self._fit_plain(module, encoded, cond, device)
+            share = sum(t is None for t in texts) / len(texts)
+        self.module_.eval()
+        self.null_bias_ = 0.0 if share is None else self._calibrate_null(cond, share)
+        return self
+
+    def _fit_plain(self, module: nn.Module, encoded: list[list[int]], cond: Tensor, device: torch.device) -> nn.Module:
+        """Adam on shuffled batches until the validation loss stops falling (between `min_steps` and `max_steps`).
+
+        A column of a few templates is learned in a few dozen updates and a column of varied text needs hundreds;
+        stopping on a held-out tenth of the texts gives each what it needs (docs/decisions.md#text-columns).
+        """
+        cfg = self.config
+        order_gen = torch.Generator().manual_seed(cfg.seed)
+        perm = torch.randperm(len(encoded), generator=order_gen).tolist()
+        n_val = min(len(encoded) // 10, MAX_VAL_TEXTS) if len(encoded) >= 50 else 0
+        val, fit = perm[:n_val], perm[n_val:]
+        padded = _pad(encoded, device)
+        val_batch = _batch(padded, val) if val else None
+        batch = max(1, min(cfg.batch_size, len(fit)))
+        steps = min(max(math.ceil(cfg.epochs * len(fit) / batch), cfg.min_steps), cfg.max_steps)
+        optimizer = adam(module.parameters(), lr=cfg.lr)  # dynamo-free: docs/decisions.md#no-dynamo
+        order: list[int] = []
+        best, stale = math.inf, 0
+        for step in range(steps):
+            if len(order) < batch:
+                order += [fit[i] for i in torch.randperm(len(fit), generator=order_gen).tolist()]
+            rows, order = order[:batch], order[batch:]
+            loss = _token_loss(module, _batch(padded, rows), cond[rows])
+            optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(module.parameters(), 1.0)
             optimizer.step()
-            if step % 50 == 0 or step == cfg.steps - 1:
+            if (step + 1) % EVAL_EVERY and step + 1 < steps:
+                continue
+            if val_batch is None:  # too few texts to hold some out: the planned steps, training loss logged
                 self.history_.append(float(loss.detach()))
-        self.module_ = module.eval()
-        self.null_bias_ = self._calibrate_null(cond, sum(t is None for t in texts) / len(texts))
-        return self
+                continue
+            if step + 1 < cfg.min_steps:
+                continue
+            with torch.no_grad():
+                current = float(_token_loss(module, val_batch, cond[val]))
+            self.history_.append(current)
+            best, stale = (current, 0) if current < best * (1 - MIN_GAIN) else (best, stale + 1)
+            if stale >= PATIENCE:
+                break
+        return module
+
+    def _fit_private(
+        self, module: nn.Module, encoded: list[list[int]], cond: Tensor, device: torch.device
+    ) -> nn.Module:
+        """DP-SGD (`models.privacy.make_private`): Poisson batches, per-text clipped gradients, Gaussian noise.
+
+        Each text's loss is the mean over its own tokens, so one text's gradient is bounded whatever its length,
+        and the batch loss is the mean over texts, as Opacus's clipping assumes.
+        """
+        from synthgate.models.privacy import index_loader, make_private
+
+        cfg = self.config
+        n = len(encoded)
+        eps, delta = self._budget(n)
+        padded = _pad(encoded, device)
+        optimizer = torch.optim.Adam(module.parameters(), lr=cfg.lr)
+        dp = make_private(
+            module,
+            optimizer,
+            index_loader(n, cfg.dp_batch_size),
+            epsilon=eps * (1 - cfg.null_share - cfg.vocab_share),
+            delta=delta * (1 - cfg.null_share - cfg.vocab_share),
+            epochs=cfg.dp_epochs,
+            max_grad_norm=cfg.max_grad_norm,
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")  # token ids need no gradient
+            for _ in range(cfg.dp_epochs):
+                for idx in dp.batches():
+                    rows = idx.to(device)
+                    inputs, targets = _batch(padded, rows)
+                    logits, _ = dp.module(inputs, cond[rows])
+                    per_token = F.cross_entropy(
+                        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=0, reduction="none"
+                    ).reshape(targets.shape)  # (batch, time)
+                    mask = (targets != 0).float()
+                    loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
+                    dp.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    dp.optimizer.step()
+                    self.history_.append(float(loss.detach()))
+        self.privacy_ = dp.report()
+        trained = dp.detach()
+        plain = _GRU(len(self.vocab_ or []), self.n_cond_ or 1, cfg).to(device)
+        wanted = plain.state_dict().keys()  # DPGRU also lists its cells' own names; nn.GRU's are among them
+        plain.load_state_dict({k: v for k, v in trained.state_dict().items() if k in wanted})  # the fast GRU samples
+        return plain
+
+    def _private_vocabulary(self, present: list[str], n: int) -> Vocabulary:
+        """Words released under `vocab_share` of the budget (`Vocabulary.private`); characters are public."""
+        cfg = self.config
+        eps, delta = self._budget(n)
+        return Vocabulary.private(
+            present,
+            placeholders=self.placeholders,
+            epsilon=eps * cfg.vocab_share,
+            delta=delta * cfg.vocab_share,
+            max_words=cfg.max_words,
+        )
+
+    def _budget(self, n: int) -> tuple[float, float]:
+        from synthgate.models.privacy import default_delta
+
+        assert self.config.epsilon is not None, "a private fit needs epsilon"
+        return float(self.config.epsilon), float(self.config.delta or default_delta(n))
+
+    def _private_null_share(self, n_missing: int, n: int) -> float | None:
+        """The missing share from a Gaussian-noised count (sensitivity 1), bought with `null_share` of the budget.
+
+        None when the noise is too wide to help (sigma over `MAX_NULL_SIGMA_SHARE` of the rows): the DP-SGD model's
+        own missing chance is kept then. The share is charged either way, so the decision reveals nothing.
+        """
+        from synthgate.models.privacy import gaussian_sigma
+
+        cfg = self.config
+        eps, delta = self._budget(n)
+        sigma = gaussian_sigma(eps * cfg.null_share, delta * cfg.null_share)
+        noisy = n_missing + float(torch.randn(1).item()) * sigma
+        assert self.privacy_ is not None
+        self.privacy_ = {
+            **self.privacy_,
+            "epsilon": round(float(self.privacy_["epsilon"]) + eps * (cfg.null_share + cfg.vocab_share), 4),
+            "delta": delta,
+            "null_count_sigma": round(sigma, 3),
+        }
+        return min(max(noisy / n, 0.0), 1.0) if sigma <= MAX_NULL_SIGMA_SHARE * n else None
 
     @torch.no_grad()
     def _calibrate_null(self, cond: Tensor, share: float) -> float:
@@ -223,18 +363,8 @@ class TextModel:
             done |= (token.squeeze(1) == eos_id) | (token.squeeze(1) == null_id)
             if bool(done.all()):
                 break
-        return [self._decode(row) for row in out.tolist()]
-
-    def _decode(self, ids: list[int]) -> str | None:
-        vocab = self.vocab_ or []
-        if ids and vocab[ids[0]] == NULL:
-            return None
-        text = []
-        for i in ids:
-            if vocab[i] == EOS:
-                break
-            text.append(vocab[i])
-        return "".join(text)
+        vocabulary = self._vocabulary()
+        return [vocabulary.decode(row) for row in out.tolist()]
 
     # ------------------------------------------------------------------------------------------- io
     def save(self, directory: Path) -> None:
@@ -244,6 +374,7 @@ class TextModel:
             "placeholders": list(self.placeholders),
             "n_cond": self.n_cond_,
             "null_bias": self.null_bias_,
+            "privacy": self.privacy_,
         }
         save_checkpoint(directory, kind="text", config=self.config, state=self.module_.state_dict(), meta=meta)
 
@@ -253,6 +384,7 @@ class TextModel:
         model = cls(config_from_dict(TextConfig, config_data), placeholders=tuple(meta["placeholders"]), device=device)
         model.vocab_, model.n_cond_ = list(meta["vocab"]), int(meta["n_cond"])
         model.null_bias_ = float(meta["null_bias"])
+        model.privacy_ = meta.get("privacy")
         module = _GRU(len(model.vocab_), model.n_cond_, model.config).to(torch.device(device))
         module.load_state_dict(state)
         model.module_ = module.eval()
@@ -260,6 +392,13 @@ class TextModel:
 
     def __repr__(self) -> str:
         return f"TextModel({json.dumps(self.config.__dict__)})"
+
+
+def _token_loss(module: nn.Module, batch: tuple[Tensor, Tensor], cond: Tensor) -> Tensor:
+    """Mean cross-entropy over the batch's real tokens (padding, id 0, ignored)."""
+    inputs, targets = batch
+    logits, _ = module(inputs, cond)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=0)
 
 
 def _conditions(conditions: Tensor | None, n: int) -> Tensor:
@@ -271,16 +410,22 @@ def _conditions(conditions: Tensor | None, n: int) -> Tensor:
     return torch.nan_to_num(conditions.float())
 
 
-def _batch(sequences: list[list[int]], device: torch.device) -> tuple[Tensor, Tensor]:
-    """Teacher forcing: inputs start with <bos> and targets are the tokens shifted by one; 0 (<pad>) is ignored."""
-    width = max(len(s) for s in sequences)
-    inputs = torch.zeros((len(sequences), width), dtype=torch.long)
-    targets = torch.zeros((len(sequences), width), dtype=torch.long)
+def _pad(sequences: list[list[int]], device: torch.device) -> tuple[Tensor, Tensor]:
+    """Every sequence in one zero-padded (n, longest) id tensor, once per fit, and their lengths (n,)."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    padded = torch.zeros((len(sequences), int(lengths.max())), dtype=torch.long)
     for i, seq in enumerate(sequences):
-        inputs[i, 0] = SPECIALS.index(BOS)
-        inputs[i, 1 : len(seq)] = torch.tensor(seq[:-1], dtype=torch.long)
-        targets[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-    return inputs.to(device), targets.to(device)
+        padded[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    return padded.to(device), lengths.to(device)
+
+
+def _batch(padded: tuple[Tensor, Tensor], rows: Tensor | list[int]) -> tuple[Tensor, Tensor]:
+    """Teacher forcing: inputs start with <bos> and targets are the tokens shifted by one; 0 (<pad>) is ignored."""
+    ids, lengths = padded
+    rows = torch.as_tensor(rows, dtype=torch.long, device=ids.device)
+    targets = ids[rows, : int(lengths[rows].max())]  # (batch, width)
+    bos = torch.full((targets.shape[0], 1), SPECIALS.index(BOS), dtype=torch.long, device=ids.device)
+    return torch.cat([bos, targets[:, :-1]], dim=1), targets
 
 
 def _top_p(logits: Tensor, top_p: float, generator: torch.Generator) -> Tensor:
@@ -288,6 +433,8 @@ def _top_p(logits: Tensor, top_p: float, generator: torch.Generator) -> Tensor:
     probs = torch.softmax(logits, dim=-1)
     sorted_probs, order = probs.sort(dim=-1, descending=True)
     keep = sorted_probs.cumsum(dim=-1) - sorted_probs < top_p  # the token that crosses top_p is kept
-    sorted_probs = sorted_probs * keep
-    picks = torch.multinomial(sorted_probs / sorted_probs.sum(-1, keepdim=True), 1, generator=generator)
+    cdf = (sorted_probs * keep).cumsum(dim=-1)  # (n, n_tokens)
+    # Inverse-CDF draw: one uniform per row (torch.multinomial costs more than the network's step here).
+    u = torch.rand((cdf.shape[0], 1), generator=generator, device=cdf.device) * cdf[:, -1:]
+    picks = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1)
     return order.gather(-1, picks).squeeze(1)

@@ -31,8 +31,21 @@ logger = logging.getLogger(__name__)
 METADATA_KEY = b"synthgate.database"
 
 
-def write_tables(syn: SyntheticDatabase, folder: Path, facts: dict[str, Any]) -> dict[str, Path]:
-    """Write every table to `folder/<table>.parquet`; all renamed into place only after all were written."""
+def table_checks(name: str, syn: SyntheticDatabase, gates: GateResult) -> dict[str, Any]:
+    """The checks that judge one table: its own, and those of the relations it is the child of (joined rows)."""
+    relations = {r.name for r in syn.schema.relations if r.child == name}
+    mine = [m for m in gates.metrics if ": " in m.name and m.name.split(": ", 1)[1] in {name, *relations}]
+    return {m.name: {"value": m.value, "threshold": m.threshold, "passed": m.passed} for m in mine}
+
+
+def write_tables(
+    syn: SyntheticDatabase, folder: Path, facts: dict[str, Any], gates: GateResult | None = None
+) -> dict[str, Path]:
+    """Write every table to `folder/<table>.parquet`; all renamed into place only after all were written.
+
+    Each file's metadata carries the run's facts, the table's model and context, how many real rows its model never
+    saw (its privacy holdout), and the checks that judged it (`table_checks`).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     staged: dict[str, tuple[str, Path]] = {}
     try:
@@ -42,7 +55,9 @@ def write_tables(syn: SyntheticDatabase, folder: Path, facts: dict[str, Any]) ->
             os.close(fd)
             staged[name] = (tmp, target)
             table = pa.Table.from_pandas(frame, preserve_index=False)
-            meta = {**facts, "table": name, "context": syn.context.get(name), "model": syn.models.get(name)}
+            meta = {**facts, "table": name, "context": syn.context.get(name), "model": syn.models.get(name),
+                    "holdout_rows": len(syn.holdout.get(name, ())),
+                    "checks": table_checks(name, syn, gates) if gates is not None else {}}  # fmt: skip
             table = table.replace_schema_metadata(
                 {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(meta, default=str).encode()}
             )
@@ -68,12 +83,22 @@ def _tables_section(syn: SyntheticDatabase) -> str:
             ", ".join(syn.schema.primary_key(name)) or "&mdash;",
             html.escape(syn.context.get(name) or "root"),
             syn.models.get(name) or "keys only",
+            f"{len(syn.holdout.get(name, ())):,}",
             fmt(syn.seconds.get(name)),
         ]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     head = "".join(
         f"<th>{h}</th>"
-        for h in ("table", "real rows", "synthetic rows", "primary key", "generated under", "model", "seconds")
+        for h in (
+            "table",
+            "real rows",
+            "synthetic rows",
+            "primary key",
+            "generated under",
+            "model",
+            "held out",
+            "seconds",
+        )
     )
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,7 @@ from synthgate.tasks.protect import fold_unlisted, training_frame
 logger = logging.getLogger(__name__)
 
 PREPROCESS_SHARE = 0.1  # of epsilon and delta, for category lists and ranges (docs/decisions.md#dp-preprocess-share)
+TEXT_SHARE = 0.2  # of epsilon and delta, for the free-text columns together (docs/decisions.md#text-dp)
 _GRID = np.concatenate([-(2.0 ** (np.arange(160, -81, -1) / 4)), [0.0], 2.0 ** (np.arange(-80, 161) / 4)])
 # A bin's noisy count must clear this many sigmas to widen the range: an empty bin passes with probability 0.05 /
 # len(_GRID), so the whole grid adds a false bin with probability 5% (at 3 sigma, one run in two did).
@@ -288,6 +290,7 @@ class PreparedTraining:
     suppressed: dict[str, list[Any]]
     notes: list[str] = field(default_factory=list)
     model: str | None = None  # the requested --model
+    text_budget: dict[str, tuple[float, float]] = field(default_factory=dict)  # (epsilon, delta) per text column
 
     def model_name(self, requested: str) -> str:
         """The registry name to build: with epsilon, the family's private variant (`gmm` -> `gmm_dp`, DP-EM)."""
@@ -306,7 +309,9 @@ class PreparedTraining:
             return None, None
         report = getattr(model, "privacy_", None) or {}
         eps = self.private.preprocess_epsilon + float(report.get("epsilon", self.private.train_epsilon))
-        return round(eps, 4), self.private.preprocess_delta + self.private.train_delta
+        text_eps = sum(e for e, _ in self.text_budget.values())  # the text columns' share, spent or not
+        text_delta = sum(d for _, d in self.text_budget.values())
+        return round(eps + text_eps, 4), self.private.preprocess_delta + self.private.train_delta + text_delta
 
 
 def prepare_training(
@@ -319,8 +324,12 @@ def prepare_training(
     rare_k: int | None,
     public_schema: bool,
     seed: int = 0,
+    text_columns: Sequence[str] = (),
 ) -> PreparedTraining:
     """Check PII actions, suppress rare categories, and with `epsilon` split the budget and encode privately.
+
+    With `epsilon` and `text_columns` (the free-text columns to synthesise), `TEXT_SHARE` of the budget is set aside
+    for their text models, split evenly (basic composition), and the table gets the rest.
 
     Raises:
         InvalidInputError: `hash` without a key, or `epsilon` with a model that has no DP path.
@@ -355,13 +364,22 @@ def prepare_training(
     if schema.constraints and not public_schema:  # found on the private rows and not budgeted: not published
         notes.append(f"privacy: {len(schema.constraints)} rule(s) between columns found on the private rows not used")
         schema = schema.model_copy(update={"constraints": []})
+    text_budget: dict[str, tuple[float, float]] = {}
+    if text_columns:
+        share = TEXT_SHARE / len(text_columns)
+        text_budget = {name: (share * epsilon, share * delta) for name in text_columns}
+        notes.append(
+            f"privacy: text columns {list(text_columns)} get epsilon {TEXT_SHARE * epsilon:.3g}, delta "
+            f"{TEXT_SHARE * delta:.2g} together ({TEXT_SHARE:.0%} of the budget); the table the rest"
+        )
+        epsilon, delta = (1 - TEXT_SHARE) * epsilon, (1 - TEXT_SHARE) * delta
     private = private_encode(train, schema, epsilon=epsilon, delta=delta, public_schema=public_schema, seed=seed)
     notes += [
         *private.notes,
         f"privacy: {_MECHANISM.get(model, 'DP-SGD')} budget epsilon {private.train_epsilon:.3g}, "
         f"delta {private.train_delta:.2g}",
     ]
-    return PreparedTraining(train, private.schema, private, suppressed, notes, model=model)
+    return PreparedTraining(train, private.schema, private, suppressed, notes, model=model, text_budget=text_budget)
 
 
 prepare_training_task = task(name="protect-and-budget", cache_policy=NO_CACHE)(prepare_training)

@@ -13,11 +13,12 @@ import logging
 import math
 import uuid
 import zlib
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from synthgate.schemas.inference import PATTERN_CLASSES
+from synthgate.schemas.inference import PATTERN_CLASSES, infer_column, key_format
 from synthgate.schemas.table import ColumnSchema
 
 logger = logging.getLogger(__name__)
@@ -156,3 +157,38 @@ def new_identifiers(
         patterned = col if col.format else col.model_copy(update={"format": FALLBACK_PATTERN})
         values = pattern_keys(patterned, rows, seed=seed, real=real_text, total=total)
     return pd.Series(values, dtype=col.dtype)
+
+
+def _key_schema(name: str, real: pd.Series) -> Any:
+    """The key column's schema, with a letters-or-digits pattern for fixed-width codes (`9E`, `JFK`)."""
+    col = infer_column(name, real)
+    if col.format or pd.api.types.is_numeric_dtype(real):
+        return col
+    text = real.dropna().astype(str).tolist()
+    pattern = key_format(text) if text else None
+    if pattern is None and text and len({len(v) for v in text}) == 1:
+        symbols = []
+        for chars in zip(*text, strict=True):
+            joined = "".join(set(chars))
+            if joined.isdigit():
+                symbols.append("#")
+            elif all(c.isupper() or c.isdigit() for c in joined):
+                symbols.append("@")
+            elif all(c.islower() or c.isdigit() for c in joined):
+                symbols.append("?")
+            else:
+                symbols = []
+                break
+        pattern = "".join(symbols) or None
+    if pattern is not None and not all(c in PATTERN_CLASSES or not c.isalnum() for c in pattern):
+        pattern = None
+    return col.model_copy(update={"format": pattern, "dtype": "str" if col.dtype == "object" else col.dtype})
+
+
+def regenerate_key(name: str, real: pd.Series, n: int, *, seed: int) -> pd.Series:
+    """`n` fresh, unique keys in the real column's format and dtype; none equals a real key."""
+    col = _key_schema(name, real)
+    keys = new_identifiers(col, np.arange(n), seed=seed, total=n, real=real)
+    if pd.api.types.is_numeric_dtype(real) and not pd.api.types.is_numeric_dtype(keys):
+        keys = pd.to_numeric(keys)
+    return keys.astype(real.dtype) if real.dtype != object else keys.astype(object)

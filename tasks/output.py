@@ -78,7 +78,8 @@ def synthesize_text_columns(
     A streamed output is already written batch by batch, so its text columns keep the Faker text, with a note.
     """
     if streamed:
-        actions, _ = text_actions(prepared.schema, prepared.train, request.text, epsilon=request.epsilon)
+        private = prepared.private is not None
+        actions, _ = text_actions(prepared.schema, prepared.train, request.text, private=private)
         todo = sorted(name for name, action in actions.items() if action != "fake")
         notes = [f"text columns {todo}: streamed output keeps Faker text (synthesis runs on in-memory output)"]
         return TextOutcome(synthetic, notes * bool(todo), [], actions)
@@ -90,6 +91,6 @@ def synthesize_text_columns(
         trained.encoder,
         seed=request.seed,
         overrides=request.text,
-        epsilon=request.epsilon,
+        budget=prepared.text_budget if prepared.private is not None else None,
         device=request.device,
     )

@@ -12,7 +12,10 @@ How tables are linked (docs/decisions.md#relational-clusters):
   drawn from the child model conditioned on that parent's cluster. The other foreign keys take the cluster the child
   model generated for them, and a parent of that cluster in proportion to its generated count for that relation, so
   each relation's children-per-parent shape and the joint with the child's columns are both kept.
-- Primary keys are regenerated in the source's format and never equal a real key; foreign keys copy them.
+- Primary keys are regenerated in the source's format and never equal a real key; foreign keys copy them. Keys of
+  several columns are linked through a surrogate row key and restored after synthesis (`tasks.composite`).
+- Each table's model trains without a holdout of its rows, which the privacy gates judge it against
+  (docs/decisions.md#database-holdout).
 
 Only one table's rows and model are being built at a time beside the tables already synthesised, so memory grows
 with the database's size, not with the product of its tables.
@@ -30,11 +33,11 @@ import numpy as np
 import pandas as pd
 
 from synthgate.schemas.errors import InvalidInputError
-from synthgate.schemas.inference import PATTERN_CLASSES, infer_column, key_format
 from synthgate.schemas.relations import DatabaseSchema, Relation
 from synthgate.tasks.clusters import ParentClusters
+from synthgate.tasks.composite import flatten, restore
 from synthgate.tasks.hierarchy import NO_PARENT, hierarchy_parents
-from synthgate.tasks.keys import new_identifiers
+from synthgate.tasks.keys import regenerate_key
 from synthgate.tasks.relations import Database, table_order
 from synthgate.tasks.siblings import STICKY_PURITY, sibling_purity, sticky_picks
 
@@ -42,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 NULL_LABEL = "__null__"
 DEFAULT_MODEL = "gmm"  # docs/decisions.md#database-default-model
+HOLDOUT_FRACTION = 0.2  # as `synthgate run`: real rows each table's model never sees, for its privacy checks
+HOLDOUT_MIN_ROWS = 50  # a smaller table keeps every row for training; its privacy checks are then not computed
 
 
 def parent_column(index: int) -> str:
@@ -65,6 +70,7 @@ class SyntheticDatabase:
         context: per child table, the relation its rows were generated under.
         models: the model family fitted per table (None: a table with nothing to model but its keys).
         seconds: fit + sample seconds per table.
+        holdout: per table, the positions of the real rows its model never saw (none for small tables).
     """
 
     tables: dict[str, pd.DataFrame]
@@ -73,6 +79,14 @@ class SyntheticDatabase:
     context: dict[str, str] = field(default_factory=dict)
     models: dict[str, str | None] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    holdout: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def holdout_rows(n: int, seed: int) -> np.ndarray:
+    """Sorted positions of the rows a table's model does not train on: `HOLDOUT_FRACTION` of them, none when small."""
+    if n < HOLDOUT_MIN_ROWS:
+        return np.array([], dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).permutation(n)[: round(n * HOLDOUT_FRACTION)])
 
 
 def children_counts(parent: pd.Series, child: pd.Series) -> np.ndarray:
@@ -100,41 +114,6 @@ def choose_context(relations: list[Relation], real: pd.DataFrame) -> Relation:
         return values.nunique() * values.notna().mean()
 
     return max(relations, key=score)
-
-
-def _key_schema(name: str, real: pd.Series) -> Any:
-    """The key column's schema, with a letters-or-digits pattern for fixed-width codes (`9E`, `JFK`)."""
-    col = infer_column(name, real)
-    if col.format or pd.api.types.is_numeric_dtype(real):
-        return col
-    text = real.dropna().astype(str).tolist()
-    pattern = key_format(text) if text else None
-    if pattern is None and text and len({len(v) for v in text}) == 1:
-        symbols = []
-        for chars in zip(*text, strict=True):
-            joined = "".join(set(chars))
-            if joined.isdigit():
-                symbols.append("#")
-            elif all(c.isupper() or c.isdigit() for c in joined):
-                symbols.append("@")
-            elif all(c.islower() or c.isdigit() for c in joined):
-                symbols.append("?")
-            else:
-                symbols = []
-                break
-        pattern = "".join(symbols) or None
-    if pattern is not None and not all(c in PATTERN_CLASSES or not c.isalnum() for c in pattern):
-        pattern = None
-    return col.model_copy(update={"format": pattern, "dtype": "str" if col.dtype == "object" else col.dtype})
-
-
-def regenerate_key(name: str, real: pd.Series, n: int, *, seed: int) -> pd.Series:
-    """`n` fresh, unique keys in the real column's format and dtype; none equals a real key."""
-    col = _key_schema(name, real)
-    keys = new_identifiers(col, np.arange(n), seed=seed, total=n, real=real)
-    if pd.api.types.is_numeric_dtype(real) and not pd.api.types.is_numeric_dtype(keys):
-        keys = pd.to_numeric(keys)
-    return keys.astype(real.dtype) if real.dtype != object else keys.astype(object)
 
 
 def _fit_model(frame: pd.DataFrame, *, table: str, model: str, seed: int, options: dict[str, Any] | None) -> Any:
@@ -208,9 +187,18 @@ class _Builder:
     """Holds the per-table state while tables are synthesised in order (a parent's clusters and synthetic rows)."""
 
     def __init__(
-        self, db: Database, *, scale: float, models: dict[str, str], seed: int, options: dict[str, Any] | None
+        self,
+        db: Database,
+        *,
+        scale: float,
+        models: dict[str, str],
+        seed: int,
+        options: dict[str, Any] | None,
+        overwritten: dict[str, list[str]] | None = None,
     ):
         self.db, self.schema = db, db.schema
+        self.overwritten = overwritten or {}  # child columns a parent's key tuple overrides: never the context
+        self.holdout: dict[str, np.ndarray] = {}
         self.scale, self.models, self.seed, self.options = scale, models, seed, options
         self.index = {id(r): i for i, r in enumerate(self.schema.relations)}
         self.clusters: dict[str, ParentClusters] = {}
@@ -278,7 +266,8 @@ class _Builder:
         frame = self.training_frame(table)  # now with the manager's cluster when the table references itself
         itself = [r for r in self.schema.relations_of(table) if r.parent == table]
         relations = [r for r in self.schema.relations_of(table) if r.parent != table]
-        context = choose_context(relations, real) if relations else None
+        candidates = [r for r in relations if r.columns[0] not in self.overwritten.get(table, [])]
+        context = choose_context(candidates, real) if candidates else None
         options = dict(self.options or {})
         linked = context.parent if context is not None else (table if itself else None)
         model = self.models[table]
@@ -287,7 +276,9 @@ class _Builder:
             # the children of unlike parents then share one (docs/decisions.md#relational-clusters)
             wanted = len((clusters if linked == table else self.clusters[linked]).labels) + 1
             options["n_components"] = int(min(wanted, max(1, len(frame) // 10)))
-        synth = _fit_model(frame, table=table, model=model, seed=self.table_seed(table, "fit"), options=options)
+        self.holdout[table] = holdout_rows(len(frame), self.table_seed(table, "holdout"))
+        train = frame.drop(index=frame.index[self.holdout[table]]).reset_index(drop=True)
+        synth = _fit_model(train, table=table, model=model, seed=self.table_seed(table, "fit"), options=options)
         rows, keys = self._draw(table, synth, context)
         if clusters is not None:  # its synthetic rows in the real rows' clusters
             self.synthetic_labels[table] = clusters.predict(rows[plain])
@@ -457,9 +448,13 @@ def synthesize_database(
     if scale <= 0:
         raise InvalidInputError(f"--scale {scale}: give a positive share of the source's size, e.g. 1 or 0.1")
     per_table = table_models(db, model, {**db.schema.models, **(models or {})})
-    builder = _Builder(db, scale=scale, models=per_table, seed=seed, options=model_options)
+    tables, flat_schema, plan = flatten(db.tables, db.schema)  # keys of several columns linked through one column
+    flat = Database(tables=tables, schema=flat_schema, source=db.source)
+    builder = _Builder(flat, scale=scale, models=per_table, seed=seed, options=model_options,
+                       overwritten=plan.overwritten)  # fmt: skip
     result = SyntheticDatabase(tables={}, real=db.tables, schema=db.schema)
-    for table in table_order(db.schema, list(db.tables)):
+    order = table_order(flat_schema, list(db.tables))
+    for table in order:
         start = time.perf_counter()
         try:
             out, context, fitted = builder.build(table)
@@ -467,7 +462,10 @@ def synthesize_database(
             raise InvalidInputError(f"table {table!r}: {exc}") from exc
         result.tables[table], result.models[table] = out, fitted
         if context:
-            result.context[table] = context
+            result.context[table] = plan.names.get(context, context)
         result.seconds[table] = round(time.perf_counter() - start, 2)
         logger.info("relational table=%s rows=%d seconds=%.2f", table, len(out), result.seconds[table])
+    result.holdout = builder.holdout
+    if not plan.empty:
+        result.tables = restore(result.tables, order, db.tables, plan, seed=seed)
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +18,7 @@ import pandas as pd
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.inference import key_name_reason
 from synthgate.schemas.relations import DatabaseSchema, Relation, TableKeys, load_relations
+from synthgate.tasks.composite import SEPARATOR, composite_problems, tuple_values
 from synthgate.tasks.reader import FILE_FORMATS, TableReader, is_sql_url, redact
 
 logger = logging.getLogger(__name__)
@@ -24,6 +26,7 @@ logger = logging.getLogger(__name__)
 RELATIONS_FILE = "relations.yaml"
 MIN_CONTAINMENT = 0.9  # an inferred link may hold a few orphans (read as missing); fewer contained values is chance
 EXAMPLES = 3
+MAX_SHARED = 12  # columns named alike in two tables tried as a two-column key: 66 pairs at most
 STAGE_PREFIX = "_synthgate_stage_"  # write-back leftovers are not tables of the source
 
 
@@ -148,12 +151,12 @@ def read_database(source: str, *, relations_path: Path | None = None) -> Databas
 def _with_containment(rel: Relation, tables: dict[str, pd.DataFrame]) -> Relation:
     """A declared or written relation's evidence, plus how much of the child column its parent holds."""
     child, parent = tables.get(rel.child), tables.get(rel.parent)
-    if child is None or parent is None or len(rel.columns) != 1:
+    if child is None or parent is None:
         return rel
-    if rel.columns[0] not in child or rel.parent_columns[0] not in parent:
+    if not set(rel.columns) <= set(child.columns) or not set(rel.parent_columns) <= set(parent.columns):
         return rel
-    share, n = containment(child[rel.columns[0]], parent[rel.parent_columns[0]])
-    found = f"{share:.1%} of {n:,} non-missing values are in {rel.parent}.{rel.parent_columns[0]}"
+    share, n = containment(tuple_values(child, rel.columns), tuple_values(parent, rel.parent_columns))
+    found = f"{share:.1%} of {n:,} non-missing values are in {rel.parent}.{'+'.join(rel.parent_columns)}"
     return rel.model_copy(update={"evidence": f"{rel.evidence}; {found}"})
 
 
@@ -222,7 +225,43 @@ def infer_relations(tables: dict[str, pd.DataFrame], schema: DatabaseSchema) -> 
                         f"values are in {parent}.{key[0]}{orphans}",
                     )
                 )
+    for parent in [p for p, k in keys.items() if not k]:
+        for child in tables:
+            found = _composite_relation(child, parent, tables) if child != parent else None
+            if found is not None:
+                keys[parent] = found.parent_columns
+                relations.append(found)
+                break
     return DatabaseSchema(tables={n: TableKeys(primary_key=k) for n, k in keys.items()}, relations=relations)
+
+
+def _composite_relation(child: str, parent: str, tables: dict[str, pd.DataFrame]) -> Relation | None:
+    """A two-column key of a table with no one-column key, shared by name with a child whose pairs it holds.
+
+    Only pairs are tried: both names must match, the pair must be unique and complete in the parent, and
+    `MIN_CONTAINMENT` of the child's pairs must be among the parent's; longer keys are left to relations.yaml.
+    """
+    shared = [c for c in tables[parent].columns if c in tables[child].columns][:MAX_SHARED]
+    for pair in combinations(shared, 2):
+        columns = [str(c) for c in pair]
+        parent_key = tuple_values(tables[parent], columns)
+        if not _unique_key(parent_key):
+            continue
+        share, n = containment(tuple_values(tables[child], columns), parent_key)
+        if n == 0 or share < MIN_CONTAINMENT:
+            continue
+        orphans = "" if share == 1 else f"; the {1 - share:.1%} not found are read as missing"
+        return Relation(
+            child=child,
+            columns=columns,
+            parent=parent,
+            parent_columns=columns,
+            on_orphans="error" if share == 1 else "null",
+            source="inferred",
+            evidence=f"{parent} has no one-column key; {'+'.join(columns)} is unique there and named alike in "
+            f"{child}; {share:.1%} of its {n:,} complete pairs are in {parent}{orphans}",
+        )
+    return None
 
 
 # ------------------------------------------------------------------------------------------------------- checks
@@ -230,27 +269,33 @@ def _examples(values: pd.Series) -> str:
     return ", ".join(repr(v) for v in values.drop_duplicates().head(EXAMPLES).tolist())
 
 
+def _columns(table: str, columns: list[str]) -> str:
+    return f"column {columns[0]!r}" if len(columns) == 1 else f"columns {columns}"
+
+
 def check_database(db: Database) -> Database:
     """Check what synthesis relies on, and apply each relation's orphan policy; every problem is reported at once.
 
     Raises:
-        InvalidInputError: an unknown table or column, a composite key, a cycle, a primary key with repeats or
-            missing values, or child keys absent from their parent (relations with `on_orphans: error`); each
-            message names the table, column, counts, examples and the fix.
+        InvalidInputError: an unknown table or column, a composite key of a shape synthesis refuses
+            (`tasks.composite.composite_problems`), a cycle, a key with repeats or missing values, or child keys
+            absent from their parent (relations with `on_orphans: error`); each message names the table, column,
+            counts, examples and the fix.
     """
     problems: list[str] = []
     schema, tables = db.schema, {k: v.copy() for k, v in db.tables.items()}
     for name in schema.tables:
-        for col in schema.primary_key(name):
-            if name in tables and col not in tables[name].columns:
-                problems.append(f"table {name!r}: primary key column {col!r} is not a column of the table")
-        if len(schema.primary_key(name)) > 1:
-            problems.append(
-                f"table {name!r}: its primary key {schema.primary_key(name)} has several columns, which synthesis "
-                f"does not support yet (their combination would not stay unique). Fix: in {RELATIONS_FILE}, give the "
-                f"table a one-column key or none (`tables: {{{name}: {{primary_key: []}}}}`: its columns are then "
-                "synthesised as values), and `ignore` the relations that reference it"
-            )
+        pk = schema.primary_key(name)
+        absent = [c for c in pk if name in tables and c not in tables[name].columns]
+        problems += [f"table {name!r}: primary key column {c!r} is not a column of the table" for c in absent]
+        if len(pk) > 1 and name in tables and not absent:
+            values = tuple_values(tables[name], pk)
+            if not _unique_key(values):
+                problems.append(
+                    f"table {name!r}: its primary key {pk} is not unique and complete ({int(values.isna().sum())} rows "
+                    f"miss a part, {int(values.duplicated(keep=False).sum())} rows repeat a combination). Fix: name "
+                    f"a unique combination under `tables: {{{name}: {{primary_key: [...]}}}}` in {RELATIONS_FILE}"
+                )
     for rel in schema.relations:
         missing = [t for t in (rel.child, rel.parent) if t not in tables]
         if missing:
@@ -261,39 +306,36 @@ def check_database(db: Database) -> Database:
         if absent:
             problems.append(f"relation {rel.name}: no column {absent}. Fix: correct the names in {RELATIONS_FILE}")
             continue
-        if len(rel.columns) > 1:
-            problems.append(
-                f"table {rel.child!r}, columns {rel.columns}: reference table {rel.parent!r} through a key of several "
-                f"columns {rel.parent_columns}, which synthesis does not support yet. Fix: add `ignore: "
-                f'["{rel.name}"]` to {RELATIONS_FILE} (the columns are then synthesised as values, '
-                f"not linked to {rel.parent!r}), or leave table {rel.parent!r} out of the source"
-            )
-            continue
-        parent_key = tables[rel.parent][rel.parent_columns[0]]
+        parent_key = tuple_values(tables[rel.parent], rel.parent_columns)
         if not _unique_key(parent_key):
             repeats = parent_key[parent_key.duplicated(keep=False) & parent_key.notna()]
             problems.append(
-                f"table {rel.parent!r}, column {rel.parent_columns[0]!r}: referenced by {rel.name} but not a key "
-                f"({parent_key.isna().sum()} missing, {repeats.nunique()} repeated values, e.g. {_examples(repeats)})."
-                f" Fix: reference a unique, complete column"
+                f"table {rel.parent!r}, {_columns(rel.parent, rel.parent_columns)}: referenced by {rel.name} but not "
+                f"a key ({parent_key.isna().sum()} missing, {repeats.nunique()} repeated values, e.g. "
+                f"{_examples(repeats)}). Fix: reference a unique, complete column"
             )
             continue
-        child = tables[rel.child][rel.columns[0]]
-        orphan = child.notna() & ~child.isin(parent_key.tolist())
-        if orphan.any() and _comparable(child[orphan]).isin(set(_comparable(parent_key))).all():
-            orphan[:] = False  # the same values in another dtype (1 vs 1.0): not orphans
+        child = tuple_values(tables[rel.child], rel.columns)
+        orphan = (child.notna() & ~child.isin(set(parent_key))).to_numpy()
         if not orphan.any():
             continue
         if rel.on_orphans == "null":
             logger.warning("%s: %d child keys absent from the parent are read as missing", rel.name, orphan.sum())
-            tables[rel.child][rel.columns[0]] = child.mask(orphan)
+            fks = {r.columns[0] for r in schema.relations_of(rel.child) if len(r.columns) == 1}
+            # a tuple with one missing part references nothing (SQL's MATCH SIMPLE): parts that are keys of their own
+            # (flights.origin -> airports) keep their value
+            masked = [c for c in rel.columns if c not in fks] or rel.columns
+            for col in masked:
+                tables[rel.child][col] = tables[rel.child][col].mask(orphan)
             continue
+        shown = child[orphan].str.replace(SEPARATOR, ", ") if len(rel.columns) > 1 else child[orphan]
         problems.append(
-            f"table {rel.child!r}, column {rel.columns[0]!r}: {int(orphan.sum()):,} of {len(child):,} rows hold keys "
-            f"absent from {rel.parent}.{rel.parent_columns[0]} (e.g. {_examples(child[orphan])}), so {rel.name} does "
-            f"not hold. Fix: repair or delete those rows, or set `on_orphans: null` for this relation in "
-            f"{RELATIONS_FILE} to read them as missing"
+            f"table {rel.child!r}, {_columns(rel.child, rel.columns)}: {int(orphan.sum()):,} of {len(child):,} rows "
+            f"hold keys absent from {rel.parent}.{'+'.join(rel.parent_columns)} (e.g. {_examples(shown)}), so "
+            f"{rel.name} does not hold. Fix: repair or delete those rows, or set `on_orphans: null` for this relation "
+            f"in {RELATIONS_FILE} to read them as missing"
         )
+    problems += composite_problems(schema, tables)
     try:
         table_order(schema, list(tables))
     except InvalidInputError as exc:

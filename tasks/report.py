@@ -159,6 +159,7 @@ def render_report(
     candidates: Sequence[CandidateScore] | None = None,
     notes: Sequence[str] = (),
     pending: bool = False,
+    text_examples: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
 ) -> str:
     """The report as one HTML string, for `write_report`.
 
@@ -172,6 +173,8 @@ def render_report(
         notes: the run's notes (budget split, rare-category merges, streaming); shown with the metrics' notes, and
             the privacy ones beside the measured risk.
         pending: the output is not committed yet: NOT PUBLISHED until `report_html.mark_published` (see `banner`).
+        text_examples: per synthesised text column, a few scrubbed holdout texts and synthetic texts
+            (`TextOutcome.examples`); shown side by side, never stored in the metadata.
     """
     columns = [c for c in schema.modelled if c.name in synthetic.columns][:MAX_PLOT_COLUMNS]
     real_s = plot_sample(real) if real is not None else None
@@ -208,11 +211,34 @@ def render_report(
 <section id="correlations"><h2>Associations</h2>
 <p class="muted">Spearman correlation for numeric pairs, Cramér's V (numbers cut into quintiles) for the others;
 the right panel shows where the synthetic data lost (or invented) a relation.</p>{heat}</section>
+{_text_section(text_examples)}
 <section id="privacy"><h2>Privacy</h2>{_privacy_section(gates, facts.get("epsilon"), notes)}</section>
 <section id="facts"><h2>Run facts</h2>{kv_table(facts)}</section>
 {cand}
 <section id="notes"><h2>Notes</h2><ul>{notes_html}</ul></section>"""
     return page(f"synthgate report: {schema.name}", body)
+
+
+def _text_section(examples: Mapping[str, Mapping[str, Sequence[str]]] | None) -> str:
+    """Real and synthetic texts side by side, per synthesised text column; real ones show placeholders, not values."""
+    if not examples:
+        return ""
+    parts = []
+    for name, sides in examples.items():
+        real, fake = list(sides.get("real", [])), list(sides.get("synthetic", []))
+        rows = "".join(
+            f"<tr><td>{html.escape(real[i] if i < len(real) else '')}</td>"
+            f"<td>{html.escape(fake[i] if i < len(fake) else '')}</td></tr>"
+            for i in range(max(len(real), len(fake)))
+        )
+        parts.append(
+            f"<h3>{html.escape(name)}</h3><table><tr><th>real (holdout, personal values as placeholders)</th>"
+            f"<th>synthetic</th></tr>{rows}</table>"
+        )
+    return (
+        "<section id='text'><h2>Free text: examples</h2><p class='muted'>Random rows of each side, not pairs; "
+        f"the text figures are in the metric table.</p>{''.join(parts)}</section>"
+    )
 
 
 def write_report(path: str | Path, text: str) -> Path:

@@ -10,10 +10,12 @@ synthetic row, conditioned on that row; placeholders are then filled with fakes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import torch
 from prefect import task
@@ -24,8 +26,8 @@ from synthgate.models.text import TextConfig, TextModel
 from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.gates import MetricResult
 from synthgate.schemas.pii import PIIKind
-from synthgate.schemas.table import TableSchema
-from synthgate.tasks.text_fidelity import text_fidelity
+from synthgate.schemas.table import ColumnKind, TableSchema
+from synthgate.tasks.text_fidelity import category_similarity, text_fidelity
 from synthgate.tasks.text_memory import memorisation
 from synthgate.tasks.text_privacy import PLACEHOLDERS, fill, scrub_column
 
@@ -45,12 +47,17 @@ class TextOutcome:
     notes: list[str] = field(default_factory=list)
     metrics: list[MetricResult] = field(default_factory=list)
     actions: dict[str, str] = field(default_factory=dict)
+    examples: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # report only, never the metadata
+    privacy: dict[str, dict[str, Any]] = field(default_factory=dict)  # per column, what its DP fit spent
 
 
 def text_actions(
-    schema: TableSchema, real: pd.DataFrame, overrides: dict[str, str] | None = None, *, epsilon: float | None = None
+    schema: TableSchema, real: pd.DataFrame, overrides: dict[str, str] | None = None, *, private: bool = False
 ) -> tuple[dict[str, str], list[str]]:
     """The action per free-text column and a note for each default that is not `synthesize`.
+
+    Under differential privacy (`private`) the default is `fake`: DP text needs a budget of its own that a table's
+    usual epsilon does not leave (docs/decisions.md#text-dp); `--text COL=synthesize` asks for it.
 
     Raises:
         InvalidInputError: an override names a column that is not free text, or an unknown action.
@@ -83,12 +90,21 @@ def text_actions(
                 f"text column {col.name!r}: mean length {mean:.0f} > {TEXT_MAX_MEAN_LENGTH} characters, "
                 "filled with Faker text (--text COL=synthesize to model it anyway)"
             )
-        elif epsilon is not None:
+        elif private:
             actions[col.name] = "fake"
-            notes.append(f"text column {col.name!r}: no differentially private text model yet, filled with Faker text")
+            notes.append(
+                f"text column {col.name!r}: Faker text under --epsilon (--text {col.name}=synthesize trains it with "
+                "DP-SGD on a share of the budget; it needs a large budget to read well)"
+            )
         else:
             actions[col.name] = "synthesize"
     return actions, notes
+
+
+def columns_to_synthesize(schema: TableSchema, frame: pd.DataFrame, overrides: dict[str, str] | None) -> list[str]:
+    """The free-text columns to synthesise under DP (asked for with `--text COL=synthesize`); each gets a budget."""
+    actions = text_actions(schema, frame, overrides, private=True)[0]
+    return [name for name, action in actions.items() if action == "synthesize"]
 
 
 def _conditions(encoder: Any, frame: pd.DataFrame, schema: TableSchema) -> torch.Tensor | None:
@@ -105,7 +121,7 @@ def synthesize_text(
     *,
     seed: int,
     overrides: dict[str, str] | None = None,
-    epsilon: float | None = None,
+    budget: dict[str, tuple[float, float]] | None = None,
     device: str | torch.device | None = "cpu",
     config: TextConfig | None = None,
 ) -> TextOutcome:
@@ -114,22 +130,24 @@ def synthesize_text(
     Args:
         synthetic: the complete output (text columns hold Faker text from `complete_output`).
         train: the training rows, text included; the model learns from them only.
-        holdout: the holdout rows, only to measure the holdout's own memorisation rates.
+        holdout: the holdout rows, only to measure the holdout's own memorisation rates and fidelity.
         schema: the run's schema.
         encoder: the fitted `TableEncoder` of the modelled columns; its vectors condition the text.
         seed: the run seed (model initialisation, sampling and fakes).
         overrides: `--text COL=ACTION` choices.
-        epsilon: with a privacy budget, text columns fall back to Faker text (no private text model yet).
+        budget: with `--epsilon`, (epsilon, delta) per text column (`tasks.dp_preprocess.text_budget`); a column
+            without one keeps Faker text.
         device: where the text model trains.
         config: text model hyperparameters.
     """
     real = pd.concat([train, holdout], ignore_index=True)
-    actions, notes = text_actions(schema, real, overrides, epsilon=epsilon)
-    out, metrics = synthetic.copy(), []
+    actions, notes = text_actions(schema, real, overrides, private=budget is not None)
+    out, metrics, examples, privacy = synthetic.copy(), [], {}, {}
     pii = [c.name for c in schema.columns if c.pii not in (None, PIIKind.FREE_TEXT) and c.name in train]
     todo = [name for name, action in actions.items() if action == "synthesize"]
     train_cond = _conditions(encoder, train, schema) if todo else None
     synth_cond = _conditions(encoder, synthetic, schema) if todo else None
+    categories = [c.name for c in schema.modelled if c.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)]
     device = resolve_device(device)
     for name, action in actions.items():
         if action == "drop":
@@ -137,23 +155,54 @@ def synthesize_text(
             continue
         if action == "fake":
             continue
+        if budget is not None and name not in budget:
+            actions[name] = "fake"
+            notes.append(f"text column {name!r}: no privacy budget was set aside for it, filled with Faker text")
+            continue
         texts, found = scrub_column(train[name], train[pii])
         held, held_found = scrub_column(holdout[name], holdout[pii])
         cfg = config or TextConfig(seed=seed)
+        if budget is not None:
+            cfg = dataclasses.replace(cfg, epsilon=budget[name][0], delta=budget[name][1])
         model = TextModel(cfg, placeholders=PLACEHOLDERS, device=device).fit(texts, conditions=train_cond)
         sampled = model.sample(len(out), conditions=synth_cond, generator=make_generator(seed, device))
         metrics.append(_memory_metric(name, texts, held, sampled))
         metrics.append(_fidelity_metric(name, held, sampled))
+        similarity = category_similarity(holdout, held, out, sampled, categories, seed=seed)
+        if similarity["similarity"] is not None:
+            metrics.append(_category_metric(name, similarity))
         filled = fill(sampled, seed=seed, avoid=found | held_found)
+        examples[name] = _examples(held, filled, seed=seed)
         dtype = schema.column(name).dtype
         series = pd.Series(filled, index=out.index, dtype=object)
         out[name] = series.astype(dtype) if dtype in ("str", "string") else series
+        how = "with DP-SGD " if model.privacy_ else ""
         notes.append(
-            f"text column {name!r}: synthesised by a character GRU conditioned on the row, "
+            f"text column {name!r}: synthesised {how}by a GRU over words and characters conditioned on the row, "
             f"{len(found)} personal values replaced by placeholders before training"
         )
-        logger.info("text column %r synthesised (final loss %.3f)", name, model.history_[-1])
-    return TextOutcome(out, notes, metrics, actions)
+        if model.privacy_:
+            privacy[name] = model.privacy_
+            notes.append(
+                f"privacy: text column {name!r} spent epsilon {model.privacy_['epsilon']:.3g} of its "
+                f"{cfg.epsilon:.3g} (DP-SGD; public characters, DP-released words, noisy missing count)"
+            )
+        logger.info("text column %r synthesised (last loss %.3f)", name, model.history_[-1])
+    return TextOutcome(out, notes, metrics, actions, examples, privacy)
+
+
+N_EXAMPLES = 5
+
+
+def _examples(real: list[str | None], synthetic: list[str | None], *, seed: int) -> dict[str, list[str]]:
+    """A few scrubbed holdout texts (placeholders where personal values were) and synthetic texts, for the report."""
+    rng = np.random.default_rng(seed)
+    picks = {}
+    for side, texts in (("real", real), ("synthetic", synthetic)):
+        kept = [t for t in texts if isinstance(t, str)]
+        idx = rng.choice(len(kept), size=min(N_EXAMPLES, len(kept)), replace=False) if kept else []
+        picks[side] = [kept[i] for i in sorted(idx)]
+    return picks
 
 
 def _memory_metric(
@@ -186,6 +235,21 @@ def _fidelity_metric(name: str, holdout: list[str | None], synthetic: list[str |
         description=(
             "total variation distance of word pairs, synthetic vs holdout (information); length KS "
             f"{figures['length_ks']}, vocabulary overlap {figures['vocabulary_overlap']}"
+        ),
+        details=figures,
+    )
+
+
+def _category_metric(name: str, figures: dict[str, Any]) -> MetricResult:
+    return MetricResult.judge(
+        f"text_category_similarity[{name}]",
+        "fidelity",
+        figures["similarity"],
+        None,
+        "min",
+        description=(
+            "word similarity of synthetic and holdout texts on rows of the same category, level-weighted, mean over "
+            f"categorical columns (information); {figures['shuffled']} with the synthetic texts shuffled over rows"
         ),
         details=figures,
     )

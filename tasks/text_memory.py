@@ -32,23 +32,24 @@ def longest_shared_ngrams(texts: list[str], train: list[str], *, max_n: int = MA
 
     Grows n one at a time and keeps only the texts that still share an n-gram, so the cost follows the shared length,
     not every n up to `max_n`. An n-gram is a run inside one text, so "shared with a single training text" holds.
+    Texts repeat in template columns, so each distinct text is measured once.
     """
-    train_words = [words(t) for t in train]
-    tokens = [words(t) for t in texts]
-    best = np.zeros(len(texts), dtype=int)
-    alive = [i for i, w in enumerate(tokens) if w]
+    train_words = list({tuple(words(t)) for t in train})
+    queries = [tuple(words(t)) for t in texts]
+    distinct = list(dict.fromkeys(queries))
+    best = dict.fromkeys(distinct, 0)
+    alive = [w for w in distinct if w]
     for n in range(1, max_n + 1):
         if not alive:
             break
-        grams = {tuple(w[j : j + n]) for w in train_words for j in range(len(w) - n + 1)}
+        grams = {w[j : j + n] for w in train_words for j in range(len(w) - n + 1)}
         still = []
-        for i in alive:
-            w = tokens[i]
-            if any(tuple(w[j : j + n]) in grams for j in range(len(w) - n + 1)):
-                best[i] = n
-                still.append(i)
+        for w in alive:
+            if any(w[j : j + n] in grams for j in range(len(w) - n + 1)):
+                best[w] = n
+                still.append(w)
         alive = still
-    return best
+    return np.array([best[w] for w in queries], dtype=int)
 
 
 def memorisation(

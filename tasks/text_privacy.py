@@ -31,6 +31,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 _MIN_PHONE_DIGITS = 7
 _DATE = re.compile(r"^(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})$")
+_PLACEHOLDER_SPLIT = re.compile("(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + ")")
 _FAKER_METHOD = {EMAIL: "email", URL: "url", PHONE: "phone_number", ID: "bothify", NAME: "name"}
 
 
@@ -120,12 +121,14 @@ def fill(texts: list[str | None], *, seed: int, avoid: set[str], rows: Iterable[
     """
     rows = list(rows) if rows is not None else list(range(len(texts)))
     out: list[str | None] = []
+    scrubbed: dict[str, list[str]] = {}  # sampled texts repeat: each distinct one is scrubbed and split once
     for row, text in zip(rows, texts, strict=True):
         if text is None:
             out.append(None)
             continue
-        text, _ = scrub(text)  # what the model spelled out itself is replaced too
-        pieces = re.split("(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + ")", text)
+        if text not in scrubbed:  # what the model spelled out itself is replaced too
+            scrubbed[text] = _PLACEHOLDER_SPLIT.split(scrub(text)[0])
+        pieces = list(scrubbed[text])
         for i in range(1, len(pieces), 2):
             value, attempt = _fake(pieces[i], f"{row}:{i}", seed), 0
             while _holds_real(value, avoid) and attempt < 50:

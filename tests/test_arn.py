@@ -127,3 +127,37 @@ def test_dp_sgd_reports_the_spent_budget(penguins_encoded):
     # Assert
     assert 0 < model.privacy_["epsilon"] <= 3.0 + 1e-6
     assert len(rows) == 100
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_the_stacked_loss_equals_the_per_head_loss(penguins_encoded, smoothing):
+    # Arrange: the stacked path trains without DP; the per-head path is what Opacus wraps
+    encoder, x = penguins_encoded
+    model = ARN(FAST, spans=encoder.spans_).fit(x)
+    from synthgate.models.arn_tokens import to_tokens
+
+    tokens = torch.from_numpy(to_tokens(x.numpy(), model.columns_)[:, model.order_])
+
+    # Act
+    per_head = ARN._loss(model.module_(tokens), tokens, smoothing)
+    stacked = model._stacked_loss(model.module_.stacked_logits(tokens), tokens, smoothing)
+
+    # Assert: float32 sums of the same terms in another order
+    assert stacked.item() == pytest.approx(per_head.item(), rel=1e-5)
+
+
+def test_a_checkpoint_saved_before_the_activation_option_loads_with_gelu(penguins_encoded, tmp_path):
+    # Arrange: a gelu model saved, then its config stripped of the key older checkpoints lack
+    encoder, x = penguins_encoded
+    model = ARN(ARNConfig(**{**FAST.__dict__, "activation": "gelu"}), spans=encoder.spans_).fit(x)
+    model.save(tmp_path / "arn")
+    config = tmp_path / "arn" / "config.json"
+    config.write_text(config.read_text().replace('"activation": "gelu",', ""))
+
+    # Act
+    reloaded = ARN.load(tmp_path / "arn")
+
+    # Assert
+    assert "activation" not in config.read_text()
+    assert any(isinstance(m, torch.nn.GELU) for m in reloaded.module_.trunk)
+    assert torch.equal(reloaded.sample(20, generator=make_generator(0)), model.sample(20, generator=make_generator(0)))

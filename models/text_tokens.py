@@ -1,0 +1,132 @@
+"""The text model's vocabulary: placeholders, frequent words, characters; rare words are spelled out.
+
+A character model walks a template sentence one letter at a time: a 90-character note is 90 recurrent steps to train
+and to sample. Most of a business column's text is a few hundred words that many rows share, so a word used in at
+least `min_word_rows` texts is one token (with its leading space, so decoding is concatenation) and every other word is
+spelled in characters. Notes shrink to about 20 tokens, the recurrent steps with them, and no word that only a few
+writers used becomes a token (a spelled-out word is learned letter by letter, like a character model's).
+
+Under differential privacy the vocabulary itself is a release. The characters are then the public printable ASCII set
+and the words are released by `Vocabulary.private`: each text's first `max_words_per_text` distinct words are counted,
+Gaussian noise is added, and a word is kept only above a threshold that a word of a single text passes with
+probability below delta (the unknown-domain histogram of Korolova et al. 2009, as `tasks.dp_preprocess` does for
+category lists).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+PAD, BOS, EOS, NULL, UNK = "<pad>", "<bos>", "<eos>", "<null>", "<unk>"
+SPECIALS = (PAD, BOS, EOS, NULL, UNK)
+# Public alphabet for private fits: printable ASCII without the control whitespace a note never needs.
+PUBLIC_CHARACTERS = tuple(sorted(set(string.printable) - set("\t\n\r\x0b\x0c")))
+_WORD = r"\s?\w+"
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Token strings (specials, placeholders, words, characters) and how a text becomes ids and back."""
+
+    tokens: tuple[str, ...]
+    placeholders: tuple[str, ...]
+
+    @classmethod
+    def learn(
+        cls,
+        texts: Sequence[str],
+        *,
+        placeholders: tuple[str, ...],
+        min_char_count: int,
+        min_word_rows: int,
+        max_words: int,
+    ) -> Vocabulary:
+        """Characters seen `min_char_count` times, and up to `max_words` words used in `min_word_rows` texts."""
+        chunker = _chunker(placeholders)
+        chars: Counter[str] = Counter()
+        word_rows: Counter[str] = Counter()
+        for text in texts:
+            chunks = chunker.findall(text)
+            chars.update(ch for chunk in chunks if chunk not in placeholders for ch in chunk)
+            word_rows.update({c for c in chunks if len(c) > 2 and c not in placeholders})  # a row counts once
+        kept_chars = sorted(c for c, n in chars.items() if n >= min_char_count)
+        frequent = [w for w, n in word_rows.most_common() if n >= max(min_word_rows, 1)][:max_words]
+        return cls((*SPECIALS, *placeholders, *sorted(frequent), *kept_chars), placeholders)
+
+    @classmethod
+    def private(
+        cls,
+        texts: Sequence[str],
+        *,
+        placeholders: tuple[str, ...],
+        epsilon: float,
+        delta: float,
+        max_words: int,
+        max_words_per_text: int = 16,
+        generator: torch.Generator | None = None,
+    ) -> Vocabulary:
+        """Printable ASCII, the placeholders, and the words whose noisy text counts clear the threshold.
+
+        One text adds at most 1 to each of at most `max_words_per_text` words: L2 sensitivity sqrt of that. Half of
+        delta calibrates the Gaussian noise, the other half (split over a text's words) the threshold.
+        """
+        from scipy.stats import norm
+
+        from synthgate.models.privacy import gaussian_sigma
+
+        chunker = _chunker(placeholders)
+        rows: Counter[str] = Counter()
+        for text in texts:
+            words = dict.fromkeys(c for c in chunker.findall(text) if len(c) > 2 and c not in placeholders)
+            rows.update(list(words)[:max_words_per_text])
+        sigma = gaussian_sigma(epsilon, delta / 2, sensitivity=math.sqrt(max_words_per_text))
+        threshold = 1 + sigma * float(norm.isf(delta / 2 / max_words_per_text))
+        names = sorted(rows)  # a fixed order, so the noise a word gets does not depend on the count order
+        noise = torch.randn(len(names), generator=generator, dtype=torch.float64) * sigma
+        noisy = {w: rows[w] + float(z) for w, z in zip(names, noise, strict=True)}
+        kept = sorted((w for w in names if noisy[w] >= threshold), key=lambda w: -noisy[w])[:max_words]
+        return cls((*SPECIALS, *placeholders, *sorted(kept), *PUBLIC_CHARACTERS), placeholders)
+
+    def index(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.tokens)}
+
+    def encode(self, texts: Sequence[str | None], max_tokens: int) -> list[list[int]]:
+        """Ids per text: `<null>` alone for a missing value, else tokens then `<eos>` (none when cut at max_tokens)."""
+        index = self.index()
+        chunker = _chunker(self.placeholders)
+        unk, eos, null = index[UNK], index[EOS], index[NULL]
+        out = []
+        for text in texts:
+            if text is None:
+                out.append([null])
+                continue
+            ids: list[int] = []
+            for chunk in chunker.findall(text):
+                hit = index.get(chunk)
+                ids += [hit] if hit is not None else [index.get(ch, unk) for ch in chunk]
+            out.append(ids[:max_tokens] if len(ids) >= max_tokens else [*ids, eos])
+        return out
+
+    def decode(self, ids: Sequence[int]) -> str | None:
+        """The text of sampled ids (None when the first is `<null>`), up to the first `<eos>`."""
+        if ids and self.tokens[ids[0]] == NULL:
+            return None
+        out = []
+        for i in ids:
+            if self.tokens[i] == EOS:
+                break
+            out.append(self.tokens[i])
+        return "".join(out)
+
+
+def _chunker(placeholders: tuple[str, ...]) -> re.Pattern[str]:
+    """Placeholders whole, then words with their leading space, then any single character."""
+    alternatives = [re.escape(p) for p in sorted(placeholders, key=len, reverse=True)]
+    return re.compile("|".join([*alternatives, _WORD, "."]), re.DOTALL)
