@@ -15,21 +15,23 @@ from torch import Tensor, nn
 
 from synthgate.models.nn import Dropout
 
-_FUSED: dict[str, bool] = {}  # whether the fused op ran here: probed once per process
+_FUSED: dict[str, bool] = {}  # per activation, whether the fused op ran here and agreed: probed once per process
 
 
-def _fused_available() -> bool:
-    """Whether oneDNN's fused linear + activation runs and agrees with the plain layers (probed once)."""
-    if "ok" not in _FUSED:
+def _fused_available(act: nn.Module, attr: tuple[str, list[float], str]) -> bool:
+    """Whether oneDNN's fused linear + this activation runs and agrees with the plain layers (probed once each)."""
+    name, scalars, algorithm = attr
+    key = f"{name}{scalars}{algorithm}"
+    if key not in _FUSED:
         try:
             lin = nn.Linear(4, 3)
             x = torch.linspace(-2, 2, 8).view(2, 4)
             with torch.no_grad():
-                out = torch.ops.mkldnn._linear_pointwise(x, lin.weight, lin.bias, "gelu", [], "none")
-                _FUSED["ok"] = bool(torch.allclose(out, nn.functional.gelu(lin(x)), atol=1e-6))
+                out = torch.ops.mkldnn._linear_pointwise(x, lin.weight, lin.bias, name, scalars, algorithm or "none")
+                _FUSED[key] = bool(torch.allclose(out, act(lin(x)), atol=1e-6))
         except (AttributeError, RuntimeError, NotImplementedError):
-            _FUSED["ok"] = False
-    return _FUSED["ok"]
+            _FUSED[key] = False
+    return _FUSED[key]
 
 
 def _attr(act: nn.Module | None) -> tuple[str, list[float], str] | None:
@@ -38,6 +40,8 @@ def _attr(act: nn.Module | None) -> tuple[str, list[float], str] | None:
         return "gelu", [], act.approximate
     if isinstance(act, nn.ReLU):
         return "relu", [], ""
+    if isinstance(act, nn.SiLU):
+        return "swish", [], ""
     if isinstance(act, nn.LeakyReLU):
         return "leaky_relu", [act.negative_slope], ""
     return None
@@ -64,14 +68,16 @@ def inference_steps(
     the steps are the layers themselves.
     """
     mods = [m for m in layers if not isinstance(m, nn.Dropout | Dropout)]
-    fuse = torch.device(device).type == "cpu" and _fused_available()
+    on_cpu = torch.device(device).type == "cpu"
     steps: list[Callable[[Tensor], Tensor]] = []
     i = 0
     while i < len(mods):
         attr = _attr(mods[i + 1]) if i + 1 < len(mods) else ("none", [], "")  # the last layer: bias only
-        if fuse and isinstance(mods[i], nn.Linear) and attr is not None and mods[i].bias is not None:
-            last = i + 1 == len(mods)
-            steps.append(_fused_step(mods[i], nn.Identity() if last else mods[i + 1], attr))
+        last = i + 1 == len(mods)
+        act = nn.Identity() if last else mods[i + 1]
+        fuse = on_cpu and attr is not None and _fused_available(act, attr)
+        if fuse and isinstance(mods[i], nn.Linear) and mods[i].bias is not None:
+            steps.append(_fused_step(mods[i], act, attr))
             i += 1 if last else 2
         else:
             steps.append(mods[i])

@@ -233,7 +233,7 @@ def test_gmm_parts_equal_the_per_group_terms_written_out_directly(penguins):
     torch.testing.assert_close(parts, _gmm_parts_reference(model, x), rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("activation", [torch.nn.GELU, torch.nn.ReLU, lambda: torch.nn.LeakyReLU(0.2)])
+@pytest.mark.parametrize("activation", [torch.nn.GELU, torch.nn.SiLU, torch.nn.ReLU, lambda: torch.nn.LeakyReLU(0.2)])
 def test_fused_inference_layers_give_the_layers_own_output(activation):
     # Arrange: an MLP as the models build them, in eval mode (dropout is the identity)
     from synthgate.models.inference import inference_steps, run_steps
