@@ -112,7 +112,7 @@ def run_score(request: ScoreRequest, *, step: Steps = PLAIN) -> ScoreResult:
             f"{threshold.fpr_bound:.2%}, above the {request.fpr:.2%} asked; pass a larger --reference to go lower"
         )
     scored = step(score_rows_task)(scoring, rows)
-    broken = [found for found in scored.rules if found]
+    broken = list(scored.rules.values())
     if broken:
         rules = sorted({rule for found in broken for rule, _ in found})
         notes.append(f"{len(broken)} row(s) break a rule between columns the model holds ({'; '.join(rules[:5])}): "

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from synthgate.models.encoders.table import Span
@@ -121,3 +122,35 @@ def group_onehot(x: Tensor, layout: MixtureLayout) -> list[Tensor]:
             block = torch.cat([1 - block, block], dim=1)
         out.append(block)
     return out
+
+
+class StackedGroups:
+    """A mixture's categorical groups side by side: the gather that builds their one-hots from encoded rows, their
+    log-probabilities stacked (total levels, k), and which group each level belongs to."""
+
+    def __init__(self, layout: MixtureLayout, level_probs: list[Tensor], n_components: int, device: torch.device):
+        source, scale, shift, group = [], [], [], []
+        for g, (idx, is_binary) in enumerate(zip(layout.groups, layout.binary, strict=True)):
+            cols = idx.tolist()
+            if is_binary:  # [1 - flag, flag]
+                source += [cols[0], cols[0]]
+                scale += [-1.0, 1.0]
+                shift += [1.0, 0.0]
+            else:
+                source += cols
+                scale += [1.0] * len(cols)
+                shift += [0.0] * len(cols)
+            group += [g] * (2 if is_binary else len(cols))
+        self.n_groups = len(layout.groups)
+        self.source = torch.tensor(source, dtype=torch.long, device=device)
+        self.scale = torch.tensor(scale, dtype=torch.float64, device=device)
+        self.shift = torch.tensor(shift, dtype=torch.float64, device=device)
+        self.first = torch.tensor([int(idx[0]) for idx in layout.groups], dtype=torch.long, device=device)
+        self.member = F.one_hot(torch.tensor(group, dtype=torch.long), max(self.n_groups, 1)).to(device, torch.float64)
+        self.log_p = torch.zeros(0, n_components, dtype=torch.float64, device=device)  # (total levels, k)
+        if level_probs:
+            self.log_p = torch.cat([torch.log(p).T for p in level_probs]).to(torch.float64)
+
+    def onehot(self, rows: Tensor) -> Tensor:
+        """(n, total levels) one-hots of every group, in order."""
+        return torch.addcmul(self.shift, rows[:, self.source], self.scale)

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from synthgate.models.base import check_matrix, require_fitted
+from synthgate.models.inference import inference_steps, run_steps
 
 if TYPE_CHECKING:
     from synthgate.models.encoders.table import Span
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
 
 CHUNK_ROWS = 65_536  # rows scored at once: a bounded working set, whatever the batch size
 VAE_CHUNK_ROWS = 1024  # rows per vae chunk: K draws each, a decoder batch that stays in cache
-ARN_CHUNK_ROWS = 512  # the arn's (rows x columns x hidden) activations stay in cache
+ARN_CHUNK_ROWS = 1024  # rows per arn chunk: (columns x rows x hidden) activations of a few MB
+EXP_FLOOR = -80.0  # exp of a difference below this is < 2e-35: floored, see `_logsumexp_`
 SCORE_SEED = 0  # the vae's posterior draws: a row scored twice gets the same score
 
 
@@ -63,13 +65,22 @@ class RowScores:
 
 
 def score_in_chunks(rows: Tensor, fn: Callable[[Tensor], RowScores], chunk_rows: int = CHUNK_ROWS) -> RowScores:
-    """`fn` over `rows` in chunks of `chunk_rows`, concatenated on the CPU."""
+    """`fn` over `rows` in chunks of `chunk_rows`, written into float64 CPU tensors allocated once."""
     rows = check_matrix(rows, "rows")
-    parts = [fn(rows[i : i + chunk_rows]) for i in range(0, rows.shape[0], chunk_rows)]
-    return RowScores(
-        torch.cat([p.score.detach().double().cpu() for p in parts]),
-        torch.cat([p.features.detach().double().cpu() for p in parts]),
-    )
+    n = rows.shape[0]
+    if n == 0:
+        part = fn(rows)
+        return RowScores(part.score.detach().double().cpu(), part.features.detach().double().cpu())
+    score = torch.empty(n, dtype=torch.float64)
+    features: Tensor | None = None
+    for i in range(0, n, chunk_rows):
+        part = fn(rows[i : i + chunk_rows])
+        if features is None:
+            features = torch.empty(n, part.features.shape[1], dtype=torch.float64)
+        score[i : i + chunk_rows] = part.score.detach()
+        features[i : i + chunk_rows] = part.features.detach()
+    assert features is not None
+    return RowScores(score, features)
 
 
 def column_parts(features: Tensor, spans: list[Span] | None) -> tuple[list[str], np.ndarray]:
@@ -81,10 +92,12 @@ def column_parts(features: Tensor, spans: list[Span] | None) -> tuple[list[str],
     feats = features.double().cpu().numpy()
     if not spans:
         return [f"x{i}" for i in range(feats.shape[1])], feats
-    names: list[str] = []
-    for s in spans:
-        if s.column not in names:
-            names.append(s.column)
+    names = list(dict.fromkeys(s.column for s in spans))
+    if np.isfinite(feats).all():  # one product sums every span (an inf would spread through it as inf * 0)
+        member = np.zeros((feats.shape[1], len(names)))
+        for s in spans:
+            member[s.start : s.stop, names.index(s.column)] = 1.0
+        return names, feats @ member
     out = np.zeros((feats.shape[0], len(names)))
     for s in spans:
         out[:, names.index(s.column)] += feats[:, s.start : s.stop].sum(1)
@@ -99,38 +112,45 @@ def gmm_scores(model: Any, x: Tensor) -> RowScores:
     Per component k, log N(x | mu_k, S_k) splits exactly over dimensions as
     sum_j [-0.5 log 2 pi + log P_jj - 0.5 d_j (Lambda d)_j], d = x - mu_k, Lambda = P P^T the precision; each
     categorical group adds log p_k(level). A dimension's part is its term averaged over the row's responsibilities.
+    Every categorical group is read in one product: the groups' one-hots side by side (a missing flag as its two
+    levels) against their stacked log-probabilities.
     """
-    from synthgate.models.gmm_math import PreparedRows, group_onehot
+    from synthgate.models.gmm_math import StackedGroups
 
     require_fitted(model)
     layout = model.layout_
+    device = model.means_.device
+    n_comp = model.n_components_
+    precision = model.precisions_cholesky_ @ model.precisions_cholesky_.transpose(1, 2)  # (k, d_c, d_c)
+    const = -0.5 * math.log(2 * math.pi) + torch.log(torch.diagonal(model.precisions_cholesky_, dim1=1, dim2=2))
+    log_w = torch.log(model.weights_)
+    coef = getattr(model, "coef_", None)
+    levels = StackedGroups(layout, model.level_probs_, n_comp, device)
 
     def one(rows: Tensor) -> RowScores:
-        rows = rows.to(model.means_.device, torch.float64)
-        data = PreparedRows.of(rows, layout)
-        values = data.shifted(getattr(model, "coef_", None))  # (n, d_c)
-        n, k = rows.shape[0], model.n_components_
-        groups = group_onehot(rows, layout)
-        group_logp = [g @ torch.log(p).T for g, p in zip(groups, model.level_probs_, strict=True)]  # each (n, k)
-        dims = []  # per component (n, d_c) log-density terms per dimension
-        for j in range(k):
-            prec = model.precisions_cholesky_[j]  # (d_c, d_c) upper factor, P P^T = precision
+        rows = rows.to(device, torch.float64)
+        n = rows.shape[0]
+        onehot = levels.onehot(rows)  # (n, total levels)
+        values = rows[:, layout.continuous]
+        if coef is not None:
+            values = values - onehot @ coef  # the row's level shifts (`PreparedRows.shifted`)
+        joint = log_w + onehot @ levels.log_p  # (n, k)
+        quad = []  # per component (n, d_c): d_j (Lambda d)_j
+        for j in range(n_comp):
             diff = values - model.means_[j]
-            y = diff @ prec  # whitened residual
-            g = y @ prec.T  # precision @ diff, row form
-            dims.append(-0.5 * math.log(2 * math.pi) + torch.log(torch.diagonal(prec)) - 0.5 * diff * g)
-        joint = torch.log(model.weights_).expand(n, k).clone()  # (n, k)
-        for j in range(k):
-            joint[:, j] += dims[j].sum(1)
-        for lp in group_logp:
-            joint += lp
+            q = diff * (diff @ precision[j])
+            joint[:, j] += const[j].sum() - 0.5 * q.sum(1)
+            quad.append(q)
         log_px = torch.logsumexp(joint, dim=1)  # (n,)
         resp = torch.exp(joint - log_px[:, None])  # (n, k) responsibilities
         features = torch.zeros(n, rows.shape[1], dtype=torch.float64, device=rows.device)
         if len(layout.continuous):
-            features[:, layout.continuous] = -sum(resp[:, j : j + 1] * dims[j] for j in range(k))
-        for idx, lp in zip(layout.groups, group_logp, strict=True):
-            features[:, idx[0]] = -(resp * lp).sum(1)  # a group's part sits on its first feature
+            cont = -(resp @ const)
+            for j in range(n_comp):
+                cont += 0.5 * resp[:, j : j + 1] * quad[j]
+            features[:, layout.continuous] = cont
+        if levels.n_groups:  # a group's part sits on its first feature
+            features[:, levels.first] = -((onehot * (resp @ levels.log_p.T)) @ levels.member)
         return RowScores(-log_px, features)
 
     return score_in_chunks(x, one)
@@ -184,20 +204,23 @@ def vae_scores(model: Any, x: Tensor, *, n_samples: int = 8) -> RowScores:
     shared = torch.randn(n_samples, 1, cfg.latent_dim, generator=gen, device=device)
     log_q_eps = (-0.5 * shared * shared - 0.5 * math.log(2 * math.pi)).sum(-1)  # (K, 1): log N(eps), fixed
 
+    decoder = inference_steps(module.decoder, device=device)
+
     def one(rows: Tensor) -> RowScores:
         rows = rows.to(device)
         n = rows.shape[0]
         mu, logvar = module.encode(layout.encoder_input(rows, cfg.fold_modes))
         z = torch.addcmul(mu, torch.exp(0.5 * logvar), shared)  # (K, n, latent)
-        out = module.decoder(z.view(-1, mu.shape[1])).view(n_samples, n, -1)
-        values, flags, soft = _vae_nll_parts(layout, out, layout.pack(rows), log_sigma)  # (K, n, *) each
+        out = run_steps(decoder, z.view(-1, mu.shape[1])).view(n_samples, n, -1)
+        packed_rows = layout.pack(rows)
+        values, flags, soft = _vae_nll_parts(layout, out, packed_rows, log_sigma)  # (K, n, *) each
         log_pz = -0.5 * (z * z).sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
         log_qz = log_q_eps - 0.5 * logvar.sum(-1)  # log q(z|x) = log N(eps) - sum log std
         log_px_z = -(values.sum(-1) + flags.sum(-1) + soft.sum(-1))
         log_w = (log_px_z + log_pz - log_qz).double()  # (K, n)
         bound = torch.logsumexp(log_w, dim=0) - math.log(n_samples)
         w = torch.softmax(log_w, dim=0).float()[..., None]  # (K, n, 1)
-        target = layout.pack(rows)[:, layout.linear.numel() + layout.sigmoid.numel() :]
+        target = packed_rows[:, layout.linear.numel() + layout.sigmoid.numel() :]
         # A softmax span's NLL sits on its observed slot (the target one-hot times the span's NLL).
         soft_slots = target.view(n, *layout.soft_pad.shape) * (w * soft).sum(0)[..., None]
         packed = torch.cat([(w * values).sum(0), (w * flags).sum(0), soft_slots.flatten(1)], dim=1)
@@ -227,8 +250,7 @@ def _vae_nll_parts(layout: SpanLayout, out: Tensor, target: Tensor, log_sigma: T
     mass = onehot.sum(-1)  # (n, n_soft): 1 for a one-hot, 0 for a span with no level set
     level = onehot.argmax(-1).expand(block.shape[0], -1, -1)[..., None]  # (K, n, n_soft, 1)
     picked = block.gather(-1, level)[..., 0]  # (K, n, n_soft) the observed slot's logit
-    top = block.amax(-1, keepdim=True)
-    lse = (block - top).exp_().sum(-1).log_() + top[..., 0]  # logsumexp, without torch's slower generic kernel
+    lse = _logsumexp_(block)  # without torch's slower generic kernel
     nll_soft = torch.minimum(lse - picked, torch.tensor(1e4)) * mass  # log p floored at -1e4 as in `_packed_nll`
     return nll_values, nll_flags, nll_soft
 
@@ -259,6 +281,9 @@ def arn_scores(model: Any, x: Tensor) -> RowScores:
     The network gives each column's token a probability given the tokens before it; a number outside the observed
     range falls in an end bin, so the excess (in the encoder's z-score units) adds excess^2 / 2, a Gaussian tail:
     the model itself would give it probability zero, and an infinite score ranks nothing.
+
+    Activations run column-major, (columns, rows, width), so the prefix sums and the stacked heads read contiguous
+    blocks; the sums are the same as `ARNModule.forward`'s.
     """
     from synthgate.models.arn_tokens import to_tokens
 
@@ -269,21 +294,38 @@ def arn_scores(model: Any, x: Tensor) -> RowScores:
     columns, order = model.columns_, model.order_
     weight, bias = _stacked_heads(module.heads)  # every head in one batched matmul
     starts = torch.tensor([columns[o].start for o in order], dtype=torch.long)  # feature each column's part sits on
+    offsets = module.offsets[:, None]  # (c, 1) each column's first row in the shared embedding table
+    position = module.position.weight[:, None, :]  # (c, 1, embed)
+    tails = RangeTails([columns[o] for o in order])
+    trunk = inference_steps(module.trunk, device=device)
 
     def one(rows: Tensor) -> RowScores:
         host = rows.cpu().numpy()
-        ordered = torch.from_numpy(to_tokens(host, columns)[:, order]).to(device)  # (n, c) in model order
-        h = module.trunk(module.contexts(ordered)).transpose(0, 1)  # (c, n, hidden)
+        tokens = torch.from_numpy(to_tokens(host, columns)[:, order].T.copy()).to(device)  # (c, n) in model order
+        e = module.embed(tokens + offsets)  # (c, n, embed)
+        ctx = torch.empty_like(e)  # context of column j: embeddings of the tokens before it, plus its position
+        ctx[0] = 0.0
+        for j in range(1, ctx.shape[0]):  # a running sum: torch's cumsum over the leading dimension is 5x slower
+            torch.add(ctx[j - 1], e[j - 1], out=ctx[j])
+        h = run_steps(trunk, ctx.add_(position))  # (c, n, hidden)
         logits = torch.baddbmm(bias, h, weight)  # (c, n, k_max), padding at a large negative
-        top = logits.amax(-1, keepdim=True)
-        lse = (logits - top).exp_().sum(-1).log_() + top[..., 0]  # (c, n)
-        nll = (lse - logits.gather(-1, ordered.T[..., None])[..., 0]).T.double().cpu()  # (n, c)
-        tails = torch.stack([_range_tail(columns[o], host) for o in order], dim=1)
+        picked = logits.gather(-1, tokens[..., None])[..., 0]  # (c, n) the observed token's logit
+        lse = _logsumexp_(logits)
         features = torch.zeros(rows.shape[0], rows.shape[1], dtype=torch.float64)
-        features.index_add_(1, starts, nll + tails)
+        features.index_add_(1, starts, (lse - picked).T.double().cpu() + tails(host))
         return RowScores(features.sum(1), features)
 
     return score_in_chunks(x, one, chunk_rows=ARN_CHUNK_ROWS)
+
+
+def _logsumexp_(logits: Tensor) -> Tensor:
+    """logsumexp over the last dimension, overwriting `logits`.
+
+    Differences below `EXP_FLOOR` are floored before `exp`: their terms (under 1e-34 beside the largest one's 1) change
+    nothing in float32, and torch's vectorised `exp` takes a path tens of times slower for such inputs (padding).
+    """
+    top = logits.amax(-1, keepdim=True)
+    return logits.sub_(top).clamp_(min=EXP_FLOOR).exp_().sum(-1).log_() + top[..., 0]
 
 
 def _stacked_heads(heads: Any) -> tuple[Tensor, Tensor]:
@@ -308,6 +350,32 @@ def _range_tail(col: Any, host: np.ndarray) -> Tensor:
     if col.missing_at >= 0:
         excess = torch.where(torch.from_numpy(host[:, col.missing_at]) >= 0.5, 0.0, excess)
     return 0.5 * excess * excess
+
+
+class RangeTails:
+    """`_range_tail` of several token columns at once: (n, c) float64, one vectorised pass over the number columns."""
+
+    def __init__(self, cols: list[Any]):
+        self.n_columns = len(cols)
+        which = [j for j, c in enumerate(cols) if c.kind == "number" and c.edges]
+        self.which = np.asarray(which, dtype=np.int64)
+        self.value_at = np.asarray([cols[j].start for j in which], dtype=np.int64)
+        self.low = np.asarray([cols[j].edges[0] for j in which], dtype=np.float64)
+        self.high = np.asarray([cols[j].edges[-1] for j in which], dtype=np.float64)
+        self.flagged = np.asarray([j for j, jj in enumerate(which) if cols[jj].missing_at >= 0], dtype=np.int64)
+        self.flag_at = np.asarray([cols[which[j]].missing_at for j in self.flagged], dtype=np.int64)
+
+    def __call__(self, host: np.ndarray) -> Tensor:
+        out = np.zeros((host.shape[0], self.n_columns))
+        if self.which.size:
+            value = host[:, self.value_at].astype(np.float64)
+            excess = np.maximum(value - self.high, 0.0) + np.maximum(self.low - value, 0.0)
+            if self.flagged.size:
+                sub = excess[:, self.flagged]
+                sub[host[:, self.flag_at] >= 0.5] = 0.0
+                excess[:, self.flagged] = sub
+            out[:, self.which] = 0.5 * excess * excess
+        return torch.from_numpy(out)
 
 
 def cart_scores(model: Any, x: Tensor) -> RowScores:

@@ -25,7 +25,7 @@ from synthgate.schemas.errors import InvalidInputError
 from synthgate.schemas.scoring import ColumnDrift, ScoreDrift, Threshold
 from synthgate.schemas.table import TableSchema
 from synthgate.tasks.distance import NUMERIC_KINDS, category_labels, numeric_values
-from synthgate.tasks.fidelity import column_shapes
+from synthgate.tasks.fidelity import ks_complement
 
 DEFAULT_ALPHA = 0.01  # family-wise level of the drift verdict: docs/decisions.md#score-drift
 
@@ -63,34 +63,54 @@ def score_drift(batch: np.ndarray, holdout: np.ndarray, *, alpha: float) -> Scor
     )  # fmt: skip
 
 
-def _column_test(batch: pd.Series, reference: pd.Series, numeric: bool, col) -> tuple[float, str]:
-    if numeric:
-        b, r = numeric_values(batch, col), numeric_values(reference, col)
-        b, r = b[np.isfinite(b)], r[np.isfinite(r)]
-        if b.size == 0 or r.size == 0:
-            return 1.0, "ks"
-        return float(stats.ks_2samp(b, r).pvalue), "ks"
-    b, r = pd.Series(category_labels(batch)), pd.Series(category_labels(reference))
-    counts = pd.concat([b.value_counts(), r.value_counts()], axis=1).fillna(0).to_numpy()
+def label_counts(series: pd.Series) -> pd.Series:
+    """Counts per `category_labels` label, from the column's distinct values: a million rows are hashed once, and
+    only their few distinct values are turned into labels."""
+    counts = series.value_counts(dropna=False)
+    return counts.groupby(category_labels(counts.index.to_series()), sort=False).sum()
+
+
+def tv_from_counts(real: pd.Series, synthetic: pd.Series) -> float:
+    """`fidelity.tv_complement` from label counts."""
+    if real.sum() == 0 or synthetic.sum() == 0:
+        return 0.0
+    p, q = (real / real.sum()).align(synthetic / synthetic.sum(), fill_value=0.0)
+    return float(1.0 - 0.5 * np.abs(p - q).sum())
+
+
+def _chi2_p(batch: pd.Series, reference: pd.Series) -> float:
+    counts = pd.concat([batch, reference], axis=1).fillna(0).to_numpy()
     counts = counts[counts.sum(1) > 0]
     if counts.shape[0] < 2:
-        return 1.0, "chi2"
-    return float(stats.chi2_contingency(counts).pvalue), "chi2"
+        return 1.0
+    return float(stats.chi2_contingency(counts).pvalue)
+
+
+def _ks_p(batch: np.ndarray, reference: np.ndarray) -> float:
+    b, r = batch[np.isfinite(batch)], reference[np.isfinite(reference)]
+    if b.size == 0 or r.size == 0:
+        return 1.0
+    return float(stats.ks_2samp(b, r).pvalue)
 
 
 def column_drift(
     batch: pd.DataFrame, reference: pd.DataFrame, schema: TableSchema, *, alpha: float
 ) -> list[ColumnDrift]:
-    """Each modelled column of `batch` against `reference`: shape score and a test at `alpha` / columns.
+    """Each modelled column of `batch` against `reference`: shape score (as `fidelity.column_shapes`) and a test at
+    `alpha` / columns. Each column is read once for both: its numbers, or its label counts.
 
     Returns:
         One `ColumnDrift` per modelled column, the most moved (lowest p-value) first.
     """
     cols = [c for c in schema.modelled if c.name in batch.columns and c.name in reference.columns]
-    shapes = column_shapes(reference, batch, schema.model_copy(update={"columns": cols})).parts
     level = alpha / max(len(cols), 1)
     out = []
     for col in cols:
-        p, test = _column_test(batch[col.name], reference[col.name], col.kind in NUMERIC_KINDS, col)
-        out.append(ColumnDrift(column=col.name, shape=shapes[col.name], p_value=p, test=test, moved=p < level))
+        if col.kind in NUMERIC_KINDS:
+            b, r = numeric_values(batch[col.name], col), numeric_values(reference[col.name], col)
+            shape, p, test = ks_complement(r, b), _ks_p(b, r), "ks"
+        else:
+            b, r = label_counts(batch[col.name]), label_counts(reference[col.name])
+            shape, p, test = tv_from_counts(r, b), _chi2_p(b, r), "chi2"
+        out.append(ColumnDrift(column=col.name, shape=shape, p_value=p, test=test, moved=p < level))
     return sorted(out, key=lambda c: c.p_value)

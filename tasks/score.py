@@ -30,6 +30,7 @@ from synthgate.schemas.scoring import SCORE_METADATA_KEY, ScoreSummary, Threshol
 from synthgate.schemas.table import ColumnKind, TableSchema
 from synthgate.tasks.protect import RARE_LABEL
 from synthgate.tasks.publish import atomic_path
+from synthgate.tasks.threads import plan_threads, use_threads
 
 logger = logging.getLogger(__name__)
 
@@ -105,14 +106,22 @@ def find_model(ref: str | Path, *, cache_dir: str | Path | None = None, device: 
 
 # ------------------------------------------------------------------------------------------ checking the batch
 def _match_levels(series: pd.Series, levels: list[Any]) -> pd.Series:
-    """Values of `series` as the schema's levels, also where only their text agrees (1 read as "1" from a CSV)."""
+    """Values of `series` as the schema's levels, also where only their text agrees (1 read as "1" from a CSV).
+
+    Each distinct value is matched once and the matches spread back by its codes: a batch has millions of rows and
+    a handful of distinct values.
+    """
     known = [lv for lv in levels if lv != MISSING]
     by_text = {str(lv): lv for lv in known}
     as_object = series.astype(object)
-    unmatched = ~as_object.isin(known) & as_object.notna()
-    if unmatched.any():
-        as_object[unmatched] = as_object[unmatched].map(lambda v: by_text.get(str(v), v))
-    return as_object
+    codes, uniques = pd.factorize(as_object, use_na_sentinel=True)
+    uniques = pd.Series(uniques, dtype=object)
+    unmatched = ~uniques.isin(known)
+    if not unmatched.any():
+        return as_object
+    uniques[unmatched] = uniques[unmatched].map(lambda v: by_text.get(str(v), v))
+    matched = pd.Series(uniques.to_numpy()[np.maximum(codes, 0)], index=series.index, dtype=object)
+    return matched.where(codes >= 0, as_object)
 
 
 def check_batch(
@@ -220,19 +229,20 @@ def source_columns(encoder: TableEncoder) -> dict[str, list[str]]:
     return {j.columns[0]: list(j.columns) for j in joints}
 
 
-def rule_breaks(rows: pd.DataFrame, encoder: TableEncoder) -> tuple[np.ndarray, list[list[str]]]:
+def rule_breaks(rows: pd.DataFrame, encoder: TableEncoder) -> tuple[np.ndarray, dict[int, list[tuple[str, list[str]]]]]:
     """Rows that break a rule between columns the model holds by construction (`models.encoders.constraints`): a
     bound (`high >= low`) crossed, or a fixed combination never seen in training.
 
     Returns:
-        `(broken, rules)`: an (n,) bool mask, and per row the rules it breaks as (description, columns) pairs.
+        `(broken, rules)`: an (n,) bool mask, and for each row position that breaks a rule the rules it breaks as
+        (description, columns) pairs (rows that break none are absent: a batch holds millions of rows, few broken).
     """
     from synthgate.models.encoders.constraints import _label, _plain
     from synthgate.schemas.constraints import numeric_values
 
     rules = encoder.constraints_
     broken = np.zeros(len(rows), dtype=bool)
-    found: list[list[tuple[str, list[str]]]] = [[] for _ in range(len(rows))]
+    found: dict[int, list[tuple[str, list[str]]]] = {}
     if rules is None:
         return broken, found
     kinds = {c.name: (c.kind.value, c.format) for c in encoder.schema.columns}
@@ -244,15 +254,19 @@ def rule_breaks(rows: pd.DataFrame, encoder: TableEncoder) -> tuple[np.ndarray, 
             bad = both & ((high <= low) if low_name in gap.strict else (high < low))
             rule = f"{gap.column} {'>' if low_name in gap.strict else '>='} {low_name}"
             for i in np.flatnonzero(bad):
-                found[i].append((rule, [gap.column, low_name]))
+                found.setdefault(int(i), []).append((rule, [gap.column, low_name]))
             broken |= bad
     for joint in rules.joints_:
         seen = {_label(lv) for lv in joint.levels}  # the encoder's own labels of the combinations it was fitted on
         values = rows[joint.columns].astype(object).where(rows[joint.columns].notna(), None)
-        for i, combo in enumerate(values.itertuples(index=False, name=None)):
-            if _label([_plain(v) for v in combo]) not in seen:
-                found[i].append((f"{' + '.join(joint.columns)}: a combination unseen in training", list(joint.columns)))
-                broken[i] = True
+        # Each distinct combination is labelled once, then its verdict spread to its rows.
+        codes = values.groupby(list(joint.columns), dropna=False, sort=False).ngroup().to_numpy()
+        firsts = pd.Series(np.arange(len(values))).groupby(codes).first()
+        unseen = [g for g, i in firsts.items() if _label([_plain(v) for v in values.iloc[i]]) not in seen]
+        rule = (f"{' + '.join(joint.columns)}: a combination unseen in training", list(joint.columns))
+        for i in np.flatnonzero(np.isin(codes, unseen)):
+            found.setdefault(int(i), []).append(rule)
+            broken[i] = True
     return broken, found
 
 
@@ -262,7 +276,7 @@ class Scored:
 
     score: np.ndarray  # (n,), +inf where a row breaks a rule the model holds (probability zero under it)
     parts: pd.DataFrame  # (n, source columns)
-    rules: list[list[tuple[str, list[str]]]] = field(default_factory=list)  # per row, the rules it breaks
+    rules: dict[int, list[tuple[str, list[str]]]] = field(default_factory=dict)  # by row position, those broken
 
     def top_columns(self, n: int = N_TOP, *, typical: pd.Series | None = None) -> list[list[str]]:
         """Per row, the `n` columns that contribute most to its score beyond `typical` (each column's median part on
@@ -270,14 +284,19 @@ class Scored:
 
         Without `typical`, a column with many levels always leads: its part is large on every row, however usual.
         """
+        names = np.asarray(self.parts.columns)
+        return [list(row) for row in names[self.top_indices(n, typical=typical)]]
+
+    def top_indices(self, n: int = N_TOP, *, typical: pd.Series | None = None) -> np.ndarray:
+        """`top_columns` as an (rows, min(n, columns)) array of positions in `parts.columns`, sorted in one pass."""
         parts = self.parts if typical is None else self.parts - typical.reindex(self.parts.columns).fillna(0.0)
-        names = np.asarray(parts.columns)
-        order = np.argsort(-parts.to_numpy(), axis=1, kind="stable")
-        tops = []
-        for i, row in enumerate(names[order]):
-            first = list(dict.fromkeys(c for _, cols in self.rules[i] for c in cols)) if self.rules else []
-            tops.append((first + [c for c in row if c not in first])[:n])
-        return tops
+        top = np.argsort(-parts.to_numpy(), axis=1, kind="stable")[:, :n]
+        position = {c: j for j, c in enumerate(self.parts.columns)}
+        for i in self.rules:  # the few rows that break a rule
+            first = list(dict.fromkeys(position[c] for _, cols in self.rules[i] for c in cols if c in position))
+            full = np.argsort(-parts.to_numpy()[i], kind="stable")
+            top[i] = (first + [j for j in full if j not in first])[: top.shape[1]]
+        return top
 
 
 def score_rows(scoring: ScoringModel, rows: pd.DataFrame) -> Scored:
@@ -297,7 +316,8 @@ def score_rows(scoring: ScoringModel, rows: pd.DataFrame) -> Scored:
             for column, value in zip(joint.columns, joint.levels[0], strict=True):
                 rows.loc[broken, column] = value
     encoded = scoring.encoder.transform(rows)
-    result = scoring.model.anomaly_scores(encoded)
+    with use_threads(plan_threads()):  # docs/decisions.md#fused-scoring-layers: one thread on two cores
+        result = scoring.model.anomaly_scores(encoded)
     names, parts = column_parts(result.features, scoring.encoder.spans_)
     joints = source_columns(scoring.encoder)
     by_source: dict[str, np.ndarray] = {}
@@ -325,9 +345,10 @@ def write_scores(
     out["anomaly_score"] = scored.score
     out["is_anomaly"] = scored.score > threshold.value
     table = pa.Table.from_pandas(out, preserve_index=False)
-    table = table.append_column(
-        "top_columns", pa.array(scored.top_columns(typical=typical), type=pa.list_(pa.string()))
-    )
+    top = scored.top_indices(typical=typical)  # (rows, k): built as one Arrow list array, not a Python list per row
+    names = pa.array([str(c) for c in scored.parts.columns], type=pa.string()).take(pa.array(top.ravel()))
+    offsets = pa.array(np.arange(len(out) + 1, dtype=np.int32) * top.shape[1])
+    table = table.append_column("top_columns", pa.ListArray.from_arrays(offsets, names, type=pa.list_(pa.string())))
     meta = {**(table.schema.metadata or {}), SCORE_METADATA_KEY: summary.model_dump_json().encode()}
     with atomic_path(Path(path)) as tmp:
         pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")

@@ -345,3 +345,28 @@ def test_a_run_that_skipped_the_store_is_scored_from_the_model_kept_beside_its_o
     assert found.key == meta.model_key
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nocache.model", "nocache.parquet"]
     assert model_beside(output) == tmp_path / "nocache.model"
+
+
+def test_column_drift_from_label_counts_matches_the_per_row_shapes_and_tests(penguins):
+    # Arrange: one island's rows against the others', with a value written two ways (1 and "1" are one label)
+    from synthgate.schemas.table import infer_schema
+    from synthgate.tasks.distance import category_labels
+    from synthgate.tasks.drift import column_drift
+    from synthgate.tasks.fidelity import column_shapes
+
+    schema = infer_schema(penguins)
+    batch, reference = penguins[penguins["island"] == "Biscoe"], penguins[penguins["island"] != "Biscoe"]
+    batch = batch.assign(year=batch["year"].astype(object).where(batch.index % 2 == 0, batch["year"].astype(str)))
+
+    # Act
+    drift = {c.column: c for c in column_drift(batch, reference, schema, alpha=0.01)}
+
+    # Assert
+    shapes = column_shapes(reference, batch, schema).parts
+    for col in schema.modelled:
+        assert drift[col.name].shape == pytest.approx(shapes[col.name], abs=1e-12)
+        if drift[col.name].test == "chi2":
+            b, r = pd.Series(category_labels(batch[col.name])), pd.Series(category_labels(reference[col.name]))
+            table = pd.concat([b.value_counts(), r.value_counts()], axis=1).fillna(0).to_numpy()
+            assert drift[col.name].p_value == pytest.approx(stats.chi2_contingency(table).pvalue, rel=1e-9)
+    assert drift["island"].moved and drift["species"].moved

@@ -3,6 +3,8 @@ per-column parts name the column that was planted."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -189,3 +191,66 @@ def test_batched_scores_equal_the_bound_written_out_directly(name, reference, pe
     torch.testing.assert_close(scores.score, reference(model, x), rtol=1e-5, atol=1e-4)
     if name == "arn":
         torch.testing.assert_close(scores.features.sum(1), scores.score)
+
+
+def _gmm_parts_reference(model, x: torch.Tensor) -> torch.Tensor:
+    """Per-feature parts written out directly: each component's per-dimension terms and each group's log-probability,
+    averaged over the row's responsibilities, one group and one component at a time."""
+    from synthgate.models.gmm_math import group_onehot
+
+    layout, rows = model.layout_, x.double()
+    values = rows[:, layout.continuous]
+    groups = group_onehot(rows, layout)
+    if getattr(model, "coef_", None) is not None:
+        values = values - torch.cat(groups, 1) @ model.coef_
+    dims, joint = [], torch.log(model.weights_).repeat(len(x), 1)
+    for k in range(model.n_components_):
+        prec = model.precisions_cholesky_[k]
+        diff = values - model.means_[k]
+        dims.append(-0.5 * np.log(2 * np.pi) + torch.log(torch.diagonal(prec)) - 0.5 * diff * (diff @ prec @ prec.T))
+        joint[:, k] += dims[k].sum(1)
+    group_logp = [g @ torch.log(p).T for g, p in zip(groups, model.level_probs_, strict=True)]
+    joint += sum(group_logp)
+    resp = torch.softmax(joint, 1)
+    parts = torch.zeros(rows.shape, dtype=torch.float64)
+    parts[:, layout.continuous] = -sum(resp[:, k : k + 1] * dims[k] for k in range(model.n_components_))
+    for idx, lp in zip(layout.groups, group_logp, strict=True):
+        parts[:, idx[0]] = -(resp * lp).sum(1)
+    return parts
+
+
+def test_gmm_parts_equal_the_per_group_terms_written_out_directly(penguins):
+    # Arrange: missing values kept, so missing flags (two-level groups) sit beside the categories
+    train, test = _split(penguins, 230)
+    encoder, model = _fit("gmm", train, infer_schema(penguins))
+    x = encoder.transform(test)
+
+    # Act
+    parts = model.anomaly_scores(x).features
+
+    # Assert
+    assert any(model.layout_.binary) and not all(model.layout_.binary)
+    torch.testing.assert_close(parts, _gmm_parts_reference(model, x), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("activation", [torch.nn.GELU, torch.nn.SiLU, torch.nn.ReLU, lambda: torch.nn.LeakyReLU(0.2)])
+def test_fused_inference_layers_give_the_layers_own_output(activation):
+    # Arrange: an MLP as the models build them, in eval mode (dropout is the identity)
+    from synthgate.models.inference import inference_steps, run_steps
+
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(
+        torch.nn.LayerNorm(12), torch.nn.Linear(12, 32), activation(), torch.nn.Dropout(0.3), torch.nn.Linear(32, 5)
+    ).eval()
+    x = torch.randn(7, 40, 12)  # (columns, rows, width), as the arn runs it
+
+    wide = copy.deepcopy(mlp).double()
+
+    # Act
+    with torch.inference_mode():
+        fused, plain = run_steps(inference_steps(mlp), x), mlp(x)
+        fallback = run_steps(inference_steps(wide), x.double())
+
+    # Assert: the same values, and float64 layers (no fused op) run as they are
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fallback, wide(x.double()), rtol=0, atol=0)
