@@ -307,6 +307,17 @@ def kept_throughput_notes() -> list[str]:
     return [n if "(kept from" in n else n + mark for n in kept]
 
 
+def timing_free_notes() -> list[str]:
+    """The last record's notes without its timing lines: what a timings-only run keeps beside the rankings."""
+    from bench.results import RESULTS
+
+    try:
+        last = json.loads((RESULTS / "anomaly.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [n for n in last.get("notes", []) if not n.startswith(("scoring throughput", "synthgate score command"))]
+
+
 def print_rows(rows: list[dict], keys: tuple[str, ...]) -> None:
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
@@ -372,11 +383,14 @@ def main() -> None:
         *([] if speed else kept_throughput_notes()),
         *args.note,
     ]
-    if not rows:  # a timings-only run (`--cases` with none) keeps the recorded rankings
+    keys = ("table", "model")
+    if not rows:  # a timings-only run (`--cases` with none): the recorded rankings stay, these timings replace theirs
         print("\n".join(notes))
-        return
+        if not speed and not command:
+            return
+        notes = list(dict.fromkeys([*timing_free_notes(), *notes[1:]]))
     record("anomaly", rows, title="Anomaly ranking: AUROC and AUPRC of each family's own score (median of seeds)",
-           notes=notes)  # fmt: skip
+           notes=notes, merge_on=keys)  # fmt: skip
 
 
 if __name__ == "__main__":
