@@ -147,7 +147,7 @@ def numeric_values(series: pd.Series, kind: str, fmt: str | None = None) -> np.n
     """Float64 values (datetimes as seconds since the epoch, text dates parsed with `fmt` when the schema has one);
     missing or unparsable is NaN."""
     if kind == "datetime":
-        return epoch_seconds(series if pd.api.types.is_datetime64_any_dtype(series) else _parse_dates(series, fmt))
+        return epoch_seconds(date_parts.as_datetimes(series, fmt))
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
@@ -158,15 +158,6 @@ def epoch_seconds(stamps: pd.Series) -> np.ndarray:
     seconds = stamps.astype("datetime64[ns]").astype("int64").to_numpy(dtype=np.float64) / 1e9
     seconds[stamps.isna().to_numpy()] = np.nan
     return seconds
-
-
-def _parse_dates(series: pd.Series, fmt: str | None = None) -> pd.Series:
-    if fmt is not None:
-        return pd.to_datetime(series, errors="coerce", format=fmt)
-    try:
-        return pd.to_datetime(series, errors="coerce", format="ISO8601")
-    except (ValueError, TypeError):
-        return pd.to_datetime(series, errors="coerce", format="mixed")
 
 
 def _is_text(series: pd.Series) -> bool:
