@@ -212,18 +212,9 @@ def infer_relations(tables: dict[str, pd.DataFrame], schema: DatabaseSchema) -> 
                 share, n = containment(frame[column], tables[parent][key[0]])
                 if n == 0 or share < MIN_CONTAINMENT:
                     continue
-                orphans = "" if share == 1 else f"; the {1 - share:.1%} not found are read as missing"
+                evidence = f"name {column!r} matches {parent}.{key[0]}; {share:.1%} of its {n:,} non-missing values "
                 relations.append(
-                    Relation(
-                        child=child,
-                        columns=[str(column)],
-                        parent=parent,
-                        parent_columns=key,
-                        on_orphans="error" if share == 1 else "null",
-                        source="inferred",
-                        evidence=f"name {column!r} matches {parent}.{key[0]}; {share:.1%} of its {n:,} non-missing "
-                        f"values are in {parent}.{key[0]}{orphans}",
-                    )
+                    _inferred(child, [str(column)], parent, key, share, evidence + f"are in {parent}.{key[0]}")
                 )
     for parent in [p for p, k in keys.items() if not k]:
         for child in tables:
@@ -250,18 +241,29 @@ def _composite_relation(child: str, parent: str, tables: dict[str, pd.DataFrame]
         share, n = containment(tuple_values(tables[child], columns), parent_key)
         if n == 0 or share < MIN_CONTAINMENT:
             continue
-        orphans = "" if share == 1 else f"; the {1 - share:.1%} not found are read as missing"
-        return Relation(
-            child=child,
-            columns=columns,
-            parent=parent,
-            parent_columns=columns,
-            on_orphans="error" if share == 1 else "null",
-            source="inferred",
-            evidence=f"{parent} has no one-column key; {'+'.join(columns)} is unique there and named alike in "
-            f"{child}; {share:.1%} of its {n:,} complete pairs are in {parent}{orphans}",
+        evidence = (
+            f"{parent} has no one-column key; {'+'.join(columns)} is unique there and named alike in {child}; "
+            f"{share:.1%} of its {n:,} complete pairs are in {parent}"
         )
+        return _inferred(child, columns, parent, columns, share, evidence)
     return None
+
+
+def _inferred(
+    child: str, columns: list[str], parent: str, parent_columns: list[str], share: float, evidence: str
+) -> Relation:
+    """An inferred relation: orphans (values not found in the parent) are an error when there are none, else read as
+    missing, and the evidence says how many."""
+    orphans = "" if share == 1 else f"; the {1 - share:.1%} not found are read as missing"
+    return Relation(
+        child=child,
+        columns=columns,
+        parent=parent,
+        parent_columns=parent_columns,
+        on_orphans="error" if share == 1 else "null",
+        source="inferred",
+        evidence=evidence + orphans,
+    )
 
 
 # ------------------------------------------------------------------------------------------------------- checks
