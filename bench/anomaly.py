@@ -296,12 +296,9 @@ def cli_throughput(family: str, n_rows: int, n_columns: int = 30, *, n_train: in
 
 def kept_throughput_notes() -> list[str]:
     """The last record's throughput lines, marked as kept: a quality-only run (`--throughput-rows 0`) keeps them."""
-    from bench.results import RESULTS
+    from bench.results import last_record
 
-    try:
-        last = json.loads((RESULTS / "anomaly.json").read_text())
-    except (OSError, ValueError):
-        return []
+    last = last_record("anomaly")
     kept = [n for n in last.get("notes", []) if n.startswith("scoring throughput")]
     mark = f" (kept from the record of commit {last.get('commit', '?')}, not re-measured)"
     return [n if "(kept from" in n else n + mark for n in kept]
@@ -309,13 +306,13 @@ def kept_throughput_notes() -> list[str]:
 
 def timing_free_notes() -> list[str]:
     """The last record's notes without its timing lines: what a timings-only run keeps beside the rankings."""
-    from bench.results import RESULTS
+    from bench.results import last_record
 
-    try:
-        last = json.loads((RESULTS / "anomaly.json").read_text())
-    except (OSError, ValueError):
-        return []
-    return [n for n in last.get("notes", []) if not n.startswith(("scoring throughput", "synthgate score command"))]
+    return [
+        n
+        for n in last_record("anomaly").get("notes", [])
+        if not n.startswith(("scoring throughput", "synthgate score command"))
+    ]
 
 
 def print_rows(rows: list[dict], keys: tuple[str, ...]) -> None:

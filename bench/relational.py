@@ -161,16 +161,15 @@ def main() -> None:
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1], indent=1))
     sys.path.insert(0, str(ROOT))
-    from bench.results import RESULTS, record
+    from bench.results import last_record, record
 
     notes = [
         f"{', '.join(args.databases)}: {args.note}; "
         + ("SDV HMASynthesizer run in its own venv on the same checked tables" if args.hma else "HMA not run"),
         "fit + sample seconds start after the imports, as HMA's do",
     ]
-    previous = RESULTS / "relational.json"
-    if args.merge and previous.exists():  # each run's conditions stay beside the rows it measured
-        notes = list(dict.fromkeys([*json.loads(previous.read_text()).get("notes", []), *notes]))
+    if args.merge:  # each run's conditions stay beside the rows it measured
+        notes = list(dict.fromkeys([*last_record("relational").get("notes", []), *notes]))
     record(
         "relational",
         rows,

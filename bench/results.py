@@ -73,13 +73,14 @@ def record(
             split over several processes (a slow peer on its own) add up to one record instead of overwriting each
             other. `notes` replace the previous ones: a bench that merges computes them on the merged rows.
     """
-    stem = name + ("-cuda" if device.startswith("cuda") else "")
+    stem = _stem(name, device)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{stem}.json"
     command = "python " + shlex.join(["bench/" + Path(sys.argv[0]).name, *sys.argv[1:]])
-    if merge_on and target.exists():
-        rows = merged_rows(name, rows, merge_on, device=device, directory=directory)
-        previous = json.loads(target.read_text()).get("command", "")
+    if merge_on:
+        last = last_record(name, device=device, directory=directory)
+        rows = _merge(last.get("rows", []), rows, merge_on)
+        previous = last.get("command", "")
         if command not in previous.split(" ; "):
             command = f"{previous} ; {command}" if previous else command
     payload = {
@@ -105,9 +106,22 @@ def merged_rows(name: str, rows: list[dict[str, Any]], keys: tuple[str, ...], *,
                 directory: Path = RESULTS) -> list[dict[str, Any]]:  # fmt: skip
     """`rows` plus the recorded rows of bench `name` that they do not replace (the same values under `keys`): the
     previous order first, new rows last. A bench computes its verdicts on these, then records them with `merge_on`."""
-    target = directory / f"{name}{'-cuda' if device.startswith('cuda') else ''}.json"
-    if not target.exists():
-        return list(rows)
+    return _merge(last_record(name, device=device, directory=directory).get("rows", []), rows, keys)
+
+
+def last_record(name: str, *, device: str = "cpu", directory: Path = RESULTS) -> dict[str, Any]:
+    """The record bench `name` last wrote (its rows, notes, command, commit), or {} when there is none to read."""
+    try:
+        return json.loads((directory / f"{_stem(name, device)}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _stem(name: str, device: str) -> str:
+    """A CUDA run's record is `<name>-cuda`, so CPU and GPU figures both stand."""
+    return name + ("-cuda" if device.startswith("cuda") else "")
+
+
+def _merge(previous: list[dict[str, Any]], rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
     measured = {tuple(r.get(k) for k in keys) for r in rows}
-    previous = json.loads(target.read_text()).get("rows", [])
     return [r for r in previous if tuple(r.get(k) for k in keys) not in measured] + list(rows)
