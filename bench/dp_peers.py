@@ -61,7 +61,12 @@ def read_back(path: Path, train: pd.DataFrame, schema: TableSchema) -> pd.DataFr
                 values = values.round()
             out[col.name] = values.astype(real.dtype) if values.notna().all() else values
             continue
+        if col.kind == ColumnKind.DATETIME:
+            out[col.name] = pd.to_datetime(raw[col.name], errors="coerce")
+            continue
         lookup = {str(v): v for v in real.dropna().unique()}  # to_csv wrote str(v) for every value v
+        if pd.api.types.is_numeric_dtype(real.dtype) and not pd.api.types.is_bool_dtype(real.dtype):
+            lookup |= {str(float(v)): v for v in real.dropna().unique()}  # a peer that read 1 as 1.0 writes "1.0"
         values = raw[col.name].map(lookup)
         try:
             out[col.name] = values.astype(real.dtype)

@@ -7,12 +7,16 @@ Every (table, model, seed) runs in a fresh child process, so peak RSS is that ru
 
 Models: our families by registry name (our `cart` among them: sequential trees over tokens, with large smoothed
 leaves), and `synthpop_cart`, a synthpop-style sequential CART synthesizer in-process (each column drawn from the
-training values in the leaf of a decision tree fitted on the columns before it): the copying reference. Peers that need their own environment (SDV GaussianCopula/TVAE/CTGAN, MOSTLY AI TabularARGN) are hooks
-here, marked "not run" in the JSON: run them from their venvs with `bench/sdv_runner.py`-style runners.
+training values in the leaf of a decision tree fitted on the columns before it): the copying reference. Peers run in
+their own venvs through `bench/realism_peers.py` with the library's defaults: `sdv_gaussiancopula`, `sdv_tvae`,
+`sdv_ctgan` (SDV) and `mostlyai_tabularargn` (MOSTLY AI, local); a peer's seconds and peak RSS are its runner's own
+(fit + sample, imports excluded), and a peer whose venv is missing is skipped with a note.
 
     python -m bench.realism --tables Ecdat/Computers Ecdat/Benefits --models gmm arn cart synthpop_cart --seeds 0 1 2
+    python -m bench.realism --tables Ecdat/Computers --models mostlyai_tabularargn --seeds 0 --merge
 
-Writes bench/results/realism.json. Timings are only meaningful on an otherwise idle machine.
+Writes bench/results/realism.json (`--merge` keeps the recorded rows this run did not measure, so a slow peer can run
+on its own). Timings are only meaningful on an otherwise idle machine; `--note` records the conditions.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/realism.py` finds `bench.results`
 
-PEERS_NOT_RUN = ("sdv_gaussiancopula", "sdv_tvae", "sdv_ctgan", "mostlyai_tabularargn")
+from bench import realism_peers
 
 # table -> (loader, ML-utility target or None)
 RDATASETS = {
@@ -124,7 +128,7 @@ def cart_synthesize(train: pd.DataFrame, n: int, *, seed: int, min_leaf: int = 5
 
 
 # ------------------------------------------------------------------------------------------------- one run
-def run_one(table: str, model: str, seed: int) -> dict:
+def run_one(table: str, model: str, seed: int, max_seconds: float = realism_peers.MAX_SECONDS) -> dict:
     """Fit `model` on 80% of `table`, sample as many rows, and measure everything against the 20% holdout."""
     import torch
 
@@ -141,8 +145,10 @@ def run_one(table: str, model: str, seed: int) -> dict:
     schema = infer_schema(frame, name=table.replace("/", "_"))
     train, holdout = split_holdout(frame, fraction=0.2, seed=seed)
     modelled = [c.name for c in schema.modelled]
-    start = time.perf_counter()
-    if model == "synthpop_cart":
+    start, peer = time.perf_counter(), {}
+    if realism_peers.is_peer(model):  # timed and measured inside the peer's own process
+        synthetic, peer = realism_peers.run_peer(model, train, schema, seed=seed, max_seconds=max_seconds)
+    elif model == "synthpop_cart":
         synthetic = cart_synthesize(train[modelled].reset_index(drop=True), len(train), seed=seed)
     else:
         from synthgate.models.registry import normalization_for
@@ -150,7 +156,7 @@ def run_one(table: str, model: str, seed: int) -> dict:
         encoder, encoded = encode_training(train, schema, normalization=normalization_for(model))
         fitted = fit_model(encoded, model=model, spans=encoder.spans_, device="cpu", seed=seed)
         synthetic = sample_rows(fitted.model, encoder, len(train), seed=seed + 1)
-    seconds = time.perf_counter() - start
+    seconds = peer["fit_s"] + peer["sample_s"] if peer else time.perf_counter() - start
     gates = evaluate_gates(train, holdout, synthetic, schema, target=target if target in modelled else None, seed=seed)
     value = {m.name: m.value for m in gates.metrics}
     dcr = gates.metric("dcr_share_excess").details
@@ -171,13 +177,13 @@ def run_one(table: str, model: str, seed: int) -> dict:
         "exact_match_rate": exact.get("synthetic_rate"),
         "holdout_exact_match_rate": exact.get("holdout_rate"),
         "fit_sample_seconds": round(seconds, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peer.get("peak_rss_mb") or round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "passed": gates.passed,
         "give_aways": detection.get("give_aways", [])[:3],
     }
 
 
-def _child(args: tuple[str, str, int]) -> dict:
+def _child(args: tuple[str, str, int, float]) -> dict:
     try:
         return run_one(*args)
     except Exception as exc:  # one failing run must not end the bench
@@ -224,22 +230,35 @@ def main() -> None:
     parser.add_argument("--tables", nargs="+", default=[*SMALL, *RDATASETS])
     parser.add_argument("--models", nargs="+", default=["gmm", "arn", "cart", "synthpop_cart"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--max-seconds", type=float, default=realism_peers.MAX_SECONDS, help="a peer's fit cap")
+    parser.add_argument("--merge", action="store_true", help="keep the recorded rows this run did not measure")
+    parser.add_argument("--note", action="append", default=[], help="a condition to record (machine load, ...)")
     args = parser.parse_args()
-    jobs = [(t, m, s) for t in args.tables for m in args.models for s in args.seeds]
+    models, skip_note = realism_peers.skipped(args.models)
+    if skip_note:
+        print(skip_note, file=sys.stderr)
+    jobs = [(t, m, s, args.max_seconds) for t in args.tables for m in models for s in args.seeds]
     runs = []
     with mp.get_context("fork").Pool(1, maxtasksperchild=1) as pool:  # a fresh process per run: its own peak RSS
         for result in pool.imap(_child, jobs):
             runs.append(result)
             print(json.dumps(result), flush=True)
-    rows = median_rows(runs)
-    print_table(rows)
-    from bench.results import record
+    rows = [record_row(row) for row in median_rows(runs)]
+    from bench.results import last_record, merged_rows, record
 
+    keys = ("table", "model")
+    notes = list(args.note)
+    if args.merge:
+        rows = merged_rows("realism", rows, keys)
+        kept = [n for n in last_record("realism").get("notes", []) if not n.startswith("peers not run")]
+        notes = [n for n in kept if n not in notes] + notes
+    print_table(rows)
     record(
         "realism",
-        [record_row(row) for row in rows],
+        rows,
         title="Realism on real tables: detection AUC, quality, utility and privacy per table and model (median of seeds)",
-        notes=[f"peers not run in this bench yet: {', '.join(PEERS_NOT_RUN)}"],
+        notes=notes + ([skip_note] if skip_note else []),
+        merge_on=keys if args.merge else None,
     )
 
 

@@ -1,9 +1,13 @@
 """Fit and sample one SDV single-table synthesizer; runs inside the SDV venv, never in synthgate's environment.
 
-    /work/sdv-venv/bin/python bench/sdv_runner.py --data in.csv --model tvae --epochs 300 --rows 1000 --out out.csv [--gpu]
+    /work/sdv-venv/bin/python bench/sdv_runner.py --data in.csv --model tvae --epochs 300 --rows 1000 --out out.csv \
+        [--gpu] [--seed 0] [--max-seconds 1800]
 
-Prints one JSON line: {"fit_s": ..., "sample_s": ..., "cpu_s": ...} (cpu_s: process CPU seconds of fit + sample). SDV 2.0's single-table API takes and returns
-`{table_name: DataFrame}`; both shapes are tried so the runner works across 1.x and 2.x.
+Prints one JSON line: {"status": "ok", "fit_s", "sample_s", "cpu_s", "peak_rss_mb"} (cpu_s: process CPU seconds of
+fit + sample; peak_rss_mb: this process's peak resident memory), or {"status": "timeout", "fit_s", "max_seconds"}
+(exit code 3) when the fit ran past `--max-seconds`. `--epochs` defaults to 300, SDV's own default for TVAE and CTGAN.
+SDV 2.0's single-table API takes and returns `{table_name: DataFrame}`; both shapes are tried so the runner works
+across 1.x and 2.x.
 """
 
 from __future__ import annotations
@@ -11,12 +15,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import signal
+import sys
 import time
 
+import numpy as np
 import pandas as pd
 import torch
 
 TABLE = "table"
+TIMEOUT_EXIT = 3
+
+
+class FitTimeout(Exception):
+    """The fit ran past `--max-seconds`."""
 
 
 def warm_up(device: str = "cpu") -> None:
@@ -69,10 +82,12 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--gpu", action="store_true", help="TVAE/CTGAN on CUDA (SDV's enable_gpu)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-seconds", type=float, default=0.0, help="stop a fit that runs longer (0: never)")
     args = parser.parse_args()
     pin_to_cores(args.threads)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
 
     from sdv.metadata import Metadata
     from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer, TVAESynthesizer
@@ -91,10 +106,24 @@ def main() -> None:
     # A first fit in a process pays one-off costs (lazy imports inside SDV and RDT, first calls of torch's kernels):
     # one epoch on a slice before the clock, as `bench/vs_sdv.py` warms our models up, then the seed as it was.
     fit(build(1), frame.head(WARM_UP_ROWS))
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)  # the copula's and RDT's draws come from numpy's global generator
     synth = build(args.epochs)
+
+    def expire(*_):
+        raise FitTimeout
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(args.max_seconds, 0.0))
     start, cpu = time.perf_counter(), time.process_time()
-    fit(synth, frame)
+    try:
+        fit(synth, frame)
+    except FitTimeout:
+        seconds = round(time.perf_counter() - start, 2)
+        print(json.dumps({"status": "timeout", "fit_s": seconds, "max_seconds": args.max_seconds}))
+        sys.exit(TIMEOUT_EXIT)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     out = synth.sample(args.rows)
@@ -103,7 +132,9 @@ def main() -> None:
     if isinstance(out, dict):
         out = out[TABLE]
     out.to_csv(args.out, index=False)
-    print(json.dumps({"fit_s": fit_s, "sample_s": sample_s, "cpu_s": cpu_s}))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    report = {"status": "ok", "fit_s": fit_s, "sample_s": sample_s, "cpu_s": cpu_s, "peak_rss_mb": round(peak_mb, 1)}
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":
