@@ -1,7 +1,7 @@
 """Train MOSTLY AI's TabularARGN on one table and sample it, locally; runs inside the MOSTLY AI venv, never in ours.
 
     /work/mostlyai-venv/bin/python bench/mostlyai_runner.py --data in.csv --rows N --out out.csv [--seed 0] \
-        [--max-seconds 3600] [--threads 0]
+        [--max-seconds 3600] [--threads 0] [--max-training-minutes M]
 
 Prints one JSON line: {"status": "ok", "fit_s", "sample_s", "peak_rss_mb", "threads"}, or {"status": "timeout",
 "fit_s", "max_seconds"} (exit code 3) when training and sampling ran past `--max-seconds` (the jobs are then killed).
@@ -13,6 +13,8 @@ model in the bench. peak_rss_mb is the largest of this process and its jobs. Tab
 (model MOSTLY_AI/Medium, up to 100 epochs with early stopping, value protection on, flexible generation on); only
 the model and data quality reports are turned off, since they evaluate and do not train or sample (synthgate's gates
 are not timed either). `--threads 0` leaves the cores as the library finds them (all of this process's).
+`--max-training-minutes` sets TabularARGN's own `max_training_time` (default 14400 minutes), which stops training
+early and still yields a model: a cap for a machine too slow to train to convergence, reported in the JSON line.
 
 The venv (mostlyai[local] 6.2.0 needs torch >= 2.13, < 2.14; torch first, so that pip keeps the local CPU wheel;
 the engine's torchvision/torchaudio are CUDA builds that fail to load beside torch+cpu, and the tabular path never
@@ -83,6 +85,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-seconds", type=float, default=3600.0)
     parser.add_argument("--threads", type=int, default=0, help="cores to run on; 0: all (the library's default)")
+    parser.add_argument("--max-training-minutes", type=float, default=None, help="TabularARGN's max_training_time")
     args = parser.parse_args()
     pin_to_cores(args.threads)
 
@@ -95,6 +98,10 @@ def main() -> None:
 
         def expire(*_):
             raise RunTimeout
+
+        model_config: dict = {"enable_model_report": False}
+        if args.max_training_minutes is not None:
+            model_config["max_training_time"] = args.max_training_minutes
 
         signal.signal(signal.SIGALRM, expire)
         signal.setitimer(signal.ITIMER_REAL, max(args.max_seconds, 0.0))
@@ -109,7 +116,7 @@ def main() -> None:
                             {
                                 "name": TABLE,
                                 "data": frame,
-                                "tabular_model_configuration": {"enable_model_report": False},
+                                "tabular_model_configuration": model_config,
                             }
                         ],
                     }
@@ -143,6 +150,7 @@ def main() -> None:
         reap_children()
     out.to_csv(args.out, index=False)
     report = {"status": "ok", "fit_s": fit_s, "sample_s": sample_s, "peak_rss_mb": peak_rss_mb()}
+    report["max_training_minutes"] = args.max_training_minutes
     print(json.dumps(report | {"threads": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}))
     sys.stdout.flush()
     os._exit(0)  # the SDK's local server thread does not stop on its own

@@ -128,7 +128,13 @@ def cart_synthesize(train: pd.DataFrame, n: int, *, seed: int, min_leaf: int = 5
 
 
 # ------------------------------------------------------------------------------------------------- one run
-def run_one(table: str, model: str, seed: int, max_seconds: float = realism_peers.MAX_SECONDS) -> dict:
+def run_one(
+    table: str,
+    model: str,
+    seed: int,
+    max_seconds: float = realism_peers.MAX_SECONDS,
+    train_minutes: float | None = None,
+) -> dict:
     """Fit `model` on 80% of `table`, sample as many rows, and measure everything against the 20% holdout."""
     import torch
 
@@ -147,7 +153,9 @@ def run_one(table: str, model: str, seed: int, max_seconds: float = realism_peer
     modelled = [c.name for c in schema.modelled]
     start, peer = time.perf_counter(), {}
     if realism_peers.is_peer(model):  # timed and measured inside the peer's own process
-        synthetic, peer = realism_peers.run_peer(model, train, schema, seed=seed, max_seconds=max_seconds)
+        synthetic, peer = realism_peers.run_peer(
+            model, train, schema, seed=seed, max_seconds=max_seconds, train_minutes=train_minutes
+        )
     elif model == "synthpop_cart":
         synthetic = cart_synthesize(train[modelled].reset_index(drop=True), len(train), seed=seed)
     else:
@@ -183,7 +191,7 @@ def run_one(table: str, model: str, seed: int, max_seconds: float = realism_peer
     }
 
 
-def _child(args: tuple[str, str, int, float]) -> dict:
+def _child(args: tuple[str, str, int, float, float | None]) -> dict:
     try:
         return run_one(*args)
     except Exception as exc:  # one failing run must not end the bench
@@ -231,13 +239,16 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["gmm", "arn", "cart", "synthpop_cart"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--max-seconds", type=float, default=realism_peers.MAX_SECONDS, help="a peer's fit cap")
+    parser.add_argument("--peer-train-minutes", type=float, default=None, help="cap MOSTLY AI's training time")
     parser.add_argument("--merge", action="store_true", help="keep the recorded rows this run did not measure")
     parser.add_argument("--note", action="append", default=[], help="a condition to record (machine load, ...)")
     args = parser.parse_args()
     models, skip_note = realism_peers.skipped(args.models)
     if skip_note:
         print(skip_note, file=sys.stderr)
-    jobs = [(t, m, s, args.max_seconds) for t in args.tables for m in models for s in args.seeds]
+    jobs = [
+        (t, m, s, args.max_seconds, args.peer_train_minutes) for t in args.tables for m in models for s in args.seeds
+    ]
     runs = []
     with mp.get_context("fork").Pool(1, maxtasksperchild=1) as pool:  # a fresh process per run: its own peak RSS
         for result in pool.imap(_child, jobs):

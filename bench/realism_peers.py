@@ -60,11 +60,15 @@ def skipped(models: list[str]) -> tuple[list[str], str | None]:
     return [m for m in models if m not in missing], note
 
 
-def command(model: str, data: Path, out: Path, rows: int, *, seed: int, max_seconds: float) -> list[str]:
-    """The runner's command line for `model`."""
+def command(
+    model: str, data: Path, out: Path, rows: int, *, seed: int, max_seconds: float, train_minutes: float | None = None
+) -> list[str]:
+    """The runner's command line for `model`; `train_minutes` caps MOSTLY AI's own training time (others ignore it)."""
     venv, name = PEERS[model]
     cmd = [str(PYTHONS[venv]), str(RUNNERS[venv]), "--data", str(data), "--rows", str(rows), "--out", str(out)]
     cmd += ["--seed", str(seed), "--max-seconds", str(max_seconds)]
+    if venv == "mostlyai" and train_minutes is not None:
+        cmd += ["--max-training-minutes", str(train_minutes)]
     return cmd + (["--model", name] if name else [])
 
 
@@ -79,7 +83,13 @@ def parse_report(stdout: str, stderr: str, returncode: int) -> dict:
 
 
 def run_peer(
-    model: str, train: pd.DataFrame, schema: TableSchema, *, seed: int, max_seconds: float = MAX_SECONDS
+    model: str,
+    train: pd.DataFrame,
+    schema: TableSchema,
+    *,
+    seed: int,
+    max_seconds: float = MAX_SECONDS,
+    train_minutes: float | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Fit peer `model` on `train`'s modelled columns in its venv and sample as many rows.
 
@@ -93,7 +103,7 @@ def run_peer(
     with tempfile.TemporaryDirectory(prefix="realism-peer-") as tmp:
         data, out = Path(tmp) / "train.csv", Path(tmp) / "synthetic.csv"
         train[modelled].to_csv(data, index=False)
-        cmd = command(model, data, out, len(train), seed=seed, max_seconds=max_seconds)
+        cmd = command(model, data, out, len(train), seed=seed, max_seconds=max_seconds, train_minutes=train_minutes)
         try:  # the runner stops itself at max_seconds; the margin covers its imports, warm-up and sampling
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=max_seconds + 600, check=False)
         except subprocess.TimeoutExpired as exc:
