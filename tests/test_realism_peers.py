@@ -49,15 +49,20 @@ def test_a_peer_without_its_venv_is_skipped_with_a_note(tmp_path, monkeypatch):
     assert everything == ["gmm", "mostlyai_tabularargn"] and no_note is None
 
 
-def test_the_sdv_runner_gets_its_model_and_the_seed():
+def test_each_runner_gets_its_model_the_seed_and_its_own_caps():
     # Act
     cmd = realism_peers.command("sdv_gaussiancopula", "in.csv", "out.csv", 500, seed=2, max_seconds=60.0)
-    argn = realism_peers.command("mostlyai_tabularargn", "in.csv", "out.csv", 500, seed=2, max_seconds=60.0)
+    argn = realism_peers.command(
+        "mostlyai_tabularargn", "in.csv", "out.csv", 500, seed=2, max_seconds=60.0, train_minutes=3.0
+    )
+    capped = realism_peers.command("sdv_tvae", "in.csv", "out.csv", 500, seed=2, max_seconds=60.0, train_minutes=3.0)
 
     # Assert
     assert cmd[1].endswith("sdv_runner.py") and cmd[cmd.index("--model") + 1] == "gaussian_copula"
     assert cmd[cmd.index("--seed") + 1] == "2" and cmd[cmd.index("--rows") + 1] == "500"
     assert argn[1].endswith("mostlyai_runner.py") and "--model" not in argn
+    assert argn[argn.index("--max-training-minutes") + 1] == "3.0"  # MOSTLY AI's own training cap; SDV has none
+    assert "--max-training-minutes" not in capped
 
 
 def test_a_peers_rows_come_back_with_the_training_dtypes_and_its_own_timing(fake_peer):
