@@ -344,27 +344,33 @@ class TextModel:
         generator = generator if generator is not None else make_generator(self.config.seed, device)
         banned = torch.tensor([vocab.index(t) for t in (PAD, BOS, UNK)], device=device)
         null_id, eos_id = vocab.index(NULL), vocab.index(EOS)
+        steps = self.config.max_tokens + 1
+        out = torch.full((n, steps), eos_id, dtype=torch.long, device=device)  # rows that end keep <eos> after
+        # Only the rows still writing go through the network: a row leaves the batch at its <eos> or <null>.
+        active = torch.arange(n, device=device)
         token = torch.full((n, 1), vocab.index(BOS), dtype=torch.long, device=device)
-        state, out = None, torch.zeros((n, 0), dtype=torch.long, device=device)
-        done = torch.zeros(n, dtype=torch.bool, device=device)
-        for step in range(self.config.max_tokens + 1):
+        state, used = None, 0
+        for step in range(steps):
+            used = step + 1
             logits, state = self.module_(token, cond, state)
             # The first token decides missing or not: drawn untempered, so the missing share stays the learned one.
             temperature, top_p = (1.0, 1.0) if step == 0 else (max(self.config.temperature, 1e-4), self.config.top_p)
-            logits = logits[:, -1] / temperature  # (n, n_tokens)
+            logits = logits[:, -1] / temperature  # (rows still writing, n_tokens)
             logits[:, banned] = -math.inf
             if step == 0:
                 logits[:, null_id] += self.null_bias_
             else:
                 logits[:, null_id] = -math.inf  # a missing value is decided by the first token only
-            token = _top_p(logits, top_p, generator).unsqueeze(1)
-            token[done] = eos_id
-            out = torch.cat([out, token], dim=1)
-            done |= (token.squeeze(1) == eos_id) | (token.squeeze(1) == null_id)
-            if bool(done.all()):
+            picked = _top_p(logits, top_p, generator)  # (rows still writing,)
+            out[active, step] = picked
+            going = (picked != eos_id) & (picked != null_id)
+            if not bool(going.any()):
                 break
+            if not bool(going.all()):
+                active, picked, cond, state = active[going], picked[going], cond[going], state[:, going]
+            token = picked.unsqueeze(1)
         vocabulary = self._vocabulary()
-        return [vocabulary.decode(row) for row in out.tolist()]
+        return [vocabulary.decode(row) for row in out[:, :used].tolist()]
 
     # ------------------------------------------------------------------------------------------- io
     def save(self, directory: Path) -> None:
@@ -413,9 +419,11 @@ def _conditions(conditions: Tensor | None, n: int) -> Tensor:
 def _pad(sequences: list[list[int]], device: torch.device) -> tuple[Tensor, Tensor]:
     """Every sequence in one zero-padded (n, longest) id tensor, once per fit, and their lengths (n,)."""
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    flat = torch.tensor([i for s in sequences for i in s], dtype=torch.long)
+    rows = torch.repeat_interleave(torch.arange(len(sequences)), lengths)
+    cols = torch.arange(len(flat)) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
     padded = torch.zeros((len(sequences), int(lengths.max())), dtype=torch.long)
-    for i, seq in enumerate(sequences):
-        padded[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    padded[rows, cols] = flat
     return padded.to(device), lengths.to(device)
 
 
@@ -428,13 +436,34 @@ def _batch(padded: tuple[Tensor, Tensor], rows: Tensor | list[int]) -> tuple[Ten
     return torch.cat([bos, targets[:, :-1]], dim=1), targets
 
 
-def _top_p(logits: Tensor, top_p: float, generator: torch.Generator) -> Tensor:
-    """One token per row from the smallest set of tokens whose probability reaches `top_p` (Holtzman et al., 2020)."""
-    probs = torch.softmax(logits, dim=-1)
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
+def _top_p(logits: Tensor, top_p: float, generator: torch.Generator, *, max_rounds: int = 8) -> Tensor:
+    """One token per row from the smallest set of tokens whose probability reaches `top_p` (Holtzman et al., 2020).
+
+    A draw from the whole distribution is kept when the tokens more likely than it hold less than `top_p` (it is in
+    the nucleus) and redrawn otherwise: that is the nucleus distribution without sorting every row's vocabulary,
+    which costs more than the network's step. Rows still outside after `max_rounds` draws take the sorted path.
+    """
+    probs = torch.softmax(logits, dim=-1)  # (n, n_tokens)
+    cdf = probs.cumsum(dim=-1)
+    picks = _inverse_cdf(cdf, generator)
+    if top_p >= 1.0:
+        return picks
+    redraw = torch.arange(probs.shape[0], device=probs.device)
+    for _ in range(max_rounds):
+        rows = probs[redraw]
+        chosen = rows.gather(1, picks[redraw].unsqueeze(1))  # (m, 1)
+        outside = (rows * (rows > chosen)).sum(dim=-1) >= top_p
+        redraw = redraw[outside]
+        if not len(redraw):
+            return picks
+        picks[redraw] = _inverse_cdf(cdf[redraw], generator)
+    sorted_probs, order = probs[redraw].sort(dim=-1, descending=True)
     keep = sorted_probs.cumsum(dim=-1) - sorted_probs < top_p  # the token that crosses top_p is kept
-    cdf = (sorted_probs * keep).cumsum(dim=-1)  # (n, n_tokens)
-    # Inverse-CDF draw: one uniform per row (torch.multinomial costs more than the network's step here).
+    picks[redraw] = order.gather(-1, _inverse_cdf((sorted_probs * keep).cumsum(dim=-1), generator).unsqueeze(1))[:, 0]
+    return picks
+
+
+def _inverse_cdf(cdf: Tensor, generator: torch.Generator) -> Tensor:
+    """One index per row of the (unnormalised) cumulative weights `cdf` (torch.multinomial costs more here)."""
     u = torch.rand((cdf.shape[0], 1), generator=generator, device=cdf.device) * cdf[:, -1:]
-    picks = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1)
-    return order.gather(-1, picks).squeeze(1)
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1).squeeze(1)

@@ -52,10 +52,12 @@ class Vocabulary:
         chunker = _chunker(placeholders)
         chars: Counter[str] = Counter()
         word_rows: Counter[str] = Counter()
-        for text in texts:
-            chunks = chunker.findall(text)
-            chars.update(ch for chunk in chunks if chunk not in placeholders for ch in chunk)
-            word_rows.update({c for c in chunks if len(c) > 2 and c not in placeholders})  # a row counts once
+        for text, k in Counter(texts).items():  # template columns repeat texts: each distinct one is split once
+            chunks = [c for c in chunker.findall(text) if c not in placeholders]
+            for ch, n in Counter(ch for chunk in chunks for ch in chunk).items():
+                chars[ch] += n * k
+            for word in {c for c in chunks if len(c) > 2}:  # a row counts once
+                word_rows[word] += k
         kept_chars = sorted(c for c, n in chars.items() if n >= min_char_count)
         frequent = [w for w, n in word_rows.most_common() if n >= max(min_word_rows, 1)][:max_words]
         return cls((*SPECIALS, *placeholders, *sorted(frequent), *kept_chars), placeholders)
@@ -102,16 +104,16 @@ class Vocabulary:
         index = self.index()
         chunker = _chunker(self.placeholders)
         unk, eos, null = index[UNK], index[EOS], index[NULL]
+        known: dict[str | None, list[int]] = {None: [null]}  # each distinct text is encoded once
         out = []
         for text in texts:
-            if text is None:
-                out.append([null])
-                continue
-            ids: list[int] = []
-            for chunk in chunker.findall(text):
-                hit = index.get(chunk)
-                ids += [hit] if hit is not None else [index.get(ch, unk) for ch in chunk]
-            out.append(ids[:max_tokens] if len(ids) >= max_tokens else [*ids, eos])
+            if text not in known:
+                ids: list[int] = []
+                for chunk in chunker.findall(text):
+                    hit = index.get(chunk)
+                    ids += [hit] if hit is not None else [index.get(ch, unk) for ch in chunk]
+                known[text] = ids[:max_tokens] if len(ids) >= max_tokens else [*ids, eos]
+            out.append(known[text])
         return out
 
     def decode(self, ids: Sequence[int]) -> str | None:
