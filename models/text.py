@@ -41,8 +41,8 @@ from synthgate.models.text_tokens import BOS, EOS, NULL, PAD, SPECIALS, UNK, Voc
 from synthgate.schemas.errors import InvalidInputError
 
 # Early stopping: the validation loss is read every EVAL_EVERY updates on at most MAX_VAL_TEXTS held-out texts, and
-# the fit ends after PATIENCE reads without a MIN_GAIN relative improvement.
-EVAL_EVERY, MAX_VAL_TEXTS, PATIENCE, MIN_GAIN = 10, 256, 2, 0.01
+# the fit ends after PATIENCE reads without a MIN_GAIN relative improvement (docs/decisions.md#text-columns).
+EVAL_EVERY, MAX_VAL_TEXTS, PATIENCE, MIN_GAIN = 10, 256, 1, 0.02
 MAX_NULL_SIGMA_SHARE = 0.02  # a noisy missing count wider than 2% of the rows is not used
 
 
