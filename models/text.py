@@ -56,6 +56,9 @@ class TextConfig:
     min_char_count: int = 2  # a character seen once could identify its writer: it becomes <unk>, never sampled
     min_word_rows: int = 5  # a word used by fewer texts is spelled in characters (models/text_tokens.py)
     max_words: int = 2000
+    max_phrases: int = (
+        1000  # runs of words that min_word_rows texts share are one token: docs/decisions.md#text-columns
+    )
     epochs: int = 20  # the planned passes; early stopping usually ends the fit well before
     min_steps: int = 20
     max_steps: int = 400  # large columns stop here: the time does not grow with the rows past that
@@ -157,6 +160,7 @@ class TextModel:
                 min_char_count=cfg.min_char_count,
                 min_word_rows=cfg.min_word_rows,
                 max_words=cfg.max_words,
+                max_phrases=cfg.max_phrases,
             )
         )
         self.vocab_ = list(vocab.tokens)
