@@ -27,6 +27,7 @@ from typing import Any, Self
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from synthgate.models.base import (
     config_from_dict,
@@ -404,11 +405,15 @@ class TextModel:
         return f"TextModel({json.dumps(self.config.__dict__)})"
 
 
-def _token_loss(module: nn.Module, batch: tuple[Tensor, Tensor], cond: Tensor) -> Tensor:
-    """Mean cross-entropy over the batch's real tokens (padding, id 0, ignored)."""
+def _token_loss(module: _GRU, batch: tuple[Tensor, Tensor], cond: Tensor) -> Tensor:
+    """Mean cross-entropy over the batch's real tokens, the GRU run on them only (packed: no step on padding)."""
     inputs, targets = batch
-    logits, _ = module(inputs, cond)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=0)
+    lengths = (targets != 0).sum(1).cpu()  # (batch,)
+    x = module.embed(inputs) + module.cond_input(cond).unsqueeze(1)  # (batch, time, embed)
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, _ = module.gru(packed, module.initial(cond))  # the GRU puts the states in the packed order itself
+    real = pack_padded_sequence(targets, lengths, batch_first=True, enforce_sorted=False).data  # (tokens,)
+    return F.cross_entropy(module.head(out.data), real)
 
 
 def _conditions(conditions: Tensor | None, n: int) -> Tensor:
