@@ -1,9 +1,10 @@
-"""A small GRU language model over words and characters for one free-text column, conditioned on the rest of the row.
+"""A small GRU language model over sentences, words and characters for one free-text column, conditioned on the row.
 
 Short free text in business tables (agent notes, ticket subjects, reasons) is narrow: a few templates, a few hundred
 words, and wording that depends on the row (notes about cancelling on churned customers). A GRU trained from scratch
-on the column's own text learns that in seconds on a CPU and needs nothing downloaded. Frequent words are single
-tokens and rare ones are spelled in characters (`models.text_tokens`), so a note is about 20 recurrent steps, not 90.
+on the column's own text learns that in seconds on a CPU and needs nothing downloaded. Sentences and words that many
+texts share are single tokens and rare ones are spelled in characters (`models.text_tokens`), so a template note is a
+few recurrent steps, not 90.
 
 The row enters through its encoded vector (`TableEncoder` output of the other modelled columns): a linear map of it is
 the GRU's initial state and is also added to every step's input, so the text can depend on the row from the first

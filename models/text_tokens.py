@@ -1,10 +1,11 @@
-"""The text model's vocabulary: placeholders, frequent words, characters; rare words are spelled out.
+"""The text model's vocabulary: placeholders, frequent sentences and words, characters; rare words are spelled out.
 
 A character model walks a template sentence one letter at a time: a 90-character note is 90 recurrent steps to train
 and to sample. Most of a business column's text is a few hundred words that many rows share, so a word used in at
 least `min_word_rows` texts is one token (with its leading space, so decoding is concatenation) and every other word is
 spelled in characters. Notes shrink to about 20 tokens, the recurrent steps with them, and no word that only a few
-writers used becomes a token (a spelled-out word is learned letter by letter, like a character model's).
+writers used becomes a token (a spelled-out word is learned letter by letter, like a character model's). A template
+sentence that as many texts share is one token too (`_phrases`): a note of a template column is then about 3 tokens.
 
 Under differential privacy the vocabulary itself is a release. The characters are then the public printable ASCII set
 and the words are released by `Vocabulary.private`: each text's first `max_words_per_text` distinct words are counted,
