@@ -1,10 +1,12 @@
 """Quality against the privacy budget on real tables: our private families beside smartnoise-synth's MST and AIM.
 
 For each table, family and epsilon: column shapes, pair trends, TSTR ratio (train on synthetic over train on real,
-both scored on the holdout), coverage, the epsilon spent and the fit seconds (DP preprocessing included). One table is
+both scored on the holdout), coverage, the epsilon spent, the fit seconds (DP preprocessing included) and, for our
+private runs, whether the flow's default private gates publish the rows (`published`; `--no-gates` skips). One table is
 printed per source table, then a summary at epsilon = 3 against the bar: per table our default private family (our
-best where it did not run) beside AIM and MST, with shapes >= 0.90, pairs >= 0.85, TSTR >= 0.80, fit <= 120 s, and
-at or above AIM on all three. Families take the run's target as the flow gives it (the marginal family's anchor).
+best where it did not run) beside AIM and MST, with shapes >= 0.90, pairs >= 0.85, TSTR >= 0.80, fit <= 120 s, at
+or above AIM on all three, and published. Families take the run's target as the flow gives it (the marginal family's
+anchor).
 
     .venv/bin/python -m bench.dp_tradeoff [--tables penguins Ecdat/Computers ...] [--models marginal,gmm,vae]
         [--epsilons 0.5,1,3,10,none] [--peers mst,aim | none] [--max-rows 20000] [--peer-seconds 600] [--peer-epsilons 3]
@@ -48,7 +50,7 @@ TABLES += ("mlmRev/star",)
 ID_COLUMNS = {"DAAG/nassCDS": ("caseid",), "mlmRev/star": ("id", "sch", "tch")}  # case, pupil, school, teacher ids
 BAR = {"shapes": 0.90, "pairs": 0.85, "tstr": 0.80}
 FIT_BAR_S = 120.0
-METRICS = ("spent", "shapes", "pairs", "tstr", "coverage", "fit_s")
+METRICS = ("spent", "shapes", "pairs", "tstr", "coverage", "fit_s", "published")
 
 
 def load(name: str, max_rows: int, seed: int = 0) -> pd.DataFrame:
@@ -90,8 +92,9 @@ def _options(name: str, eps: float | None, epochs: int | None, overrides: dict) 
     return options
 
 
-def run_ours(name, eps, train, holdout, schema, target, *, epochs=None, overrides=None, seed=0) -> dict:
-    """Fit family `name` at `eps` (None: non-private) the way the flow does, sample, and score."""
+def run_ours(name, eps, train, holdout, schema, target, *, epochs=None, overrides=None, seed=0, gates=True) -> dict:
+    """Fit family `name` at `eps` (None: non-private) the way the flow does, sample, and score; a private run is also
+    judged by the flow's default private gates (`gates`)."""
     start = time.perf_counter()
     prepared = prepare_training(
         train, schema, model=name, epsilon=eps, delta=None, rare_k=None, public_schema=True, seed=seed
@@ -110,11 +113,27 @@ def run_ours(name, eps, train, holdout, schema, target, *, epochs=None, override
     model.fit(x)
     seconds = time.perf_counter() - start
     synthetic = encoder.inverse_transform(model.sample(len(train), generator=torch.Generator().manual_seed(1)))
-    return {
+    row = {
         "spent": prepared.spent(model)[0],
         **score(train, holdout, synthetic, schema, target, seed),
         "fit_s": seconds,
     }
+    if eps is not None and gates:
+        row |= judged(prepared.train, holdout, synthetic, schema, target, eps, seed)
+    return row
+
+
+def judged(train, holdout, synthetic, schema, target, eps, seed: int = 0) -> dict:
+    """Whether the run's own gates, as a private run gets them by default, would publish these rows; and if not,
+    which checks refused them (in the row's note)."""
+    from synthgate.schemas.request import RunRequest
+    from synthgate.tasks.verdict import judge_output
+
+    request = RunRequest(input="bench", output="bench.parquet", epsilon=eps, target=target, seed=seed)
+    result = judge_output(train, holdout, synthetic, schema, request)
+    return {"published": result.passed} | (
+        {"note": "refused by " + ", ".join(result.failing)} if result.failing else {}
+    )
 
 
 def run_peer(synth, eps, train, holdout, schema, target, *, max_seconds, seed=0) -> dict:
@@ -183,7 +202,7 @@ def _cell(value) -> str:
 
 def _line(row: dict) -> str:
     eps = row["epsilon"] if isinstance(row["epsilon"], str) else f"{row['epsilon']:g}"
-    cells = [row["model"], eps, *(row[k] for k in METRICS), row["note"]]
+    cells = [row["model"], eps, *(row.get(k) for k in METRICS), row["note"]]
     return "| " + " | ".join(_cell(v) for v in cells) + " |"
 
 
@@ -204,6 +223,8 @@ def verdict(ours: dict, aim: dict | None) -> tuple[list[str], bool]:
     # TSTR is checked only where the table has a target whose real model has skill (else it is None for everyone).
     checks = {f"{k}>={v}": ours[k] is not None and ours[k] >= v for k, v in BAR.items() if k != "tstr" or ours[k]}
     checks[f"fit<={FIT_BAR_S:.0f}s"] = ours.get("fit_s") is not None and ours["fit_s"] <= FIT_BAR_S
+    if ours.get("published") is not None:  # rows recorded before the bench ran the gates have no verdict
+        checks["published"] = bool(ours["published"])
     if aim is not None and aim.get("shapes") is not None:
         checks[">=AIM"] = all(ours.get(k) is not None and ours[k] >= aim[k] for k in BAR if aim.get(k) is not None)
     return [f"{k} {'ok' if ok else 'FAIL'}" for k, ok in checks.items()], all(checks.values())
@@ -225,7 +246,7 @@ def summary(rows: list[dict], eps: float = 3.0) -> list[dict]:
         for r in [best, peers.get("sn_aim"), peers.get("sn_mst")]:
             if r is not None:
                 bar = ("PASS " if passed else "FAIL ") + ", ".join(checks) if r is best else r["note"]
-                print(f"| {table} | {r['model']} | " + " | ".join(_cell(r[k]) for k in METRICS) + f" | {bar} |")
+                print(f"| {table} | {r['model']} | " + " | ".join(_cell(r.get(k)) for k in METRICS) + f" | {bar} |")
         out.append({"table": table, "best": best and best["model"], "passed": passed, "checks": "; ".join(checks)})
     return out
 
@@ -248,6 +269,7 @@ def main() -> None:
     parser.add_argument("--peer-epsilons", default=None, help="the peers' epsilons (default: --epsilons), e.g. 3")
     parser.add_argument("--epochs", type=int, default=None, help="neural epochs (default: the configs' PRIVATE)")
     parser.add_argument("--options", default="{}", help='per-model option overrides, JSON: {"gan": {"lr": 5e-4}}')
+    parser.add_argument("--no-gates", action="store_true", help="skip judging private runs by the flow's DP gates")
     parser.add_argument(
         "--merge",
         action="store_true",
@@ -262,7 +284,7 @@ def main() -> None:
     rows = []
     for table in args.tables:
         kw = dict(max_rows=args.max_rows, peer_seconds=args.peer_seconds, peer_epsilons=_epsilons(args.peer_epsilons))
-        fit_kw = dict(epochs=args.epochs, overrides=json.loads(args.options))
+        fit_kw = dict(epochs=args.epochs, overrides=json.loads(args.options), gates=not args.no_gates)
         table_rows = run_table(table, args.models.split(","), epsilons, peers, **kw, **fit_kw)
         print_table(table, table_rows)
         rows += table_rows

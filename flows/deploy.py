@@ -22,7 +22,7 @@ from synthgate.schemas.request import RunRequest
 
 logger = logging.getLogger(__name__)
 
-GPU_TAG = "gpu"  # `tasks.train.fit_model_task` carries it; a tag concurrency limit on it caps trainings at once
+GPU_TAG = "gpu"  # training tasks on CUDA carry it (`tasks.train.on_device`); a tag limit on it caps them at once
 
 
 def _summary(result: RunResult) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from synthgate.tasks.images.publish import publish_images_task
 from synthgate.tasks.images.report import build_report, vae_interpolations, write_report_task
 from synthgate.tasks.images.train import check_image_model, fit_image_model_task
 from synthgate.tasks.images.validate import split_images_task, validate_images_task
+from synthgate.tasks.train import on_device
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def synthesize_images(request: ImageRunRequest) -> ImageRunResult:
     train, holdout = split_images_task(data, holdout_fraction=request.holdout_fraction, seed=request.seed)
     clock.lap("ingest_validate")
     # Train and sample.
-    fit = fit_image_model_task(
+    fit = on_device(fit_image_model_task, request.device)(
         train, request.model, epochs=request.epochs, seed=request.seed, device=request.device,
         options=request.model_options, allow_flips=request.allow_flips, epsilon=request.epsilon, delta=request.delta,
     )  # fmt: skip

@@ -282,4 +282,4 @@ def candidate_names() -> list[str]:
     return auto_candidate_names()
 
 
-evaluate_candidate_task = task(name="auto-candidate", tags=["gpu"], cache_policy=NO_CACHE)(evaluate_candidate)
+evaluate_candidate_task = task(name="auto-candidate", cache_policy=NO_CACHE)(evaluate_candidate)

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from prefect import task
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -104,4 +105,20 @@ def fit_model(
     return FitResult(model=instance, name=model, seconds=seconds, device=str(torch_device))
 
 
-fit_model_task = task(name="fit-model", tags=["gpu"], cache_policy=NO_CACHE)(fit_model)
+GPU_TAG = "gpu"  # a tag concurrency limit on it (`synthgate setup --gpu-slots N`) caps GPU trainings at once
+
+
+def on_device(task_: T, device: str | None) -> T:
+    """`task_` tagged `gpu` when it will train on CUDA, else as it is.
+
+    A tagged task asks the Prefect server for a concurrency slot before it starts, a synchronous database write;
+    on the SQLite server of a local run it sometimes stalled for about 2 s behind the run's own log and event
+    writes, and a CPU fit of a small table takes a tenth of that. Only GPU trainings need the cap
+    (docs/decisions.md#gpu-tag).
+    """
+    if resolve_device(device).type != "cuda":
+        return task_
+    return task_.with_options(tags={*task_.tags, GPU_TAG})
+
+
+fit_model_task = task(name="fit-model", cache_policy=NO_CACHE)(fit_model)

@@ -22,7 +22,7 @@ from synthgate.tasks.preprocess import encode_training_task
 from synthgate.tasks.select import candidate_names, default_time_budget, evaluate_candidate_task, pick_best
 from synthgate.tasks.steps import PLAIN, Steps
 from synthgate.tasks.stop import stop_scope
-from synthgate.tasks.train import FitResult, fit_model_task
+from synthgate.tasks.train import FitResult, fit_model_task, on_device
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def train_candidates(
     budget = request.time_budget or default_time_budget(len(train), len(schema.modelled))
     with stop_scope():  # an error here (a signal, a cancellation) stops the candidates' fits at their next epoch
         outcomes = step.map(
-            evaluate_candidate_task,
+            on_device(evaluate_candidate_task, request.device),
             names,
             train,
             holdout,
@@ -132,7 +132,7 @@ def train_or_reuse(
             fitted = FitResult(model=cached.model, name=cached.name, seconds=0.0, device=device_of(cached.model))
             return Trained(fitted, cached.encoder, "hit")
     assert encoded.encoder is not None and encoded.tensor is not None  # only auto leaves them unset
-    fitted = step(fit_model_task)(
+    fitted = step(on_device(fit_model_task, request.device))(
         encoded.tensor,
         model=prepared.model_name(request.model),  # gmm with a budget trains the private gmm_dp
         spans=encoded.encoder.spans_,

@@ -62,11 +62,13 @@ def test_the_bar_needs_every_threshold_and_aim_matched():
     alone, passed_alone = verdict(good, None)
     beside, passed_beside = verdict(good, aim)
     no_target, passed_no_target = verdict(good | {"tstr": None}, None)
+    refused, passed_refused = verdict(good | {"published": False}, None)
 
     # Assert: AIM's better TSTR fails the row; a table without a target skips the TSTR check
     assert passed_alone and all(c.endswith("ok") for c in alone)
     assert not passed_beside and ">=AIM FAIL" in beside
     assert passed_no_target and not any(c.startswith("tstr") for c in no_target)
+    assert not passed_refused and "published FAIL" in refused  # the gates' refusal fails the bar
 
 
 def test_a_merged_record_keeps_the_rows_a_run_did_not_measure(tmp_path, monkeypatch):

@@ -89,3 +89,18 @@ def test_a_callback_that_raises_stops_the_fit(encoded):
     # Act / Assert
     with pytest.raises(KeyboardInterrupt):
         VAE(VAEConfig(epochs=10), spans=encoder.spans_).fit(x, progress=cancel)
+
+
+def test_only_a_cuda_fit_asks_for_a_gpu_slot(monkeypatch):
+    """A CPU fit runs untagged (no concurrency-slot request to the server); a CUDA fit carries the `gpu` tag that
+    `synthgate setup --gpu-slots N` limits."""
+    import torch
+
+    from synthgate.tasks.train import GPU_TAG, fit_model_task, on_device
+
+    assert on_device(fit_model_task, "cpu").tags == set()
+    assert on_device(fit_model_task, "auto").tags == ({GPU_TAG} if torch.cuda.is_available() else set())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert on_device(fit_model_task, "cuda").tags == {GPU_TAG}
+    assert on_device(fit_model_task, "auto").tags == {GPU_TAG}
+    assert fit_model_task.tags == set()  # the module's task is left as it was

@@ -108,4 +108,4 @@ def fit_image_model(
     return FitResult(net, model, seconds, net.config.epochs, list(net.history_))
 
 
-fit_image_model_task = task(name="fit-image-model", cache_policy=NO_CACHE, tags=["gpu"])(fit_image_model)
+fit_image_model_task = task(name="fit-image-model", cache_policy=NO_CACHE)(fit_image_model)
