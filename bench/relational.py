@@ -1,6 +1,6 @@
 """Relational bench: fit + sample seconds, peak memory and every relational metric of `synthgate database`.
 
-    python bench/relational.py --flights 50000 [--customers 300] [--seed 0] [--hma] [--hma-timeout 1800]
+    python bench/relational.py --flights 50000 [--customers 300] [--seed 0] [--model auto] [--hma] [--hma-timeout 1800]
 
 Each database runs in its own child process, so its peak RSS is its own. Databases: the Faker-built shop
 (customers / orders / order_items / payments, declared keys, in SQLite), nycflights13 (flights sampled to
@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
+
+from synthgate.tasks.relational import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 SDV_PYTHON = Path("/work/sdv-venv/bin/python")
@@ -92,7 +94,9 @@ def warm_imports() -> None:
         importlib.import_module(module)
 
 
-def measure(name: str, *, customers: int, flights: int, seed: int, hma_timeout: float | None = None) -> dict:
+def measure(
+    name: str, *, customers: int, flights: int, seed: int, model: str, hma_timeout: float | None = None
+) -> dict:
     """One database, in this process: seconds, peak RSS, largest table, every gate's value, and HMA's if asked."""
     from synthgate.tasks.relational import synthesize_database
     from synthgate.tasks.relational_gates import judge_database
@@ -107,18 +111,21 @@ def measure(name: str, *, customers: int, flights: int, seed: int, hma_timeout: 
             schema = db.schema.model_copy(update={"relations": relations})
             db = type(db)(tables={t: db.tables[t] for t in keep}, schema=schema, source=db.source)
         warm_imports()
-        start = time.perf_counter()
-        syn = synthesize_database(db, seed=seed)
-        seconds = time.perf_counter() - start
+        start, cpu = time.perf_counter(), time.process_time()
+        syn = synthesize_database(db, seed=seed, model=model)
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
         gates = judge_database(syn, seed=seed)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # before HMA's tables are read back
         theirs = hma(db, Path(folder), timeout=hma_timeout) if hma_timeout else {}
     largest = max(frame.memory_usage(deep=True).sum() for frame in db.tables.values())
     row = {
         "database": name,
+        "model": model,
+        "fitted": ", ".join(f"{t}: {m}" for t, m in syn.models.items() if m),
         "tables": len(db.tables),
         "rows": sum(len(f) for f in db.tables.values()),
         "fit_sample_s": round(seconds, 1),
+        "fit_sample_cpu_s": round(cpu_seconds, 1),  # on a loaded machine, less at the mercy of the other jobs
         "peak_rss_mib": peak,
         "largest_table_mib": round(largest / 2**20, 1),
         "published": gates.passed,
@@ -143,19 +150,21 @@ def main() -> None:
     parser.add_argument("--hma", action="store_true", help="also run SDV's HMASynthesizer (needs SDV_PYTHON)")
     parser.add_argument("--hma-timeout", type=float, default=1800.0, help="seconds before an HMA run is given up")
     parser.add_argument("--databases", nargs="+", default=DATABASES, choices=DATABASES)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="the family for every table, as `synthgate database`")
     parser.add_argument("--note", default="idle machine", help="the machine's load, for the record")
     parser.add_argument("--merge", action="store_true", help="keep the record's rows of databases (and sizes) not run")
     parser.add_argument("--only", choices=DATABASES, help="run one database in this process (internal)")
     args = parser.parse_args()
     timeout = args.hma_timeout if args.hma else None
     if args.only:
-        row = measure(args.only, customers=args.customers, flights=args.flights, seed=args.seed, hma_timeout=timeout)
+        row = measure(args.only, customers=args.customers, flights=args.flights, seed=args.seed, model=args.model,
+                      hma_timeout=timeout)  # fmt: skip
         print(json.dumps(row))
         return
     rows = []
     for name in args.databases:
         command = [sys.executable, __file__, "--only", name, "--customers", str(args.customers),
-                   "--flights", str(args.flights), "--seed", str(args.seed),
+                   "--flights", str(args.flights), "--seed", str(args.seed), "--model", args.model,
                    *(["--hma", "--hma-timeout", str(args.hma_timeout)] if args.hma else [])]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -175,7 +184,7 @@ def main() -> None:
         rows,
         title="synthgate database: fit + sample seconds, peak RSS and relational metrics",
         notes=notes,
-        merge_on=("database", "rows") if args.merge else None,
+        merge_on=("database", "rows", "model") if args.merge else None,
     )
 
 

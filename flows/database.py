@@ -53,6 +53,7 @@ def run_database(
     model_options: dict[str, Any] | None = None,
     write_url: str | None = None,
     orchestrate: bool = True,
+    time_budget: float | None = None,
 ) -> DatabaseResult:
     """Synthesise every table of `source` into `output/<table>.parquet`, plus `output/report.html`.
 
@@ -68,6 +69,7 @@ def run_database(
         model_options: hyperparameters for every table's model.
         write_url: also replace every table in this database (SQLAlchemy URL), in one transaction, parents first.
         orchestrate: run the steps as Prefect tasks (inside the flow); False calls the plain functions.
+        time_budget: seconds the tables fitted with `auto` share (default scaled to the database).
 
     Raises:
         InvalidInputError: a source that cannot be read, or keys that do not hold (named, with the fix).
@@ -82,7 +84,7 @@ def run_database(
     db = step(check_database, "check-keys")(db)
     manifest = load_models(models) if isinstance(models, (str, Path)) else models
     syn = step(synthesize_database, "synthesize-tables")(db, scale=scale, model=model, models=manifest, seed=seed,
-                                                         model_options=model_options)  # fmt: skip
+                                                         model_options=model_options, time_budget=time_budget)  # fmt: skip
     gates = step(judge_database, "judge-database")(syn, seed=seed)
     fitted = ", ".join(f"{t}: {m}" for t, m in syn.models.items() if m)
     facts = {"source": db.source, "tables": len(syn.tables), "relations": len(db.schema.relations), "model": fitted,
@@ -114,7 +116,8 @@ def synthesize_database_flow(
     seed: int = 0,
     relations: Path | None = None,
     write_url: str | None = None,
+    time_budget: float | None = None,
 ) -> DatabaseResult:
     """The Prefect flow around `run_database`: one flow run, one task per step."""
     return run_database(source, output, scale=scale, model=model, models=models, seed=seed, relations=relations,
-                        write_url=write_url)  # fmt: skip
+                        write_url=write_url, time_budget=time_budget)  # fmt: skip

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from synthgate.models.gmm_math import (
     precision_cholesky,
     weighted_covariances,
 )
+from synthgate.models.training import Progress
 from synthgate.schemas.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -119,7 +121,8 @@ class GaussianMixture:
 
     # -------------------------------------------------------------------------------------------------- fitting
     def fit(self, x: Tensor, *, conditions: Tensor | None = None, progress: Callable[..., None] | None = None) -> Self:
-        """Fit by EM; with `n_components=None` pick the component count by BIC on (a subsample of) `x`."""
+        """Fit by EM; with `n_components=None` pick the component count by BIC on (a subsample of) `x`, calling
+        `progress` after each count tried (raising from it stops the fit)."""
         cfg = self.config
         device = base.resolve_device(self.device)
         x = base.to_device(base.check_matrix(x), device, torch.float64)  # (n, d); float64: EM sums many small terms
@@ -138,7 +141,9 @@ class GaussianMixture:
                 sub = x[torch.randperm(n, generator=gen, device=device)[: cfg.selection_rows]]
             bics: dict[int, float] = {}
             best, worse_in_a_row = None, 0
-            for k in range(1, min(cfg.max_components, max(1, sub.shape[0] // 10)) + 1):
+            search_start = step_start = time.perf_counter()
+            max_k = min(cfg.max_components, max(1, sub.shape[0] // 10))
+            for k in range(1, max_k + 1):
                 try:
                     tol = cfg.tol * cfg.search_tol_factor
                     params = self._fit_k(sub, layout, k, gen, shifts=self._regresses_in_search(), tol=tol)
@@ -146,6 +151,12 @@ class GaussianMixture:
                     break
                 bics[k] = self._bic(params, sub.shape[0], layout)
                 logger.info("gmm: k=%d BIC=%.1f (%d EM iterations)", k, bics[k], params["n_iter"])
+                if progress is not None:  # once per count, with the next count's estimated cost: a budget can stop here
+                    now = time.perf_counter()
+                    next_s = (now - step_start) * (k + 1) / k if k < max_k else 0.0  # EM's cost grows with k
+                    rate = sub.shape[0] * k / max(now - search_start, 1e-9)
+                    progress(Progress(k, max_k, bics[k] / sub.shape[0], None, rate, next_s))
+                    step_start = now
                 if best is None or bics[k] < min(v for kk, v in bics.items() if kk != k):
                     best, worse_in_a_row = params, 0
                 else:

@@ -1,9 +1,10 @@
-"""A small GRU language model over words and characters for one free-text column, conditioned on the rest of the row.
+"""A small GRU language model over sentences, words and characters for one free-text column, conditioned on the row.
 
 Short free text in business tables (agent notes, ticket subjects, reasons) is narrow: a few templates, a few hundred
 words, and wording that depends on the row (notes about cancelling on churned customers). A GRU trained from scratch
-on the column's own text learns that in seconds on a CPU and needs nothing downloaded. Frequent words are single
-tokens and rare ones are spelled in characters (`models.text_tokens`), so a note is about 20 recurrent steps, not 90.
+on the column's own text learns that in seconds on a CPU and needs nothing downloaded. Sentences and words that many
+texts share are single tokens and rare ones are spelled in characters (`models.text_tokens`), so a template note is a
+few recurrent steps, not 90.
 
 The row enters through its encoded vector (`TableEncoder` output of the other modelled columns): a linear map of it is
 the GRU's initial state and is also added to every step's input, so the text can depend on the row from the first
@@ -27,6 +28,7 @@ from typing import Any, Self
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from synthgate.models.base import (
     config_from_dict,
@@ -41,8 +43,8 @@ from synthgate.models.text_tokens import BOS, EOS, NULL, PAD, SPECIALS, UNK, Voc
 from synthgate.schemas.errors import InvalidInputError
 
 # Early stopping: the validation loss is read every EVAL_EVERY updates on at most MAX_VAL_TEXTS held-out texts, and
-# the fit ends after PATIENCE reads without a MIN_GAIN relative improvement.
-EVAL_EVERY, MAX_VAL_TEXTS, PATIENCE, MIN_GAIN = 10, 256, 2, 0.01
+# the fit ends after PATIENCE reads without a MIN_GAIN relative improvement (docs/decisions.md#text-columns).
+EVAL_EVERY, MAX_VAL_TEXTS, PATIENCE, MIN_GAIN = 10, 256, 1, 0.02
 MAX_NULL_SIGMA_SHARE = 0.02  # a noisy missing count wider than 2% of the rows is not used
 
 
@@ -56,6 +58,9 @@ class TextConfig:
     min_char_count: int = 2  # a character seen once could identify its writer: it becomes <unk>, never sampled
     min_word_rows: int = 5  # a word used by fewer texts is spelled in characters (models/text_tokens.py)
     max_words: int = 2000
+    max_phrases: int = (
+        1000  # runs of words that min_word_rows texts share are one token: docs/decisions.md#text-columns
+    )
     epochs: int = 20  # the planned passes; early stopping usually ends the fit well before
     min_steps: int = 20
     max_steps: int = 400  # large columns stop here: the time does not grow with the rows past that
@@ -157,6 +162,7 @@ class TextModel:
                 min_char_count=cfg.min_char_count,
                 min_word_rows=cfg.min_word_rows,
                 max_words=cfg.max_words,
+                max_phrases=cfg.max_phrases,
             )
         )
         self.vocab_ = list(vocab.tokens)
@@ -344,27 +350,33 @@ class TextModel:
         generator = generator if generator is not None else make_generator(self.config.seed, device)
         banned = torch.tensor([vocab.index(t) for t in (PAD, BOS, UNK)], device=device)
         null_id, eos_id = vocab.index(NULL), vocab.index(EOS)
+        steps = self.config.max_tokens + 1
+        out = torch.full((n, steps), eos_id, dtype=torch.long, device=device)  # rows that end keep <eos> after
+        # Only the rows still writing go through the network: a row leaves the batch at its <eos> or <null>.
+        active = torch.arange(n, device=device)
         token = torch.full((n, 1), vocab.index(BOS), dtype=torch.long, device=device)
-        state, out = None, torch.zeros((n, 0), dtype=torch.long, device=device)
-        done = torch.zeros(n, dtype=torch.bool, device=device)
-        for step in range(self.config.max_tokens + 1):
+        state, used = None, 0
+        for step in range(steps):
+            used = step + 1
             logits, state = self.module_(token, cond, state)
             # The first token decides missing or not: drawn untempered, so the missing share stays the learned one.
             temperature, top_p = (1.0, 1.0) if step == 0 else (max(self.config.temperature, 1e-4), self.config.top_p)
-            logits = logits[:, -1] / temperature  # (n, n_tokens)
+            logits = logits[:, -1] / temperature  # (rows still writing, n_tokens)
             logits[:, banned] = -math.inf
             if step == 0:
                 logits[:, null_id] += self.null_bias_
             else:
                 logits[:, null_id] = -math.inf  # a missing value is decided by the first token only
-            token = _top_p(logits, top_p, generator).unsqueeze(1)
-            token[done] = eos_id
-            out = torch.cat([out, token], dim=1)
-            done |= (token.squeeze(1) == eos_id) | (token.squeeze(1) == null_id)
-            if bool(done.all()):
+            picked = _top_p(logits, top_p, generator)  # (rows still writing,)
+            out[active, step] = picked
+            going = (picked != eos_id) & (picked != null_id)
+            if not bool(going.any()):
                 break
+            if not bool(going.all()):
+                active, picked, cond, state = active[going], picked[going], cond[going], state[:, going]
+            token = picked.unsqueeze(1)
         vocabulary = self._vocabulary()
-        return [vocabulary.decode(row) for row in out.tolist()]
+        return [vocabulary.decode(row) for row in out[:, :used].tolist()]
 
     # ------------------------------------------------------------------------------------------- io
     def save(self, directory: Path) -> None:
@@ -394,11 +406,15 @@ class TextModel:
         return f"TextModel({json.dumps(self.config.__dict__)})"
 
 
-def _token_loss(module: nn.Module, batch: tuple[Tensor, Tensor], cond: Tensor) -> Tensor:
-    """Mean cross-entropy over the batch's real tokens (padding, id 0, ignored)."""
+def _token_loss(module: _GRU, batch: tuple[Tensor, Tensor], cond: Tensor) -> Tensor:
+    """Mean cross-entropy over the batch's real tokens, the GRU run on them only (packed: no step on padding)."""
     inputs, targets = batch
-    logits, _ = module(inputs, cond)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=0)
+    lengths = (targets != 0).sum(1).cpu()  # (batch,)
+    x = module.embed(inputs) + module.cond_input(cond).unsqueeze(1)  # (batch, time, embed)
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, _ = module.gru(packed, module.initial(cond))  # the GRU puts the states in the packed order itself
+    real = pack_padded_sequence(targets, lengths, batch_first=True, enforce_sorted=False).data  # (tokens,)
+    return F.cross_entropy(module.head(out.data), real)
 
 
 def _conditions(conditions: Tensor | None, n: int) -> Tensor:
@@ -413,9 +429,11 @@ def _conditions(conditions: Tensor | None, n: int) -> Tensor:
 def _pad(sequences: list[list[int]], device: torch.device) -> tuple[Tensor, Tensor]:
     """Every sequence in one zero-padded (n, longest) id tensor, once per fit, and their lengths (n,)."""
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    flat = torch.tensor([i for s in sequences for i in s], dtype=torch.long)
+    rows = torch.repeat_interleave(torch.arange(len(sequences)), lengths)
+    cols = torch.arange(len(flat)) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
     padded = torch.zeros((len(sequences), int(lengths.max())), dtype=torch.long)
-    for i, seq in enumerate(sequences):
-        padded[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    padded[rows, cols] = flat
     return padded.to(device), lengths.to(device)
 
 
@@ -428,13 +446,34 @@ def _batch(padded: tuple[Tensor, Tensor], rows: Tensor | list[int]) -> tuple[Ten
     return torch.cat([bos, targets[:, :-1]], dim=1), targets
 
 
-def _top_p(logits: Tensor, top_p: float, generator: torch.Generator) -> Tensor:
-    """One token per row from the smallest set of tokens whose probability reaches `top_p` (Holtzman et al., 2020)."""
-    probs = torch.softmax(logits, dim=-1)
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
+def _top_p(logits: Tensor, top_p: float, generator: torch.Generator, *, max_rounds: int = 8) -> Tensor:
+    """One token per row from the smallest set of tokens whose probability reaches `top_p` (Holtzman et al., 2020).
+
+    A draw from the whole distribution is kept when the tokens more likely than it hold less than `top_p` (it is in
+    the nucleus) and redrawn otherwise: that is the nucleus distribution without sorting every row's vocabulary,
+    which costs more than the network's step. Rows still outside after `max_rounds` draws take the sorted path.
+    """
+    probs = torch.softmax(logits, dim=-1)  # (n, n_tokens)
+    cdf = probs.cumsum(dim=-1)
+    picks = _inverse_cdf(cdf, generator)
+    if top_p >= 1.0:
+        return picks
+    redraw = torch.arange(probs.shape[0], device=probs.device)
+    for _ in range(max_rounds):
+        rows = probs[redraw]
+        chosen = rows.gather(1, picks[redraw].unsqueeze(1))  # (m, 1)
+        outside = (rows * (rows > chosen)).sum(dim=-1) >= top_p
+        redraw = redraw[outside]
+        if not len(redraw):
+            return picks
+        picks[redraw] = _inverse_cdf(cdf[redraw], generator)
+    sorted_probs, order = probs[redraw].sort(dim=-1, descending=True)
     keep = sorted_probs.cumsum(dim=-1) - sorted_probs < top_p  # the token that crosses top_p is kept
-    cdf = (sorted_probs * keep).cumsum(dim=-1)  # (n, n_tokens)
-    # Inverse-CDF draw: one uniform per row (torch.multinomial costs more than the network's step here).
+    picks[redraw] = order.gather(-1, _inverse_cdf((sorted_probs * keep).cumsum(dim=-1), generator).unsqueeze(1))[:, 0]
+    return picks
+
+
+def _inverse_cdf(cdf: Tensor, generator: torch.Generator) -> Tensor:
+    """One index per row of the (unnormalised) cumulative weights `cdf` (torch.multinomial costs more here)."""
     u = torch.rand((cdf.shape[0], 1), generator=generator, device=cdf.device) * cdf[:, -1:]
-    picks = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1)
-    return order.gather(-1, picks).squeeze(1)
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1).squeeze(1)

@@ -39,12 +39,13 @@ from synthgate.tasks.composite import flatten, restore
 from synthgate.tasks.hierarchy import NO_PARENT, hierarchy_parents
 from synthgate.tasks.keys import regenerate_key
 from synthgate.tasks.relations import Database, table_order
+from synthgate.tasks.select import SharedBudget, database_time_budget, describe_candidates, table_time_budget
 from synthgate.tasks.siblings import STICKY_PURITY, sibling_purity, sticky_picks
 
 logger = logging.getLogger(__name__)
 
 NULL_LABEL = "__null__"
-DEFAULT_MODEL = "gmm"  # docs/decisions.md#database-default-model
+DEFAULT_MODEL = "auto"  # with a budget per table and one per database: docs/decisions.md#database-default-model
 HOLDOUT_FRACTION = 0.2  # as `synthgate run`: real rows each table's model never sees, for its privacy checks
 HOLDOUT_MIN_ROWS = 50  # a smaller table keeps every row for training; its privacy checks are then not computed
 
@@ -116,12 +117,20 @@ def choose_context(relations: list[Relation], real: pd.DataFrame) -> Relation:
     return max(relations, key=score)
 
 
-def _fit_model(frame: pd.DataFrame, *, table: str, model: str, seed: int, options: dict[str, Any] | None) -> Any:
+def _fit_model(
+    frame: pd.DataFrame,
+    *,
+    table: str,
+    model: str,
+    seed: int,
+    options: dict[str, Any] | None,
+    time_budget: float | None = None,
+) -> Any:
     from synthgate.tasks.synthesizer import Synthesizer
 
     if frame.shape[1] == 0:
         return None
-    return Synthesizer(model, seed=seed, model_options=options, name=table).fit(frame)
+    return Synthesizer(model, seed=seed, model_options=options, name=table, time_budget=time_budget).fit(frame)
 
 
 def _sample(synth: Any, n: int, *, seed: int, conditions: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -195,8 +204,10 @@ class _Builder:
         seed: int,
         options: dict[str, Any] | None,
         overwritten: dict[str, list[str]] | None = None,
+        budget: SharedBudget | None = None,
     ):
         self.db, self.schema = db, db.schema
+        self.budget = budget or SharedBudget(database_time_budget([f.shape for f in db.tables.values()]))
         self.overwritten = overwritten or {}  # child columns a parent's key tuple overrides: never the context
         self.holdout: dict[str, np.ndarray] = {}
         self.scale, self.models, self.seed, self.options = scale, models, seed, options
@@ -271,14 +282,20 @@ class _Builder:
         options = dict(self.options or {})
         linked = context.parent if context is not None else (table if itself else None)
         model = self.models[table]
-        if linked is not None and model == "gmm" and "n_components" not in options:
+        if linked is not None and model in ("gmm", "auto") and "n_components" not in options:
             # one component per parent cluster at least: BIC on a few hundred rows keeps two or three components, and
             # the children of unlike parents then share one (docs/decisions.md#relational-clusters)
             wanted = len((clusters if linked == table else self.clusters[linked]).labels) + 1
             options["n_components"] = int(min(wanted, max(1, len(frame) // 10)))
         self.holdout[table] = holdout_rows(len(frame), self.table_seed(table, "holdout"))
         train = frame.drop(index=frame.index[self.holdout[table]]).reset_index(drop=True)
-        synth = _fit_model(train, table=table, model=model, seed=self.table_seed(table, "fit"), options=options)
+        budget = self.budget.take(table_time_budget(*train.shape)) if model == "auto" else None
+        start = time.perf_counter()
+        synth = _fit_model(train, table=table, model=model, seed=self.table_seed(table, "fit"), options=options,
+                           time_budget=budget)  # fmt: skip
+        if budget is not None and synth is not None:
+            self.budget.spend(time.perf_counter() - start)
+            logger.info("relational table=%s auto %s", table, describe_candidates(getattr(synth, "candidates_", [])))
         rows, keys = self._draw(table, synth, context)
         if clusters is not None:  # its synthetic rows in the real rows' clusters
             self.synthetic_labels[table] = clusters.predict(rows[plain])
@@ -430,6 +447,7 @@ def synthesize_database(
     models: dict[str, str] | None = None,
     seed: int = 0,
     model_options: dict[str, Any] | None = None,
+    time_budget: float | None = None,
 ) -> SyntheticDatabase:
     """Every table of a checked database (`tasks.relations.check_database`), parents first.
 
@@ -440,6 +458,9 @@ def synthesize_database(
         models: a family per table, overriding `model` (the `--models` manifest, or `models:` in relations.yaml).
         seed: makes clusters, fits, draws and keys reproducible.
         model_options: hyperparameters passed to every table's model.
+        time_budget: seconds that the tables fitted with `auto` share (default `select.database_time_budget`); each
+            table takes its own share (`select.table_time_budget`) of what is left, and past it keeps its cheapest
+            candidate.
 
     Raises:
         InvalidInputError: a non-positive scale, a manifest naming an unknown table or family, or a table the
@@ -451,7 +472,8 @@ def synthesize_database(
     tables, flat_schema, plan = flatten(db.tables, db.schema)  # keys of several columns linked through one column
     flat = Database(tables=tables, schema=flat_schema, source=db.source)
     builder = _Builder(flat, scale=scale, models=per_table, seed=seed, options=model_options,
-                       overwritten=plan.overwritten)  # fmt: skip
+                       overwritten=plan.overwritten,
+                       budget=None if time_budget is None else SharedBudget(time_budget))  # fmt: skip
     result = SyntheticDatabase(tables={}, real=db.tables, schema=db.schema)
     order = table_order(flat_schema, list(db.tables))
     for table in order:

@@ -44,6 +44,10 @@ VALIDATION_FRACTION = 0.2  # of the training rows, carved off for scoring candid
 # itself moves by about this much between seeds.
 AUC_TIE = 0.02  # docs/decisions.md#auto-realism-first
 PRIVACY_QUERIES = 500  # validation rows queried in the candidates' distance check
+# The families in the order a budgeted run tries them one after another: the quick ones always get their turn, the
+# neural ones only while time is left; cart fits in about a second where gmm's BIC search can take a minute
+# (docs/decisions.md#database-default-model).
+CHEAP_FIRST = ("cart", "gmm", "arn", "vae", "autoencoder", "gan")
 
 
 class OverBudgetError(RuntimeError):
@@ -67,6 +71,48 @@ def budget_watch(deadline: float) -> Any:
             raise OverBudgetError(f"pruned: its own estimate ({eta:.0f} s more) overshoots the time budget")
 
     return watch
+
+
+# `auto` in a database: each table's candidates share a few seconds plus a share per training cell, and the whole
+# database a cap, so a database of many tables costs a bounded multiple of its gmm run
+# (docs/decisions.md#database-default-model).
+TABLE_BUDGET_BASE_S = 5.0
+TABLE_BUDGET_CELLS_PER_S = 2_000
+DATABASE_BUDGET_MAX_S = 300.0
+
+
+def table_time_budget(n_rows: int, n_columns: int) -> float:
+    """Seconds one database table's `auto` candidates share: a few seconds plus a share per training cell."""
+    return TABLE_BUDGET_BASE_S + n_rows * max(n_columns, 1) / TABLE_BUDGET_CELLS_PER_S
+
+
+def database_time_budget(shapes: list[tuple[int, int]]) -> float:
+    """Seconds a whole database's `auto` fits share: every table's budget, at most `DATABASE_BUDGET_MAX_S`."""
+    return min(sum(table_time_budget(*shape) for shape in shapes), DATABASE_BUDGET_MAX_S)
+
+
+@dataclass
+class SharedBudget:
+    """Seconds that several `auto` selections share, one after another (a database's tables)."""
+
+    total: float
+    spent: float = 0.0
+
+    def take(self, wanted: float) -> float:
+        """The seconds granted to the next selection: what it wants, at most what is left."""
+        return max(min(wanted, self.total - self.spent), 0.0)
+
+    def spend(self, seconds: float) -> None:
+        self.spent += seconds
+
+
+def describe_candidates(scores: list[CandidateScore]) -> str:
+    """One line per selection for the log: each family's detection AUC, or why it has none, and its fit seconds."""
+    parts = []
+    for c in scores:
+        what = c.error or c.excluded or f"AUC {c.detection_auc}"
+        parts.append(f"{c.model} ({what}, {c.fit_seconds:.1f} s)")
+    return "; ".join(parts)
 
 
 @dataclass
@@ -193,6 +239,41 @@ def pick_best(candidates: list[Candidate]) -> Candidate:
         raise InvalidInputError(f"--model auto: no candidate could be fitted ({errors})")
     private = [c for c in scored if c.excluded is None] or scored
     return max(private, key=Candidate.rank_key)
+
+
+def cheap_first(names: list[str]) -> list[str]:
+    """`names` in `CHEAP_FIRST` order; a family it does not rank goes last."""
+    return sorted(names, key=lambda n: CHEAP_FIRST.index(n) if n in CHEAP_FIRST else len(CHEAP_FIRST))
+
+
+def evaluate_in_series(
+    names: list[str],
+    train: pd.DataFrame,
+    schema: TableSchema,
+    *,
+    budget: float,
+    device: str = "auto",
+    options: dict[str, Any] | None = None,
+    seed: int = 0,
+    target: str | None = None,
+) -> list[Candidate]:
+    """Candidates one after another within `budget` seconds, for a caller with no workers to spread them over.
+
+    The first always runs to the end, so there is a model to keep however small the budget; a later one starts only
+    while budget is left and is stopped or pruned past it (`budget_watch`), and one never started is recorded as
+    skipped. Give the names cheapest first (`cheap_first`).
+    """
+    deadline = time.perf_counter() + budget
+    outcomes = []
+    for i, name in enumerate(names):
+        if i and time.perf_counter() >= deadline:
+            outcomes.append(Candidate(name, None, None, None, 0.0, error="skipped: the time budget was spent"))
+            continue
+        outcomes.append(
+            evaluate_candidate(name, train, None, schema, device=device, options=options, seed=seed, target=target,
+                               deadline=deadline if i else None)
+        )  # fmt: skip
+    return outcomes
 
 
 def candidate_names() -> list[str]:

@@ -28,6 +28,8 @@ class Synthesizer:
 
     Args:
         model: gmm, vae, gan, autoencoder, or auto (each family fitted, the best on a 20% validation split kept).
+        time_budget: with auto, the seconds its candidates share, tried one after another cheapest first (default
+            scaled to the table, as for `synthgate run`).
         seed: seeds the fit and, unless `sample` is given its own, the sequence of draws.
         device: auto, cpu, cuda or cuda:N.
         model_options: hyperparameters passed to the model.
@@ -42,6 +44,7 @@ class Synthesizer:
         encoder_: the fitted table encoder.
         model_name_: the registry name of the fitted model (`gmm_dp` for a private gmm).
         epsilon_: the privacy budget spent, or None.
+        candidates_: with auto, every family tried, its validation scores and fit seconds (else empty).
     """
 
     def __init__(
@@ -55,8 +58,10 @@ class Synthesizer:
         delta: float | None = None,
         rare_category_k: int | None = None,
         name: str = "table",
+        time_budget: float | None = None,
     ):
         self.model = model
+        self.time_budget = time_budget
         self.seed = seed
         self.device = device
         self.model_options = model_options
@@ -90,6 +95,7 @@ class Synthesizer:
             public_schema=False,
             seed=self.seed,
         )
+        self.candidates_: list = []
         self.model_, self.encoder_, self.model_name_ = self._fit_model(prepared, prepared.model or self.model)
         self.schema_ = prepared.schema
         self.epsilon_ = prepared.spent(self.model_)[0]
@@ -98,23 +104,29 @@ class Synthesizer:
         return self
 
     def _fit_model(self, prepared: Any, model: str) -> tuple[Any, Any, str]:
-        from synthgate.tasks.select import evaluate_candidate, pick_best
-        from synthgate.tasks.split import split_holdout
         from synthgate.tasks.train import fit_model
         from synthgate.tasks.training import encode_for_model
 
         options = dict(self.model_options or {})
-        if model == "auto":
-            from synthgate.tasks.select import candidate_names
+        if model == "auto":  # each candidate carves its own validation split from the training rows
+            from synthgate.tasks.select import (
+                candidate_names,
+                cheap_first,
+                default_time_budget,
+                evaluate_in_series,
+                pick_best,
+            )
 
-            train, validation = split_holdout(prepared.train, fraction=0.2, seed=self.seed)
-            outcomes = [
-                evaluate_candidate(
-                    n, train, validation, prepared.schema, device=self.device, options=options, seed=self.seed
-                )
-                for n in candidate_names()
-            ]
+            train, schema = prepared.train, prepared.schema
+            budget = (
+                self.time_budget
+                if self.time_budget is not None
+                else default_time_budget(len(train), len(schema.modelled))
+            )
+            outcomes = evaluate_in_series(cheap_first(candidate_names()), train, schema, budget=budget,
+                                          device=self.device, options=options, seed=self.seed)  # fmt: skip
             best = pick_best(outcomes)
+            self.candidates_ = [c.as_score() for c in outcomes]
             return best.model, best.encoder, best.name
         encoded = encode_for_model(prepared, model)
         fitted = fit_model(

@@ -20,30 +20,35 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from scipy.stats import ks_2samp
 
 from synthgate.tasks.text_memory import words
 
 
-def _bigrams(texts: list[str]) -> Counter[tuple[str, str]]:
-    counts: Counter[tuple[str, str]] = Counter()
-    for text in texts:
-        w = words(text)
-        counts.update(pairwise(w))
+def _weighted(texts: Counter[str], units: Any) -> Counter[Any]:
+    """Units (words or word pairs) of every text, each distinct text split once and counted as often as it occurs."""
+    counts: Counter[Any] = Counter()
+    for text, k in texts.items():
+        if k == 1:
+            counts.update(units(text))
+            continue
+        for unit in units(text):
+            counts[unit] += k
     return counts
 
 
 def text_fidelity(holdout: list[str | None], synthetic: list[str | None]) -> dict[str, Any]:
     """Length KS statistic, vocabulary overlap and word-bigram distance of `synthetic` against `holdout`."""
-    real = [t for t in holdout if isinstance(t, str)]
-    fake = [t for t in synthetic if isinstance(t, str)]
+    real = Counter(t for t in holdout if isinstance(t, str))
+    fake = Counter(t for t in synthetic if isinstance(t, str))
     if not real or not fake:
         return {"length_ks": None, "vocabulary_overlap": None, "bigram_distance": None}
-    length_ks = float(ks_2samp([len(t) for t in real], [len(t) for t in fake]).statistic)
-    real_words = Counter(w for t in real for w in words(t))
+    length_ks = float(ks_2samp([len(t) for t in real.elements()], [len(t) for t in fake.elements()]).statistic)
+    real_words = _weighted(real, words)
     fake_vocab = {w for t in fake for w in words(t)}
     overlap = sum(c for w, c in real_words.items() if w in fake_vocab) / max(sum(real_words.values()), 1)
-    a, b = _bigrams(real), _bigrams(fake)
+    a, b = _weighted(real, lambda t: pairwise(words(t))), _weighted(fake, lambda t: pairwise(words(t)))
     na, nb = max(sum(a.values()), 1), max(sum(b.values()), 1)
     distance = 0.5 * sum(abs(a[k] / na - b[k] / nb) for k in a.keys() | b.keys())
     return {
@@ -57,22 +62,49 @@ MIN_LEVEL_TEXTS = 20  # fewer texts of a level on either side: its word shares a
 MAX_LEVELS = 20  # columns with more levels are not read as categories here
 
 
-def _word_shares(texts: Sequence[str]) -> Counter[str]:
-    return Counter(w for t in texts for w in words(t))
+def _word_matrices(*sides: Sequence[str | None]) -> list[sparse.csr_matrix]:
+    """Per side, its rows' word counts as a sparse (rows, words) matrix over one word index (rows without text empty).
+
+    Template columns repeat a few texts thousands of times: each distinct text is split into words once.
+    """
+    index: dict[str, int] = {}
+    tables = []
+    for texts in sides:
+        distinct = {t: i for i, t in enumerate(dict.fromkeys(t for t in texts if isinstance(t, str)))}
+        entries = [
+            (i, index.setdefault(w, len(index)), n) for t, i in distinct.items() for w, n in Counter(words(t)).items()
+        ]
+        tables.append((texts, distinct, entries))
+    out = []
+    for texts, distinct, entries in tables:
+        rows, cols, vals = zip(*entries, strict=True) if entries else ((), (), ())
+        empty = len(distinct)  # rows without text point at this empty row
+        per_text = sparse.csr_matrix((vals, (rows, cols)), shape=(empty + 1, max(len(index), 1)))
+        out.append(per_text[[distinct[t] if isinstance(t, str) else empty for t in texts]])
+    return out
 
 
-def _similarity(a: Counter[str], b: Counter[str]) -> float:
-    na, nb = max(sum(a.values()), 1), max(sum(b.values()), 1)
-    return 1.0 - 0.5 * sum(abs(a[k] / na - b[k] / nb) for k in a.keys() | b.keys())
+def _similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """One minus the total variation distance of two word-count vectors."""
+    return 1.0 - 0.5 * float(np.abs(a / max(a.sum(), 1) - b / max(b.sum(), 1)).sum())
 
 
-def _by_level(texts: list[str | None], levels: pd.Series, real: pd.Series, real_texts: list[str | None]) -> dict:
+def _by_level(
+    real: sparse.csr_matrix,
+    real_rows: np.ndarray,
+    fake: sparse.csr_matrix,
+    fake_rows: np.ndarray,
+    real_levels: pd.Series,
+    fake_levels: np.ndarray,
+) -> dict[str, tuple[int, float]]:
+    """Per level with enough texts on both sides: (holdout texts of the level, word similarity of the two sides)."""
     out = {}
-    for level in pd.unique(real.dropna()):
-        real_part = [t for t, v in zip(real_texts, real, strict=True) if v == level and isinstance(t, str)]
-        fake_part = [t for t, v in zip(texts, levels, strict=True) if v == level and isinstance(t, str)]
-        if len(real_part) >= MIN_LEVEL_TEXTS and len(fake_part) >= MIN_LEVEL_TEXTS:
-            out[str(level)] = (len(real_part), _similarity(_word_shares(fake_part), _word_shares(real_part)))
+    real_values = real_levels.to_numpy()
+    for level in pd.unique(real_levels.dropna()):
+        on_real, on_fake = (real_values == level) & real_rows, (fake_levels == level) & fake_rows
+        if on_real.sum() >= MIN_LEVEL_TEXTS and on_fake.sum() >= MIN_LEVEL_TEXTS:
+            a, b = real.T @ on_real.astype(float), fake.T @ on_fake.astype(float)  # word counts of the level's texts
+            out[str(level)] = (int(on_real.sum()), _similarity(b, a))
     return out
 
 
@@ -95,15 +127,20 @@ def category_similarity(
         `{"similarity": mean over columns, "shuffled": mean over columns, "columns": {col: {...}}}`; the means are None
         when no column has two comparable levels.
     """
-    shuffled = list(np.random.default_rng(seed).permutation(np.array(synthetic_texts, dtype=object)))
+    order = np.random.default_rng(seed).permutation(len(synthetic_texts))
+    real, fake = _word_matrices(holdout_texts, synthetic_texts)
+    real_rows = np.array([isinstance(t, str) for t in holdout_texts], dtype=bool)
+    fake_rows = np.array([isinstance(t, str) for t in synthetic_texts], dtype=bool)
+    shuffled, shuffled_rows = fake[order], fake_rows[order]
     per_column: dict[str, Any] = {}
     for col in columns:
         if col not in holdout or col not in synthetic or holdout[col].nunique() > MAX_LEVELS:
             continue
-        kept = _by_level(synthetic_texts, synthetic[col], holdout[col], holdout_texts)
+        levels = synthetic[col].to_numpy()
+        kept = _by_level(real, real_rows, fake, fake_rows, holdout[col], levels)
         if len(kept) < 2:
             continue
-        base = _by_level(shuffled, synthetic[col], holdout[col], holdout_texts)
+        base = _by_level(real, real_rows, shuffled, shuffled_rows, holdout[col], levels)
         weights = {k: n for k, (n, _) in kept.items()}
         total = sum(weights.values())
         per_column[col] = {

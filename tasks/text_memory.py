@@ -32,13 +32,12 @@ def longest_shared_ngrams(texts: list[str], train: list[str], *, max_n: int = MA
 
     Grows n one at a time and keeps only the texts that still share an n-gram, so the cost follows the shared length,
     not every n up to `max_n`. An n-gram is a run inside one text, so "shared with a single training text" holds.
-    Texts repeat in template columns, so each distinct text is measured once.
+    Texts repeat in template columns, so each distinct text is split and measured once.
     """
-    train_words = list({tuple(words(t)) for t in train})
-    queries = [tuple(words(t)) for t in texts]
-    distinct = list(dict.fromkeys(queries))
-    best = dict.fromkeys(distinct, 0)
-    alive = [w for w in distinct if w]
+    train_words = list({tuple(words(t)) for t in dict.fromkeys(train)})
+    distinct = {t: tuple(words(t)) for t in dict.fromkeys(texts)}
+    best = dict.fromkeys(distinct.values(), 0)
+    alive = [w for w in best if w]
     for n in range(1, max_n + 1):
         if not alive:
             break
@@ -49,7 +48,7 @@ def longest_shared_ngrams(texts: list[str], train: list[str], *, max_n: int = MA
                 best[w] = n
                 still.append(w)
         alive = still
-    return np.array([best[w] for w in queries], dtype=int)
+    return np.array([best[distinct[t]] for t in texts], dtype=int)
 
 
 def memorisation(

@@ -21,13 +21,15 @@ EMAIL, URL, PHONE, ID, NAME = "<EMAIL>", "<URL>", "<PHONE>", "<ID>", "<NAME>"
 PLACEHOLDERS = (EMAIL, URL, PHONE, ID, NAME)
 
 # Order matters: an e-mail or a link contains digits a phone pattern would take, a phone contains a digit run.
-_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    (EMAIL, re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")),
-    (URL, re.compile(r"(?:https?://|www\.)[^\s<>\"']+", re.I)),
-    (ID, re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),  # US social security number
-    (PHONE, re.compile(r"(?:\+|\b00)?\(?\d[\d().\s-]{5,}\d(?:\s?(?:x|ext\.?)\s?\d+)?")),
-    (ID, re.compile(r"\b[A-Z]{0,4}-?\d{5,}\b")),  # account, order and card numbers
-    (NAME, re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr)\.?\s+[A-Z][a-z'-]+(?:\s+[A-Z][a-z'-]+)?")),
+# Each with what it cannot match without: that plain search skips the pattern's slower scan on most texts.
+_DIGIT = re.compile(r"\d")
+_PATTERNS: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = (
+    (EMAIL, re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+"), re.compile("@")),
+    (URL, re.compile(r"(?:https?://|www\.)[^\s<>\"']+", re.I), re.compile(r"://|www\.", re.I)),
+    (ID, re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), _DIGIT),  # US social security number
+    (PHONE, re.compile(r"(?:\+|\b00)?\(?\d[\d().\s-]{5,}\d(?:\s?(?:x|ext\.?)\s?\d+)?"), _DIGIT),
+    (ID, re.compile(r"\b[A-Z]{0,4}-?\d{5,}\b"), _DIGIT),  # account, order and card numbers
+    (NAME, re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr)\.?\s+[A-Z][a-z'-]+(?:\s+[A-Z][a-z'-]+)?"), re.compile("Mr|Ms|Miss|Dr")),
 )
 _MIN_PHONE_DIGITS = 7
 _DATE = re.compile(r"^(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})$")
@@ -58,7 +60,9 @@ def scrub(text: str, *, known: Iterable[str] = ()) -> tuple[str, list[str]]:
         if value in text:
             found.append(value)
             text = text.replace(value, NAME)
-    for kind, pattern in _PATTERNS:
+    for kind, pattern, needs in _PATTERNS:
+        if not needs.search(text):
+            continue
 
         def swap(match: re.Match[str], kind: str = kind) -> str:
             if not _is_value(kind, match.group(0)):
@@ -104,10 +108,23 @@ def _fake(kind: str, key: str, seed: int) -> str:
     return str(getattr(fake, _FAKER_METHOD[kind])())
 
 
-def _holds_real(value: str, avoid: set[str]) -> bool:
+def _holds_real(value: str, avoid: set[str] | _RealValues) -> bool:
     """Whether a real value is part of `value`: `bjohnson@example.net` holds the real `johnson@example.net`."""
-    n = len(value)
-    return any(value[i:j] in avoid for i in range(n) for j in range(i + 3, n + 1))
+    return (avoid if isinstance(avoid, _RealValues) else _RealValues(avoid)).within(value)
+
+
+class _RealValues:
+    """Real values of at least three characters, by their first three, so a fake is checked in one pass over it."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        self.by_prefix: dict[str, list[str]] = {}
+        for value in values:
+            if len(value) >= 3:
+                self.by_prefix.setdefault(value[:3], []).append(value)
+
+    def within(self, text: str) -> bool:
+        starts = self.by_prefix
+        return any(text.startswith(v, i) for i in range(len(text) - 2) for v in starts.get(text[i : i + 3], ()))
 
 
 def fill(texts: list[str | None], *, seed: int, avoid: set[str], rows: Iterable[int] | None = None) -> list[str | None]:
@@ -120,6 +137,7 @@ def fill(texts: list[str | None], *, seed: int, avoid: set[str], rows: Iterable[
         rows: output row numbers (default 0..n-1), so streamed batches draw different fakes.
     """
     rows = list(rows) if rows is not None else list(range(len(texts)))
+    real = _RealValues(avoid)
     out: list[str | None] = []
     scrubbed: dict[str, list[str]] = {}  # sampled texts repeat: each distinct one is scrubbed and split once
     for row, text in zip(rows, texts, strict=True):
@@ -131,7 +149,7 @@ def fill(texts: list[str | None], *, seed: int, avoid: set[str], rows: Iterable[
         pieces = list(scrubbed[text])
         for i in range(1, len(pieces), 2):
             value, attempt = _fake(pieces[i], f"{row}:{i}", seed), 0
-            while _holds_real(value, avoid) and attempt < 50:
+            while real.within(value) and attempt < 50:
                 attempt += 1
                 value = _fake(pieces[i], f"{row}:{i}#{attempt}", seed)
             pieces[i] = value

@@ -193,3 +193,22 @@ def test_a_small_table_keeps_its_class_in_the_numbers(wine):
     clf = make_pipeline(StandardScaler(), LogisticRegression()).fit(synthetic[numbers], synthetic["target"])
     assert model.coef_ is not None
     assert clf.score(test[numbers], test["target"]) > 0.85
+
+
+def test_the_component_search_reports_each_count_and_stops_when_told():
+    class OverBudgetError(RuntimeError):
+        pass
+
+    # Arrange: a callback that lets two component counts through, then says the time is up
+    x, _, _ = _two_component_data(n=400)
+    seen = []
+
+    def watch(report):
+        seen.append(report.epoch)
+        if report.epoch == 2:
+            raise OverBudgetError
+
+    # Act / Assert
+    with pytest.raises(OverBudgetError):
+        GaussianMixture(GMMConfig(seed=0)).fit(x, progress=watch)
+    assert seen == [1, 2]

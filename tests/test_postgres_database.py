@@ -1,5 +1,6 @@
-"""A whole database in a real PostgreSQL: keys read from its declared constraints, the copy written back into another
-schema with the target's constraints enforced. Skipped without SYNTHGATE_TEST_POSTGRES_URL (`.ci/run` sets it)."""
+"""A whole database in a real PostgreSQL through `synthgate database`: keys read from its declared constraints, the
+copy written back into another schema with the target's constraints enforced. Skipped without
+SYNTHGATE_TEST_POSTGRES_URL (`.ci/run` sets it)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def shop_schemas():
     """A source schema holding the shop with its declared keys, and an empty target schema with the same DDL."""
     engine = sa.create_engine(PG_URL)
     names = [f"shop_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("src", "dst")]
-    tables = shop_tables(n_customers=80)
+    # 300 customers: the size at which every gate of the shop passes whatever the seed (tests/test_relational.py)
+    tables = shop_tables(n_customers=300)
     with engine.begin() as conn:
         for name in names:
             conn.exec_driver_sql(f"CREATE SCHEMA {name}; SET search_path TO {name}")
@@ -45,44 +47,73 @@ def shop_schemas():
     engine.dispose()
 
 
+ORPHANS = {  # child rows whose foreign key finds no parent row, per declared relation
+    "orders.customer_id": "SELECT count(*) FROM orders o LEFT JOIN customers c ON o.customer_id = c.customer_id "
+    "WHERE c.customer_id IS NULL",
+    "orders.referred_by": "SELECT count(*) FROM orders o LEFT JOIN customers c ON o.referred_by = c.customer_id "
+    "WHERE o.referred_by IS NOT NULL AND c.customer_id IS NULL",
+    "order_items.order_id": "SELECT count(*) FROM order_items i LEFT JOIN orders o ON i.order_id = o.order_id "
+    "WHERE o.order_id IS NULL",
+    "payments.order_id": "SELECT count(*) FROM payments p LEFT JOIN orders o ON p.order_id = o.order_id "
+    "WHERE o.order_id IS NULL",
+}
+
+
 @pytest.mark.slow
-def test_a_postgresql_database_is_copied_from_its_constraints_and_written_back(shop_schemas):
+def test_database_command_copies_a_postgresql_database_from_its_constraints_and_writes_it_back(
+    prefect_harness, shop_schemas, tmp_path
+):
+    from typer.testing import CliRunner
+
+    from synthgate.flows.cli import app
     from synthgate.schemas.errors import InvalidInputError
     from synthgate.tasks.database_write import write_database
-    from synthgate.tasks.relational import synthesize_database
-    from synthgate.tasks.relational_gates import integrity
-    from synthgate.tasks.relations import check_database, read_database, table_order
 
     # Arrange
     source, target = (_in_schema(name) for name in shop_schemas)
-    db = check_database(read_database(source))
-    syn = synthesize_database(db, seed=0)
-    order = table_order(db.schema, list(syn.tables))
-    broken = {**syn.tables, "payments": syn.tables["payments"].assign(order_id=-1)}  # no such order
+    out = tmp_path / "out"
+    tables = ("customers", "orders", "order_items", "payments")  # parents first
 
-    # Act: the write-back `synthgate database --write-url` makes once every gate passed
-    write_database(syn.tables, order, target)
+    # Act: the command as a person types it, then a copy that breaks a foreign key written over it
+    result = CliRunner().invoke(app, ["database", "--input", source, "--output", str(out), "--write-url", target])
+    published = {t: pd.read_parquet(out / f"{t}.parquet") for t in tables}
+    broken = {**published, "payments": published["payments"].assign(order_id=-1)}  # no such order
     with pytest.raises(InvalidInputError, match="refused the synthetic rows") as refused:
-        write_database(broken, order, target)
+        write_database(broken, list(tables), target)
 
-    # Assert: keys came from the constraints; the target holds the copy, its constraints intact and enforced
-    assert db.schema.primary_key("order_items") == ["item_id"] and order.index("customers") < order.index("orders")
-    assert {r.source for r in db.schema.relations} == {"declared"} and len(db.schema.relations) == 4
-    assert integrity(syn)[0] == 1.0 and "foreign key" in str(refused.value).lower()
+    # Assert: every table published and written back, the target's keys declared, enforced and every one holding
+    assert result.exit_code == 0, result.output
+    assert "PUBLISHED 4 tables" in result.output and "foreign key" in str(refused.value).lower()
     engine = sa.create_engine(target)
     try:
         with engine.connect() as conn:
-            for table in ("customers", "orders", "order_items", "payments"):
-                written = pd.read_sql(f"SELECT * FROM {table}", conn)  # the refused swap left the first copy
-                assert len(written) == len(syn.tables[table]) > 0, table
-            constraints = conn.exec_driver_sql(
-                "SELECT count(*) FROM information_schema.table_constraints "
-                "WHERE constraint_type = 'FOREIGN KEY' AND table_schema = current_schema()"
-            ).scalar()
+            for table in tables:
+                written = pd.read_sql(f"SELECT * FROM {table}", conn)  # the refused swap left the published copy
+                key = written.columns[0]
+                assert len(written) == len(published[table]) > 0, table
+                assert sorted(written[key]) == sorted(published[table][key]), table
+            orphans = {name: conn.exec_driver_sql(sql).scalar() for name, sql in ORPHANS.items()}
+            kinds = conn.exec_driver_sql(
+                "SELECT constraint_type, count(*) FROM information_schema.table_constraints "
+                "WHERE table_schema = current_schema() GROUP BY constraint_type"
+            ).all()
             staged = [t for t in sa.inspect(conn).get_table_names() if t.startswith("_synthgate_stage_")]
     finally:
         engine.dispose()
-    assert constraints == 4 and staged == []
+    assert orphans == dict.fromkeys(ORPHANS, 0)  # 100% referential integrity in the target itself
+    assert {"PRIMARY KEY": 4, "FOREIGN KEY": 4}.items() <= dict(kinds).items() and staged == []
+
+
+def test_declared_keys_are_read_from_postgresql_constraints(shop_schemas):
+    from synthgate.tasks.relations import check_database, read_database, table_order
+
+    # Act
+    db = check_database(read_database(_in_schema(shop_schemas[0])))
+
+    # Assert: keys came from the constraints, none inferred
+    order = table_order(db.schema, list(db.tables))
+    assert db.schema.primary_key("order_items") == ["item_id"] and order.index("customers") < order.index("orders")
+    assert {r.source for r in db.schema.relations} == {"declared"} and len(db.schema.relations) == 4
 
 
 def test_composite_keys_are_read_from_postgresql_constraints():

@@ -99,3 +99,44 @@ def test_auto_tries_every_table_family_but_those_kept_out():
     # Assert: every family offered to `--model` that is not kept out, `cart` included (docs/decisions.md#cart-family).
     assert "cart" in model_names() and "cart" in names
     assert names == [n for n in model_names() if n not in NOT_IN_AUTO]
+
+
+def test_candidates_in_series_run_cheapest_first_and_stop_starting_once_the_budget_is_spent(monkeypatch):
+    # Arrange: each "fit" takes 50 ms and says which deadline it was given
+    calls = []
+
+    def fake(name, train, holdout, schema, *, deadline=None, **_):
+        calls.append((name, deadline))
+        time.sleep(0.05)
+        return candidate(name, detection=0.6, score=0.9)
+
+    monkeypatch.setattr(select, "evaluate_candidate", fake)
+    names = select.cheap_first(["gan", "vae", "arn", "cart", "gmm", "autoencoder"])
+
+    # Act
+    spent = select.evaluate_in_series(names, None, None, budget=0.0)
+    roomy = select.evaluate_in_series(names, None, None, budget=60.0)
+
+    # Assert: with nothing to spend the cheapest still runs to the end, unwatched, and the rest are skipped
+    assert names[:3] == ["cart", "gmm", "arn"] and calls[0] == ("cart", None)
+    assert [c.name for c in spent] == names and all("skipped" in c.error for c in spent[1:])
+    assert pick_best(spent).name == "cart"
+    assert [c.error for c in roomy] == [None] * len(names) and all(d is not None for _, d in calls[2:])
+
+
+def test_a_database_shares_its_budget_table_by_table():
+    # Arrange: three tables of 1,000 x 10 cells under a cap of 20 s
+    budget = select.SharedBudget(20.0)
+    wanted = select.table_time_budget(1_000, 10)
+
+    # Act: the first table spends its whole grant, the second overruns it
+    first = budget.take(wanted)
+    budget.spend(first)
+    second = budget.take(wanted)
+    budget.spend(second + 3.0)
+    third = budget.take(wanted)
+
+    # Assert: each table asks for more when larger, and the last gets nothing (its cheapest family alone)
+    assert select.table_time_budget(10_000, 10) > wanted > select.table_time_budget(100, 10)
+    assert first == wanted and second == 20.0 - wanted and third == 0.0
+    assert select.database_time_budget([(10**7, 50)] * 3) == select.DATABASE_BUDGET_MAX_S

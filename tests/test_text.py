@@ -148,6 +148,24 @@ def test_vocabulary_keeps_frequent_words_whole_and_spells_rare_ones():
     assert vocab.decode(vocab.encode([None], 8)[0]) is None
 
 
+def test_vocabulary_makes_a_sentence_many_texts_share_one_token():
+    # Arrange
+    texts = [f"Spoke with the owner. They renewed. Ticket {n} closed" for n in range(10)]
+    texts += ["Spoke with the owner. A unique remark follows."]
+
+    # Act
+    vocab = Vocabulary.learn(
+        texts, placeholders=PLACEHOLDERS, min_char_count=1, min_word_rows=5, max_words=100, max_phrases=10
+    )
+    ids = vocab.encode(texts, max_tokens=256)
+
+    # Assert
+    assert {"Spoke with the owner.", " They renewed.", " Ticket", " closed"} <= set(vocab.tokens)
+    assert not [t for t in vocab.tokens if "remark" in t or "Ticket " in t or ("closed" in t and len(t) > 7)]
+    assert len(ids[0]) == 7  # two sentence tokens, Ticket, " ", 0, closed, then <eos>
+    assert [vocab.decode(i) for i in ids] == texts
+
+
 def test_private_vocabulary_never_keeps_a_word_of_a_single_text():
     # Arrange
     texts = ["renewed for another year"] * 3000 + ["secretword"]
