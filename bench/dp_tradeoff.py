@@ -40,7 +40,8 @@ from synthgate.models.registry import build_model, config_class, model_names, pr
 from synthgate.schemas.table import infer_schema
 from synthgate.tasks.dp_preprocess import prepare_training
 from synthgate.tasks.fidelity import column_shapes, coverage, ml_utility, pair_trends
-from synthgate.tasks.protect import training_frame
+from synthgate.tasks.protect import complete_output, training_frame
+from synthgate.tasks.sample import sample_rows
 from synthgate.tasks.split import split_holdout
 from synthgate.tasks.training import anchored
 
@@ -112,7 +113,9 @@ def run_ours(name, eps, train, holdout, schema, target, *, epochs=None, override
     model = build_model(built, spans=encoder.spans_, device="cpu", options=options)
     model.fit(x)
     seconds = time.perf_counter() - start
-    synthetic = encoder.inverse_transform(model.sample(len(train), generator=torch.Generator().manual_seed(1)))
+    # The rows the flow would publish: its sampling step, then its completion (rules between columns kept, every
+    # source column back), so the gates judge what a run would write
+    synthetic = complete_output(sample_rows(model, encoder, len(train), seed=1), prepared.schema, seed=seed, real=train)
     row = {
         "spent": prepared.spent(model)[0],
         **score(train, holdout, synthetic, schema, target, seed),
